@@ -1,0 +1,139 @@
+//! The crate's one error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::digest::ChunkId;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in layerstore.
+///
+/// Every variant that concerns a file names its path; data read from disk never
+/// causes a panic, it becomes one of these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call on `path` failed (`op` says which: "open", "read", "fsync", …).
+    #[error("could not {op} '{path}': {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The directory exists but holds no layerstore store (no `config` file).
+    #[error("'{path}' is not a layerstore store (no config file)")]
+    NotAStore {
+        /// The directory that was opened.
+        path: PathBuf,
+    },
+
+    /// The store's `config` names a format version this build does not know,
+    /// typically because a newer layerstore wrote it.
+    #[error("'{path}' has store format version {found}; this build reads version {supported}")]
+    UnsupportedVersion {
+        /// The config file.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// The store's `config` could not be parsed, or names parameters this build
+    /// does not support.
+    #[error("bad store config '{path}': {reason}")]
+    BadConfig {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Bytes on disk do not match what names them: a chunk whose hash differs
+    /// from its id, a truncated pack, an index entry pointing past the end of its
+    /// pack, a malformed header. No byte of a corrupt chunk is ever returned.
+    #[error("corrupt data in '{path}' at offset {offset}: {reason}")]
+    Corrupt {
+        /// The pack, index or object file holding the bad bytes.
+        path: PathBuf,
+        /// Where in that file.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// A chunk that was asked for is in no index of the store.
+    #[error("chunk {id} is not in the store at '{store}'")]
+    ChunkNotFound {
+        /// The missing chunk.
+        id: ChunkId,
+        /// The store's directory.
+        store: PathBuf,
+    },
+
+    /// Another process holds the store's lock in a mode that excludes ours
+    /// (for example, garbage collection holds it exclusively).
+    #[error("the store at '{path}' is locked by another process ({reason})")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Which lock was wanted.
+        reason: &'static str,
+    },
+
+    /// A string does not parse as an id (`blake3:` followed by 64 hex digits).
+    #[error("'{input}' is not a valid id: {reason}")]
+    BadId {
+        /// The text given.
+        input: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// An argument was out of range (for example a seek before the start of the
+    /// content, or a zstd level the library does not accept).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Corrupt`] for `path` at `offset`.
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// Lets [`Error`] travel through `std::io::Read`/`Seek` implementations; the
+    /// original error stays reachable through `get_ref`/`into_inner`.
+    fn from(err: Error) -> Self {
+        let kind = match &err {
+            Error::Io { source, .. } => source.kind(),
+            Error::Corrupt { .. } => io::ErrorKind::InvalidData,
+            Error::ChunkNotFound { .. } | Error::NotAStore { .. } => io::ErrorKind::NotFound,
+            Error::InvalidArgument(_) | Error::BadId { .. } => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
+    }
+}

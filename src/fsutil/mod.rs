@@ -1,0 +1,1 @@
+//! Filesystem helpers: durable writes, confined path resolution, xattrs, devices.

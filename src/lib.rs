@@ -1,0 +1,19 @@
+//! # layerstore
+//!
+//! An embeddable, content-addressed store for container-image layers.
+//!
+//! Layers are stored over a deduplicating chunk store: content is cut into
+//! content-defined chunks (FastCDC), each named by the BLAKE3 hash of its bytes
+//! and stored once, zstd-compressed, in append-only pack files.
+
+mod digest;
+mod error;
+mod fsutil;
+mod store;
+mod tree;
+
+pub use crate::{
+    digest::{ChunkId, ID_PREFIX, PackId},
+    error::{Error, Result},
+    store::chunk_list::{ChunkList, ChunkRef},
+};

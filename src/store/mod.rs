@@ -1,0 +1,3 @@
+//! The content-addressed chunk store.
+
+pub(crate) mod chunk_list;

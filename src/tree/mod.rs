@@ -1,0 +1,1 @@
+//! The tree model: entries, snapshots, layers, images.
