@@ -91,6 +91,18 @@ id_type!(
     /// The id of a stored pack file: BLAKE3-256 of the whole file.
     PackId
 );
+id_type!(
+    /// The id of a [`Snapshot`](crate::Snapshot): BLAKE3-256 of its canonical encoding.
+    SnapshotId
+);
+id_type!(
+    /// The id of a [`Layer`](crate::Layer): BLAKE3-256 of its canonical encoding.
+    LayerId
+);
+id_type!(
+    /// The id of an [`Image`](crate::Image): BLAKE3-256 of its canonical encoding.
+    ImageId
+);
 
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {

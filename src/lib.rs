@@ -13,7 +13,7 @@ mod store;
 mod tree;
 
 pub use crate::{
-    digest::{ChunkId, ID_PREFIX, PackId},
+    digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     error::{Error, Result},
     store::chunk_list::{ChunkList, ChunkRef},
 };
