@@ -3,8 +3,36 @@
 //! An embeddable, content-addressed store for container-image layers.
 //!
 //! Layers are stored over a deduplicating chunk store: content is cut into
-//! content-defined chunks (FastCDC), each named by the BLAKE3 hash of its bytes
-//! and stored once, zstd-compressed, in append-only pack files.
+//! content-defined chunks (FastCDC 2020, 16/64/256 KiB), each named by the
+//! BLAKE3 hash of its bytes and stored once, zstd-compressed, in append-only
+//! pack files with sorted, memory-mapped indexes. Every read is verified
+//! against the chunk's id.
+//!
+//! ```
+//! use std::io::{Read, Seek, SeekFrom};
+//! use layerstore::{Store, StoreOptions};
+//!
+//! # fn main() -> layerstore::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::create(dir.path().join("store"), &StoreOptions::default())?;
+//!
+//! let content = b"the same bytes twice ".repeat(10_000);
+//! let first = store.put_bytes(&content)?;
+//! let second = store.put_bytes(&content)?; // deduplicated: nothing new is written
+//! assert_eq!(first, second);
+//! store.flush()?; // durable from here on
+//!
+//! let mut reader = store.reader(&first);
+//! reader.seek(SeekFrom::Start(21))?;
+//! let mut word = [0u8; 3];
+//! reader.read_exact(&mut word)?;
+//! assert_eq!(&word, b"the");
+//!
+//! let stats = store.stats()?;
+//! assert!(stats.stored_bytes < content.len() as u64 / 10);
+//! # Ok(())
+//! # }
+//! ```
 
 mod digest;
 mod error;
@@ -15,5 +43,9 @@ mod tree;
 pub use crate::{
     digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     error::{Error, Result},
-    store::chunk_list::{ChunkList, ChunkRef},
+    store::{
+        ChunkReader, PackStats, Store, StoreStats,
+        chunk_list::{ChunkList, ChunkRef},
+        config::StoreOptions,
+    },
 };

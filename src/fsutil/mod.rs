@@ -1,1 +1,2 @@
 //! Filesystem helpers: durable writes, confined path resolution, xattrs, devices.
+pub(crate) mod durable;

@@ -1,0 +1,222 @@
+//! Pack files: a header, then frames back to back. Written append-only in
+//! `tmp/`, fsynced, then renamed to `packs/<id>.pack`, where `<id>` is the
+//! BLAKE3 of the whole file; immutable from then on.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::digest::{ChunkId, PackId};
+use crate::error::{Error, Result};
+use crate::fsutil::durable;
+use crate::store::frame::{self, EncodedFrame, FrameHeader};
+use crate::store::index::Location;
+
+/// Pack magic and version.
+pub(crate) const PACK_MAGIC: [u8; 8] = *b"LSPACK\0\x01";
+
+/// A pack being written.
+pub(crate) struct PackWriter {
+    tmp_path: PathBuf,
+    file: Arc<File>,
+    len: u64,
+    hasher: blake3::Hasher,
+    records: Vec<(ChunkId, Location)>,
+}
+
+impl PackWriter {
+    /// Starts a pack in `tmp_dir`.
+    pub(crate) fn create(tmp_dir: &Path) -> Result<Self> {
+        let tmp_path = durable::unique_tmp_path(tmp_dir, "pack");
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .map_err(|e| Error::io("create", &tmp_path, e))?;
+        file.write_all(&PACK_MAGIC)
+            .map_err(|e| Error::io("write", &tmp_path, e))?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&PACK_MAGIC);
+        Ok(Self {
+            tmp_path,
+            file: Arc::new(file),
+            len: PACK_MAGIC.len() as u64,
+            hasher,
+            records: Vec::new(),
+        })
+    }
+
+    /// The file, for reading chunks back before the pack is finished.
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// The temporary path (for error messages about pending chunks).
+    pub(crate) fn tmp_path(&self) -> &Path {
+        &self.tmp_path
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Appends a frame; returns the location of each of its chunks.
+    pub(crate) fn append(&mut self, encoded: &EncodedFrame) -> Result<Vec<(ChunkId, Location)>> {
+        (&*self.file)
+            .write_all(&encoded.bytes)
+            .map_err(|e| Error::io("write", &self.tmp_path, e))?;
+        self.hasher.update(&encoded.bytes);
+        let payload_offset = self.len + encoded.payload_start as u64;
+        self.len += encoded.bytes.len() as u64;
+        let header = &encoded.header;
+        let mut offset_in_frame = 0u32;
+        let frame_chunks = u8::try_from(header.chunks.len()).unwrap_or(u8::MAX);
+        let mut out = Vec::with_capacity(header.chunks.len());
+        for &(id, len) in &header.chunks {
+            let loc = Location {
+                payload_offset,
+                stored_len: header.stored_len,
+                raw_len: header.raw_len,
+                offset_in_frame,
+                len,
+                codec: header.codec,
+                frame_chunks,
+            };
+            offset_in_frame += len;
+            out.push((id, loc));
+        }
+        self.records.extend_from_slice(&out);
+        Ok(out)
+    }
+
+    /// Whether no frame was appended.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Fsyncs the pack and renames it to `packs_dir/<id>.pack` (fsyncing the
+    /// directory). Returns the id, the final path and the records.
+    pub(crate) fn finish(self, packs_dir: &Path) -> Result<(PackId, PathBuf, Vec<(ChunkId, Location)>)> {
+        durable::sync_file(&self.file, &self.tmp_path)?;
+        let id = PackId::from(self.hasher.finalize());
+        let path = packs_dir.join(format!("{}.pack", id.to_hex()));
+        durable::rename_durable(&self.tmp_path, &path)?;
+        Ok((id, path, self.records))
+    }
+
+    /// Deletes the unfinished pack.
+    pub(crate) fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp_path);
+    }
+}
+
+/// Reads a frame's payload from `file` (at `path`, for messages) and decodes it.
+pub(crate) fn read_payload(file: &File, path: &Path, loc: &Location) -> Result<Vec<u8>> {
+    let mut stored = vec![0u8; loc.stored_len as usize];
+    file.read_exact_at(&mut stored, loc.payload_offset)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupt(path, loc.payload_offset, "the pack ends inside this frame")
+            } else {
+                Error::io("read", path, e)
+            }
+        })?;
+    frame::decode_payload(loc.codec, &stored, loc.raw_len)
+        .map_err(|reason| Error::corrupt(path, loc.payload_offset, reason))
+}
+
+/// Reads the raw bytes of a chunk stored alone in a raw frame, without copying
+/// the frame first.
+pub(crate) fn read_raw_chunk(file: &File, path: &Path, loc: &Location) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; loc.len as usize];
+    file.read_exact_at(&mut out, loc.payload_offset + u64::from(loc.offset_in_frame))
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupt(path, loc.payload_offset, "the pack ends inside this chunk")
+            } else {
+                Error::io("read", path, e)
+            }
+        })?;
+    Ok(out)
+}
+
+/// Walks the frames of a whole pack's bytes, returning every chunk's location;
+/// used to rebuild a lost index. Stops with an error at the first bad frame,
+/// giving the records found before it.
+pub(crate) fn scan(bytes: &[u8]) -> (Vec<(ChunkId, Location)>, Result<(), (u64, String)>) {
+    let mut records = Vec::new();
+    if bytes.get(..PACK_MAGIC.len()) != Some(&PACK_MAGIC[..]) {
+        return (records, Err((0, "bad pack magic".into())));
+    }
+    let mut at = PACK_MAGIC.len();
+    while at < bytes.len() {
+        let header = match FrameHeader::parse(&bytes[at..]) {
+            Ok(h) => h,
+            Err(reason) => return (records, Err((at as u64, reason))),
+        };
+        let payload_offset = at + header.encoded_len();
+        let end = payload_offset + header.stored_len as usize;
+        if end > bytes.len() {
+            return (records, Err((at as u64, "the pack ends inside this frame".into())));
+        }
+        let mut offset_in_frame = 0;
+        let frame_chunks = u8::try_from(header.chunks.len()).unwrap_or(u8::MAX);
+        for &(id, len) in &header.chunks {
+            records.push((
+                id,
+                Location {
+                    payload_offset: payload_offset as u64,
+                    stored_len: header.stored_len,
+                    raw_len: header.raw_len,
+                    offset_in_frame,
+                    len,
+                    codec: header.codec,
+                    frame_chunks,
+                },
+            ));
+            offset_in_frame += len;
+        }
+        at = end;
+    }
+    (records, Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_finish_scan_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = PackWriter::create(dir.path()).unwrap();
+        let a = b"alpha ".repeat(500);
+        let b = b"beta".to_vec();
+        let frame = frame::encode(
+            vec![(ChunkId::of(&a), a.len() as u32), (ChunkId::of(&b), 4)],
+            &[&a[..], &b[..]].concat(),
+            3,
+        )
+        .unwrap();
+        let locs = writer.append(&frame).unwrap();
+        let (id, path, records) = writer.finish(dir.path()).unwrap();
+        assert_eq!(records, locs);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(PackId::of(&bytes), id);
+        let (scanned, end) = scan(&bytes);
+        assert!(end.is_ok());
+        assert_eq!(scanned, records);
+        let file = File::open(&path).unwrap();
+        let payload = read_payload(&file, &path, &records[1].1).unwrap();
+        let loc = records[1].1;
+        assert_eq!(&payload[loc.offset_in_frame as usize..][..4], b"beta");
+        // A truncated pack is corrupt, naming the path.
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(20).unwrap();
+        let err = read_payload(&file, &path, &records[0].1).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()));
+    }
+}

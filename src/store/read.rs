@@ -1,0 +1,212 @@
+//! Reading: verified chunk reads, and a `Read + Seek` reader over a chunk list.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::Store;
+use super::write::PendingChunk;
+use crate::digest::ChunkId;
+use crate::error::{Error, Result};
+use crate::store::chunk_list::ChunkList;
+use crate::store::index::Location;
+use crate::store::pack;
+
+/// Reading
+impl Store {
+    /// Whether the store holds chunk `id` (committed or written by this process).
+    #[must_use]
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.is_committed(id) || self.lock_pending().chunks.contains_key(id)
+    }
+
+    /// The bytes of chunk `id`, verified against the id.
+    ///
+    /// # Errors
+    /// [`Error::ChunkNotFound`] if no index names it; [`Error::Corrupt`] naming
+    /// the pack and offset if the stored bytes do not hash to `id` or cannot be
+    /// decoded; [`Error::Io`] naming the pack if it cannot be read.
+    pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let pending = self.lock_pending().lookup(id);
+        let (bytes, path, offset) = match pending {
+            Some(PendingChunk::Grouped { .. }) => unreachable!("lookup copies grouped chunks out"),
+            Some(PendingChunk::Sealing { bytes, offset, len }) => {
+                let slice = bytes
+                    .get(offset as usize..offset as usize + len as usize)
+                    .ok_or_else(|| Error::corrupt(self.tmp_dir(), 0, "pending group is short"))?;
+                (slice.to_vec(), self.tmp_dir(), 0)
+            }
+            Some(PendingChunk::Written {
+                file,
+                path,
+                seq,
+                loc,
+            }) => {
+                let bytes = self.read_located(&file, &path, seq, &loc)?;
+                (bytes, path.to_path_buf(), loc.payload_offset)
+            }
+            None => {
+                let Some((pack, loc)) = self.find_committed(id) else {
+                    return Err(Error::ChunkNotFound {
+                        id: *id,
+                        store: self.root.clone(),
+                    });
+                };
+                let loc = loc?;
+                let (file, len) = pack.file()?;
+                loc.check(*len)
+                    .map_err(|reason| Error::corrupt(&pack.idx_path, 0, format!("entry for {id}: {reason}")))?;
+                let bytes = self.read_located(file, &pack.path, pack.seq, &loc)?;
+                (bytes, pack.path.clone(), loc.payload_offset)
+            }
+        };
+        if ChunkId::of(&bytes) != *id {
+            return Err(Error::corrupt(
+                path,
+                offset,
+                format!("chunk {id} does not match its bytes"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// The chunk at `loc` in `file`, not yet verified. Frames shared by several
+    /// chunks go through the frame cache.
+    fn read_located(&self, file: &std::fs::File, path: &Path, seq: u64, loc: &Location) -> Result<Vec<u8>> {
+        let start = loc.offset_in_frame as usize;
+        let end = start + loc.len as usize;
+        if loc.frame_chunks == 1 {
+            if loc.codec == crate::store::frame::Codec::Raw {
+                return pack::read_raw_chunk(file, path, loc);
+            }
+            let payload = pack::read_payload(file, path, loc)?;
+            return payload
+                .get(start..end)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| Error::corrupt(path, loc.payload_offset, "chunk outside its frame"));
+        }
+        let key = (seq, loc.payload_offset);
+        let frame = if let Some(frame) = self.cache.get(key) {
+            frame
+        } else {
+            let frame = Arc::new(pack::read_payload(file, path, loc)?);
+            self.cache.insert(key, Arc::clone(&frame));
+            frame
+        };
+        frame
+            .get(start..end)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| Error::corrupt(path, loc.payload_offset, "chunk outside its frame"))
+    }
+
+    /// A reader of the content whose chunk list is `list`.
+    #[must_use]
+    pub fn reader(&self, list: &ChunkList) -> ChunkReader<'_> {
+        let mut starts = Vec::with_capacity(list.chunks().len());
+        let mut total = 0u64;
+        for chunk in list.chunks() {
+            starts.push(total);
+            total += u64::from(chunk.len);
+        }
+        ChunkReader {
+            store: self,
+            list: list.clone(),
+            starts,
+            len: total,
+            pos: 0,
+            current: None,
+        }
+    }
+
+    /// All of the content of `list`, verified.
+    ///
+    /// # Errors
+    /// As [`Store::read_chunk`].
+    pub fn read_all(&self, list: &ChunkList) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(usize::try_from(list.content_len()).unwrap_or(0));
+        for chunk in list.chunks() {
+            let bytes = self.read_chunk(&chunk.id)?;
+            if bytes.len() != chunk.len as usize {
+                return Err(Error::corrupt(
+                    self.path(),
+                    0,
+                    format!("chunk {} is {} bytes, the list says {}", chunk.id, bytes.len(), chunk.len),
+                ));
+            }
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the content of a chunk list with [`Read`] and [`Seek`]. Seeking is
+/// random access: reading at an offset loads only the chunk that holds it.
+/// Every chunk is verified before any of its bytes are returned; errors are
+/// `io::Error`s wrapping the crate's [`Error`].
+pub struct ChunkReader<'a> {
+    store: &'a Store,
+    list: ChunkList,
+    starts: Vec<u64>,
+    len: u64,
+    pos: u64,
+    current: Option<(usize, Vec<u8>)>,
+}
+
+impl ChunkReader<'_> {
+    /// The content's total length.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the content is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Read for ChunkReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() || self.pos >= self.len {
+            return Ok(0);
+        }
+        let i = self.starts.partition_point(|&s| s <= self.pos) - 1;
+        if self.current.as_ref().is_none_or(|(c, _)| *c != i) {
+            let chunk = self.list.chunks()[i];
+            let bytes = self.store.read_chunk(&chunk.id)?;
+            if bytes.len() != chunk.len as usize {
+                return Err(Error::corrupt(
+                    self.store.path(),
+                    0,
+                    format!("chunk {} is {} bytes, the list says {}", chunk.id, bytes.len(), chunk.len),
+                )
+                .into());
+            }
+            self.current = Some((i, bytes));
+        }
+        let Some((_, bytes)) = &self.current else {
+            return Ok(0);
+        };
+        let within = (self.pos - self.starts[i]) as usize;
+        let n = buf.len().min(bytes.len() - within);
+        buf[..n].copy_from_slice(&bytes[within..within + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for ChunkReader<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the content")
+        })?;
+        self.pos = target;
+        Ok(target)
+    }
+}

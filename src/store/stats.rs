@@ -1,0 +1,79 @@
+//! Statistics: what the store holds and what it costs on disk.
+
+use std::collections::HashSet;
+
+use super::Store;
+use crate::digest::PackId;
+use crate::error::{Error, Result};
+
+/// One pack's share of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackStats {
+    /// The pack.
+    pub id: PackId,
+    /// Chunks indexed in it.
+    pub chunks: u64,
+    /// Their uncompressed bytes.
+    pub unique_bytes: u64,
+    /// The pack file's size on disk (frames, headers, and any dead bytes).
+    pub stored_bytes: u64,
+}
+
+/// The whole store (committed packs only; call [`Store::flush`] first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Distinct chunks.
+    pub chunks: u64,
+    /// Their uncompressed bytes: the content after deduplication.
+    pub unique_bytes: u64,
+    /// Bytes of pack files on disk: after deduplication and compression.
+    pub stored_bytes: u64,
+    /// Bytes of index files on disk.
+    pub index_bytes: u64,
+    /// Per pack, in the order the packs were loaded.
+    pub packs: Vec<PackStats>,
+}
+
+/// Statistics
+impl Store {
+    /// Counts chunks and bytes over every committed index.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming a pack or index whose size cannot be read.
+    pub fn stats(&self) -> Result<StoreStats> {
+        self.refresh()?;
+        let committed = self
+            .committed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stats = StoreStats::default();
+        let mut seen = HashSet::new();
+        for pack in &committed.packs {
+            let mut p = PackStats {
+                id: pack.id,
+                chunks: 0,
+                unique_bytes: 0,
+                stored_bytes: std::fs::metadata(&pack.path)
+                    .map_err(|e| Error::io("stat", &pack.path, e))?
+                    .len(),
+            };
+            for i in 0..pack.index.len() {
+                if !seen.insert(pack.index.id_at(i)) {
+                    continue;
+                }
+                p.chunks += 1;
+                if let Some(loc) = pack.index.location_at(i) {
+                    p.unique_bytes += u64::from(loc.len);
+                }
+            }
+            stats.chunks += p.chunks;
+            stats.unique_bytes += p.unique_bytes;
+            stats.stored_bytes += p.stored_bytes;
+            stats.index_bytes += std::fs::metadata(&pack.idx_path)
+                .map_err(|e| Error::io("stat", &pack.idx_path, e))?
+                .len();
+            stats.packs.push(p);
+        }
+        Ok(stats)
+    }
+}

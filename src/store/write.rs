@@ -1,0 +1,388 @@
+//! Writing: chunk, hash, deduplicate, compress and pack content, in parallel.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, MutexGuard};
+
+use rayon::prelude::*;
+
+use super::{Pack, Store, index, pack::PackWriter};
+use crate::digest::ChunkId;
+use crate::error::{Error, Result};
+use crate::fsutil::durable;
+use crate::store::chunk_list::{ChunkList, ChunkRef};
+use crate::store::frame;
+use crate::store::index::Location;
+use crate::store::lock::DirLock;
+
+/// Chunks shorter than this are grouped with others into shared frames.
+pub(crate) const GROUP_BELOW: usize = 32 << 10;
+/// A shared frame is sealed once its chunks add up to this much.
+pub(crate) const GROUP_TARGET: usize = 512 << 10;
+/// A pack is finished and indexed once it grows past this.
+pub(crate) const PACK_TARGET: u64 = 256 << 20;
+/// `put_reader` reads and chunks this much at a time (bounds its memory).
+const READ_BLOCK: usize = 8 << 20;
+
+/// Chunks written by this process but not yet in a committed index.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(super) chunks: HashMap<ChunkId, PendingChunk>,
+    group: Vec<(ChunkId, u32)>,
+    group_bytes: Vec<u8>,
+    writer: Option<PackWriter>,
+    /// Frame-cache number of the current writer.
+    writer_seq: u64,
+    /// Seals and pack rotations running outside the lock.
+    in_flight: usize,
+    /// Set when a write failed after some `put` had returned: the next `flush`
+    /// reports it, since those puts' chunks were lost.
+    lost: Option<String>,
+}
+
+/// Where a pending chunk's bytes are.
+#[derive(Clone)]
+pub(crate) enum PendingChunk {
+    /// In the open group, at this offset of `group_bytes`.
+    Grouped { offset: u32, len: u32 },
+    /// In a group being compressed.
+    Sealing {
+        bytes: Arc<Vec<u8>>,
+        offset: u32,
+        len: u32,
+    },
+    /// In a pack being written (or finished and about to be indexed).
+    Written {
+        file: Arc<File>,
+        path: Arc<PathBuf>,
+        seq: u64,
+        loc: Location,
+    },
+}
+
+impl Pending {
+    /// Where a pending chunk is; the bytes of one still in the open group are
+    /// copied out (they move when the group is sealed), as `Sealing`.
+    pub(crate) fn lookup(&self, id: &ChunkId) -> Option<PendingChunk> {
+        match self.chunks.get(id)? {
+            PendingChunk::Grouped { offset, len } => {
+                let bytes = self
+                    .group_bytes
+                    .get(*offset as usize..*offset as usize + *len as usize)?
+                    .to_vec();
+                Some(PendingChunk::Sealing {
+                    bytes: Arc::new(bytes),
+                    offset: 0,
+                    len: *len,
+                })
+            }
+            other => Some(other.clone()),
+        }
+    }
+}
+
+/// Writing
+impl Store {
+    /// Stores `bytes`; returns their chunk list. Chunks already in the store are
+    /// not stored again. The chunks of one call are hashed and compressed in
+    /// parallel (rayon).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the pack being written (a full disk, for example).
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<ChunkList> {
+        let (ranges, _) = self.chunker.split(bytes, true);
+        self.put_ranges(bytes, &ranges)
+    }
+
+    /// Stores everything `reader` yields, reading a few megabytes at a time, so
+    /// memory stays bounded whatever the length. `what` names the source in
+    /// error messages.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `what` if reading fails, or the pack if writing does.
+    pub fn put_reader(&self, mut reader: impl Read, what: &Path) -> Result<ChunkList> {
+        let mut list = ChunkList::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_BLOCK + self.chunker.max_size());
+        let mut at_end = false;
+        while !at_end {
+            let want = READ_BLOCK + self.chunker.max_size();
+            while buf.len() < want {
+                let start = buf.len();
+                buf.resize(want, 0);
+                match reader.read(&mut buf[start..]) {
+                    Ok(0) => {
+                        buf.truncate(start);
+                        at_end = true;
+                        break;
+                    }
+                    Ok(n) => buf.truncate(start + n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+                    Err(e) => return Err(Error::io("read", what, e)),
+                }
+            }
+            let (ranges, carry) = self.chunker.split(&buf, at_end);
+            list.extend_from(&self.put_ranges(&buf, &ranges)?);
+            buf.drain(..carry);
+        }
+        Ok(list)
+    }
+
+    /// Stores the contents of the file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `path` if it cannot be read, or the pack if writing fails.
+    pub fn put_file(&self, path: impl AsRef<Path>) -> Result<ChunkList> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        self.put_reader(file, path)
+    }
+
+    fn put_ranges(&self, bytes: &[u8], ranges: &[std::ops::Range<usize>]) -> Result<ChunkList> {
+        let refs = if ranges.len() > 1 {
+            ranges
+                .par_iter()
+                .map(|r| self.put_chunk(&bytes[r.clone()]))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            ranges
+                .iter()
+                .map(|r| self.put_chunk(&bytes[r.clone()]))
+                .collect::<Result<Vec<_>>>()?
+        };
+        Ok(ChunkList::from(refs))
+    }
+
+    pub(super) fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores one chunk unless it is already stored.
+    pub(crate) fn put_chunk(&self, data: &[u8]) -> Result<ChunkRef> {
+        let id = ChunkId::of(data);
+        let chunk = ChunkRef {
+            id,
+            len: data.len() as u32,
+        };
+        if self.is_committed(&id) {
+            return Ok(chunk);
+        }
+        if data.len() < GROUP_BELOW {
+            let mut pending = self.lock_pending();
+            if pending.chunks.contains_key(&id) || self.is_committed(&id) {
+                return Ok(chunk);
+            }
+            let offset = pending.group_bytes.len() as u32;
+            pending.group_bytes.extend_from_slice(data);
+            pending.group.push((id, chunk.len));
+            pending.chunks.insert(
+                id,
+                PendingChunk::Grouped {
+                    offset,
+                    len: chunk.len,
+                },
+            );
+            if pending.group_bytes.len() >= GROUP_TARGET {
+                self.seal_group(pending)?;
+            }
+            return Ok(chunk);
+        }
+        if self.lock_pending().chunks.contains_key(&id) {
+            return Ok(chunk);
+        }
+        let encoded = frame::encode(vec![(id, chunk.len)], data, self.config.zstd_level)
+            .map_err(|e| Error::io("compress", self.tmp_dir(), e))?;
+        let mut pending = self.lock_pending();
+        if pending.chunks.contains_key(&id) || self.is_committed(&id) {
+            return Ok(chunk);
+        }
+        self.append_frame(&mut pending, &encoded)?;
+        self.maybe_rotate(pending)?;
+        Ok(chunk)
+    }
+
+    /// Compresses the open group outside the lock and appends it.
+    fn seal_group(&self, mut pending: MutexGuard<'_, Pending>) -> Result<()> {
+        let ids = std::mem::take(&mut pending.group);
+        let bytes = Arc::new(std::mem::take(&mut pending.group_bytes));
+        for (id, _) in &ids {
+            if let Some(state) = pending.chunks.get_mut(id)
+                && let PendingChunk::Grouped { offset, len } = *state
+            {
+                *state = PendingChunk::Sealing {
+                    bytes: Arc::clone(&bytes),
+                    offset,
+                    len,
+                };
+            }
+        }
+        pending.in_flight += 1;
+        drop(pending);
+        let encoded = frame::encode(ids.clone(), &bytes, self.config.zstd_level);
+        let mut pending = self.lock_pending();
+        pending.in_flight -= 1;
+        let result = encoded
+            .map_err(|e| Error::io("compress", self.tmp_dir(), e))
+            .and_then(|encoded| self.append_frame(&mut pending, &encoded));
+        if let Err(err) = result {
+            for (id, _) in &ids {
+                pending.chunks.remove(id);
+            }
+            pending.lost = Some(err.to_string());
+            self.pending_changed.notify_all();
+            return Err(err);
+        }
+        self.pending_changed.notify_all();
+        self.maybe_rotate(pending)
+    }
+
+    fn append_frame(&self, pending: &mut Pending, encoded: &frame::EncodedFrame) -> Result<()> {
+        if pending.writer.is_none() {
+            pending.writer = Some(PackWriter::create(&self.tmp_dir())?);
+            pending.writer_seq = self
+                .pack_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let seq = pending.writer_seq;
+        let Some(writer) = pending.writer.as_mut() else {
+            unreachable!("the writer was just created")
+        };
+        let records = writer.append(encoded)?;
+        let file = Arc::clone(writer.file());
+        let path = Arc::new(writer.tmp_path().to_path_buf());
+        for (id, loc) in records {
+            pending.chunks.insert(
+                id,
+                PendingChunk::Written {
+                    file: Arc::clone(&file),
+                    path: Arc::clone(&path),
+                    seq,
+                    loc,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Finishes the current pack if it has grown past the target size.
+    fn maybe_rotate(&self, mut pending: MutexGuard<'_, Pending>) -> Result<()> {
+        if pending.writer.as_ref().is_some_and(|w| w.len() >= PACK_TARGET) {
+            let writer = pending.writer.take();
+            pending.in_flight += 1;
+            drop(pending);
+            let result = writer.map_or(Ok(()), |w| self.commit_pack(w));
+            let mut pending = self.lock_pending();
+            pending.in_flight -= 1;
+            if let Err(err) = &result {
+                pending.lost = Some(err.to_string());
+            }
+            self.pending_changed.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Makes everything put so far durable: seals the open group, waits for
+    /// compression in flight, fsyncs and renames the pack, then writes its index.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the pack or index that could not be written. After
+    /// an error, content put since the last successful flush may be lost from
+    /// the store and must be put again.
+    pub fn flush(&self) -> Result<()> {
+        let mut pending = self.lock_pending();
+        if !pending.group.is_empty() {
+            self.seal_group(pending)?;
+            pending = self.lock_pending();
+        }
+        while pending.in_flight > 0 {
+            pending = self
+                .pending_changed
+                .wait(pending)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if !pending.group.is_empty() {
+            drop(pending);
+            return self.flush();
+        }
+        if let Some(lost) = pending.lost.take() {
+            return Err(Error::io(
+                "write",
+                self.tmp_dir(),
+                std::io::Error::other(format!("an earlier write failed, so content put since the last flush was not stored: {lost}")),
+            ));
+        }
+        let Some(writer) = pending.writer.take() else {
+            return Ok(());
+        };
+        pending.in_flight += 1;
+        drop(pending);
+        let result = self.commit_pack(writer);
+        let mut pending = self.lock_pending();
+        pending.in_flight -= 1;
+        self.pending_changed.notify_all();
+        drop(pending);
+        result
+    }
+
+    /// Finishes `writer`'s pack and writes its index, leaving out chunks that
+    /// another process indexed meanwhile; then forgets its pending chunks.
+    fn commit_pack(&self, writer: PackWriter) -> Result<()> {
+        if writer.is_empty() {
+            writer.discard();
+            return Ok(());
+        }
+        let tmp_path = writer.tmp_path().to_path_buf();
+        let result = self.index_pack(writer);
+        // Whether it worked or not, these chunks are no longer pending: they are
+        // committed, or lost (and then put again by whoever needs them).
+        let mut pending = self.lock_pending();
+        pending.chunks.retain(|_, state| {
+            !matches!(state, PendingChunk::Written { path, .. } if **path == tmp_path)
+        });
+        result
+    }
+
+    fn index_pack(&self, writer: PackWriter) -> Result<()> {
+        let tmp_path = writer.tmp_path().to_path_buf();
+        let finished = writer.finish(&self.packs_dir());
+        let (id, pack_path, mut records) = match finished {
+            Ok(done) => done,
+            Err(err) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(err);
+            }
+        };
+        let _guard = DirLock::exclusive(&self.packs_dir())?;
+        self.refresh()?;
+        records.retain(|(id, _)| !self.is_committed(id));
+        if records.is_empty() {
+            // Every chunk was indexed by another process meanwhile. The pack is
+            // dead weight, unless it is byte for byte a pack someone indexed.
+            let shared = self
+                .committed
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .names
+                .contains(&id);
+            if !shared {
+                let _ = std::fs::remove_file(&pack_path);
+            }
+            return Ok(());
+        }
+        let idx_bytes = index::encode(&mut records);
+        let idx_path = self.packs_dir().join(format!("{}.idx", id.to_hex()));
+        durable::write_atomic(&self.tmp_dir(), &idx_path, &idx_bytes)?;
+        let pack: Pack = self.load_pack(id)?;
+        let mut committed = self
+            .committed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if committed.names.insert(id) {
+            committed.packs.push(Arc::new(pack));
+        }
+        Ok(())
+    }
+}
