@@ -114,7 +114,11 @@ impl Error {
     }
 
     /// An [`Error::Corrupt`] for `path` at `offset`.
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             path: path.into(),
             offset,

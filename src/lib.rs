@@ -3,7 +3,7 @@
 //! An embeddable, content-addressed store for container-image layers.
 //!
 //! Layers are stored over a deduplicating chunk store: content is cut into
-//! content-defined chunks (FastCDC 2020, 16/64/256 KiB), each named by the
+//! content-defined chunks (`FastCDC` 2020, 16/64/256 KiB), each named by the
 //! BLAKE3 hash of its bytes and stored once, zstd-compressed, in append-only
 //! pack files with sorted, memory-mapped indexes. Every read is verified
 //! against the chunk's id.
@@ -12,7 +12,7 @@
 //! use std::io::{Read, Seek, SeekFrom};
 //! use layerstore::{Store, StoreOptions};
 //!
-//! # fn main() -> layerstore::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = Store::create(dir.path().join("store"), &StoreOptions::default())?;
 //!
@@ -37,6 +37,8 @@
 mod digest;
 mod error;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 mod store;
 mod tree;
 

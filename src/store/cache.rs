@@ -31,7 +31,10 @@ impl FrameCache {
 
     /// The frame under `key`, if cached.
     pub(crate) fn get(&self, key: FrameKey) -> Option<Arc<Vec<u8>>> {
-        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         inner.clock += 1;
         let clock = inner.clock;
         inner.frames.get_mut(&key).map(|(frame, used)| {
@@ -46,7 +49,10 @@ impl FrameCache {
         if frame.len() > self.budget {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         inner.clock += 1;
         let clock = inner.clock;
         let len = frame.len();
@@ -55,7 +61,12 @@ impl FrameCache {
         }
         inner.bytes += len;
         while inner.bytes > self.budget {
-            let Some(oldest) = inner.frames.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) else {
+            let Some(oldest) = inner
+                .frames
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k)
+            else {
                 break;
             };
             if let Some((old, _)) = inner.frames.remove(&oldest) {
@@ -80,6 +91,9 @@ mod tests {
         assert_eq!(cache.get((0, 0)).unwrap()[0], 0);
         assert_eq!(cache.get((0, 2)).unwrap()[0], 2);
         cache.insert((0, 3), Arc::new(vec![3; 1000]));
-        assert!(cache.get((0, 3)).is_none(), "a frame over budget was cached");
+        assert!(
+            cache.get((0, 3)).is_none(),
+            "a frame over budget was cached"
+        );
     }
 }

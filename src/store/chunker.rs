@@ -1,4 +1,4 @@
-//! Content-defined chunking: FastCDC (2020) at the store's sizes.
+//! Content-defined chunking: `FastCDC` (2020) at the store's sizes.
 //!
 //! Chunk boundaries are part of the store format: the same bytes must always
 //! cut at the same places, or deduplication against older data is lost. The
@@ -136,7 +136,9 @@ mod tests {
     }
 
     const PINNED_COUNT: usize = 58;
-    const PINNED_FIRST: [usize; 8] = [70860, 32337, 69488, 147106, 80103, 19470, 35570, 67267];
+    const PINNED_FIRST: [usize; 8] = [
+        70_860, 32_337, 69_488, 147_106, 80_103, 19_470, 35_570, 67_267,
+    ];
     const PINNED_DIGEST: &str = "48606ba6050bea5f0ac67bc6246b51235a6b507e5b39de8b65e1b5a29edf9799";
 
     #[test]
@@ -147,7 +149,10 @@ mod tests {
         let (last, body) = lengths.split_last().unwrap();
         assert!(*last <= CHUNK_MAX as usize);
         for len in body {
-            assert!((CHUNK_MIN as usize..=CHUNK_MAX as usize).contains(len), "{len}");
+            assert!(
+                (CHUNK_MIN as usize..=CHUNK_MAX as usize).contains(len),
+                "{len}"
+            );
         }
     }
 

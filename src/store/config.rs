@@ -118,7 +118,10 @@ impl Config {
     pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
         let bad = |s: String| ConfigError::Malformed(s);
         if bytes.len() > MAX_CONFIG_LEN {
-            return Err(bad(format!("{} bytes is too long for a config", bytes.len())));
+            return Err(bad(format!(
+                "{} bytes is too long for a config",
+                bytes.len()
+            )));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".into()))?;
         let mut pairs: Vec<(&str, &str)> = Vec::new();
@@ -176,10 +179,23 @@ impl Config {
             return Err(bad(format!("unknown chunker '{}'", get("chunker")?)));
         }
         if get("compression")? != "zstd" {
-            return Err(bad(format!("unknown compression '{}'", get("compression")?)));
+            return Err(bad(format!(
+                "unknown compression '{}'",
+                get("compression")?
+            )));
         }
-        let sizes = (number("chunk-min")?, number("chunk-avg")?, number("chunk-max")?);
-        if sizes != (i64::from(CHUNK_MIN), i64::from(CHUNK_AVG), i64::from(CHUNK_MAX)) {
+        let sizes = (
+            number("chunk-min")?,
+            number("chunk-avg")?,
+            number("chunk-max")?,
+        );
+        if sizes
+            != (
+                i64::from(CHUNK_MIN),
+                i64::from(CHUNK_AVG),
+                i64::from(CHUNK_MAX),
+            )
+        {
             return Err(bad(format!(
                 "chunk sizes {}/{}/{} are not the supported {CHUNK_MIN}/{CHUNK_AVG}/{CHUNK_MAX}",
                 sizes.0, sizes.1, sizes.2
@@ -191,7 +207,8 @@ impl Config {
             chunk_min: CHUNK_MIN,
             chunk_avg: CHUNK_AVG,
             chunk_max: CHUNK_MAX,
-            zstd_level: i32::try_from(level).map_err(|_| bad(format!("level {level} is out of range")))?,
+            zstd_level: i32::try_from(level)
+                .map_err(|_| bad(format!("level {level} is out of range")))?,
         };
         config.check_level().map_err(bad)?;
         Ok(config)
@@ -236,7 +253,10 @@ mod tests {
         ];
         for case in cases {
             assert!(
-                matches!(Config::parse(case.as_bytes()), Err(ConfigError::Malformed(_))),
+                matches!(
+                    Config::parse(case.as_bytes()),
+                    Err(ConfigError::Malformed(_))
+                ),
                 "accepted: {case:?}"
             );
         }

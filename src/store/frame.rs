@@ -71,16 +71,21 @@ impl FrameHeader {
         if fixed[..4] != FRAME_MAGIC {
             return Err("bad frame magic".into());
         }
-        let codec = Codec::from_u8(fixed[4]).ok_or_else(|| format!("unknown codec {}", fixed[4]))?;
+        let codec =
+            Codec::from_u8(fixed[4]).ok_or_else(|| format!("unknown codec {}", fixed[4]))?;
         if fixed[5..8] != [0, 0, 0] {
             return Err("reserved header bytes are not zero".into());
         }
-        let u32_at = |at: usize| u32::from_le_bytes([fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]])
+        };
         let stored_len = u32_at(8);
         let raw_len = u32_at(12);
         let count = u32_at(16);
         if raw_len > MAX_FRAME_RAW || stored_len > MAX_FRAME_RAW + (MAX_FRAME_RAW >> 4) {
-            return Err(format!("frame of {raw_len} bytes ({stored_len} stored) exceeds the limit"));
+            return Err(format!(
+                "frame of {raw_len} bytes ({stored_len} stored) exceeds the limit"
+            ));
         }
         if count == 0 || count > raw_len {
             return Err(format!("frame claims {count} chunks in {raw_len} bytes"));
@@ -173,7 +178,11 @@ fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 
 /// Encodes the chunks (ids and bytes) whose concatenation is `raw` as a frame:
 /// zstd at `level`, or raw if compression does not shrink it.
-pub(crate) fn encode(chunks: Vec<(ChunkId, u32)>, raw: &[u8], level: i32) -> std::io::Result<EncodedFrame> {
+pub(crate) fn encode(
+    chunks: Vec<(ChunkId, u32)>,
+    raw: &[u8],
+    level: i32,
+) -> std::io::Result<EncodedFrame> {
     debug_assert_eq!(
         chunks.iter().map(|(_, l)| u64::from(*l)).sum::<u64>(),
         raw.len() as u64

@@ -36,6 +36,9 @@ pub(crate) const RECORD_LEN: usize = 64;
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 256 * 4;
 const CHECKSUM_LEN: usize = 32;
 
+/// A chunk and where it is.
+pub(crate) type Record = (ChunkId, Location);
+
 /// Where a chunk is in its pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Location {
@@ -99,7 +102,8 @@ impl<T: Deref<Target = [u8]>> Index<T> {
         let mut count_bytes = [0u8; 8];
         count_bytes.copy_from_slice(&header[16..24]);
         let count = u64::from_le_bytes(count_bytes);
-        let expected = (count as u128) * (RECORD_LEN as u128) + (HEADER_LEN + CHECKSUM_LEN) as u128;
+        let expected =
+            u128::from(count) * (RECORD_LEN as u128) + (HEADER_LEN + CHECKSUM_LEN) as u128;
         if expected != bytes.len() as u128 {
             return Err(format!(
                 "index claims {count} records but is {} bytes long",
@@ -160,7 +164,11 @@ impl<T: Deref<Target = [u8]>> Index<T> {
     pub(crate) fn find(&self, id: &ChunkId) -> Option<usize> {
         let first = usize::from(id.as_bytes()[0]);
         let header = &self.data[..HEADER_LEN];
-        let mut lo = if first == 0 { 0 } else { fanout_at(header, first - 1) as usize };
+        let mut lo = if first == 0 {
+            0
+        } else {
+            fanout_at(header, first - 1) as usize
+        };
         let mut hi = fanout_at(header, first) as usize;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -195,8 +203,8 @@ fn fanout_at(header: &[u8], b: usize) -> u32 {
 
 /// Encodes an index of `records`, which need not be sorted; duplicate ids keep
 /// the first record.
-pub(crate) fn encode(records: &mut Vec<(ChunkId, Location)>) -> Vec<u8> {
-    records.sort_by(|a, b| a.0.cmp(&b.0));
+pub(crate) fn encode(records: &mut Vec<Record>) -> Vec<u8> {
+    records.sort_by_key(|r| r.0);
     records.dedup_by(|a, b| a.0 == b.0);
     let mut out = Vec::with_capacity(HEADER_LEN + records.len() * RECORD_LEN + CHECKSUM_LEN);
     out.extend_from_slice(&INDEX_MAGIC);

@@ -24,7 +24,10 @@ pub(crate) fn map(file: &File, path: &Path) -> Result<Mapped> {
     if len == 0 {
         return Ok(Mapped(None));
     }
-    #[expect(unsafe_code, reason = "memmap2::Mmap::map is unsafe: the file must not change while mapped")]
+    #[expect(
+        unsafe_code,
+        reason = "memmap2::Mmap::map is unsafe: the file must not change while mapped"
+    )]
     // SAFETY: the files mapped here are immutable once renamed into place (see
     // the module doc); readers bounds-check everything they read.
     let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io("mmap", path, e))?;

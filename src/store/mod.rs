@@ -102,7 +102,11 @@ impl Pack {
     fn find(&self, id: &ChunkId) -> Option<Result<Location>> {
         let i = self.index.find(id)?;
         Some(self.index.location_at(i).ok_or_else(|| {
-            Error::corrupt(&self.idx_path, 0, format!("record {i} has an unknown codec"))
+            Error::corrupt(
+                &self.idx_path,
+                0,
+                format!("record {i} has an unknown codec"),
+            )
         }))
     }
 }
@@ -127,7 +131,8 @@ impl Store {
             return Self::open(root);
         }
         fs_err::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
-        let mut entries = std::fs::read_dir(root).map_err(|e| Error::io("read directory", root, e))?;
+        let mut entries =
+            std::fs::read_dir(root).map_err(|e| Error::io("read directory", root, e))?;
         if let Some(entry) = entries.next() {
             let entry = entry.map_err(|e| Error::io("read directory", root, e))?;
             if !matches!(entry.file_name().to_str(), Some("packs" | "tmp" | "lock")) {
@@ -262,7 +267,10 @@ impl Store {
         }
         found.sort();
         let known: Vec<PackId> = {
-            let committed = self.committed.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let committed = self
+                .committed
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             found
                 .into_iter()
                 .filter(|id| !committed.names.contains(id))
@@ -272,7 +280,10 @@ impl Store {
         for id in known {
             loaded.push(Arc::new(self.load_pack(id)?));
         }
-        let mut committed = self.committed.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut committed = self
+            .committed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for pack in loaded {
             if committed.names.insert(pack.id) {
                 committed.packs.push(pack);
@@ -299,7 +310,10 @@ impl Store {
 
     /// The committed pack and location of `id`, newest pack first.
     fn find_committed(&self, id: &ChunkId) -> Option<(Arc<Pack>, Result<Location>)> {
-        let committed = self.committed.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let committed = self
+            .committed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         committed
             .packs
             .iter()
@@ -308,8 +322,15 @@ impl Store {
     }
 
     fn is_committed(&self, id: &ChunkId) -> bool {
-        let committed = self.committed.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        committed.packs.iter().rev().any(|p| p.index.find(id).is_some())
+        let committed = self
+            .committed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        committed
+            .packs
+            .iter()
+            .rev()
+            .any(|p| p.index.find(id).is_some())
     }
 }
 
@@ -337,6 +358,8 @@ impl Drop for Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.root).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.root)
+            .finish_non_exhaustive()
     }
 }

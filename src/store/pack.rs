@@ -8,11 +8,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::digest::{ChunkId, PackId};
+use crate::digest::PackId;
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
 use crate::store::frame::{self, EncodedFrame, FrameHeader};
-use crate::store::index::Location;
+use crate::store::index::{Location, Record};
 
 /// Pack magic and version.
 pub(crate) const PACK_MAGIC: [u8; 8] = *b"LSPACK\0\x01";
@@ -23,7 +23,7 @@ pub(crate) struct PackWriter {
     file: Arc<File>,
     len: u64,
     hasher: blake3::Hasher,
-    records: Vec<(ChunkId, Location)>,
+    records: Vec<Record>,
 }
 
 impl PackWriter {
@@ -65,7 +65,7 @@ impl PackWriter {
     }
 
     /// Appends a frame; returns the location of each of its chunks.
-    pub(crate) fn append(&mut self, encoded: &EncodedFrame) -> Result<Vec<(ChunkId, Location)>> {
+    pub(crate) fn append(&mut self, encoded: &EncodedFrame) -> Result<Vec<Record>> {
         (&*self.file)
             .write_all(&encoded.bytes)
             .map_err(|e| Error::io("write", &self.tmp_path, e))?;
@@ -100,7 +100,7 @@ impl PackWriter {
 
     /// Fsyncs the pack and renames it to `packs_dir/<id>.pack` (fsyncing the
     /// directory). Returns the id, the final path and the records.
-    pub(crate) fn finish(self, packs_dir: &Path) -> Result<(PackId, PathBuf, Vec<(ChunkId, Location)>)> {
+    pub(crate) fn finish(self, packs_dir: &Path) -> Result<(PackId, PathBuf, Vec<Record>)> {
         durable::sync_file(&self.file, &self.tmp_path)?;
         let id = PackId::from(self.hasher.finalize());
         let path = packs_dir.join(format!("{}.pack", id.to_hex()));
@@ -133,21 +133,24 @@ pub(crate) fn read_payload(file: &File, path: &Path, loc: &Location) -> Result<V
 /// the frame first.
 pub(crate) fn read_raw_chunk(file: &File, path: &Path, loc: &Location) -> Result<Vec<u8>> {
     let mut out = vec![0u8; loc.len as usize];
-    file.read_exact_at(&mut out, loc.payload_offset + u64::from(loc.offset_in_frame))
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::corrupt(path, loc.payload_offset, "the pack ends inside this chunk")
-            } else {
-                Error::io("read", path, e)
-            }
-        })?;
+    file.read_exact_at(
+        &mut out,
+        loc.payload_offset + u64::from(loc.offset_in_frame),
+    )
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::corrupt(path, loc.payload_offset, "the pack ends inside this chunk")
+        } else {
+            Error::io("read", path, e)
+        }
+    })?;
     Ok(out)
 }
 
 /// Walks the frames of a whole pack's bytes, returning every chunk's location;
 /// used to rebuild a lost index. Stops with an error at the first bad frame,
 /// giving the records found before it.
-pub(crate) fn scan(bytes: &[u8]) -> (Vec<(ChunkId, Location)>, Result<(), (u64, String)>) {
+pub(crate) fn scan(bytes: &[u8]) -> (Vec<Record>, Result<(), (u64, String)>) {
     let mut records = Vec::new();
     if bytes.get(..PACK_MAGIC.len()) != Some(&PACK_MAGIC[..]) {
         return (records, Err((0, "bad pack magic".into())));
@@ -161,7 +164,10 @@ pub(crate) fn scan(bytes: &[u8]) -> (Vec<(ChunkId, Location)>, Result<(), (u64, 
         let payload_offset = at + header.encoded_len();
         let end = payload_offset + header.stored_len as usize;
         if end > bytes.len() {
-            return (records, Err((at as u64, "the pack ends inside this frame".into())));
+            return (
+                records,
+                Err((at as u64, "the pack ends inside this frame".into())),
+            );
         }
         let mut offset_in_frame = 0;
         let frame_chunks = u8::try_from(header.chunks.len()).unwrap_or(u8::MAX);
@@ -188,6 +194,7 @@ pub(crate) fn scan(bytes: &[u8]) -> (Vec<(ChunkId, Location)>, Result<(), (u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::ChunkId;
 
     #[test]
     fn write_finish_scan_read() {
@@ -214,7 +221,12 @@ mod tests {
         let loc = records[1].1;
         assert_eq!(&payload[loc.offset_in_frame as usize..][..4], b"beta");
         // A truncated pack is corrupt, naming the path.
-        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(20).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(20)
+            .unwrap();
         let err = read_payload(&file, &path, &records[0].1).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(&path.display().to_string()));

@@ -54,8 +54,16 @@ impl Store {
                 };
                 let loc = loc?;
                 let (file, len) = pack.file()?;
-                loc.check(*len)
-                    .map_err(|reason| Error::corrupt(&pack.idx_path, 0, format!("entry for {id}: {reason}")))?;
+                loc.check(*len).map_err(|reason| {
+                    Error::corrupt(
+                        &pack.path,
+                        loc.payload_offset,
+                        format!(
+                            "the entry for {id} in '{}' does not fit: {reason}",
+                            pack.idx_path.display()
+                        ),
+                    )
+                })?;
                 let bytes = self.read_located(file, &pack.path, pack.seq, &loc)?;
                 (bytes, pack.path.clone(), loc.payload_offset)
             }
@@ -72,7 +80,13 @@ impl Store {
 
     /// The chunk at `loc` in `file`, not yet verified. Frames shared by several
     /// chunks go through the frame cache.
-    fn read_located(&self, file: &std::fs::File, path: &Path, seq: u64, loc: &Location) -> Result<Vec<u8>> {
+    fn read_located(
+        &self,
+        file: &std::fs::File,
+        path: &Path,
+        seq: u64,
+        loc: &Location,
+    ) -> Result<Vec<u8>> {
         let start = loc.offset_in_frame as usize;
         let end = start + loc.len as usize;
         if loc.frame_chunks == 1 {
@@ -80,10 +94,9 @@ impl Store {
                 return pack::read_raw_chunk(file, path, loc);
             }
             let payload = pack::read_payload(file, path, loc)?;
-            return payload
-                .get(start..end)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| Error::corrupt(path, loc.payload_offset, "chunk outside its frame"));
+            return payload.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
+                Error::corrupt(path, loc.payload_offset, "chunk outside its frame")
+            });
         }
         let key = (seq, loc.payload_offset);
         let frame = if let Some(frame) = self.cache.get(key) {
@@ -130,7 +143,12 @@ impl Store {
                 return Err(Error::corrupt(
                     self.path(),
                     0,
-                    format!("chunk {} is {} bytes, the list says {}", chunk.id, bytes.len(), chunk.len),
+                    format!(
+                        "chunk {} is {} bytes, the list says {}",
+                        chunk.id,
+                        bytes.len(),
+                        chunk.len
+                    ),
                 ));
             }
             out.extend_from_slice(&bytes);
@@ -179,7 +197,12 @@ impl Read for ChunkReader<'_> {
                 return Err(Error::corrupt(
                     self.store.path(),
                     0,
-                    format!("chunk {} is {} bytes, the list says {}", chunk.id, bytes.len(), chunk.len),
+                    format!(
+                        "chunk {} is {} bytes, the list says {}",
+                        chunk.id,
+                        bytes.len(),
+                        chunk.len
+                    ),
                 )
                 .into());
             }
@@ -204,7 +227,10 @@ impl Seek for ChunkReader<'_> {
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         let target = target.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the content")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the content",
+            )
         })?;
         self.pos = target;
         Ok(target)

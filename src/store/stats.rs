@@ -11,10 +11,11 @@ use crate::error::{Error, Result};
 pub struct PackStats {
     /// The pack.
     pub id: PackId,
-    /// Chunks indexed in it.
+    /// Chunks indexed in it (a chunk indexed by two packs, which concurrent
+    /// writers avoid, counts in both).
     pub chunks: u64,
     /// Their uncompressed bytes.
-    pub unique_bytes: u64,
+    pub chunk_bytes: u64,
     /// The pack file's size on disk (frames, headers, and any dead bytes).
     pub stored_bytes: u64,
 }
@@ -52,22 +53,23 @@ impl Store {
             let mut p = PackStats {
                 id: pack.id,
                 chunks: 0,
-                unique_bytes: 0,
+                chunk_bytes: 0,
                 stored_bytes: std::fs::metadata(&pack.path)
                     .map_err(|e| Error::io("stat", &pack.path, e))?
                     .len(),
             };
             for i in 0..pack.index.len() {
-                if !seen.insert(pack.index.id_at(i)) {
-                    continue;
-                }
+                let len = pack
+                    .index
+                    .location_at(i)
+                    .map_or(0, |loc| u64::from(loc.len));
                 p.chunks += 1;
-                if let Some(loc) = pack.index.location_at(i) {
-                    p.unique_bytes += u64::from(loc.len);
+                p.chunk_bytes += len;
+                if seen.insert(pack.index.id_at(i)) {
+                    stats.chunks += 1;
+                    stats.unique_bytes += len;
                 }
             }
-            stats.chunks += p.chunks;
-            stats.unique_bytes += p.unique_bytes;
             stats.stored_bytes += p.stored_bytes;
             stats.index_bytes += std::fs::metadata(&pack.idx_path)
                 .map_err(|e| Error::io("stat", &pack.idx_path, e))?

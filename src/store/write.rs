@@ -200,7 +200,7 @@ impl Store {
             return Ok(chunk);
         }
         self.append_frame(&mut pending, &encoded)?;
-        self.maybe_rotate(pending)?;
+        self.maybe_rotate(pending);
         Ok(chunk)
     }
 
@@ -236,7 +236,8 @@ impl Store {
             return Err(err);
         }
         self.pending_changed.notify_all();
-        self.maybe_rotate(pending)
+        self.maybe_rotate(pending);
+        Ok(())
     }
 
     fn append_frame(&self, pending: &mut Pending, encoded: &frame::EncodedFrame) -> Result<()> {
@@ -268,8 +269,12 @@ impl Store {
     }
 
     /// Finishes the current pack if it has grown past the target size.
-    fn maybe_rotate(&self, mut pending: MutexGuard<'_, Pending>) -> Result<()> {
-        if pending.writer.as_ref().is_some_and(|w| w.len() >= PACK_TARGET) {
+    fn maybe_rotate(&self, mut pending: MutexGuard<'_, Pending>) {
+        if pending
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.len() >= PACK_TARGET)
+        {
             let writer = pending.writer.take();
             pending.in_flight += 1;
             drop(pending);
@@ -281,7 +286,6 @@ impl Store {
             }
             self.pending_changed.notify_all();
         }
-        Ok(())
     }
 
     /// Makes everything put so far durable: seals the open group, waits for
@@ -311,7 +315,9 @@ impl Store {
             return Err(Error::io(
                 "write",
                 self.tmp_dir(),
-                std::io::Error::other(format!("an earlier write failed, so content put since the last flush was not stored: {lost}")),
+                std::io::Error::other(format!(
+                    "an earlier write failed, so content put since the last flush was not stored: {lost}"
+                )),
             ));
         }
         let Some(writer) = pending.writer.take() else {
@@ -339,9 +345,9 @@ impl Store {
         // Whether it worked or not, these chunks are no longer pending: they are
         // committed, or lost (and then put again by whoever needs them).
         let mut pending = self.lock_pending();
-        pending.chunks.retain(|_, state| {
-            !matches!(state, PendingChunk::Written { path, .. } if **path == tmp_path)
-        });
+        pending.chunks.retain(
+            |_, state| !matches!(state, PendingChunk::Written { path, .. } if **path == tmp_path),
+        );
         result
     }
 

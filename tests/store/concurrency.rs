@@ -1,0 +1,125 @@
+//! Many threads, and many processes, writing overlapping content into one store.
+
+use std::collections::HashSet;
+
+use layerstore::Store;
+
+use super::{child, child_arg, decode_list, encode_list, new_store, random_bytes, text_bytes};
+
+/// The content writer `w` of a concurrency test puts: pieces shared by all
+/// writers, pieces shared with the next writer, and pieces of its own.
+fn content_of(writer: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for piece in 0..6u64 {
+        out.push(random_bytes(300_000 + piece as usize * 1000, 1000 + piece));
+        out.push(text_bytes(5000 + piece as usize, 2000 + piece));
+    }
+    for piece in 0..4u64 {
+        out.push(random_bytes(200_000, 3000 + (writer + 1) * 10 + piece));
+        out.push(random_bytes(200_000, 3000 + writer * 10 + piece));
+        out.push(text_bytes(9000, 4000 + writer * 10 + piece));
+    }
+    out
+}
+
+fn assert_each_chunk_indexed_once(store: &Store, expected: &HashSet<layerstore::ChunkId>) {
+    let stats = store.stats().unwrap();
+    let indexed: u64 = stats.packs.iter().map(|p| p.chunks).sum();
+    assert_eq!(stats.chunks, expected.len() as u64, "distinct chunks");
+    assert_eq!(indexed, stats.chunks, "some chunk is indexed twice");
+}
+
+#[test]
+fn eight_threads_store_each_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let results: Vec<Vec<(Vec<u8>, layerstore::ChunkList)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|w| {
+                let store = &store;
+                s.spawn(move || {
+                    content_of(w)
+                        .into_iter()
+                        .map(|c| {
+                            let list = store.put_bytes(&c).unwrap();
+                            (c, list)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    store.flush().unwrap();
+    let mut expected = HashSet::new();
+    for (content, list) in results.iter().flatten() {
+        expected.extend(list.chunks().iter().map(|c| c.id));
+        assert_eq!(&store.read_all(list).unwrap(), content);
+    }
+    assert_each_chunk_indexed_once(&store, &expected);
+    drop(store);
+    let store = Store::open(dir.path().join("store")).unwrap();
+    assert_each_chunk_indexed_once(&store, &expected);
+    for (content, list) in results.iter().flatten() {
+        assert_eq!(&store.read_all(list).unwrap(), content);
+    }
+}
+
+/// Child side of `three_processes_store_each_chunk_once`.
+#[test]
+#[ignore = "child process of three_processes_store_each_chunk_once"]
+fn child_concurrent_writer() {
+    let Some(arg) = child_arg() else { return };
+    let (store_dir, writer) = arg.split_once('|').unwrap();
+    let writer: u64 = writer.parse().unwrap();
+    let store = Store::open(store_dir).unwrap();
+    // libtest printed "test … " without a newline; start reports on a line of their own.
+    println!();
+    for (i, content) in content_of(writer).into_iter().enumerate() {
+        let list = store.put_bytes(&content).unwrap();
+        if i % 5 == 4 {
+            store.flush().unwrap();
+        }
+        println!("LIST {writer} {i} {}", encode_list(&list));
+    }
+    store.flush().unwrap();
+}
+
+#[test]
+fn three_processes_store_each_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    drop(new_store(dir.path()));
+    let children: Vec<_> = (0..3u64)
+        .map(|w| {
+            child(
+                "concurrency::child_concurrent_writer",
+                &format!("{}|{w}", store_dir.display()),
+            )
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut reported = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "child failed: {out:?}");
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            if let Some(rest) = line.strip_prefix("LIST ") {
+                let mut parts = rest.splitn(3, ' ');
+                let w: u64 = parts.next().unwrap().parse().unwrap();
+                let i: usize = parts.next().unwrap().parse().unwrap();
+                reported.push((w, i, decode_list(parts.next().unwrap_or(""))));
+            }
+        }
+    }
+    assert_eq!(reported.len(), 3 * 24, "every child reported every piece");
+    let store = Store::open(&store_dir).unwrap();
+    let mut expected = HashSet::new();
+    for (w, i, list) in &reported {
+        expected.extend(list.chunks().iter().map(|c| c.id));
+        assert_eq!(store.read_all(list).unwrap(), content_of(*w)[*i]);
+    }
+    assert_each_chunk_indexed_once(&store, &expected);
+}
