@@ -334,6 +334,24 @@ impl Store {
     }
 }
 
+impl chunk_list::ChunkList {
+    /// The chunk list `bytes` would get in a store, computed without storing
+    /// anything: the chunk boundaries and BLAKE3 ids, on this thread alone.
+    /// Useful to learn which chunks another store lacks before sending any.
+    #[must_use]
+    pub fn of(bytes: &[u8]) -> Self {
+        let chunker = Chunker::new(config::CHUNK_MIN, config::CHUNK_AVG, config::CHUNK_MAX);
+        let (ranges, _) = chunker.split(bytes, true);
+        ranges
+            .into_iter()
+            .map(|r| chunk_list::ChunkRef {
+                id: ChunkId::of(&bytes[r.clone()]),
+                len: r.len() as u32,
+            })
+            .collect()
+    }
+}
+
 /// Removes everything in `tmp/` (called only while holding the store lock
 /// exclusively, so no writer is using it).
 fn clean_tmp(tmp: &Path) -> Result<()> {

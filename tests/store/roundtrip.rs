@@ -204,6 +204,7 @@ fn put_file_and_put_reader_agree_with_put_bytes() {
         .put_reader(std::io::Cursor::new(&data), &path)
         .unwrap();
     assert_eq!(from_file, from_bytes);
+    assert_eq!(layerstore::ChunkList::of(&data), from_bytes);
     assert_eq!(from_reader, from_bytes);
     assert!(store.put_bytes(&[]).unwrap().is_empty());
 }
