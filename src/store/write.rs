@@ -104,24 +104,19 @@ impl Store {
     /// [`Error::Io`] naming `what` if reading fails, or the pack if writing does.
     pub fn put_reader(&self, mut reader: impl Read, what: &Path) -> Result<ChunkList> {
         let mut list = ChunkList::new();
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_BLOCK + self.chunker.max_size());
+        let mut buf: Vec<u8> = Vec::new();
         let mut at_end = false;
         while !at_end {
-            let want = READ_BLOCK + self.chunker.max_size();
-            while buf.len() < want {
-                let start = buf.len();
-                buf.resize(want, 0);
-                match reader.read(&mut buf[start..]) {
-                    Ok(0) => {
-                        buf.truncate(start);
-                        at_end = true;
-                        break;
-                    }
-                    Ok(n) => buf.truncate(start + n),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
-                    Err(e) => return Err(Error::io("read", what, e)),
-                }
-            }
+            // Read up to a block past the carried bytes. `take` + `read_to_end`
+            // grows the buffer with the data, so a small file costs its size,
+            // not a block.
+            let want = (READ_BLOCK + self.chunker.max_size()).saturating_sub(buf.len());
+            let before = buf.len();
+            (&mut reader)
+                .take(want as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io("read", what, e))?;
+            at_end = buf.len() - before < want;
             let (ranges, carry) = self.chunker.split(&buf, at_end);
             list.extend_from(&self.put_ranges(&buf, &ranges)?);
             buf.drain(..carry);

@@ -1,0 +1,6 @@
+//! Raw bytes into the pack reader: it must return, never panic or over-allocate.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    layerstore::fuzzing::pack(data);
+});
