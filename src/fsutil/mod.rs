@@ -8,3 +8,5 @@
 #[cfg_attr(not(test), allow(dead_code, reason = "used by tree::scan and checkout, landing next"))]
 pub(crate) mod device;
 pub(crate) mod durable;
+#[cfg_attr(not(test), allow(dead_code, reason = "used by tree::scan and checkout, landing next"))]
+pub(crate) mod xattr;
