@@ -8,5 +8,7 @@
 #[cfg_attr(not(test), allow(dead_code, reason = "used by tree::scan and checkout, landing next"))]
 pub(crate) mod device;
 pub(crate) mod durable;
+#[cfg_attr(not(test), allow(dead_code, reason = "used by mount::copy, landing next"))]
+pub(crate) mod reflink;
 #[cfg_attr(not(test), allow(dead_code, reason = "used by tree::scan and checkout, landing next"))]
 pub(crate) mod xattr;
