@@ -97,6 +97,47 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A path given to confined resolution (a tree entry, a tar member, a
+    /// hard-link or symlink name) is not a relative `/`-separated path of
+    /// normal components: it is empty where a name is needed, absolute, or has
+    /// an empty, `.` or `..` component or a NUL byte. Shown lossily when it is
+    /// not UTF-8.
+    #[error("invalid path '{path}': {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// Resolving a path beneath a root met a symbolic link where a directory
+    /// was needed. Such links are never followed, wherever they point, so that
+    /// no write can land outside the root.
+    #[error("refusing to resolve '{path}' beneath '{root}': '{component}' is a symbolic link")]
+    SymlinkInPath {
+        /// The root directory that confines the resolution.
+        root: PathBuf,
+        /// The path being resolved, relative to the root.
+        path: String,
+        /// The leading part of `path` that is a symbolic link.
+        component: String,
+    },
+
+    /// An extended-attribute call on `path` failed (`op` says which: "list",
+    /// "get", "set", "remove"); `name` is empty when listing.
+    #[error("could not {op} extended attribute '{name}' of '{path}': {source}")]
+    Xattr {
+        /// What was being done.
+        op: &'static str,
+        /// The file, directory or link concerned.
+        path: PathBuf,
+        /// The attribute's name, shown lossily when it is not UTF-8.
+        name: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
     /// An argument was out of range (for example a seek before the start of the
     /// content, or a zstd level the library does not accept).
     #[error("invalid argument: {0}")]
@@ -132,10 +173,12 @@ impl From<Error> for io::Error {
     /// original error stays reachable through `get_ref`/`into_inner`.
     fn from(err: Error) -> Self {
         let kind = match &err {
-            Error::Io { source, .. } => source.kind(),
+            Error::Io { source, .. } | Error::Xattr { source, .. } => source.kind(),
             Error::Corrupt { .. } => io::ErrorKind::InvalidData,
             Error::ChunkNotFound { .. } | Error::NotAStore { .. } => io::ErrorKind::NotFound,
-            Error::InvalidArgument(_) | Error::BadId { .. } => io::ErrorKind::InvalidInput,
+            Error::InvalidArgument(_) | Error::BadId { .. } | Error::InvalidPath { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, err)
