@@ -46,7 +46,7 @@ pub use crate::{
     digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     error::{Error, Result},
     store::{
-        ChunkReader, PackStats, Store, StoreStats,
+        ChunkReader, PackStats, Store, StoreStats, TagName,
         chunk_list::{ChunkList, ChunkRef},
         config::StoreOptions,
     },

@@ -24,8 +24,9 @@ pub(crate) const FRAME_MAGIC: [u8; 4] = *b"LSFR";
 pub(crate) const FRAME_FIXED_LEN: usize = 28;
 /// One row of the chunk table.
 pub(crate) const TABLE_ROW_LEN: usize = 36;
-/// The largest raw payload a frame may hold; a bound on what a reader allocates.
-pub(crate) const MAX_FRAME_RAW: u32 = 16 << 20;
+/// The largest raw payload a frame may hold (a metadata object is one chunk,
+/// so this bounds the largest object); a bound on what a reader allocates.
+pub(crate) const MAX_FRAME_RAW: u32 = 64 << 20;
 
 /// How a frame's payload is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

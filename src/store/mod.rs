@@ -19,6 +19,7 @@ mod lock;
 mod mmap;
 pub(crate) mod pack;
 mod read;
+mod refs;
 mod stats;
 mod write;
 
@@ -41,6 +42,7 @@ use self::index::{Index, Location};
 use self::mmap::Mapped;
 
 pub use self::read::ChunkReader;
+pub use self::refs::TagName;
 pub use self::stats::{PackStats, StoreStats};
 
 /// Bytes of decompressed frames kept for reads.
