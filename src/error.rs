@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::digest::ChunkId;
+use crate::tree::TreePath;
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -101,8 +102,46 @@ pub enum Error {
     /// content, or a zstd level the library does not accept).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// Bytes given as a tree path are not one: an empty, `.` or `..` component
+    /// (which includes a leading, trailing or doubled `/`), or a NUL byte.
+    #[error("invalid tree path '{path}': {reason}")]
+    InvalidPath {
+        /// The bytes given, as text (non-UTF-8 bytes as `\xNN`).
+        path: String,
+        /// What is wrong with them.
+        reason: &'static str,
+    },
+
+    /// A snapshot or layer breaks a rule of the tree model: entries out of order
+    /// or repeated, a missing root, a parent that is missing or not a directory,
+    /// a hard link whose target is missing, not a regular file or not earlier,
+    /// a mode outside `0o7777`, a file size that disagrees with its chunks, …
+    /// Also what applying a layer returns when the result would be such a tree.
+    #[error("invalid tree at '{path}': {reason}")]
+    InvalidTree {
+        /// The entry concerned (`.` is the root).
+        path: TreePath,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// An encoded metadata object (snapshot, layer) could not be decoded: wrong
+    /// magic, kind or format version, truncated or trailing bytes, or a body
+    /// that is not valid `postcard` for the type.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being decoded ("snapshot", "layer").
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
+#[allow(
+    dead_code,
+    reason = "constructors for the store and scan modules, which live on other branches"
+)]
 impl Error {
     /// An [`Error::Io`] for `op` on `path`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -114,7 +153,11 @@ impl Error {
     }
 
     /// An [`Error::Corrupt`] for `path` at `offset`.
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             path: path.into(),
             offset,
@@ -129,9 +172,13 @@ impl From<Error> for io::Error {
     fn from(err: Error) -> Self {
         let kind = match &err {
             Error::Io { source, .. } => source.kind(),
-            Error::Corrupt { .. } => io::ErrorKind::InvalidData,
+            Error::Corrupt { .. } | Error::InvalidTree { .. } | Error::Malformed { .. } => {
+                io::ErrorKind::InvalidData
+            }
             Error::ChunkNotFound { .. } | Error::NotAStore { .. } => io::ErrorKind::NotFound,
-            Error::InvalidArgument(_) | Error::BadId { .. } => io::ErrorKind::InvalidInput,
+            Error::InvalidArgument(_) | Error::BadId { .. } | Error::InvalidPath { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, err)
