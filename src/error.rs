@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::digest::ChunkId;
+use crate::tree::TreePath;
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -142,8 +143,36 @@ pub enum Error {
     /// content, or a zstd level the library does not accept).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// A snapshot or layer breaks a rule of the tree model: entries out of order
+    /// or repeated, a missing root, a parent that is missing or not a directory,
+    /// a hard link whose target is missing, not a regular file or not earlier,
+    /// a mode outside `0o7777`, a file size that disagrees with its chunks, …
+    /// Also what applying a layer returns when the result would be such a tree.
+    #[error("invalid tree at '{path}': {reason}")]
+    InvalidTree {
+        /// The entry concerned (`.` is the root).
+        path: TreePath,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// An encoded metadata object (snapshot, layer) could not be decoded: wrong
+    /// magic, kind or format version, truncated or trailing bytes, or a body
+    /// that is not valid `postcard` for the type.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being decoded ("snapshot", "layer").
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
+#[allow(
+    dead_code,
+    reason = "constructors for the store and scan modules, which live on other branches"
+)]
 impl Error {
     /// An [`Error::Io`] for `op` on `path`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -174,7 +203,9 @@ impl From<Error> for io::Error {
     fn from(err: Error) -> Self {
         let kind = match &err {
             Error::Io { source, .. } | Error::Xattr { source, .. } => source.kind(),
-            Error::Corrupt { .. } => io::ErrorKind::InvalidData,
+            Error::Corrupt { .. } | Error::InvalidTree { .. } | Error::Malformed { .. } => {
+                io::ErrorKind::InvalidData
+            }
             Error::ChunkNotFound { .. } | Error::NotAStore { .. } => io::ErrorKind::NotFound,
             Error::InvalidArgument(_) | Error::BadId { .. } | Error::InvalidPath { .. } => {
                 io::ErrorKind::InvalidInput

@@ -50,4 +50,8 @@ pub use crate::{
         chunk_list::{ChunkList, ChunkRef},
         config::StoreOptions,
     },
+    tree::{
+        Change, ChangeKind, Children, Entry, EntryKind, Layer, Metadata, Snapshot, Timestamp,
+        TreePath, flatten,
+    },
 };

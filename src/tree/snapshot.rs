@@ -1,0 +1,375 @@
+//! A whole tree at one moment: every entry, sorted by path.
+
+use std::cmp::Ordering;
+
+use crate::digest::SnapshotId;
+use crate::error::{Error, Result};
+use crate::tree::codec::{self, ObjectKind};
+use crate::tree::entry::{Entry, EntryKind, Metadata};
+use crate::tree::path::TreePath;
+
+/// A whole tree: every entry of a directory at one moment, sorted by
+/// [`TreePath`] order, starting with the root directory (whose metadata is
+/// part of the tree).
+///
+/// A `Snapshot` is always valid: paths are unique and sorted, every entry's
+/// parent is a directory of the snapshot, and every hard link names a regular
+/// file that sorts before it. Its [`id`](Snapshot::id) depends only on the
+/// entries, not on the order they were found in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    entries: Vec<Entry>,
+}
+
+impl Default for Snapshot {
+    /// The empty tree, see [`Snapshot::empty`].
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+/// Making
+impl Snapshot {
+    /// The empty tree: only the root directory, with [`Metadata::default`]
+    /// (mode `0o755`, 0:0, mtime 0). Flattening starts from it.
+    #[must_use]
+    pub fn empty() -> Self {
+        Self {
+            entries: vec![Entry::dir(TreePath::ROOT, Metadata::default())],
+        }
+    }
+
+    /// A snapshot of `entries`, which must already be sorted by path.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTree`] naming the first offending path: no root
+    /// directory, a path out of order or repeated, a parent missing or not a
+    /// directory, a hard link whose target is missing, not a regular file or
+    /// not earlier, or an entry failing [`Entry::check`].
+    pub fn from_sorted(entries: Vec<Entry>) -> Result<Self> {
+        validate(&entries)?;
+        Ok(Self { entries })
+    }
+
+    /// A snapshot of `entries` in any order (a parallel walk's output, say):
+    /// sorts them, then checks them like [`Snapshot::from_sorted`].
+    ///
+    /// # Errors
+    /// As [`Snapshot::from_sorted`]; two entries with one path are refused.
+    pub fn from_entries(mut entries: Vec<Entry>) -> Result<Self> {
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Self::from_sorted(entries)
+    }
+
+    /// The canonical encoding: header (magic, kind, version) and a `postcard`
+    /// body holding the entries in order.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(ObjectKind::Snapshot, &self.entries)
+    }
+
+    /// Decodes what [`Snapshot::encode`] wrote, checking it like
+    /// [`Snapshot::from_sorted`]. Never panics; memory use is bounded by a small
+    /// multiple of `bytes.len()`.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] if the bytes are not an encoded snapshot,
+    /// [`Error::InvalidTree`] if they encode an invalid one.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        Self::from_sorted(codec::decode(ObjectKind::Snapshot, bytes)?)
+    }
+
+    /// BLAKE3 of [`Snapshot::encode`].
+    #[must_use]
+    pub fn id(&self) -> SnapshotId {
+        SnapshotId::of(&self.encode())
+    }
+
+    /// The entries, sorted by path; the root comes first.
+    #[must_use]
+    pub fn into_entries(self) -> Vec<Entry> {
+        self.entries
+    }
+}
+
+/// Reading
+impl Snapshot {
+    /// The entries, sorted by path; the root comes first.
+    #[must_use]
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entries, sorted by path.
+    pub fn iter(&self) -> std::slice::Iter<'_, Entry> {
+        self.entries.iter()
+    }
+
+    /// The root directory's entry.
+    #[must_use]
+    pub fn root(&self) -> &Entry {
+        // Validation guarantees a first entry; `Snapshot` has no empty state.
+        &self.entries[0]
+    }
+
+    /// The entry at `path`, if there is one (binary search).
+    #[must_use]
+    pub fn get(&self, path: &TreePath) -> Option<&Entry> {
+        find(&self.entries, path).map(|i| &self.entries[i])
+    }
+
+    /// Every entry strictly beneath `dir`, in order: one contiguous range of
+    /// [`Snapshot::entries`]. Empty if `dir` is absent or not a directory.
+    #[must_use]
+    pub fn descendants_of(&self, dir: &TreePath) -> &[Entry] {
+        let start = self.entries.partition_point(|e| e.path <= *dir);
+        let rest = &self.entries[start..];
+        let len = rest.partition_point(|e| dir.is_ancestor_of(&e.path));
+        &rest[..len]
+    }
+
+    /// The entries directly in `dir`, in order, skipping over the subtrees of
+    /// subdirectories by binary search.
+    #[must_use]
+    pub fn children_of(&self, dir: &TreePath) -> Children<'_> {
+        Children {
+            rest: self.descendants_of(dir),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Snapshot {
+    type Item = &'a Entry;
+    type IntoIter = std::slice::Iter<'a, Entry>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}
+
+/// The entries directly in one directory, from [`Snapshot::children_of`].
+#[derive(Debug, Clone)]
+pub struct Children<'a> {
+    /// The remaining descendants of the directory; the first is a child.
+    rest: &'a [Entry],
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = &'a Entry;
+    fn next(&mut self) -> Option<&'a Entry> {
+        let (child, after) = self.rest.split_first()?;
+        let skip = if child.is_dir() {
+            after.partition_point(|e| child.path.is_ancestor_of(&e.path))
+        } else {
+            0
+        };
+        self.rest = &after[skip..];
+        Some(child)
+    }
+}
+
+/// The index of `path` in sorted `entries`.
+pub(crate) fn find(entries: &[Entry], path: &TreePath) -> Option<usize> {
+    entries.binary_search_by(|e| e.path.cmp(path)).ok()
+}
+
+/// Checks every rule of [`Snapshot`] in one pass.
+fn validate(entries: &[Entry]) -> Result<()> {
+    let invalid = |path: &TreePath, reason: String| Error::InvalidTree {
+        path: path.clone(),
+        reason,
+    };
+    let Some(root) = entries.first() else {
+        return Err(invalid(
+            &TreePath::ROOT,
+            "the root directory is missing".to_owned(),
+        ));
+    };
+    if !root.path.is_root() {
+        return Err(invalid(
+            &TreePath::ROOT,
+            "the root directory is missing".to_owned(),
+        ));
+    }
+    if !root.is_dir() {
+        return Err(invalid(
+            &TreePath::ROOT,
+            "the root is not a directory".to_owned(),
+        ));
+    }
+    root.check()?;
+    // The directories enclosing the current entry, outermost first.
+    let mut dirs: Vec<&TreePath> = vec![&root.path];
+    for (i, pair) in entries.windows(2).enumerate() {
+        let (prev, entry) = (&pair[0], &pair[1]);
+        entry.check()?;
+        match prev.path.cmp(&entry.path) {
+            Ordering::Less => {}
+            Ordering::Equal => return Err(invalid(&entry.path, "path occurs twice".to_owned())),
+            Ordering::Greater => {
+                return Err(invalid(
+                    &entry.path,
+                    format!("out of order: comes after '{}'", prev.path),
+                ));
+            }
+        }
+        while dirs.last().is_some_and(|d| !d.is_ancestor_of(&entry.path)) {
+            dirs.pop();
+        }
+        // `entry` is not the root (the root sorts first and paths are unique).
+        let parent = entry.path.parent_bytes().unwrap_or_default();
+        if dirs.last().is_none_or(|d| d.as_bytes() != parent) {
+            let parent = TreePath::from_trusted(parent.to_vec());
+            let reason = if find(&entries[..=i], &parent).is_some() {
+                format!("parent '{parent}' is not a directory")
+            } else {
+                format!("parent directory '{parent}' is missing")
+            };
+            return Err(invalid(&entry.path, reason));
+        }
+        if entry.is_dir() {
+            dirs.push(&entry.path);
+        }
+        if let EntryKind::Hardlink { target } = &entry.kind {
+            // `check` made sure the target sorts before the link.
+            match find(&entries[..=i], target).map(|t| &entries[t].kind) {
+                Some(EntryKind::File { .. }) => {}
+                Some(_) => {
+                    return Err(invalid(
+                        &entry.path,
+                        format!("hard link target '{target}' is not a regular file"),
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        &entry.path,
+                        format!("hard link target '{target}' is missing"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::chunk_list::ChunkList;
+
+    fn p(s: &str) -> TreePath {
+        TreePath::new(s).unwrap()
+    }
+    fn dir(s: &str) -> Entry {
+        Entry::dir(p(s), Metadata::new(0o755))
+    }
+    fn file(s: &str) -> Entry {
+        Entry::file(p(s), ChunkList::new(), Metadata::new(0o644))
+    }
+
+    fn reason(entries: Vec<Entry>) -> String {
+        match Snapshot::from_sorted(entries) {
+            Err(Error::InvalidTree { path, reason }) => format!("{path}: {reason}"),
+            other => panic!("expected InvalidTree, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validation_names_the_path() {
+        assert_eq!(reason(vec![]), ".: the root directory is missing");
+        assert_eq!(reason(vec![file("")]), ".: the root is not a directory");
+        assert_eq!(reason(vec![dir("a")]), ".: the root directory is missing");
+        assert_eq!(
+            reason(vec![dir(""), file("a"), file("a")]),
+            "a: path occurs twice"
+        );
+        assert_eq!(
+            reason(vec![dir(""), file("b"), file("a")]),
+            "a: out of order: comes after 'b'"
+        );
+        assert_eq!(
+            reason(vec![dir(""), file("a/b")]),
+            "a/b: parent directory 'a' is missing"
+        );
+        assert_eq!(
+            reason(vec![dir(""), file("a"), file("a/b")]),
+            "a/b: parent 'a' is not a directory"
+        );
+        assert_eq!(
+            reason(vec![
+                dir(""),
+                dir("a"),
+                Entry::hardlink(p("b"), p("a"), Metadata::new(0))
+            ]),
+            "b: hard link target 'a' is not a regular file"
+        );
+        assert_eq!(
+            reason(vec![
+                dir(""),
+                Entry::hardlink(p("b"), p("a"), Metadata::new(0))
+            ]),
+            "b: hard link target 'a' is missing"
+        );
+        // `a.b` sorts after the whole subtree of `a`.
+        assert!(Snapshot::from_sorted(vec![dir(""), dir("a"), file("a/x"), file("a.b")]).is_ok());
+        assert!(Snapshot::from_sorted(vec![dir(""), dir("a"), file("a.b"), file("a/x")]).is_err());
+    }
+
+    #[test]
+    fn lookups() {
+        let s = Snapshot::from_entries(vec![
+            dir("a"),
+            file("a.b"),
+            dir("a/d"),
+            file("a/d/x"),
+            file("a/e"),
+            dir(""),
+            file("a/c"),
+            file("b"),
+        ])
+        .unwrap();
+        assert_eq!(s.root().path, TreePath::ROOT);
+        assert!(s.get(&p("a/d/x")).is_some());
+        assert!(s.get(&p("a/d/y")).is_none());
+        let names = |it: Vec<&Entry>| it.iter().map(|e| e.path.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(s.children_of(&p("a")).collect()),
+            ["a/c", "a/d", "a/e"]
+        );
+        assert_eq!(
+            names(s.children_of(&TreePath::ROOT).collect()),
+            ["a", "a.b", "b"]
+        );
+        assert_eq!(
+            names(s.descendants_of(&p("a")).iter().collect()),
+            ["a/c", "a/d", "a/d/x", "a/e"]
+        );
+        assert!(s.children_of(&p("b")).next().is_none());
+        assert!(s.children_of(&p("zz")).next().is_none());
+        assert_eq!(s.iter().count(), 8);
+    }
+
+    #[test]
+    fn encoding_round_trips_and_refuses_garbage() {
+        let s = Snapshot::from_entries(vec![dir(""), dir("a"), file("a/b")]).unwrap();
+        let bytes = s.encode();
+        assert_eq!(Snapshot::decode(&bytes).unwrap(), s);
+        assert_eq!(s.id(), SnapshotId::of(&bytes));
+        for cut in 0..bytes.len() {
+            assert!(Snapshot::decode(&bytes[..cut]).is_err());
+        }
+        // A well-formed body that breaks a tree rule is refused too.
+        let unsorted = codec::encode(ObjectKind::Snapshot, &vec![dir(""), file("b"), file("a")]);
+        assert!(matches!(
+            Snapshot::decode(&unsorted),
+            Err(Error::InvalidTree { .. })
+        ));
+        // A huge claimed length does not allocate it.
+        let mut huge = codec::encode(ObjectKind::Snapshot, &Vec::<Entry>::new());
+        huge.truncate(codec::HEADER_LEN);
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(matches!(
+            Snapshot::decode(&huge),
+            Err(Error::Malformed { .. })
+        ));
+    }
+}
