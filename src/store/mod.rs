@@ -343,14 +343,19 @@ impl chunk_list::ChunkList {
     #[must_use]
     pub fn of(bytes: &[u8]) -> Self {
         let chunker = Chunker::new(config::CHUNK_MIN, config::CHUNK_AVG, config::CHUNK_MAX);
-        let (ranges, _) = chunker.split(bytes, true);
-        ranges
-            .into_iter()
-            .map(|r| chunk_list::ChunkRef {
-                id: ChunkId::of(&bytes[r.clone()]),
-                len: r.len() as u32,
-            })
-            .collect()
+        // Each chunk is hashed as soon as it is cut, while its bytes are still
+        // in the CPU's cache from the cut: one pass over memory, not two.
+        let mut list = Self::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(chunker.cut(rest));
+            list.push(chunk_list::ChunkRef {
+                id: ChunkId::of(chunk),
+                len: chunk.len() as u32,
+            });
+            rest = tail;
+        }
+        list
     }
 }
 

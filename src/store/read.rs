@@ -93,10 +93,16 @@ impl Store {
             if loc.codec == crate::store::frame::Codec::Raw {
                 return pack::read_raw_chunk(file, path, loc);
             }
-            let payload = pack::read_payload(file, path, loc)?;
-            return payload.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
-                Error::corrupt(path, loc.payload_offset, "chunk outside its frame")
-            });
+            let mut payload = pack::read_payload(file, path, loc)?;
+            if start != 0 || end > payload.len() {
+                return payload.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
+                    Error::corrupt(path, loc.payload_offset, "chunk outside its frame")
+                });
+            }
+            // The usual case, a chunk that is its frame's whole payload: hand
+            // the decompressed buffer over rather than copying it.
+            payload.truncate(end);
+            return Ok(payload);
         }
         let key = (seq, loc.payload_offset);
         let frame = if let Some(frame) = self.cache.get(key) {

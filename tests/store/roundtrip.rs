@@ -208,3 +208,21 @@ fn put_file_and_put_reader_agree_with_put_bytes() {
     assert_eq!(from_reader, from_bytes);
     assert!(store.put_bytes(&[]).unwrap().is_empty());
 }
+
+#[test]
+fn put_bytes_gives_one_chunk_list_whatever_the_thread_count() {
+    let data = mixed(13 << 20, 21);
+    let expected = layerstore::ChunkList::of(&data);
+    for threads in [1, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = new_store(dir.path());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let list = pool.install(|| store.put_bytes(&data)).unwrap();
+        assert_eq!(list, expected, "{threads} threads");
+        store.flush().unwrap();
+        assert_eq!(store.read_all(&list).unwrap(), data);
+    }
+}
