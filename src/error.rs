@@ -139,6 +139,28 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A metadata object (layer, snapshot, image) that was asked for, or that
+    /// an image names, is not in the store.
+    #[error("{kind} {id} is not in the store at '{store}'")]
+    ObjectNotFound {
+        /// "layer", "snapshot" or "image".
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// The store's directory.
+        store: PathBuf,
+    },
+
+    /// An image reference (tag, id or id prefix) matches no image, or a prefix
+    /// matches more than one.
+    #[error("no image '{reference}': {reason}")]
+    ImageNotFound {
+        /// The reference as given.
+        reference: String,
+        /// Why it did not resolve.
+        reason: String,
+    },
+
     /// An argument was out of range (for example a seek before the start of the
     /// content, or a zstd level the library does not accept).
     #[error("invalid argument: {0}")]
@@ -206,7 +228,10 @@ impl From<Error> for io::Error {
             Error::Corrupt { .. } | Error::InvalidTree { .. } | Error::Malformed { .. } => {
                 io::ErrorKind::InvalidData
             }
-            Error::ChunkNotFound { .. } | Error::NotAStore { .. } => io::ErrorKind::NotFound,
+            Error::ChunkNotFound { .. }
+            | Error::NotAStore { .. }
+            | Error::ObjectNotFound { .. }
+            | Error::ImageNotFound { .. } => io::ErrorKind::NotFound,
             Error::InvalidArgument(_) | Error::BadId { .. } | Error::InvalidPath { .. } => {
                 io::ErrorKind::InvalidInput
             }

@@ -181,6 +181,18 @@ impl<T: Deref<Target = [u8]>> Index<T> {
         None
     }
 
+    /// The record numbers of ids whose first byte is `first`.
+    pub(crate) fn first_byte_range(&self, first: u8) -> std::ops::Range<usize> {
+        let header = &self.data[..HEADER_LEN];
+        let b = usize::from(first);
+        let lo = if b == 0 {
+            0
+        } else {
+            fanout_at(header, b - 1) as usize
+        };
+        lo..fanout_at(header, b) as usize
+    }
+
     /// Verifies the trailing checksum and that the records are strictly sorted.
     pub(crate) fn verify(&self) -> Result<(), String> {
         let body_len = self.data.len() - CHECKSUM_LEN;

@@ -118,6 +118,36 @@ impl Store {
             .ok_or_else(|| Error::corrupt(path, loc.payload_offset, "chunk outside its frame"))
     }
 
+    /// Every chunk id (of this store's committed indexes and this process's
+    /// pending chunks) whose hex form starts with `hex_prefix` (lowercase, at
+    /// least 2 digits), sorted and without repeats.
+    pub(crate) fn chunk_ids_with_prefix(&self, hex_prefix: &str) -> Vec<ChunkId> {
+        let matches = |id: &ChunkId| id.to_hex().starts_with(hex_prefix);
+        let mut out: Vec<ChunkId> = self
+            .lock_pending()
+            .chunks
+            .keys()
+            .filter(|id| matches(id))
+            .copied()
+            .collect();
+        let first = u8::from_str_radix(hex_prefix.get(..2).unwrap_or("00"), 16).unwrap_or(0);
+        let committed = self
+            .committed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for pack in &committed.packs {
+            for i in pack.index.first_byte_range(first) {
+                let id = pack.index.id_at(i);
+                if matches(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// A reader of the content whose chunk list is `list`.
     #[must_use]
     pub fn reader(&self, list: &ChunkList) -> ChunkReader<'_> {

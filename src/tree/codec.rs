@@ -30,10 +30,6 @@ pub(crate) const HEADER_LEN: usize = 8;
 pub(crate) enum ObjectKind {
     Snapshot = 1,
     Layer = 2,
-    #[allow(
-        dead_code,
-        reason = "reserved for `Image`, written by the image module"
-    )]
     Image = 3,
 }
 

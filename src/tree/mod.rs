@@ -7,13 +7,16 @@
 pub(crate) mod codec;
 pub(crate) mod diff;
 pub(crate) mod entry;
+pub(crate) mod image;
 pub(crate) mod layer;
+mod objects;
 pub(crate) mod path;
 pub(crate) mod snapshot;
 
 pub use self::{
     diff::{Change, ChangeKind},
     entry::{Entry, EntryKind, Metadata, Timestamp},
+    image::{History, Image, ImageConfig},
     layer::{Layer, flatten},
     path::TreePath,
     snapshot::{Children, Snapshot},

@@ -5,5 +5,6 @@ mod arbitrary;
 mod containerd;
 mod moby;
 mod model;
+mod objects;
 mod oci;
 mod properties;

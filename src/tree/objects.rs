@@ -1,0 +1,178 @@
+//! Tree objects in the store: layers, snapshots and images as metadata objects,
+//! images resolved from tags, ids and id prefixes, images flattened and made.
+
+use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
+use crate::error::{Error, Result};
+use crate::store::{Store, TagName};
+use crate::tree::image::{History, Image, ImageConfig};
+use crate::tree::layer::Layer;
+use crate::tree::snapshot::Snapshot;
+
+/// Tree objects
+impl Store {
+    fn object(&self, kind: &'static str, id: [u8; 32]) -> Result<Vec<u8>> {
+        match self.read_chunk(&ChunkId::from_bytes(id)) {
+            Err(Error::ChunkNotFound { store, .. }) => Err(Error::ObjectNotFound {
+                kind,
+                id: format!("{}", ChunkId::from_bytes(id)),
+                store,
+            }),
+            other => other,
+        }
+    }
+
+    /// Stores a layer; returns its id.
+    ///
+    /// # Errors
+    /// As [`Store::put_bytes`].
+    pub fn put_layer(&self, layer: &Layer) -> Result<LayerId> {
+        let id = self.put_object(&layer.encode())?;
+        Ok(LayerId::from_bytes(*id.as_bytes()))
+    }
+
+    /// The layer `id`.
+    ///
+    /// # Errors
+    /// [`Error::ObjectNotFound`] if it is not stored; [`Error::Corrupt`] or
+    /// [`Error::Malformed`] if its bytes are damaged.
+    pub fn layer(&self, id: &LayerId) -> Result<Layer> {
+        Layer::decode(&self.object("layer", *id.as_bytes())?)
+    }
+
+    /// Stores a snapshot; returns its id.
+    ///
+    /// # Errors
+    /// As [`Store::put_bytes`].
+    pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let id = self.put_object(&snapshot.encode())?;
+        Ok(SnapshotId::from_bytes(*id.as_bytes()))
+    }
+
+    /// The snapshot `id`.
+    ///
+    /// # Errors
+    /// As [`Store::layer`].
+    pub fn snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        Snapshot::decode(&self.object("snapshot", *id.as_bytes())?)
+    }
+
+    /// Stores an image, after checking that its layers and its tree are stored.
+    ///
+    /// # Errors
+    /// [`Error::ObjectNotFound`] naming a missing layer or tree; as
+    /// [`Store::put_bytes`] otherwise.
+    pub fn put_image(&self, image: &Image) -> Result<ImageId> {
+        for layer in image.layers() {
+            if !self.contains(&ChunkId::from_bytes(*layer.as_bytes())) {
+                return Err(Error::ObjectNotFound {
+                    kind: "layer",
+                    id: layer.to_string(),
+                    store: self.path().to_path_buf(),
+                });
+            }
+        }
+        if !self.contains(&ChunkId::from_bytes(*image.rootfs().as_bytes())) {
+            return Err(Error::ObjectNotFound {
+                kind: "snapshot",
+                id: image.rootfs().to_string(),
+                store: self.path().to_path_buf(),
+            });
+        }
+        let id = self.put_object(&image.encode())?;
+        Ok(ImageId::from_bytes(*id.as_bytes()))
+    }
+
+    /// The image `id`.
+    ///
+    /// # Errors
+    /// As [`Store::layer`].
+    pub fn image(&self, id: &ImageId) -> Result<Image> {
+        Image::decode(&self.object("image", *id.as_bytes())?)
+    }
+
+    /// The tree of image `id` (stored with it, so no layer is applied).
+    ///
+    /// # Errors
+    /// As [`Store::layer`].
+    pub fn image_tree(&self, id: &ImageId) -> Result<Snapshot> {
+        self.snapshot(&self.image(id)?.rootfs())
+    }
+
+    /// Finds an image by tag (`name` or `name:tag`), full id (`blake3:<hex>`)
+    /// or a unique prefix of at least 12 hex digits (with or without `blake3:`).
+    ///
+    /// # Errors
+    /// [`Error::ImageNotFound`] naming `reference` when nothing matches or a
+    /// prefix is ambiguous.
+    pub fn resolve_image(&self, reference: &str) -> Result<ImageId> {
+        let not_found = |reason: &str| Error::ImageNotFound {
+            reference: reference.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let digits = reference
+            .strip_prefix(crate::digest::ID_PREFIX)
+            .unwrap_or(reference);
+        let is_hex = digits.len() >= 12
+            && digits.len() <= 64
+            && digits.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_hex {
+            let digits = digits.to_ascii_lowercase();
+            let mut found = Vec::new();
+            for id in self.chunk_ids_with_prefix(&digits) {
+                let Ok(bytes) = self.read_chunk(&id) else {
+                    continue;
+                };
+                if Image::decode(&bytes).is_ok() {
+                    found.push(ImageId::from_bytes(*id.as_bytes()));
+                }
+            }
+            match found.len() {
+                1 => return Ok(found[0]),
+                0 if reference.starts_with(crate::digest::ID_PREFIX) => {
+                    return Err(not_found("no image has this id"));
+                }
+                0 => {}
+                _ => return Err(not_found("the prefix is ambiguous")),
+            }
+        }
+        let name: TagName = reference
+            .parse()
+            .map_err(|_| not_found("neither a tag nor an image id"))?;
+        self.tag(&name)?.ok_or_else(|| not_found("no such tag"))
+    }
+
+    /// Makes and stores an image of `parent`'s layers plus `layer` (stored too),
+    /// whose tree is `tree`; a `history` record is appended for the new layer
+    /// and the parent's config is kept unless `config` is given.
+    ///
+    /// # Errors
+    /// As [`Store::put_image`].
+    pub fn put_child_image(
+        &self,
+        parent: Option<&ImageId>,
+        layer: &Layer,
+        tree: &Snapshot,
+        config: Option<ImageConfig>,
+        history: History,
+    ) -> Result<ImageId> {
+        let (mut layers, mut records, parent_config) = match parent {
+            Some(id) => {
+                let image = self.image(id)?;
+                (
+                    image.layers().to_vec(),
+                    image.history().to_vec(),
+                    image.config().clone(),
+                )
+            }
+            None => (Vec::new(), Vec::new(), ImageConfig::default()),
+        };
+        layers.push(self.put_layer(layer)?);
+        records.push(History {
+            empty_layer: false,
+            ..history
+        });
+        let rootfs = self.put_snapshot(tree)?;
+        let image = Image::new(layers, rootfs, config.unwrap_or(parent_config), records)?;
+        self.put_image(&image)
+    }
+}
