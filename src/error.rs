@@ -179,6 +179,39 @@ pub enum Error {
         reason: String,
     },
 
+    /// A checkout's destination exists and is a directory that is not empty.
+    /// Checkout writes only into an absent or empty directory, so that what it
+    /// leaves there is exactly the snapshot.
+    #[error("checkout destination '{path}' is not empty")]
+    DestinationNotEmpty {
+        /// The destination directory.
+        path: PathBuf,
+    },
+
+    /// Writing one path of a checkout failed because its content could not be
+    /// had: `source` is the store's error ([`Error::Corrupt`] naming the pack
+    /// and offset, [`Error::ChunkNotFound`], …) and `path` the file being
+    /// written, beneath the destination.
+    #[error("could not check out '{path}': {source}")]
+    Checkout {
+        /// The file being written.
+        path: PathBuf,
+        /// Why its content could not be read.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A snapshot holds something that only a privileged process can create
+    /// (a character or block device needs `CAP_MKNOD`), and the process is not
+    /// privileged. `CheckoutOptions::skip_devices` skips such entries instead.
+    #[error("'{path}' is a {what}; creating it needs root (CAP_MKNOD), or skip devices")]
+    NeedsPrivilege {
+        /// Where the entry would be created.
+        path: PathBuf,
+        /// What it is ("character device", "block device").
+        what: &'static str,
+    },
+
     /// An encoded metadata object (snapshot, layer) could not be decoded: wrong
     /// magic, kind or format version, truncated or trailing bytes, or a body
     /// that is not valid `postcard` for the type.
@@ -219,11 +252,11 @@ impl Error {
     }
 }
 
-impl From<Error> for io::Error {
-    /// Lets [`Error`] travel through `std::io::Read`/`Seek` implementations; the
-    /// original error stays reachable through `get_ref`/`into_inner`.
-    fn from(err: Error) -> Self {
-        let kind = match &err {
+impl Error {
+    /// The `io::ErrorKind` that stands for this error when it travels as an
+    /// `io::Error`.
+    fn io_kind(&self) -> io::ErrorKind {
+        match self {
             Error::Io { source, .. } | Error::Xattr { source, .. } => source.kind(),
             Error::Corrupt { .. } | Error::InvalidTree { .. } | Error::Malformed { .. } => {
                 io::ErrorKind::InvalidData
@@ -235,8 +268,18 @@ impl From<Error> for io::Error {
             Error::InvalidArgument(_) | Error::BadId { .. } | Error::InvalidPath { .. } => {
                 io::ErrorKind::InvalidInput
             }
+            Error::DestinationNotEmpty { .. } => io::ErrorKind::DirectoryNotEmpty,
+            Error::NeedsPrivilege { .. } => io::ErrorKind::PermissionDenied,
+            Error::Checkout { source, .. } => source.io_kind(),
             _ => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, err)
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// Lets [`Error`] travel through `std::io::Read`/`Seek` implementations; the
+    /// original error stays reachable through `get_ref`/`into_inner`.
+    fn from(err: Error) -> Self {
+        io::Error::new(err.io_kind(), err)
     }
 }

@@ -51,7 +51,7 @@ pub use crate::{
         config::StoreOptions,
     },
     tree::{
-        Change, ChangeKind, Children, Entry, EntryKind, History, Image, ImageConfig, Layer,
-        Metadata, Snapshot, Timestamp, TreePath, flatten,
+        Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry, EntryKind, History,
+        Image, ImageConfig, Layer, Metadata, Snapshot, Timestamp, TreePath, flatten,
     },
 };

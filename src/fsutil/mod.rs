@@ -3,11 +3,14 @@
 //! Linux only. This is the bottom layer of the crate: it knows nothing of
 //! stores or trees.
 
-// Nothing outside tests calls these yet; `tree::scan`, `tree::checkout`,
-// `oci::tar` and `mount::copy` will.
+// `tree::checkout` uses part of `confine`; `tree::scan`, `oci::tar` and
+// `mount::copy` will use the rest, and the other modules.
 #[cfg_attr(
     not(test),
-    allow(dead_code, reason = "used by tree::checkout, landing next")
+    allow(
+        dead_code,
+        reason = "reading and removal are for tree::scan and mount::copy, landing next"
+    )
 )]
 pub(crate) mod confine;
 #[cfg_attr(
