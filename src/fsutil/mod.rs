@@ -15,6 +15,8 @@ pub(crate) mod confine;
     allow(dead_code, reason = "used by tree::scan and checkout, landing next")
 )]
 pub(crate) mod device;
+#[cfg_attr(not(test), allow(dead_code, reason = "used by tree::scan, landing next"))]
+pub(crate) mod dir;
 pub(crate) mod durable;
 #[cfg_attr(
     not(test),
