@@ -51,7 +51,7 @@ pub use crate::{
         config::StoreOptions,
     },
     tree::{
-        Change, ChangeKind, Children, Entry, EntryKind, Layer, Metadata, Snapshot, Timestamp,
-        TreePath, flatten,
+        Change, ChangeKind, Children, Entry, EntryKind, Layer, Metadata, ScanOptions, ScanOutcome,
+        ScanWarning, ScanWarningKind, Snapshot, Timestamp, TreePath, flatten,
     },
 };

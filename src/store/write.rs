@@ -206,7 +206,10 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidArgument`] if the object is empty or larger than a frame
     /// may be (64 MiB); otherwise as [`Store::put_bytes`].
-    #[allow(dead_code, reason = "the tree model stores its objects with it; landing next")]
+    #[allow(
+        dead_code,
+        reason = "the tree model stores its objects with it; landing next"
+    )]
     pub(crate) fn put_object(&self, bytes: &[u8]) -> Result<ChunkId> {
         if bytes.is_empty() || bytes.len() > frame::MAX_FRAME_RAW as usize {
             return Err(Error::InvalidArgument(format!(
