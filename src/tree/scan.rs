@@ -196,17 +196,7 @@ impl Store {
         }
         let started = now();
         let canonical = fs_err::canonicalize(dir).map_err(|e| Error::io("scan", dir, e))?;
-        let root = Root::open(&canonical)?;
-        let mut scan = Scan {
-            store: self,
-            root,
-            cache: None,
-            fresh: options.use_stat_cache.then(|| Mutex::new(Vec::new())),
-            warnings: Mutex::new(Vec::new()),
-            files_read: AtomicU64::new(0),
-            bytes_read: AtomicU64::new(0),
-            files_from_cache: AtomicU64::new(0),
-        };
+        let mut scan = Scan::new(self, Root::open(&canonical)?, options.use_stat_cache);
         let cache_path = statcache::cache_path(self, canonical.as_os_str().as_bytes());
         if options.use_stat_cache {
             scan.cache = scan.load_cache(&cache_path, canonical.as_os_str().as_bytes());
@@ -275,7 +265,20 @@ enum Found {
     Linked(Linked),
 }
 
-impl Scan<'_> {
+impl<'s> Scan<'s> {
+    fn new(store: &'s Store, root: Root, use_stat_cache: bool) -> Self {
+        Scan {
+            store,
+            root,
+            cache: None,
+            fresh: use_stat_cache.then(|| Mutex::new(Vec::new())),
+            warnings: Mutex::new(Vec::new()),
+            files_read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            files_from_cache: AtomicU64::new(0),
+        }
+    }
+
     fn warn(&self, path: &TreePath, kind: ScanWarningKind, detail: impl fmt::Display) {
         self.warnings
             .lock()
@@ -677,5 +680,203 @@ fn now() -> Timestamp {
         ),
         // A clock before 1970: trust no cache entry written by this scan.
         Err(_) => Timestamp::EPOCH,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::config::StoreOptions;
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        store: Store,
+        tree: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::create(tmp.path().join("store"), &StoreOptions::default()).unwrap();
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        Fixture {
+            _tmp: tmp,
+            store,
+            tree,
+        }
+    }
+
+    fn kinds(scan: &Scan<'_>) -> Vec<(String, ScanWarningKind)> {
+        let warnings = scan.warnings.lock().unwrap();
+        warnings
+            .iter()
+            .map(|w| (w.path.to_string(), w.kind))
+            .collect()
+    }
+
+    fn content_of(fx: &Fixture, out: &ScanOutcome, path: &str) -> Vec<u8> {
+        match &out
+            .snapshot
+            .get(&TreePath::new(path).unwrap())
+            .unwrap()
+            .kind
+        {
+            EntryKind::File { chunks, .. } => fx.store.read_all(chunks).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Rewrites the tree's stat cache: every file's chunks replaced by
+    /// `chunks` (if given) and the scan's start set to `started`.
+    fn tamper(fx: &Fixture, chunks: Option<&ChunkList>, started: Timestamp) {
+        let canonical = std::fs::canonicalize(&fx.tree).unwrap();
+        let root = canonical.as_os_str().as_bytes();
+        let path = statcache::cache_path(&fx.store, root);
+        let cache = CacheFile::decode(&std::fs::read(&path).unwrap(), root).unwrap();
+        let (_, mut files) = cache.into_parts();
+        for file in &mut files {
+            if let Some(chunks) = chunks {
+                file.chunks = chunks.clone();
+            }
+        }
+        let bytes = CacheFile::encode(root, started, files);
+        CacheFile::write(&fx.store, &path, &bytes).unwrap();
+    }
+
+    #[test]
+    fn the_cache_is_trusted_only_for_files_older_than_the_scan_start() {
+        let fx = fixture();
+        std::fs::write(fx.tree.join("f"), b"real").unwrap();
+        let first = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(content_of(&fx, &first, "f"), b"real");
+
+        // A cache whose scan started well after the file's last change is
+        // trusted: its (false) chunks are taken without reading the file.
+        let fake = fx.store.put_bytes(b"fake").unwrap();
+        let later = Timestamp::new(now().secs + 10, 0);
+        tamper(&fx, Some(&fake), later);
+        let trusted = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(content_of(&fx, &trusted, "f"), b"fake");
+        assert_eq!((trusted.files_read, trusted.files_from_cache), (0, 1));
+
+        // The same cache written by a scan that started in the second of the
+        // file's ctime: racily clean, so the file is read.
+        let ctime = file_stat(&rustix::fs::lstat(fx.tree.join("f")).unwrap()).ctime;
+        for started in [ctime, Timestamp::new(ctime.secs + 1, 999_999_999)] {
+            tamper(&fx, Some(&fake), started);
+            let racy = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+            assert_eq!(content_of(&fx, &racy, "f"), b"real", "started {started:?}");
+            assert_eq!(racy.files_read, 1);
+        }
+        // Two seconds on, the file is settled.
+        tamper(&fx, Some(&fake), Timestamp::new(ctime.secs + 2, 0));
+        let settled = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(content_of(&fx, &settled, "f"), b"fake");
+    }
+
+    #[test]
+    fn vanished_and_replaced_paths_are_warnings_not_errors() {
+        let fx = fixture();
+        std::fs::create_dir(fx.tree.join("d")).unwrap();
+        std::fs::write(fx.tree.join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink("d", fx.tree.join("l")).unwrap();
+        let scan = Scan::new(&fx.store, Root::open(&fx.tree).unwrap(), false);
+        let root_dir = scan.root.open_dir(b"").unwrap();
+
+        // Listed, then gone before it is examined.
+        assert!(
+            scan.examine(&root_dir, &TreePath::ROOT, b"gone")
+                .unwrap()
+                .is_none()
+        );
+        // A directory gone, replaced by another, or by a link, before it is listed.
+        let pending = |path: &str, expect| Pending {
+            path: TreePath::new(path).unwrap(),
+            expect: Some(expect),
+        };
+        let d = rustix::fs::lstat(fx.tree.join("d")).unwrap();
+        assert!(scan.list(&pending("gone", (0, 0))).unwrap().is_empty());
+        assert!(scan.list(&pending("d", (dev(&d), 0))).unwrap().is_empty());
+        assert!(
+            scan.list(&pending("l", (dev(&d), ino(&d))))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(scan.list(&pending("f", (0, 0))).unwrap().is_empty());
+        assert_eq!(
+            scan.list(&pending("d", (dev(&d), ino(&d)))).unwrap().len(),
+            1
+        );
+
+        // A file replaced by another inode between lstat and open.
+        let f = TreePath::new("f").unwrap();
+        let shown = fx.tree.join("f");
+        let got = scan
+            .content(&f, &d, &shown, || root_dir.open_file(b"f"))
+            .unwrap();
+        assert!(got.is_none());
+        // A file replaced by a link between lstat and open.
+        let st = rustix::fs::lstat(&shown).unwrap();
+        let got = scan
+            .content(&f, &st, &shown, || root_dir.open_file(b"l"))
+            .unwrap();
+        assert!(got.is_none());
+
+        assert_eq!(
+            kinds(&scan),
+            [
+                ("gone".to_owned(), ScanWarningKind::Vanished),
+                ("gone".to_owned(), ScanWarningKind::Vanished),
+                ("d".to_owned(), ScanWarningKind::Replaced),
+                ("l".to_owned(), ScanWarningKind::Replaced),
+                ("f".to_owned(), ScanWarningKind::Replaced),
+                ("f".to_owned(), ScanWarningKind::Replaced),
+                ("f".to_owned(), ScanWarningKind::Replaced),
+            ]
+        );
+        assert_eq!(scan.files_read.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_file_that_keeps_changing_is_read_twice_and_kept_with_a_warning() {
+        // A /proc file reports size 0 but has content: every read looks like
+        // the file changed under it.
+        let fx = fixture();
+        let scan = Scan::new(&fx.store, Root::open("/proc/self").unwrap(), true);
+        let dir = scan.root.open_dir(b"").unwrap();
+        let st = dir.lstat(b"status").unwrap();
+        let path = TreePath::new("status").unwrap();
+        let (chunks, _) = scan
+            .content(&path, &st, Path::new("/proc/self/status"), || {
+                dir.open_file(b"status")
+            })
+            .unwrap()
+            .unwrap();
+        assert!(chunks.content_len() > 0);
+        assert_eq!(scan.files_read.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            kinds(&scan),
+            [("status".to_owned(), ScanWarningKind::ChangedWhileRead)]
+        );
+        // What changed while read is not remembered for the cache.
+        assert!(scan.fresh.as_ref().unwrap().lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_naming_it() {
+        let fx = fixture();
+        std::fs::write(fx.tree.join("f"), b"x").unwrap();
+        let scan = Scan::new(&fx.store, Root::open(&fx.tree).unwrap(), false);
+        let shown = fx.tree.join("f");
+        let st = rustix::fs::lstat(&shown).unwrap();
+        let denied = || {
+            let source = io::Error::from_raw_os_error(Errno::ACCESS.raw_os_error());
+            Err(Error::io("open", &shown, source))
+        };
+        let err = scan
+            .content(&TreePath::new("f").unwrap(), &st, &shown, denied)
+            .unwrap_err();
+        assert!(err.to_string().contains(&*shown.to_string_lossy()), "{err}");
+        assert!(kinds(&scan).is_empty());
     }
 }

@@ -222,6 +222,12 @@ impl CacheFile {
         .then_some(&cached.chunks)
     }
 
+    /// The scan's start and the files, to rewrite a cache in tests.
+    #[cfg(test)]
+    pub(crate) fn into_parts(self) -> (Timestamp, Vec<CachedFile>) {
+        (self.scan_started, self.files.into_values().collect())
+    }
+
     /// How many files the cache describes.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
