@@ -146,7 +146,8 @@ impl fmt::Display for ScanWarning {
 impl Store {
     /// Scans the directory `dir`: stores the content of every regular file in
     /// this store and returns the tree as a [`Snapshot`], with warnings for
-    /// what was left out. See the [module docs](self) for how.
+    /// what was left out. The walk is parallel (rayon); the snapshot, and its
+    /// id, are the same for any number of threads and any walk order.
     ///
     /// Recorded: files (content, size), directories, symbolic links (target
     /// bytes, never followed), hard links (grouped by device and inode),
@@ -157,6 +158,16 @@ impl Store {
     ///
     /// `dir` itself is trusted: a symbolic link in it is followed. Nothing
     /// beneath it is: the scan never follows a link, never leaves `dir`.
+    ///
+    /// With [`ScanOptions::use_stat_cache`], a file is not read if the
+    /// previous scan of the same directory (same canonical path, same store)
+    /// saw the same device, inode, size, mtime and ctime, its mtime and ctime
+    /// were then at least a second older than that scan's start (git's
+    /// racy-timestamp rule: a file changed within the timestamps' granularity
+    /// of being read is read again), and every chunk is still in the store.
+    /// [`ScanOutcome::files_read`] and [`ScanOutcome::files_from_cache`] say
+    /// how it went. The cache lives in `<store>/cache/stat/`; a damaged one is
+    /// ignored with a warning.
     ///
     /// The store is not flushed: call [`Store::flush`] to make the content
     /// durable.
