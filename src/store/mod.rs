@@ -7,6 +7,8 @@
 //!   packs/<id>.pack frames of chunks, immutable once renamed into place
 //!   packs/<id>.idx  the pack's sorted index, written after the pack is durable
 //!   tmp/            packs and files being written; cleaned when nobody holds the lock
+//!   cache/stat/<h>  the stat cache of one scanned directory (owned by `tree::scan`;
+//!                   a cache only: safe to delete)
 //! ```
 
 mod cache;
