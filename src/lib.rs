@@ -52,7 +52,7 @@ pub use crate::{
     },
     tree::{
         Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry, EntryKind, History,
-        Image, ImageConfig, Layer, Metadata, ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind,
-        Snapshot, Timestamp, TreePath, flatten,
+        Image, ImageConfig, Layer, Metadata, ScanOptions, ScanOutcome, ScanWarning,
+        ScanWarningKind, Snapshot, Timestamp, TreePath, flatten,
     },
 };
