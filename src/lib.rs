@@ -49,9 +49,11 @@ pub use crate::{
         ChunkReader, PackStats, Store, StoreStats, TagName,
         chunk_list::{ChunkList, ChunkRef},
         config::StoreOptions,
+        gc::{GcOptions, GcReport},
     },
     tree::{
-        Change, ChangeKind, Children, Entry, EntryKind, History, Image, ImageConfig, Layer,
-        Metadata, Snapshot, Timestamp, TreePath, flatten,
+        AffectedImage, Change, ChangeKind, Children, Entry, EntryKind, FsckOptions, FsckReport,
+        History, Image, ImageConfig, Layer, Metadata, Problem, Snapshot, Timestamp, TreePath,
+        flatten,
     },
 };

@@ -45,7 +45,7 @@ impl TagName {
         format!("{}:{}", self.name.replace('/', "%2F"), self.tag)
     }
 
-    fn from_file_name(file: &str) -> Option<Self> {
+    pub(crate) fn from_file_name(file: &str) -> Option<Self> {
         file.replace("%2F", "/").parse().ok()
     }
 }

@@ -7,6 +7,8 @@
 pub(crate) mod codec;
 pub(crate) mod diff;
 pub(crate) mod entry;
+pub(crate) mod fsck;
+pub(crate) mod gc;
 pub(crate) mod image;
 pub(crate) mod layer;
 mod objects;
@@ -16,6 +18,7 @@ pub(crate) mod snapshot;
 pub use self::{
     diff::{Change, ChangeKind},
     entry::{Entry, EntryKind, Metadata, Timestamp},
+    fsck::{AffectedImage, FsckOptions, FsckReport, Problem},
     image::{History, Image, ImageConfig},
     layer::{Layer, flatten},
     path::TreePath,
