@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use layerstore::{
-    CheckoutOptions, EntryKind, Error, History, ImageConfig, ImageId, ScanOptions, Snapshot, Store,
-    StoreOptions, TagName, Timestamp,
+    CheckoutOptions, EntryKind, Error, FsckOptions, GcOptions, History, ImageConfig, ImageId,
+    ScanOptions, Snapshot, Store, StoreOptions, TagName, Timestamp,
 };
 use serde_json::json;
 
@@ -67,6 +67,18 @@ enum Command {
     Untag { name: String },
     /// Logical, unique and stored bytes.
     Du,
+    /// Remove everything no tag or cache entry reaches.
+    Gc {
+        /// Wait up to this many seconds for other processes to close the store.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Verify every pack, chunk, object and ref; exit 1 if anything is wrong.
+    Fsck {
+        /// Rebuild lost indexes, quarantine damaged packs, clean tmp/.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 /// How a command failed, mapped to the exit codes of CLI.md.
@@ -261,6 +273,8 @@ fn run(cli: &Cli) -> CmdResult {
             }
         }
         Command::Du => du(cli),
+        Command::Gc { wait } => gc(cli, *wait),
+        Command::Fsck { repair } => fsck(cli, *repair),
     }
 }
 
@@ -468,4 +482,107 @@ fn du(cli: &Cli) -> CmdResult {
         println!("dedup ratio: {ratio:.2}");
     }
     Ok(())
+}
+
+fn gc(cli: &Cli, wait: u64) -> CmdResult {
+    let store = open(cli)?;
+    let options = GcOptions {
+        lock_timeout: Duration::from_secs(wait),
+        ..GcOptions::default()
+    };
+    let bar = spinner(cli, "collecting garbage".to_owned());
+    let report = store.gc(&options);
+    finish(bar);
+    let report = report?;
+    for (path, why) in &report.packs_skipped {
+        eprintln!(
+            "layerstore: warning: left '{}' alone: {why}",
+            path.display()
+        );
+    }
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "bytes_freed": report.bytes_freed,
+                "chunks_freed": report.chunks_freed,
+                "packs_deleted": report.packs_deleted,
+                "packs_repacked": report.packs_repacked,
+                "live_chunks": report.live_chunks,
+            })
+        );
+    } else {
+        println!("bytes freed: {}", report.bytes_freed);
+        println!("chunks freed: {}", report.chunks_freed);
+    }
+    Ok(())
+}
+
+fn fsck(cli: &Cli, repair: bool) -> CmdResult {
+    let store = open(cli)?;
+    let options = FsckOptions {
+        repair,
+        ..FsckOptions::default()
+    };
+    let bar = spinner(cli, "verifying".to_owned());
+    let report = store.fsck(&options);
+    finish(bar);
+    let report = report?;
+    if cli.json {
+        let problems: Vec<_> = report
+            .problems
+            .iter()
+            .map(|p| json!({ "path": p.path, "problem": p.what }))
+            .collect();
+        let repaired: Vec<_> = report
+            .repaired
+            .iter()
+            .map(|p| json!({ "path": p.path, "repair": p.what }))
+            .collect();
+        let affected: Vec<_> = report
+            .affected_images
+            .iter()
+            .map(|a| json!({ "tag": a.tag.to_string(), "image": a.image.to_string(), "missing": a.missing }))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "clean": report.is_clean(),
+                "problems": problems,
+                "repaired": repaired,
+                "affected_images": affected,
+                "garbage": report.garbage,
+                "chunks_checked": report.chunks_checked,
+                "bytes_checked": report.bytes_checked,
+            })
+        );
+    } else {
+        for p in &report.problems {
+            println!("problem: {}: {}", p.path.display(), p.what);
+        }
+        for p in &report.repaired {
+            println!("repaired: {}: {}", p.path.display(), p.what);
+        }
+        for a in &report.affected_images {
+            println!("affected image: {} ({}): {}", a.tag, a.image, a.what);
+        }
+        for g in &report.garbage {
+            println!("unreferenced: {}", g.display());
+        }
+        println!(
+            "checked {} chunks, {} bytes: {}",
+            report.chunks_checked,
+            report.bytes_checked,
+            if report.is_clean() {
+                "clean"
+            } else {
+                "problems found"
+            }
+        );
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::Found)
+    }
 }

@@ -12,6 +12,8 @@ pub(crate) mod checkout;
 pub(crate) mod codec;
 pub(crate) mod diff;
 pub(crate) mod entry;
+pub(crate) mod fsck;
+pub(crate) mod gc;
 pub(crate) mod image;
 pub(crate) mod layer;
 mod objects;
@@ -24,6 +26,7 @@ pub use self::{
     checkout::{CheckoutOptions, CheckoutOutcome},
     diff::{Change, ChangeKind},
     entry::{Entry, EntryKind, Metadata, Timestamp},
+    fsck::{AffectedImage, FsckOptions, FsckReport, Problem},
     image::{History, Image, ImageConfig},
     layer::{Layer, flatten},
     path::TreePath,

@@ -319,3 +319,70 @@ fn tags_images_du_and_exit_codes() {
     );
     assert_eq!(layerstore(&store, &["frobnicate"]).status.code(), Some(2));
 }
+
+#[test]
+fn gc_and_fsck() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    ok(&layerstore(&store, &["init"]));
+    let src = work.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("kept"), b"kept".repeat(1000)).unwrap();
+    ok(&layerstore(
+        &store,
+        &["commit", src.to_str().unwrap(), "--tag", "kept"],
+    ));
+    let noise: Vec<u8> = (0..400_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(src.join("dropped"), noise).unwrap();
+    ok(&layerstore(
+        &store,
+        &["commit", src.to_str().unwrap(), "--tag", "dropped"],
+    ));
+    ok(&layerstore(&store, &["untag", "dropped"]));
+    let stored = |store: &Path| -> u64 {
+        let du: serde_json::Value =
+            serde_json::from_slice(&layerstore(store, &["du", "--json"]).stdout).unwrap();
+        du["stored_bytes"].as_u64().unwrap()
+    };
+    let before = stored(&store);
+    let out = ok(&layerstore(&store, &["gc"]));
+    let after = stored(&store);
+    let freed: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("bytes freed: "))
+        .expect("bytes freed line")
+        .parse()
+        .unwrap();
+    // What the dropped image alone held is gone: at least 95 % of the difference.
+    assert!(after < 3000, "{before} -> {after} bytes stored");
+    assert!(freed * 100 >= (before - after) * 95, "{out}");
+    let out = ok(&layerstore(&store, &["fsck"]));
+    assert!(out.contains("clean"), "{out}");
+    let dest = work.path().join("dest");
+    ok(&layerstore(
+        &store,
+        &["checkout", "kept", dest.to_str().unwrap()],
+    ));
+    assert_eq!(
+        std::fs::read(dest.join("kept")).unwrap(),
+        b"kept".repeat(1000)
+    );
+
+    // A flipped byte in a pack: fsck exits 1 and names the pack.
+    let pack = std::fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "pack"))
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x20;
+    std::fs::write(&pack, bytes).unwrap();
+    let out = layerstore(&store, &["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(pack.file_name().unwrap().to_str().unwrap())
+    );
+}
