@@ -4,6 +4,7 @@
 mod cache;
 mod kinds;
 mod parallel;
+mod roundtrip;
 mod safety;
 
 use std::ffi::OsStr;
