@@ -148,6 +148,16 @@ impl Store {
         out
     }
 
+    /// A key that orders chunks as they lie in the store (pack, then frame), so
+    /// that reading many chunks in key order decompresses each shared frame
+    /// once instead of once per chunk. Chunks not yet committed sort last.
+    pub(crate) fn locality(&self, id: &ChunkId) -> (u64, u64) {
+        match self.find_committed(id) {
+            Some((pack, Ok(loc))) => (pack.seq, loc.payload_offset),
+            _ => (u64::MAX, 0),
+        }
+    }
+
     /// A reader of the content whose chunk list is `list`.
     #[must_use]
     pub fn reader(&self, list: &ChunkList) -> ChunkReader<'_> {

@@ -256,11 +256,26 @@ impl Job<'_> {
             self.root.mkdir(dir.path.as_bytes(), 0o700)?;
         }
 
-        // 2. Files, symlinks, fifos, devices.
-        let nodes: Vec<&Entry> = entries
+        // 2. Files, symlinks, fifos, devices. Files go in the order their
+        // first chunks lie in the store: each thread takes a contiguous run of
+        // that order, so a shared frame is decompressed once, not once per
+        // small file (the frame cache holds only a few hundred frames).
+        let mut nodes: Vec<(u64, u64, &Entry)> = entries
             .iter()
             .filter(|e| !e.is_dir() && !matches!(e.kind, EntryKind::Hardlink { .. }))
+            .map(|e| {
+                let (pack, offset) = match &e.kind {
+                    EntryKind::File { chunks, .. } => chunks
+                        .chunks()
+                        .first()
+                        .map_or((0, 0), |c| self.store.locality(&c.id)),
+                    _ => (0, 0),
+                };
+                (pack, offset, e)
+            })
             .collect();
+        nodes.sort_by_key(|(pack, offset, _)| (*pack, *offset));
+        let nodes: Vec<&Entry> = nodes.into_iter().map(|(_, _, e)| e).collect();
         let made: Vec<Made> = nodes
             .par_iter()
             .map(|e| self.make(e))
