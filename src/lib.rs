@@ -49,9 +49,12 @@ pub use crate::{
         ChunkReader, PackStats, Store, StoreStats, TagName,
         chunk_list::{ChunkList, ChunkRef},
         config::StoreOptions,
+        gc::{GcOptions, GcReport},
     },
     tree::{
-        Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry, EntryKind, History,
-        Image, ImageConfig, Layer, Metadata, Snapshot, Timestamp, TreePath, flatten,
+        AffectedImage, Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry,
+        EntryKind, FsckOptions, FsckReport, History, Image, ImageConfig, Layer, Metadata, Problem,
+        ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind, Snapshot, Timestamp, TreePath,
+        flatten,
     },
 };

@@ -34,6 +34,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
+use crate::fsutil::dir;
 use crate::fsutil::xattr;
 
 /// Cleared the first time `openat2` turns out to be missing (old kernel) or
@@ -85,6 +86,10 @@ fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// The kinds of special file [`Root::mknod`] makes.
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "used by tree::checkout, landing next")
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NodeKind {
     /// A named pipe; needs no privilege.
@@ -97,6 +102,10 @@ pub(crate) enum NodeKind {
 
 /// The metadata [`Root::set_metadata`] sets, in the order that keeps it:
 /// owner first (a `chown` clears setuid and setgid), then mode, then times.
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "used by tree::checkout, landing next")
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Metadata {
     /// Permission bits with setuid, setgid and sticky (`0o7777`; the file-type
@@ -152,6 +161,10 @@ impl Root {
     }
 
     /// The root's `O_PATH` descriptor.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "used by tree::checkout, landing next")
+    )]
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -268,6 +281,13 @@ impl Root {
 }
 
 /// Writing
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "the writing side is used by tree::checkout, landing next"
+    )
+)]
 impl Root {
     /// Creates the directory `path` and any missing parents (each with `mode`,
     /// filtered by the umask); existing directories are fine, symbolic links
@@ -468,6 +488,13 @@ impl Root {
 /// Reading
 impl Root {
     /// The `lstat` of `path` (the empty path: the root itself).
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by mount::copy and checkout; scan reads through fsutil::dir"
+        )
+    )]
     pub(crate) fn lstat(&self, path: &[u8]) -> Result<Stat> {
         let (dir, name) = self.open_parent_or_root(path)?;
         rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
@@ -475,6 +502,13 @@ impl Root {
     }
 
     /// The target of the symbolic link `path`, as bytes.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by mount::copy and checkout; scan reads through fsutil::dir"
+        )
+    )]
     pub(crate) fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
         let (dir, name) = self.open_parent(path)?;
         rustix::fs::readlinkat(&dir, name, Vec::new())
@@ -502,8 +536,25 @@ impl Root {
         Ok(File::from(fd))
     }
 
+    /// Opens the directory `path` (the empty path: the root) for reading its
+    /// children by name; no symbolic link is followed on the way or at the end.
+    pub(crate) fn open_dir(&self, path: &[u8]) -> Result<dir::Dir> {
+        if !path.is_empty() {
+            validate(path)?;
+        }
+        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::DIRECTORY, "open directory")?;
+        Ok(dir::Dir::new(fd, self.full(path)))
+    }
+
     /// The names in the directory `path` (the empty path: the root), sorted,
     /// without `.` and `..`.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by mount::copy and checkout; scan reads through fsutil::dir"
+        )
+    )]
     pub(crate) fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
         if !path.is_empty() {
             validate(path)?;
@@ -515,6 +566,7 @@ impl Root {
     }
 
     /// The names in the open directory `dir` (at `path`), unsorted.
+    #[cfg_attr(not(test), allow(dead_code, reason = "used by read_dir"))]
     fn list(&self, dir: &OwnedFd, path: &[u8]) -> Result<Vec<Vec<u8>>> {
         let err = |e: Errno| Error::io("read directory", self.full(path), e.into());
         let mut reader = Dir::read_from(dir).map_err(err)?;
@@ -531,6 +583,13 @@ impl Root {
 
     /// The extended attributes of `path` (the empty path: the root) as
     /// `(name, value)`, sorted by name; none where the filesystem has none.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by mount::copy and checkout; scan reads through fsutil::dir"
+        )
+    )]
     pub(crate) fn xattrs(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let (dir, last) = self.open_parent_or_root(path)?;
         let proc = proc_path(dir.as_fd(), Some(last));
@@ -541,7 +600,7 @@ impl Root {
 /// `/proc/self/fd/<fd>` or `/proc/self/fd/<fd>/<name>`: a path that reaches
 /// what `fd` (or `name` in the directory `fd`) is, with no lookup by name
 /// above it.
-fn proc_path(fd: BorrowedFd<'_>, name: Option<&[u8]>) -> PathBuf {
+pub(crate) fn proc_path(fd: BorrowedFd<'_>, name: Option<&[u8]>) -> PathBuf {
     let mut bytes = format!("/proc/self/fd/{}", fd.as_raw_fd()).into_bytes();
     if let Some(name) = name {
         bytes.push(b'/');

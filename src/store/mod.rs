@@ -7,13 +7,28 @@
 //!   packs/<id>.pack frames of chunks, immutable once renamed into place
 //!   packs/<id>.idx  the pack's sorted index, written after the pack is durable
 //!   tmp/            packs and files being written; cleaned when nobody holds the lock
+//!   cache/stat/<h>  the stat cache of one scanned directory (owned by `tree::scan`;
+//!                   a cache only: safe to delete)
+//!   quarantine/     damaged packs moved aside by `fsck` repair (never deleted)
 //! ```
+//!
+//! ## The lock protocol
+//!
+//! Every open `Store` holds `<store>/lock` shared for as long as it is open.
+//! Garbage collection and repair need the store alone: they convert this
+//! handle's lock to exclusive, which succeeds only when no other process has
+//! the store open. A writer's chunks are therefore never collected while it
+//! could still name them: it holds the lock from open to close, across every
+//! put, flush and tag. The price is that gc waits (or gives up with
+//! [`Error::Locked`]) while any other process has the store open.
 
 mod cache;
 pub(crate) mod chunk_list;
 mod chunker;
 pub(crate) mod config;
 pub(crate) mod frame;
+pub(crate) mod fsck;
+pub(crate) mod gc;
 pub(crate) mod index;
 mod lock;
 mod mmap;
@@ -27,7 +42,8 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
 
@@ -61,8 +77,11 @@ pub struct Store {
     root: PathBuf,
     config: Config,
     chunker: Chunker,
-    _lock: File,
+    lock: File,
     committed: RwLock<Committed>,
+    /// Indexes skipped because their header is damaged, and why; `fsck`
+    /// reports them and its repair rebuilds them from their packs.
+    bad_indexes: Mutex<Vec<(PathBuf, String)>>,
     pending: Mutex<write::Pending>,
     pending_changed: Condvar,
     cache: FrameCache,
@@ -165,7 +184,18 @@ impl Store {
     /// [`Error::Locked`] if garbage collection holds the store;
     /// [`Error::Io`] naming the path for system failures.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let root = path.as_ref().to_path_buf();
+        Self::open_with(path.as_ref(), true)
+    }
+
+    /// A second handle on a store whose lock this process already holds
+    /// exclusively (through another handle): it takes no lock and does not
+    /// clean `tmp/`. Garbage collection and repair work through one.
+    pub(crate) fn open_unlocked(path: &Path) -> Result<Self> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, locking: bool) -> Result<Self> {
+        let root = path.to_path_buf();
         let config_path = root.join("config");
         let bytes = match std::fs::read(&config_path) {
             Ok(bytes) => bytes,
@@ -204,10 +234,10 @@ impl Store {
             .open(&lock_path)
             .map_err(|e| Error::io("open", &lock_path, e))?;
         // Alone with the store: whatever is in tmp/ was left by a crash.
-        if lock::take(&lock, &lock_path, FlockOperation::NonBlockingLockExclusive)? {
-            clean_tmp(&root.join("tmp"))?;
+        if locking && lock::take(&lock, &lock_path, FlockOperation::NonBlockingLockExclusive)? {
+            clean_tmp(&root.join("tmp"), false)?;
         }
-        if !lock::take(&lock, &lock_path, FlockOperation::NonBlockingLockShared)? {
+        if locking && !lock::take(&lock, &lock_path, FlockOperation::NonBlockingLockShared)? {
             return Err(Error::Locked {
                 path: lock_path,
                 reason: "garbage collection holds it exclusively",
@@ -216,8 +246,9 @@ impl Store {
         let store = Self {
             chunker: Chunker::new(config.chunk_min, config.chunk_avg, config.chunk_max),
             config,
-            _lock: lock,
+            lock,
             committed: RwLock::new(Committed::default()),
+            bad_indexes: Mutex::new(Vec::new()),
             pending: Mutex::new(write::Pending::default()),
             pending_changed: Condvar::new(),
             cache: FrameCache::new(FRAME_CACHE_BYTES),
@@ -250,11 +281,38 @@ impl Store {
 
     /// Loads the indexes that other processes committed since this store was
     /// opened (or last refreshed). Writers refresh by themselves when they flush.
+    /// An index whose header is damaged is skipped (its chunks read as missing)
+    /// and remembered for [`Store::fsck`](crate::Store::fsck) to report.
     ///
     /// # Errors
-    /// [`Error::Io`] if `packs/` cannot be listed or an index cannot be mapped;
-    /// [`Error::Corrupt`] naming an index whose header is damaged.
+    /// [`Error::Io`] if `packs/` cannot be listed or an index cannot be mapped.
     pub fn refresh(&self) -> Result<()> {
+        let found = self.indexed_pack_ids()?;
+        let known: Vec<PackId> = {
+            let committed = self
+                .committed
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            found
+                .into_iter()
+                .filter(|id| !committed.names.contains(id))
+                .collect()
+        };
+        let loaded = self.load_packs(known)?;
+        let mut committed = self
+            .committed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for pack in loaded {
+            if committed.names.insert(pack.id) {
+                committed.packs.push(pack);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every pack that has an `.idx` file in `packs/`, sorted.
+    fn indexed_pack_ids(&self) -> Result<Vec<PackId>> {
         let dir = self.packs_dir();
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
@@ -268,30 +326,63 @@ impl Store {
             }
         }
         found.sort();
-        let known: Vec<PackId> = {
-            let committed = self
-                .committed
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            found
-                .into_iter()
-                .filter(|id| !committed.names.contains(id))
-                .collect()
-        };
-        let mut loaded = Vec::with_capacity(known.len());
-        for id in known {
-            loaded.push(Arc::new(self.load_pack(id)?));
-        }
-        let mut committed = self
-            .committed
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for pack in loaded {
-            if committed.names.insert(pack.id) {
-                committed.packs.push(pack);
+        Ok(found)
+    }
+
+    /// Loads the indexes of `ids`, skipping (and remembering) those whose
+    /// header is damaged.
+    fn load_packs(&self, ids: Vec<PackId>) -> Result<Vec<Arc<Pack>>> {
+        let mut loaded = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.load_pack(id) {
+                Ok(pack) => loaded.push(Arc::new(pack)),
+                Err(Error::Corrupt { path, reason, .. }) => {
+                    let mut bad = self
+                        .bad_indexes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if !bad.iter().any(|(p, _)| *p == path) {
+                        bad.push((path, reason));
+                    }
+                }
+                Err(other) => return Err(other),
             }
         }
-        Ok(())
+        Ok(loaded)
+    }
+
+    /// Every index on disk loaded afresh, forgetting what was loaded before
+    /// (after garbage collection or repair, packs may have gone).
+    fn load_all(&self) -> Result<Committed> {
+        self.bad_indexes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        let packs = self.load_packs(self.indexed_pack_ids()?)?;
+        Ok(Committed {
+            names: packs.iter().map(|p| p.id).collect(),
+            packs,
+        })
+    }
+
+    /// Indexes that opening (or refreshing) skipped because their header is
+    /// damaged, each with the reason: their chunks read as missing until
+    /// [`Store::fsck`](crate::Store::fsck) with `repair` rebuilds them.
+    #[must_use]
+    pub fn damaged_indexes(&self) -> Vec<(PathBuf, String)> {
+        self.bad_indexes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Snapshot of the committed packs.
+    fn committed_packs(&self) -> Vec<Arc<Pack>> {
+        self.committed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .packs
+            .clone()
     }
 
     fn load_pack(&self, id: PackId) -> Result<Pack> {
@@ -360,19 +451,112 @@ impl chunk_list::ChunkList {
 }
 
 /// Removes everything in `tmp/` (called only while holding the store lock
-/// exclusively, so no writer is using it).
-fn clean_tmp(tmp: &Path) -> Result<()> {
+/// exclusively, so no other process is using it). With `keep_ours`, files this
+/// process is writing (their names carry its pid) are kept; returns the paths
+/// removed.
+fn clean_tmp(tmp: &Path, keep_ours: bool) -> Result<Vec<PathBuf>> {
+    let ours = format!("-{}-", std::process::id());
+    let mut removed = Vec::new();
     for entry in std::fs::read_dir(tmp).map_err(|e| Error::io("read directory", tmp, e))? {
         let entry = entry.map_err(|e| Error::io("read directory", tmp, e))?;
         let path = entry.path();
+        if keep_ours && entry.file_name().to_string_lossy().contains(&ours) {
+            continue;
+        }
         let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
             std::fs::remove_dir_all(&path)
         } else {
             std::fs::remove_file(&path)
         };
         result.map_err(|e| Error::io("remove stale temporary file", &path, e))?;
+        removed.push(path);
     }
-    Ok(())
+    Ok(removed)
+}
+
+/// How long to sleep between attempts to take the lock exclusively.
+const LOCK_RETRY: Duration = Duration::from_millis(50);
+
+/// This handle's lock converted to exclusive, and its view of the committed
+/// packs frozen: other threads using the handle wait (reads and puts block)
+/// until it is dropped, which reloads every index and converts the lock back
+/// to shared.
+pub(crate) struct Exclusive<'a> {
+    store: &'a Store,
+    committed: RwLockWriteGuard<'a, Committed>,
+}
+
+/// Exclusive access
+impl Store {
+    /// Converts this handle's shared lock to exclusive, trying every 50 ms for
+    /// up to `wait`.
+    ///
+    /// `flock` converts a lock by releasing it and then taking the new one, so
+    /// the conversion is not atomic: when it fails (other processes hold the
+    /// lock shared) this handle briefly holds no lock, and it takes its shared
+    /// lock back at once. If another process took the lock exclusively in that
+    /// gap (its own gc), this waits for it and then reloads every index, since
+    /// packs may have been deleted meanwhile. The handle's committed view is
+    /// write-locked across each attempt, so no thread of this process reads
+    /// or deduplicates against a stale view.
+    pub(crate) fn lock_exclusive(&self, wait: Duration) -> Result<Exclusive<'_>> {
+        let lock_path = self.root.join("lock");
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut committed = self
+                .committed
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if lock::take(
+                &self.lock,
+                &lock_path,
+                FlockOperation::NonBlockingLockExclusive,
+            )? {
+                return Ok(Exclusive {
+                    store: self,
+                    committed,
+                });
+            }
+            if !lock::take(
+                &self.lock,
+                &lock_path,
+                FlockOperation::NonBlockingLockShared,
+            )? {
+                lock::take(&self.lock, &lock_path, FlockOperation::LockShared)?;
+                *committed = self.load_all()?;
+            }
+            drop(committed);
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Locked {
+                    path: lock_path,
+                    reason: "other processes have the store open; gc and repair need it alone",
+                });
+            }
+            std::thread::sleep(LOCK_RETRY.min(deadline - now));
+        }
+    }
+}
+
+impl Exclusive<'_> {
+    /// Removes what other processes left in `tmp/` (they are gone: we hold the
+    /// lock exclusively); returns the paths removed.
+    pub(crate) fn clean_tmp(&self) -> Result<Vec<PathBuf>> {
+        clean_tmp(&self.store.tmp_dir(), true)
+    }
+}
+
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        // Packs may have been deleted, rewritten or quarantined: start afresh.
+        // If the indexes cannot be loaded, an empty view is safe (reads miss
+        // until the next refresh; puts store chunks again rather than
+        // deduplicating against a pack that is gone).
+        *self.committed = self.store.load_all().unwrap_or_default();
+        let lock_path = self.store.root.join("lock");
+        // Exclusive to shared: nobody else holds the lock, so this cannot wait.
+        let _ = lock::take(&self.store.lock, &lock_path, FlockOperation::LockShared);
+    }
 }
 
 impl Drop for Store {

@@ -147,48 +147,111 @@ pub(crate) fn read_raw_chunk(file: &File, path: &Path, loc: &Location) -> Result
     Ok(out)
 }
 
-/// Walks the frames of a whole pack's bytes, returning every chunk's location;
-/// used to rebuild a lost index. Stops with an error at the first bad frame,
-/// giving the records found before it.
-pub(crate) fn scan(bytes: &[u8]) -> (Vec<Record>, Result<(), (u64, String)>) {
-    let mut records = Vec::new();
+/// A frame found by walking a pack's bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct ScannedFrame {
+    /// Where the frame's header starts in the pack.
+    pub(crate) start: u64,
+    /// Where its payload starts.
+    pub(crate) payload_offset: u64,
+    pub(crate) header: FrameHeader,
+}
+
+impl ScannedFrame {
+    /// Where the frame ends (the next one starts).
+    pub(crate) fn end(&self) -> u64 {
+        self.payload_offset + u64::from(self.header.stored_len)
+    }
+
+    /// The location of each of its chunks.
+    pub(crate) fn records(&self) -> Vec<Record> {
+        let mut offset_in_frame = 0;
+        let frame_chunks = u8::try_from(self.header.chunks.len()).unwrap_or(u8::MAX);
+        self.header
+            .chunks
+            .iter()
+            .map(|&(id, len)| {
+                let loc = Location {
+                    payload_offset: self.payload_offset,
+                    stored_len: self.header.stored_len,
+                    raw_len: self.header.raw_len,
+                    offset_in_frame,
+                    len,
+                    codec: self.header.codec,
+                    frame_chunks,
+                };
+                offset_in_frame += len;
+                (id, loc)
+            })
+            .collect()
+    }
+
+    /// The frame's bytes (header and payload) within the pack's `bytes`.
+    pub(crate) fn bytes<'a>(&self, pack: &'a [u8]) -> &'a [u8] {
+        // `frames` only returns frames that lie within the pack.
+        pack.get(self.start as usize..self.end() as usize)
+            .unwrap_or_default()
+    }
+
+    /// Decodes the payload and checks every chunk against its id; returns the
+    /// raw payload (the chunks back to back), or what is wrong.
+    pub(crate) fn decode_verified(&self, pack: &[u8]) -> Result<Vec<u8>, String> {
+        let stored = pack
+            .get(self.payload_offset as usize..self.end() as usize)
+            .ok_or("the pack ends inside this frame")?;
+        let raw = frame::decode_payload(self.header.codec, stored, self.header.raw_len)?;
+        let mut at = 0usize;
+        for (id, len) in &self.header.chunks {
+            let chunk = raw
+                .get(at..at + *len as usize)
+                .ok_or("chunk outside its frame")?;
+            if crate::digest::ChunkId::of(chunk) != *id {
+                return Err(format!("chunk {id} does not match its bytes"));
+            }
+            at += *len as usize;
+        }
+        Ok(raw)
+    }
+}
+
+/// Walks the frames of a whole pack's bytes (parsing headers, not decoding
+/// payloads). Stops with an error at the first frame whose header is bad or
+/// that runs past the end, giving the frames found before it.
+pub(crate) fn frames(bytes: &[u8]) -> (Vec<ScannedFrame>, Result<(), (u64, String)>) {
+    let mut out = Vec::new();
     if bytes.get(..PACK_MAGIC.len()) != Some(&PACK_MAGIC[..]) {
-        return (records, Err((0, "bad pack magic".into())));
+        return (out, Err((0, "bad pack magic".into())));
     }
     let mut at = PACK_MAGIC.len();
     while at < bytes.len() {
         let header = match FrameHeader::parse(&bytes[at..]) {
             Ok(h) => h,
-            Err(reason) => return (records, Err((at as u64, reason))),
+            Err(reason) => return (out, Err((at as u64, reason))),
         };
         let payload_offset = at + header.encoded_len();
         let end = payload_offset + header.stored_len as usize;
         if end > bytes.len() {
             return (
-                records,
+                out,
                 Err((at as u64, "the pack ends inside this frame".into())),
             );
         }
-        let mut offset_in_frame = 0;
-        let frame_chunks = u8::try_from(header.chunks.len()).unwrap_or(u8::MAX);
-        for &(id, len) in &header.chunks {
-            records.push((
-                id,
-                Location {
-                    payload_offset: payload_offset as u64,
-                    stored_len: header.stored_len,
-                    raw_len: header.raw_len,
-                    offset_in_frame,
-                    len,
-                    codec: header.codec,
-                    frame_chunks,
-                },
-            ));
-            offset_in_frame += len;
-        }
+        out.push(ScannedFrame {
+            start: at as u64,
+            payload_offset: payload_offset as u64,
+            header,
+        });
         at = end;
     }
-    (records, Ok(()))
+    (out, Ok(()))
+}
+
+/// Walks the frames of a whole pack's bytes, returning every chunk's location;
+/// used to rebuild a lost index. Stops with an error at the first bad frame,
+/// giving the records found before it.
+pub(crate) fn scan(bytes: &[u8]) -> (Vec<Record>, Result<(), (u64, String)>) {
+    let (frames, end) = frames(bytes);
+    (frames.iter().flat_map(ScannedFrame::records).collect(), end)
 }
 
 #[cfg(test)]

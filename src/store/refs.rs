@@ -45,7 +45,7 @@ impl TagName {
         format!("{}:{}", self.name.replace('/', "%2F"), self.tag)
     }
 
-    fn from_file_name(file: &str) -> Option<Self> {
+    pub(crate) fn from_file_name(file: &str) -> Option<Self> {
         file.replace("%2F", "/").parse().ok()
     }
 }
@@ -186,11 +186,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Points `name` at `image`, replacing what it pointed at.
+    /// Points `name` at `image`, replacing what it pointed at. If the image
+    /// was stored through this handle and not yet flushed, it is flushed
+    /// first: a ref is never durable before what it names.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the ref file if it cannot be written.
+    /// [`Error::Io`] naming the ref file if it cannot be written, or the pack
+    /// if the flush fails.
     pub fn set_tag(&self, name: &TagName, image: &ImageId) -> Result<()> {
+        if !self.is_committed(&crate::digest::ChunkId::from_bytes(*image.as_bytes())) {
+            self.flush()?;
+        }
         self.write_ref("tags", &name.file_name(), &image.to_string())
     }
 

@@ -2,26 +2,34 @@
 //!
 //! Everything here but checkout is pure and in memory: paths ([`TreePath`]), entries
 //! ([`Entry`]), whole trees ([`Snapshot`]), change sets ([`Layer`]) and the
-//! algebra between them (`diff`, `apply`, `flatten`, `changes`); and, over the
-//! store, [`Store::checkout`](crate::Store::checkout), which writes a snapshot
-//! out as a directory tree.
+//! algebra between them (`diff`, `apply`, `flatten`, `changes`); and the two
+//! parts that touch a filesystem: [`Store::scan`](crate::Store::scan), which
+//! walks a directory into a snapshot, storing file contents in the store, and
+//! [`Store::checkout`](crate::Store::checkout), which writes a snapshot out as a
+//! directory tree.
 
 pub(crate) mod checkout;
 pub(crate) mod codec;
 pub(crate) mod diff;
 pub(crate) mod entry;
+pub(crate) mod fsck;
+pub(crate) mod gc;
 pub(crate) mod image;
 pub(crate) mod layer;
 mod objects;
 pub(crate) mod path;
+pub(crate) mod scan;
 pub(crate) mod snapshot;
+pub(crate) mod statcache;
 
 pub use self::{
     checkout::{CheckoutOptions, CheckoutOutcome},
     diff::{Change, ChangeKind},
     entry::{Entry, EntryKind, Metadata, Timestamp},
+    fsck::{AffectedImage, FsckOptions, FsckReport, Problem},
     image::{History, Image, ImageConfig},
     layer::{Layer, flatten},
     path::TreePath,
+    scan::{ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind},
     snapshot::{Children, Snapshot},
 };

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use layerstore::{Error, Store};
+use layerstore::{Error, FsckOptions, Store};
 
 use super::{new_store, random_bytes, text_bytes};
 
@@ -132,16 +132,25 @@ fn a_deleted_pack_names_its_path() {
 #[test]
 fn a_damaged_index_header_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    populated(dir.path());
+    let contents = populated(dir.path());
     let idx = files_with(dir.path(), ".idx").remove(0);
     let mut bytes = std::fs::read(&idx).unwrap();
     bytes[20] ^= 0x7f; // the record count
     std::fs::write(&idx, &bytes).unwrap();
-    let err = Store::open(dir.path().join("store")).unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // Opening skips the index (so that fsck can still run) and remembers it.
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let damaged = store.damaged_indexes();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].0, idx);
+    for (_, list) in &contents {
+        let err = store.read_all(list).unwrap_err();
+        assert!(matches!(err, Error::ChunkNotFound { .. }), "{err}");
+    }
+    let report = store.fsck(&FsckOptions::default()).unwrap();
     assert!(
-        err.to_string().contains(&idx.display().to_string()),
-        "{err}"
+        report.problems.iter().any(|p| p.path == idx),
+        "{:?}",
+        report.problems
     );
 }
 

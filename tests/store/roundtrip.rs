@@ -120,8 +120,11 @@ fn an_insertion_changes_only_nearby_chunks() {
             .iter()
             .filter(|c| !old.contains(&c.id))
             .collect();
-        // The chunks that changed cover the insertion and little else: at most
-        // a few chunks, all before 1 MiB + two maximum chunk sizes.
+        // The chunks that changed cover the insertion and little else: a few
+        // chunks (the cut after an insertion may skip an old boundary that now
+        // falls inside the minimum size, so realigning can take a few cuts),
+        // all ending within four maximum chunk sizes of the insertion point's
+        // megabyte, while the input is 4 MiB long.
         let changed_bytes: u64 = new_chunks.iter().map(|c| u64::from(c.len)).sum();
         let last_changed_end = {
             let mut offset = 0u64;
@@ -135,9 +138,9 @@ fn an_insertion_changes_only_nearby_chunks() {
             end
         };
         TestResult::from_bool(
-            new_chunks.len() <= 3
-                && changed_bytes <= 3 * 256 * 1024 + insert.len() as u64
-                && last_changed_end <= (1 << 20) + 2 * 256 * 1024 + insert.len() as u64,
+            new_chunks.len() <= 5
+                && changed_bytes <= 5 * 256 * 1024 + insert.len() as u64
+                && last_changed_end <= (1 << 20) + 4 * 256 * 1024 + insert.len() as u64,
         )
     }
     QuickCheck::new()

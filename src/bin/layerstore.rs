@@ -1,0 +1,588 @@
+//! The `layerstore` command line: a thin layer over the library.
+//! Its commands, output and exit codes are a contract: see CLI.md.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use layerstore::{
+    CheckoutOptions, EntryKind, Error, FsckOptions, GcOptions, History, ImageConfig, ImageId,
+    ScanOptions, Snapshot, Store, StoreOptions, TagName, Timestamp,
+};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "layerstore",
+    version,
+    about = "A content-addressed store for container-image layers"
+)]
+struct Cli {
+    /// The store directory (else `$LAYERSTORE_DIR`, else `./.layerstore`).
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show progress on stderr even when it is not a terminal.
+    #[arg(long, global = true)]
+    progress: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a store (idempotent).
+    Init,
+    /// Scan DIR; the new layer is its diff against the parent image's tree.
+    Commit {
+        dir: PathBuf,
+        #[arg(long, value_name = "IMAGE")]
+        parent: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+    },
+    /// Materialise the flattened image into DEST (absent or empty).
+    Checkout { image: String, dest: PathBuf },
+    /// Changes from A to B, each an image or a directory.
+    Diff {
+        a: String,
+        b: String,
+        /// Exit with 1 when there are differences.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// List tagged images.
+    Images,
+    /// Show an image as JSON.
+    Inspect { image: String },
+    /// Point NAME at IMAGE.
+    Tag { image: String, name: String },
+    /// Remove the tag NAME.
+    Untag { name: String },
+    /// Logical, unique and stored bytes.
+    Du,
+    /// Remove everything no tag or cache entry reaches.
+    Gc {
+        /// Wait up to this many seconds for other processes to close the store.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Verify every pack, chunk, object and ref; exit 1 if anything is wrong.
+    Fsck {
+        /// Rebuild lost indexes, quarantine damaged packs, clean tmp/.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+/// How a command failed, mapped to the exit codes of CLI.md.
+enum Failure {
+    /// 1: the command ran and found a problem.
+    Found,
+    /// 2: bad usage or bad input.
+    Usage(String),
+    /// 3: the store or the system failed.
+    System(String),
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        let text = err.to_string();
+        match err {
+            Error::Io { .. }
+            | Error::Xattr { .. }
+            | Error::Locked { .. }
+            | Error::Corrupt { .. }
+            | Error::ChunkNotFound { .. }
+            | Error::ObjectNotFound { .. }
+            | Error::UnsupportedVersion { .. }
+            | Error::BadConfig { .. } => Failure::System(text),
+            _ => Failure::Usage(text),
+        }
+    }
+}
+
+type CmdResult = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Found) => ExitCode::from(1),
+        Err(Failure::Usage(msg)) => {
+            eprintln!("layerstore: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::System(msg)) => {
+            eprintln!("layerstore: {msg}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn store_dir(cli: &Cli) -> PathBuf {
+    cli.store
+        .clone()
+        .or_else(|| std::env::var_os("LAYERSTORE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".layerstore"))
+}
+
+fn open(cli: &Cli) -> Result<Store, Failure> {
+    let dir = store_dir(cli);
+    Store::open(&dir).map_err(|err| match err {
+        Error::NotAStore { .. } => Failure::Usage(format!(
+            "no store at '{}' (create one with `layerstore init`, or give --store)",
+            dir.display()
+        )),
+        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Failure::Usage(format!(
+                "no store at '{}' (create one with `layerstore init`, or give --store)",
+                dir.display()
+            ))
+        }
+        other => other.into(),
+    })
+}
+
+/// A spinner on stderr while long work runs, when stderr is a terminal or
+/// `--progress` was given.
+fn spinner(cli: &Cli, message: String) -> Option<indicatif::ProgressBar> {
+    if !(cli.progress || std::io::stderr().is_terminal()) {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
+}
+
+fn finish(bar: Option<indicatif::ProgressBar>) {
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::new(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        d.subsec_nanos(),
+    )
+}
+
+/// RFC 3339 in UTC, to the second.
+fn rfc3339(t: Timestamp) -> String {
+    let days = t.secs.div_euclid(86_400);
+    let secs = t.secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn tree_size(tree: &Snapshot) -> u64 {
+    tree.iter()
+        .map(|e| match &e.kind {
+            EntryKind::File { size, .. } => *size,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn tag_name(text: &str) -> Result<TagName, Failure> {
+    text.parse()
+        .map_err(|e: Error| Failure::Usage(e.to_string()))
+}
+
+fn run(cli: &Cli) -> CmdResult {
+    match &cli.command {
+        Command::Init => {
+            let dir = store_dir(cli);
+            Store::create(&dir, &StoreOptions::default())?;
+            if cli.json {
+                println!("{}", json!({ "store": dir }));
+            } else {
+                println!("{}", dir.display());
+            }
+            Ok(())
+        }
+        Command::Commit {
+            dir,
+            parent,
+            tag,
+            message,
+        } => commit(
+            cli,
+            dir,
+            parent.as_deref(),
+            tag.as_deref(),
+            message.as_deref(),
+        ),
+        Command::Checkout { image, dest } => {
+            let store = open(cli)?;
+            let id = store.resolve_image(image)?;
+            let tree = store.image_tree(&id)?;
+            let bar = spinner(cli, format!("checking out {id} into {}", dest.display()));
+            let outcome = store.checkout(&tree, dest, &CheckoutOptions::default());
+            finish(bar);
+            let outcome = outcome?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({ "image": id.to_string(), "files": outcome.files, "bytes": outcome.bytes })
+                );
+            }
+            Ok(())
+        }
+        Command::Diff { a, b, exit_code } => diff(cli, a, b, *exit_code),
+        Command::Images => images(cli),
+        Command::Inspect { image } => inspect(cli, image),
+        Command::Tag { image, name } => {
+            let store = open(cli)?;
+            let id = store.resolve_image(image)?;
+            store.set_tag(&tag_name(name)?, &id)?;
+            Ok(())
+        }
+        Command::Untag { name } => {
+            let store = open(cli)?;
+            let name = tag_name(name)?;
+            if store.remove_tag(&name)? {
+                Ok(())
+            } else {
+                Err(Failure::Usage(format!("no tag '{name}'")))
+            }
+        }
+        Command::Du => du(cli),
+        Command::Gc { wait } => gc(cli, *wait),
+        Command::Fsck { repair } => fsck(cli, *repair),
+    }
+}
+
+fn commit(
+    cli: &Cli,
+    dir: &Path,
+    parent: Option<&str>,
+    tag: Option<&str>,
+    message: Option<&str>,
+) -> CmdResult {
+    let store = open(cli)?;
+    let tag = tag.map(tag_name).transpose()?;
+    let parent = parent.map(|p| store.resolve_image(p)).transpose()?;
+    let base = match &parent {
+        Some(id) => store.image_tree(id)?,
+        None => Snapshot::empty(),
+    };
+    let bar = spinner(cli, format!("scanning {}", dir.display()));
+    let scanned = store.scan(dir, &ScanOptions::default());
+    finish(bar);
+    let scanned = scanned?;
+    for warning in &scanned.warnings {
+        eprintln!("layerstore: warning: {warning}");
+    }
+    let layer = base.diff(&scanned.snapshot);
+    let created = now();
+    let config = match &parent {
+        Some(id) => store.image(id)?.config().clone(),
+        None => ImageConfig::default(),
+    };
+    let config = ImageConfig {
+        created: Some(created),
+        ..config
+    };
+    let history = History {
+        created_by: format!("layerstore commit {}", dir.display()),
+        comment: message.unwrap_or_default().to_owned(),
+        created: Some(created),
+        empty_layer: false,
+    };
+    let id = store.put_child_image(
+        parent.as_ref(),
+        &layer,
+        &scanned.snapshot,
+        Some(config),
+        history,
+    )?;
+    // Durable before it is named: a tag never points at a partial image.
+    store.flush()?;
+    if let Some(tag) = &tag {
+        store.set_tag(tag, &id)?;
+    }
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "image": id.to_string(), "layer": layer.id().to_string(), "tag": tag.map(|t| t.to_string()) })
+        );
+    } else {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+/// An image reference or a directory, as a tree.
+fn tree_of(store: &Store, what: &str) -> Result<Snapshot, Failure> {
+    let path = Path::new(what);
+    if path.is_dir() {
+        return Ok(store.scan(path, &ScanOptions::default())?.snapshot);
+    }
+    Ok(store.image_tree(&store.resolve_image(what)?)?)
+}
+
+fn diff(cli: &Cli, a: &str, b: &str, exit_code: bool) -> CmdResult {
+    let store = open(cli)?;
+    let old = tree_of(&store, a)?;
+    let new = tree_of(&store, b)?;
+    let changes = old.changes(&new);
+    if cli.json {
+        let list: Vec<_> = changes
+            .iter()
+            .map(|c| json!({ "kind": c.kind.letter().to_string(), "path": String::from_utf8_lossy(c.path.as_bytes()) }))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        for change in &changes {
+            println!("{change}");
+        }
+    }
+    if exit_code && !changes.is_empty() {
+        return Err(Failure::Found);
+    }
+    Ok(())
+}
+
+fn images(cli: &Cli) -> CmdResult {
+    let store = open(cli)?;
+    let mut rows = Vec::new();
+    for (name, id) in store.tags()? {
+        let image = store.image(&id)?;
+        let size = tree_size(&store.snapshot(&image.rootfs())?);
+        let created = image
+            .config()
+            .created
+            .map_or_else(|| "-".to_owned(), rfc3339);
+        rows.push((name.to_string(), id, image.layers().len(), size, created));
+    }
+    if cli.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(n, id, l, s, c)| json!({ "name": n, "id": id.to_string(), "layers": l, "size": s, "created": c }))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+    println!(
+        "{:width$}  {:19}  {:>6}  {:>12}  CREATED",
+        "NAME", "IMAGE-ID", "LAYERS", "SIZE"
+    );
+    for (name, id, layers, size, created) in rows {
+        println!(
+            "{name:width$}  {:19}  {layers:>6}  {size:>12}  {created}",
+            &id.to_string()[..19]
+        );
+    }
+    Ok(())
+}
+
+fn inspect(cli: &Cli, reference: &str) -> CmdResult {
+    let store = open(cli)?;
+    let id = store.resolve_image(reference)?;
+    let image = store.image(&id)?;
+    let mut layers = Vec::new();
+    for layer_id in image.layers() {
+        let layer = store.layer(layer_id)?;
+        let size: u64 = layer
+            .upserts()
+            .iter()
+            .map(|e| match &e.kind {
+                EntryKind::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum();
+        layers.push(json!({ "id": layer_id.to_string(), "size": size }));
+    }
+    let config = image.config();
+    let history: Vec<_> = image
+        .history()
+        .iter()
+        .map(|h| {
+            json!({
+                "created_by": h.created_by,
+                "comment": h.comment,
+                "created": h.created.map(rfc3339),
+                "empty_layer": h.empty_layer,
+            })
+        })
+        .collect();
+    let doc = json!({
+        "id": id.to_string(),
+        "rootfs": image.rootfs().to_string(),
+        "layers": layers,
+        "config": {
+            "env": config.env,
+            "cmd": config.cmd,
+            "entrypoint": config.entrypoint,
+            "workdir": config.workdir,
+            "user": config.user,
+            "labels": config.labels,
+            "created": config.created.map(rfc3339),
+            "author": config.author,
+        },
+        "history": history,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    Ok(())
+}
+
+fn du(cli: &Cli) -> CmdResult {
+    let store = open(cli)?;
+    let mut logical = 0u64;
+    let mut seen = std::collections::HashSet::<ImageId>::new();
+    for (_, id) in store.tags()? {
+        if seen.insert(id) {
+            logical += tree_size(&store.image_tree(&id)?);
+        }
+    }
+    let stats = store.stats()?;
+    let stored = stats.stored_bytes + stats.index_bytes;
+    let ratio = if stats.unique_bytes == 0 {
+        1.0
+    } else {
+        logical as f64 / stats.unique_bytes as f64
+    };
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "logical_bytes": logical, "unique_bytes": stats.unique_bytes, "stored_bytes": stored, "chunks": stats.chunks, "dedup_ratio": ratio })
+        );
+    } else {
+        println!("logical bytes: {logical}");
+        println!("unique bytes: {}", stats.unique_bytes);
+        println!("stored bytes: {stored}");
+        println!("chunks: {}", stats.chunks);
+        println!("dedup ratio: {ratio:.2}");
+    }
+    Ok(())
+}
+
+fn gc(cli: &Cli, wait: u64) -> CmdResult {
+    let store = open(cli)?;
+    let options = GcOptions {
+        lock_timeout: Duration::from_secs(wait),
+        ..GcOptions::default()
+    };
+    let bar = spinner(cli, "collecting garbage".to_owned());
+    let report = store.gc(&options);
+    finish(bar);
+    let report = report?;
+    for (path, why) in &report.packs_skipped {
+        eprintln!(
+            "layerstore: warning: left '{}' alone: {why}",
+            path.display()
+        );
+    }
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "bytes_freed": report.bytes_freed,
+                "chunks_freed": report.chunks_freed,
+                "packs_deleted": report.packs_deleted,
+                "packs_repacked": report.packs_repacked,
+                "live_chunks": report.live_chunks,
+            })
+        );
+    } else {
+        println!("bytes freed: {}", report.bytes_freed);
+        println!("chunks freed: {}", report.chunks_freed);
+    }
+    Ok(())
+}
+
+fn fsck(cli: &Cli, repair: bool) -> CmdResult {
+    let store = open(cli)?;
+    let options = FsckOptions {
+        repair,
+        ..FsckOptions::default()
+    };
+    let bar = spinner(cli, "verifying".to_owned());
+    let report = store.fsck(&options);
+    finish(bar);
+    let report = report?;
+    if cli.json {
+        let problems: Vec<_> = report
+            .problems
+            .iter()
+            .map(|p| json!({ "path": p.path, "problem": p.what }))
+            .collect();
+        let repaired: Vec<_> = report
+            .repaired
+            .iter()
+            .map(|p| json!({ "path": p.path, "repair": p.what }))
+            .collect();
+        let affected: Vec<_> = report
+            .affected_images
+            .iter()
+            .map(|a| json!({ "tag": a.tag.to_string(), "image": a.image.to_string(), "missing": a.missing }))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "clean": report.is_clean(),
+                "problems": problems,
+                "repaired": repaired,
+                "affected_images": affected,
+                "garbage": report.garbage,
+                "chunks_checked": report.chunks_checked,
+                "bytes_checked": report.bytes_checked,
+            })
+        );
+    } else {
+        for p in &report.problems {
+            println!("problem: {}: {}", p.path.display(), p.what);
+        }
+        for p in &report.repaired {
+            println!("repaired: {}: {}", p.path.display(), p.what);
+        }
+        for a in &report.affected_images {
+            println!("affected image: {} ({}): {}", a.tag, a.image, a.what);
+        }
+        for g in &report.garbage {
+            println!("unreferenced: {}", g.display());
+        }
+        println!(
+            "checked {} chunks, {} bytes: {}",
+            report.chunks_checked,
+            report.bytes_checked,
+            if report.is_clean() {
+                "clean"
+            } else {
+                "problems found"
+            }
+        );
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::Found)
+    }
+}

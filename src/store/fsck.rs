@@ -1,0 +1,351 @@
+//! Checking the store, its half: every index and every pack, byte by byte.
+//! `tree::fsck` adds the refs and objects and assembles the public report.
+//!
+//! Repair (with the store's lock held exclusively) never deletes data: a
+//! missing or damaged index is rebuilt from its pack; a damaged pack has the
+//! chunks that still verify copied into a new pack, and is then moved, with
+//! its index, to `<store>/quarantine/`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::gc::Repacker;
+use super::index::{Index, Location};
+use super::{Store, index, pack};
+use crate::digest::{ChunkId, PackId};
+use crate::error::{Error, Result};
+use crate::fsutil::durable;
+
+/// What checking the packs and indexes found (and repaired).
+#[derive(Debug, Default)]
+pub(crate) struct PackCheck {
+    /// Problems, each with the file concerned.
+    pub(crate) problems: Vec<(PathBuf, String)>,
+    /// Repairs made, each with the file concerned.
+    pub(crate) repaired: Vec<(PathBuf, String)>,
+    /// Chunks decoded and verified.
+    pub(crate) chunks_checked: u64,
+    /// Bytes of packs and indexes read.
+    pub(crate) bytes_checked: u64,
+    /// Chunks that an index names but that do not read back (their frame is
+    /// damaged or missing); empty after a repair, which unindexes them.
+    pub(crate) unreadable: HashSet<ChunkId>,
+    /// Without repair: packs with no index, and the chunks in them that no
+    /// index names (whether that loses anything depends on reachability).
+    pub(crate) orphans: Vec<(PathBuf, Vec<ChunkId>)>,
+}
+
+/// An index file as found.
+enum IdxState {
+    Good(Index<Vec<u8>>),
+    Bad,
+}
+
+/// What a pack's bytes hold.
+struct Scanned {
+    len: u64,
+    /// Every chunk of every frame whose header parsed, and where.
+    located: HashMap<ChunkId, Location>,
+    /// The chunks whose frame decoded and whose bytes match their id.
+    verified: HashSet<ChunkId>,
+    damaged: bool,
+}
+
+/// Checking
+impl Store {
+    /// Verifies every index (header, checksum, order, each record against its
+    /// pack) and every pack (every frame decoded, every chunk rehashed); with
+    /// `repair`, which needs the lock held exclusively, fixes what it can.
+    pub(crate) fn check_packs(&self, repair: bool) -> Result<PackCheck> {
+        let mut check = PackCheck::default();
+        let dir = self.packs_dir();
+        let (mut pack_ids, mut idx_ids) = (Vec::new(), Vec::new());
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+            let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = name
+                .strip_suffix(".pack")
+                .and_then(|h| PackId::from_hex(h).ok())
+            {
+                pack_ids.push(id);
+            } else if let Some(id) = name
+                .strip_suffix(".idx")
+                .and_then(|h| PackId::from_hex(h).ok())
+            {
+                idx_ids.push(id);
+            }
+        }
+        pack_ids.sort();
+        idx_ids.sort();
+        let pack_path = |id: &PackId| dir.join(format!("{}.pack", id.to_hex()));
+        let idx_path = |id: &PackId| dir.join(format!("{}.idx", id.to_hex()));
+
+        let indexes = self.check_indexes(&idx_ids, &pack_ids, repair, &mut check)?;
+        // Which pack's good index names each chunk.
+        let mut indexed_in: HashMap<ChunkId, PackId> = HashMap::new();
+        for (id, state) in &indexes {
+            if let IdxState::Good(index) = state {
+                for i in 0..index.len() {
+                    indexed_in.entry(index.id_at(i)).or_insert(*id);
+                }
+            }
+        }
+        let elsewhere =
+            |chunk: &ChunkId, pack: &PackId| indexed_in.get(chunk).is_some_and(|p| p != pack);
+
+        for id in &pack_ids {
+            let path = pack_path(id);
+            let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
+            check.bytes_checked += bytes.len() as u64;
+            let mut scanned = scan_pack(&path, &bytes, &mut check.problems);
+            // A pack is named by the hash of its bytes: this catches a change
+            // anywhere, even one the frames' own checks let through (a flip in
+            // a zstd header field that does not alter the output, say).
+            if PackId::of(&bytes) != *id && !scanned.damaged {
+                scanned.damaged = true;
+                check.problems.push((
+                    path.clone(),
+                    "the pack's bytes do not hash to its name, though every frame verifies".into(),
+                ));
+            }
+            check.chunks_checked += scanned.verified.len() as u64;
+            let state = indexes.get(id);
+            let mut index_wrong = matches!(state, Some(IdxState::Bad));
+            if let Some(IdxState::Good(index)) = state {
+                let idx = idx_path(id);
+                for i in 0..index.len() {
+                    let chunk = index.id_at(i);
+                    if let Some(reason) = record_problem(index, i, &scanned) {
+                        check.problems.push((idx.clone(), reason));
+                        index_wrong = true;
+                    }
+                    if !scanned.verified.contains(&chunk) {
+                        check.unreadable.insert(chunk);
+                    }
+                }
+            }
+            if !repair {
+                if state.is_none() {
+                    let unindexed = scanned
+                        .located
+                        .keys()
+                        .filter(|c| !indexed_in.contains_key(c))
+                        .copied()
+                        .collect();
+                    check.orphans.push((path, unindexed));
+                }
+                continue;
+            }
+            if scanned.damaged {
+                self.salvage(&path, &bytes, &scanned, |c| elsewhere(c, id), &mut check)?;
+            } else if index_wrong || state.is_none() {
+                let mut records: Vec<_> = scanned.located.iter().map(|(c, l)| (*c, *l)).collect();
+                let idx = idx_path(id);
+                durable::write_atomic(&self.tmp_dir(), &idx, &index::encode(&mut records))?;
+                check.repaired.push((
+                    idx,
+                    format!("index rebuilt from its pack ({} chunks)", records.len()),
+                ));
+            }
+        }
+        if repair {
+            check.unreadable.clear();
+        }
+        Ok(check)
+    }
+
+    /// Reads and verifies every index; an index whose pack is missing is
+    /// reported (and with `repair` quarantined) and left out of the result.
+    fn check_indexes(
+        &self,
+        idx_ids: &[PackId],
+        pack_ids: &[PackId],
+        repair: bool,
+        check: &mut PackCheck,
+    ) -> Result<HashMap<PackId, IdxState>> {
+        let idx_path = |id: &PackId| self.packs_dir().join(format!("{}.idx", id.to_hex()));
+        let mut indexes = HashMap::new();
+        for id in idx_ids {
+            let path = idx_path(id);
+            let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
+            check.bytes_checked += bytes.len() as u64;
+            let state = match Index::new(bytes) {
+                Err(reason) => {
+                    check
+                        .problems
+                        .push((path.clone(), format!("bad index header: {reason}")));
+                    IdxState::Bad
+                }
+                Ok(index) => match index.verify() {
+                    Err(reason) => {
+                        check.problems.push((path.clone(), reason));
+                        IdxState::Bad
+                    }
+                    Ok(()) => IdxState::Good(index),
+                },
+            };
+            if pack_ids.binary_search(id).is_err() {
+                check.problems.push((
+                    path.clone(),
+                    "index without its pack: the chunks it names are lost".into(),
+                ));
+                if repair {
+                    let to = quarantine(&self.root, &path)?;
+                    check
+                        .repaired
+                        .push((path, format!("moved to '{}'", to.display())));
+                }
+                continue;
+            }
+            indexes.insert(*id, state);
+        }
+        Ok(indexes)
+    }
+
+    /// Copies the chunks of the damaged pack at `path` that still verify (and
+    /// that no other pack indexes) into a new pack, then moves the damaged
+    /// pack and its index to `quarantine/`.
+    fn salvage(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        scanned: &Scanned,
+        elsewhere: impl Fn(&ChunkId) -> bool,
+        check: &mut PackCheck,
+    ) -> Result<()> {
+        let (frames, _) = pack::frames(bytes);
+        let mut repacker = Repacker::new(self);
+        let mut copied = HashSet::new();
+        for frame in &frames {
+            let Ok(raw) = frame.decode_verified(bytes) else {
+                continue;
+            };
+            let mut at = 0usize;
+            for &(chunk, len) in &frame.header.chunks {
+                let data = raw.get(at..at + len as usize).unwrap_or_default();
+                at += len as usize;
+                if !elsewhere(&chunk) && copied.insert(chunk) {
+                    repacker.add_chunk(chunk, data)?;
+                }
+            }
+        }
+        let written = repacker.finish()?;
+        let lost = scanned
+            .located
+            .keys()
+            .filter(|c| !scanned.verified.contains(c) && !elsewhere(c))
+            .count();
+        let idx = path.with_extension("idx");
+        if idx.exists() {
+            let to = quarantine(&self.root, &idx)?;
+            check
+                .repaired
+                .push((idx, format!("moved to '{}'", to.display())));
+        }
+        let to = quarantine(&self.root, path)?;
+        let into = written
+            .iter()
+            .map(|p| format!("{}.pack", p.id.to_hex()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        check.repaired.push((
+            path.to_path_buf(),
+            format!(
+                "damaged pack moved to '{}'; {} chunks that verify copied to [{into}]; \
+                 {lost} chunks of its frame tables lost (and any after the damage)",
+                to.display(),
+                written.iter().map(|p| p.chunks).sum::<u64>(),
+            ),
+        ));
+        Ok(())
+    }
+}
+
+/// Walks and decodes every frame of a pack, noting each problem.
+fn scan_pack(path: &Path, bytes: &[u8], problems: &mut Vec<(PathBuf, String)>) -> Scanned {
+    let (frames, end) = pack::frames(bytes);
+    let mut damaged = false;
+    if let Err((offset, reason)) = end {
+        damaged = true;
+        problems.push((
+            path.to_path_buf(),
+            format!("at offset {offset}: {reason}; whatever follows is unreadable"),
+        ));
+    }
+    let results: Vec<Result<(), String>> = frames
+        .par_iter()
+        .map(|f| f.decode_verified(bytes).map(drop))
+        .collect();
+    let mut located = HashMap::new();
+    let mut verified = HashSet::new();
+    for (frame, result) in frames.iter().zip(results) {
+        let ok = match result {
+            Ok(()) => true,
+            Err(reason) => {
+                damaged = true;
+                problems.push((
+                    path.to_path_buf(),
+                    format!("frame at offset {}: {reason}", frame.start),
+                ));
+                false
+            }
+        };
+        for (chunk, loc) in frame.records() {
+            located.entry(chunk).or_insert(loc);
+            if ok {
+                verified.insert(chunk);
+            }
+        }
+    }
+    Scanned {
+        len: bytes.len() as u64,
+        located,
+        verified,
+        damaged,
+    }
+}
+
+/// What is wrong with record `i` of `index`, checked against its pack.
+fn record_problem(index: &Index<Vec<u8>>, i: usize, scanned: &Scanned) -> Option<String> {
+    let chunk = index.id_at(i);
+    let Some(loc) = index.location_at(i) else {
+        return Some(format!("record {i} ({chunk}) has an unknown codec"));
+    };
+    if let Err(reason) = loc.check(scanned.len) {
+        return Some(format!("record {i} ({chunk}): {reason}"));
+    }
+    match scanned.located.get(&chunk) {
+        Some(found) if *found == loc => None,
+        Some(found) => Some(format!(
+            "record {i} places {chunk} at payload offset {}, the pack holds it at {}",
+            loc.payload_offset, found.payload_offset
+        )),
+        None => Some(format!(
+            "record {i} names {chunk}, which no readable frame of the pack holds"
+        )),
+    }
+}
+
+/// Moves `path` into `<root>/quarantine/` (under a new name if taken);
+/// returns where it went.
+fn quarantine(root: &Path, path: &Path) -> Result<PathBuf> {
+    let dir = root.join("quarantine");
+    fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let mut to = dir.join(&name);
+    let mut n = 1;
+    while to.exists() {
+        to = dir.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    durable::rename_durable(path, &to)?;
+    if let Some(from_dir) = path.parent() {
+        durable::sync_dir(from_dir)?;
+    }
+    Ok(to)
+}

@@ -1,0 +1,512 @@
+//! Garbage collection, the store's half: given the set of live chunk ids
+//! (marked by `tree::gc` from the store's roots), delete the packs that hold
+//! no live chunk and rewrite those mostly dead.
+//!
+//! Crash safety, at every instant:
+//! - a rewritten pack is durable, and then its index, before any pack it
+//!   replaces loses its index; so every live chunk stays indexed throughout;
+//! - an index is deleted (and the directory fsynced) before its pack, so no
+//!   index ever names a missing pack. A pack left without an index by a crash
+//!   is invisible to readers; the next gc deletes it (or indexes it, should
+//!   it hold a live chunk no index names), and `fsck` counts it as garbage.
+//!
+//! Everything here runs with the store's lock held exclusively (see
+//! `Store::lock_exclusive`), so no other process is writing.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::pack::{self, PackWriter, ScannedFrame};
+use super::write::{GROUP_BELOW, GROUP_TARGET, PACK_TARGET};
+use super::{Pack, Store, frame, index};
+use crate::digest::{ChunkId, PackId};
+use crate::error::{Error, Result};
+use crate::fsutil::durable;
+
+/// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcOptions {
+    /// A pack whose dead share (of its chunks' uncompressed bytes) exceeds
+    /// this is rewritten with only its live chunks. Default 0.10, the figure
+    /// borg and restic use; `1.0` never rewrites, `0.0` rewrites every pack
+    /// with any dead chunk.
+    pub repack_dead_fraction: f64,
+    /// How long to wait for other processes to close the store before giving
+    /// up with [`Error::Locked`]. Default zero: one attempt.
+    pub lock_timeout: Duration,
+    /// Further roots kept with everything they reach: an image, layer or
+    /// snapshot id (as a `ChunkId`) keeps that object and what it names; any
+    /// other chunk id keeps that chunk. For pinned objects (containers'
+    /// bases, say) that no tag names.
+    pub extra_roots: Vec<ChunkId>,
+    /// Only work out what would be freed; change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        Self {
+            repack_dead_fraction: 0.10,
+            lock_timeout: Duration::ZERO,
+            extra_roots: Vec::new(),
+            dry_run: false,
+        }
+    }
+}
+
+/// What garbage collection did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Distinct chunks reachable from the roots (objects included).
+    pub live_chunks: u64,
+    /// Live chunks that no index names (damage for `fsck` to look at; gc
+    /// never makes this worse).
+    pub live_missing: u64,
+    /// Packs deleted because they held no live chunk.
+    pub packs_deleted: u64,
+    /// Packs rewritten because their dead share exceeded the threshold.
+    pub packs_repacked: u64,
+    /// New packs written by the rewrites.
+    pub packs_written: u64,
+    /// Packs left alone although planned for rewriting, because a frame
+    /// holding a live chunk did not decode; each with the reason.
+    /// `fsck` says more; nothing of them was deleted.
+    pub packs_skipped: Vec<(PathBuf, String)>,
+    /// Packs left without an index by a crash, deleted.
+    pub orphans_deleted: u64,
+    /// Packs left without an index that held live chunks, indexed again.
+    pub orphans_indexed: u64,
+    /// Index records dropped: chunks no root reaches.
+    pub chunks_freed: u64,
+    /// Index records dropped because another pack holds the same live chunk.
+    pub duplicates_dropped: u64,
+    /// Bytes of packs and indexes on disk before.
+    pub bytes_before: u64,
+    /// Bytes freed on disk (estimated in a dry run).
+    pub bytes_freed: u64,
+}
+
+/// What becomes of one pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Keep,
+    Delete,
+    Repack,
+}
+
+/// A pack's fate, and the figures it was decided on.
+struct PackPlan {
+    plan: Plan,
+    /// Bytes of the pack and its index on disk.
+    size: u64,
+    /// Uncompressed bytes of its indexed chunks, and of the dead ones.
+    total: u64,
+    dead: u64,
+}
+
+/// Decides each pack's fate: deleted if it keeps no live chunk, rewritten if
+/// its dead share exceeds `threshold`, else kept.
+fn plan(
+    packs: &[Arc<Pack>],
+    owner: &HashMap<ChunkId, usize>,
+    threshold: f64,
+) -> Result<Vec<PackPlan>> {
+    let mut plans = Vec::with_capacity(packs.len());
+    for (pi, pack) in packs.iter().enumerate() {
+        let size = file_len(&pack.path)? + file_len(&pack.idx_path)?;
+        let (mut total, mut dead, mut live_here) = (0u64, 0u64, 0u64);
+        for i in 0..pack.index.len() {
+            let len = pack.index.location_at(i).map_or(0, |l| u64::from(l.len));
+            total += len;
+            if owner.get(&pack.index.id_at(i)) == Some(&pi) {
+                live_here += 1;
+            } else {
+                dead += len;
+            }
+        }
+        let plan = if live_here == 0 {
+            Plan::Delete
+        } else if dead > 0 && dead as f64 > threshold * total as f64 {
+            Plan::Repack
+        } else {
+            Plan::Keep
+        };
+        plans.push(PackPlan {
+            plan,
+            size,
+            total,
+            dead,
+        });
+    }
+    Ok(plans)
+}
+
+/// Garbage collection (on a handle opened while the lock is held exclusively)
+impl Store {
+    /// Deletes and rewrites packs so that only chunks in `live` remain (plus
+    /// the dead chunks of packs under the repack threshold).
+    pub(crate) fn sweep(&self, live: &HashSet<ChunkId>, options: &GcOptions) -> Result<GcReport> {
+        let mut report = GcReport {
+            live_chunks: live.len() as u64,
+            ..GcReport::default()
+        };
+        self.adopt_orphans(live, options.dry_run, &mut report)?;
+        let packs = self.committed_packs();
+
+        // Each live chunk is kept in one pack; copies elsewhere are dead.
+        let mut owner: HashMap<ChunkId, usize> = HashMap::with_capacity(live.len());
+        for (pi, pack) in packs.iter().enumerate() {
+            for i in 0..pack.index.len() {
+                let id = pack.index.id_at(i);
+                if live.contains(&id) {
+                    owner.entry(id).or_insert(pi);
+                }
+            }
+        }
+        report.live_missing = live.len().saturating_sub(owner.len()) as u64;
+
+        let plans = plan(&packs, &owner, options.repack_dead_fraction)?;
+        report.bytes_before = plans.iter().map(|p| p.size).sum();
+
+        let mut doomed = Vec::new();
+        let mut repacker = Repacker::new(self);
+        for (pi, pack) in packs.iter().enumerate() {
+            match plans[pi].plan {
+                Plan::Keep => continue,
+                Plan::Delete => report.packs_deleted += 1,
+                Plan::Repack => {
+                    if options.dry_run {
+                        report.packs_repacked += 1;
+                    } else if let Err(reason) = copy_live(&mut repacker, pack, pi, &owner)? {
+                        report.packs_skipped.push((pack.path.clone(), reason));
+                        continue;
+                    } else {
+                        report.packs_repacked += 1;
+                    }
+                }
+            }
+            for i in 0..pack.index.len() {
+                match owner.get(&pack.index.id_at(i)) {
+                    Some(&o) if o == pi => {}
+                    Some(_) => report.duplicates_dropped += 1,
+                    None => report.chunks_freed += 1,
+                }
+            }
+            doomed.push(pi);
+        }
+
+        if options.dry_run {
+            // Estimate: a rewritten pack shrinks by its dead share.
+            for &pi in &doomed {
+                let p = &plans[pi];
+                report.bytes_freed += match p.plan {
+                    Plan::Repack => {
+                        let share =
+                            u128::from(p.size) * u128::from(p.dead) / u128::from(p.total.max(1));
+                        u64::try_from(share).unwrap_or(p.size)
+                    }
+                    _ => p.size,
+                };
+            }
+            return Ok(report);
+        }
+
+        // The new packs and their indexes are durable before anything goes.
+        let written = repacker.finish()?;
+        report.packs_written = written.len() as u64;
+        let new_ids: HashSet<PackId> = written.iter().map(|p| p.id).collect();
+        let doomed: Vec<&Arc<Pack>> = doomed
+            .into_iter()
+            .filter(|&pi| !new_ids.contains(&packs[pi].id))
+            .map(|pi| {
+                report.bytes_freed += plans[pi].size;
+                &packs[pi]
+            })
+            .collect();
+        report.bytes_freed = report
+            .bytes_freed
+            .saturating_sub(written.iter().map(|p| p.bytes_on_disk).sum());
+        let packs_dir = self.packs_dir();
+        for pack in &doomed {
+            remove_if_present(&pack.idx_path)?;
+        }
+        durable::sync_dir(&packs_dir)?;
+        for pack in &doomed {
+            remove_if_present(&pack.path)?;
+        }
+        durable::sync_dir(&packs_dir)?;
+        Ok(report)
+    }
+
+    /// Packs in `packs/` without an index (left by a crash between a pack's
+    /// rename and its index's write, or between gc deleting an index and its
+    /// pack): indexed again if they hold a live chunk that no index names,
+    /// else deleted.
+    fn adopt_orphans(
+        &self,
+        live: &HashSet<ChunkId>,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        for path in self.unindexed_packs()? {
+            let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
+            let (mut records, _) = pack::scan(&bytes);
+            let needed = records
+                .iter()
+                .any(|(id, _)| live.contains(id) && !self.is_committed(id));
+            if dry_run {
+                if !needed {
+                    report.orphans_deleted += 1;
+                    report.bytes_freed += bytes.len() as u64;
+                }
+                continue;
+            }
+            if needed {
+                let idx = index::encode(&mut records);
+                durable::write_atomic(&self.tmp_dir(), &path.with_extension("idx"), &idx)?;
+                report.orphans_indexed += 1;
+            } else {
+                remove_if_present(&path)?;
+                report.orphans_deleted += 1;
+                report.bytes_freed += bytes.len() as u64;
+            }
+        }
+        if report.orphans_indexed > 0 {
+            self.refresh()?;
+        }
+        Ok(())
+    }
+
+    /// `.pack` files in `packs/` that have no `.idx` beside them, sorted.
+    pub(crate) fn unindexed_packs(&self) -> Result<Vec<PathBuf>> {
+        let dir = self.packs_dir();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+            let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
+            let name = entry.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".pack")) else {
+                continue;
+            };
+            let path = entry.path();
+            if PackId::from_hex(hex).is_ok() && !path.with_extension("idx").exists() {
+                out.push(path);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// How one frame's kept chunks are copied.
+enum Copy<'f> {
+    Whole(&'f ScannedFrame),
+    Chunks(Vec<(ChunkId, Vec<u8>)>),
+}
+
+/// Copies the chunks of `pack` (number `pi`) that `owner` assigns to it into
+/// `repacker`: whole frames verbatim when every chunk of the frame is kept,
+/// else the kept chunks re-encoded. Every copied chunk is decoded and verified
+/// first. `Ok(Err(reason))` when a kept chunk cannot be copied (the pack is
+/// then left as it is, and nothing of it was written).
+fn copy_live(
+    repacker: &mut Repacker<'_>,
+    pack: &Pack,
+    pi: usize,
+    owner: &HashMap<ChunkId, usize>,
+) -> Result<Result<(), String>> {
+    let bytes = fs_err::read(&pack.path).map_err(|e| Error::io("read", &pack.path, e))?;
+    let (frames, _) = pack::frames(&bytes);
+    let keep = |id: &ChunkId| owner.get(id) == Some(&pi);
+    let wanted: HashSet<ChunkId> = (0..pack.index.len())
+        .map(|i| pack.index.id_at(i))
+        .filter(|id| keep(id))
+        .collect();
+    // Decode and verify everything first, so that a damaged pack is left
+    // alone whole rather than half copied.
+    let mut copies = Vec::new();
+    let mut found = HashSet::new();
+    for frame in &frames {
+        let kept: Vec<bool> = frame.header.chunks.iter().map(|(id, _)| keep(id)).collect();
+        if !kept.contains(&true) {
+            continue;
+        }
+        let raw = match frame.decode_verified(&bytes) {
+            Ok(raw) => raw,
+            Err(reason) => {
+                return Ok(Err(format!(
+                    "frame at offset {} holds live chunks: {reason}",
+                    frame.start
+                )));
+            }
+        };
+        let mut chunks = Vec::new();
+        let mut at = 0usize;
+        for (&(id, len), &k) in frame.header.chunks.iter().zip(&kept) {
+            if k && found.insert(id) {
+                chunks.push((id, raw[at..at + len as usize].to_vec()));
+            }
+            at += len as usize;
+        }
+        if chunks.len() == kept.len() {
+            copies.push(Copy::Whole(frame));
+        } else {
+            copies.push(Copy::Chunks(chunks));
+        }
+    }
+    if found.len() != wanted.len() {
+        return Ok(Err(format!(
+            "{} live chunks named by its index are not in its frames",
+            wanted.len() - found.len()
+        )));
+    }
+    for copy in copies {
+        match copy {
+            Copy::Whole(frame) => repacker.copy_frame(frame, &bytes)?,
+            Copy::Chunks(chunks) => {
+                for (id, data) in chunks {
+                    repacker.add_chunk(id, &data)?;
+                }
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Error::io("stat", path, e)),
+    }
+}
+
+pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// A pack rewritten by gc or salvaged by repair.
+pub(crate) struct NewPack {
+    pub(crate) id: PackId,
+    /// Its pack and index files' bytes.
+    pub(crate) bytes_on_disk: u64,
+    /// Chunks indexed in it.
+    pub(crate) chunks: u64,
+}
+
+/// Writes chunks and frames into new packs, each finished (pack durable, then
+/// its index) when it grows past the pack target and at the end.
+pub(crate) struct Repacker<'a> {
+    store: &'a Store,
+    writer: Option<PackWriter>,
+    group: Vec<(ChunkId, u32)>,
+    group_bytes: Vec<u8>,
+    written: Vec<NewPack>,
+}
+
+impl<'a> Repacker<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            writer: None,
+            group: Vec::new(),
+            group_bytes: Vec::new(),
+            written: Vec::new(),
+        }
+    }
+
+    /// Copies a frame of `pack_bytes` as it is (its chunks already verified).
+    pub(crate) fn copy_frame(&mut self, frame: &ScannedFrame, pack_bytes: &[u8]) -> Result<()> {
+        let encoded = frame::EncodedFrame {
+            bytes: frame.bytes(pack_bytes).to_vec(),
+            payload_start: (frame.payload_offset - frame.start) as usize,
+            header: frame.header.clone(),
+        };
+        self.append(&encoded)
+    }
+
+    /// Adds one (verified) chunk: alone in a frame if large, else grouped.
+    pub(crate) fn add_chunk(&mut self, id: ChunkId, data: &[u8]) -> Result<()> {
+        if data.len() >= GROUP_BELOW {
+            let encoded = frame::encode(
+                vec![(id, data.len() as u32)],
+                data,
+                self.store.config.zstd_level,
+            )
+            .map_err(|e| Error::io("compress", self.store.tmp_dir(), e))?;
+            return self.append(&encoded);
+        }
+        self.group.push((id, data.len() as u32));
+        self.group_bytes.extend_from_slice(data);
+        if self.group_bytes.len() >= GROUP_TARGET {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<()> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        let chunks = std::mem::take(&mut self.group);
+        let bytes = std::mem::take(&mut self.group_bytes);
+        let encoded = frame::encode(chunks, &bytes, self.store.config.zstd_level)
+            .map_err(|e| Error::io("compress", self.store.tmp_dir(), e))?;
+        self.append(&encoded)
+    }
+
+    fn append(&mut self, encoded: &frame::EncodedFrame) -> Result<()> {
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            slot @ None => slot.insert(PackWriter::create(&self.store.tmp_dir())?),
+        };
+        writer.append(encoded)?;
+        if writer.len() >= PACK_TARGET {
+            self.finish_pack()?;
+        }
+        Ok(())
+    }
+
+    fn finish_pack(&mut self) -> Result<()> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        if writer.is_empty() {
+            writer.discard();
+            return Ok(());
+        }
+        let pack_len = writer.len();
+        let (id, _, mut records) = writer.finish(&self.store.packs_dir())?;
+        let idx = index::encode(&mut records);
+        let idx_path = self.store.packs_dir().join(format!("{}.idx", id.to_hex()));
+        durable::write_atomic(&self.store.tmp_dir(), &idx_path, &idx)?;
+        self.written.push(NewPack {
+            id,
+            bytes_on_disk: pack_len + idx.len() as u64,
+            chunks: records.len() as u64,
+        });
+        Ok(())
+    }
+
+    /// Finishes the last pack; returns every pack written.
+    pub(crate) fn finish(mut self) -> Result<Vec<NewPack>> {
+        self.seal()?;
+        self.finish_pack()?;
+        Ok(std::mem::take(&mut self.written))
+    }
+}
+
+impl Drop for Repacker<'_> {
+    fn drop(&mut self) {
+        // After an error: the unfinished pack in tmp/ is of no use.
+        if let Some(writer) = self.writer.take() {
+            writer.discard();
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Garbage collection, the tree's half: marking. From the roots (tags, build
+//! cache entries, pinned objects) through images to their layers and tree, and
+//! from layers and trees to every chunk of every file; the objects' own chunks
+//! are live too. The store's half (`store::gc`) deletes and rewrites packs.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
+use crate::error::{Error, Result};
+use crate::store::gc::{GcOptions, GcReport};
+use crate::store::{Store, TagName};
+use crate::tree::codec;
+use crate::tree::entry::{Entry, EntryKind};
+
+/// What is wrong below an object: how many chunk references are missing or
+/// unreadable, and the first problem met.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Damage {
+    pub(crate) missing: u64,
+    pub(crate) first: Option<String>,
+}
+
+impl Damage {
+    fn add(&mut self, other: &Damage) {
+        self.missing += other.missing;
+        if self.first.is_none() {
+            self.first.clone_from(&other.first);
+        }
+    }
+
+    pub(crate) fn is_clean(&self) -> bool {
+        self.missing == 0 && self.first.is_none()
+    }
+}
+
+/// A walk from roots to chunks, marking what it reaches.
+pub(crate) struct Walk<'a> {
+    store: &'a Store,
+    /// Every chunk reached, objects included.
+    pub(crate) live: HashSet<ChunkId>,
+    objects: HashMap<ChunkId, Damage>,
+    /// `None` (gc): an object that does not read is an error, and file chunks
+    /// are not looked up. `Some` (fsck): objects that do not read, and file
+    /// chunks that are missing or in this set of unreadable ones, are counted
+    /// as damage.
+    checking: Option<&'a HashSet<ChunkId>>,
+}
+
+impl<'a> Walk<'a> {
+    pub(crate) fn new(store: &'a Store, checking: Option<&'a HashSet<ChunkId>>) -> Self {
+        Self {
+            store,
+            live: HashSet::new(),
+            objects: HashMap::new(),
+            checking,
+        }
+    }
+
+    /// Reads an object, or turns its error into damage (when checking).
+    fn read<T>(
+        &mut self,
+        id: ChunkId,
+        kind: &str,
+        read: impl FnOnce(&Store) -> Result<T>,
+    ) -> Result<Result<T, Damage>> {
+        self.live.insert(id);
+        match read(self.store) {
+            Ok(object) => Ok(Ok(object)),
+            Err(err) if self.checking.is_some() => Ok(Err(Damage {
+                missing: 1,
+                first: Some(format!("{kind} {id}: {err}")),
+            })),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Marks image `id` and everything it names.
+    pub(crate) fn image(&mut self, id: ImageId) -> Result<Damage> {
+        let key = ChunkId::from_bytes(*id.as_bytes());
+        if let Some(done) = self.objects.get(&key) {
+            return Ok(done.clone());
+        }
+        let damage = match self.read(key, "image", |s| s.image(&id))? {
+            Err(damage) => damage,
+            Ok(image) => {
+                let mut damage = Damage::default();
+                for layer in image.layers() {
+                    damage.add(&self.layer(*layer)?);
+                }
+                damage.add(&self.snapshot(image.rootfs())?);
+                damage
+            }
+        };
+        self.objects.insert(key, damage.clone());
+        Ok(damage)
+    }
+
+    /// Marks layer `id` and the chunks of its files.
+    pub(crate) fn layer(&mut self, id: LayerId) -> Result<Damage> {
+        let key = ChunkId::from_bytes(*id.as_bytes());
+        if let Some(done) = self.objects.get(&key) {
+            return Ok(done.clone());
+        }
+        let damage = match self.read(key, "layer", |s| s.layer(&id))? {
+            Err(damage) => damage,
+            Ok(layer) => self.entries(layer.upserts(), "layer", key),
+        };
+        self.objects.insert(key, damage.clone());
+        Ok(damage)
+    }
+
+    /// Marks snapshot `id` and the chunks of its files.
+    pub(crate) fn snapshot(&mut self, id: SnapshotId) -> Result<Damage> {
+        let key = ChunkId::from_bytes(*id.as_bytes());
+        if let Some(done) = self.objects.get(&key) {
+            return Ok(done.clone());
+        }
+        let damage = match self.read(key, "snapshot", |s| s.snapshot(&id))? {
+            Err(damage) => damage,
+            Ok(snapshot) => self.entries(snapshot.entries(), "snapshot", key),
+        };
+        self.objects.insert(key, damage.clone());
+        Ok(damage)
+    }
+
+    fn entries(&mut self, entries: &[Entry], kind: &str, object: ChunkId) -> Damage {
+        let mut damage = Damage::default();
+        for entry in entries {
+            let EntryKind::File { chunks, .. } = &entry.kind else {
+                continue;
+            };
+            for chunk in chunks.chunks() {
+                self.live.insert(chunk.id);
+                if let Some(unreadable) = self.checking
+                    && (unreadable.contains(&chunk.id) || !self.store.contains(&chunk.id))
+                {
+                    damage.missing += 1;
+                    if damage.first.is_none() {
+                        damage.first = Some(format!(
+                            "file '{}' of {kind} {object}: chunk {} is missing or damaged",
+                            entry.path, chunk.id
+                        ));
+                    }
+                }
+            }
+        }
+        damage
+    }
+
+    /// Marks a pinned id: an object (followed) or a plain chunk.
+    pub(crate) fn pinned(&mut self, id: ChunkId) -> Result<Damage> {
+        let bytes = match self.read(id, "pinned chunk", |s| s.read_chunk(&id))? {
+            Ok(bytes) => bytes,
+            Err(damage) => return Ok(damage),
+        };
+        let kind = match bytes.get(..5) {
+            Some(head) if head[..4] == codec::MAGIC => head[4],
+            _ => return Ok(Damage::default()),
+        };
+        let raw = *id.as_bytes();
+        match kind {
+            k if k == codec::ObjectKind::Image as u8 => self.image(ImageId::from_bytes(raw)),
+            k if k == codec::ObjectKind::Layer as u8 => self.layer(LayerId::from_bytes(raw)),
+            k if k == codec::ObjectKind::Snapshot as u8 => {
+                self.snapshot(SnapshotId::from_bytes(raw))
+            }
+            _ => Ok(Damage::default()),
+        }
+    }
+}
+
+/// A root: a ref file and what it names.
+pub(crate) enum Root {
+    Tag(TagName, ImageId),
+    Cache(LayerId),
+}
+
+/// The refs of the store: every tag and build-cache entry, each with its
+/// file; refs that do not parse come back as `Err` with the reason.
+pub(crate) fn roots(store: &Store) -> Result<Vec<(std::path::PathBuf, Result<Root, String>)>> {
+    let mut out = Vec::new();
+    let tags_dir = store.path().join("refs").join("tags");
+    for file in store.list_refs("tags")? {
+        let path = tags_dir.join(&file);
+        let root = match TagName::from_file_name(&file) {
+            None => Err("the file name is not a tag".to_owned()),
+            Some(name) => parse_ref(store, "tags", &file).map(|id| Root::Tag(name, id)),
+        };
+        out.push((path, root));
+    }
+    let cache_dir = store.path().join("refs").join("cache");
+    for file in store.list_refs("cache")? {
+        let root = parse_ref(store, "cache", &file).map(Root::Cache);
+        out.push((cache_dir.join(&file), root));
+    }
+    Ok(out)
+}
+
+fn parse_ref<T: std::str::FromStr>(store: &Store, kind: &str, file: &str) -> Result<T, String> {
+    match store.read_ref(kind, file) {
+        Ok(Some(text)) => text.parse().map_err(|_| format!("'{text}' is not an id")),
+        Ok(None) => Err("the ref vanished".to_owned()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Garbage collection
+impl Store {
+    /// Deletes what no root reaches. Roots are the tags, the build-cache
+    /// entries (`refs/cache/*`, layer ids) and `options.extra_roots`; an image
+    /// keeps its layers and its tree, layers and trees keep the chunks of
+    /// their files. Packs with no live chunk are deleted; packs whose dead
+    /// share exceeds `options.repack_dead_fraction` are rewritten with only
+    /// their live chunks.
+    ///
+    /// Garbage collection needs the store alone: this handle's lock is
+    /// converted to exclusive, retrying for `options.lock_timeout` while other
+    /// processes have the store open. Other threads using this handle wait
+    /// until gc is done. Content this handle (or anyone) stored and did not
+    /// yet reach from a root is garbage: tag images before collecting.
+    ///
+    /// Killed at any moment, gc leaves a valid store: rewritten packs and
+    /// their indexes are durable before the packs they replace are deleted,
+    /// and an index is deleted before its pack.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if other processes keep the store open; the error of
+    /// a tag that does not parse or an object that does not read (nothing is
+    /// deleted then: run [`Store::fsck`]); [`Error::Io`] naming a file that
+    /// could not be read, written or removed.
+    pub fn gc(&self, options: &GcOptions) -> Result<GcReport> {
+        self.flush()?;
+        let exclusive = self.lock_exclusive(options.lock_timeout)?;
+        let work = Store::open_unlocked(self.path())?;
+        let mut walk = Walk::new(&work, None);
+        for (path, root) in roots(&work)? {
+            match root {
+                Ok(Root::Tag(_, image)) => {
+                    walk.image(image)?;
+                }
+                Ok(Root::Cache(layer)) => match walk.layer(layer) {
+                    // A cache entry whose layer is gone keeps nothing.
+                    Ok(_) | Err(Error::ObjectNotFound { .. }) => {}
+                    Err(err) => return Err(err),
+                },
+                Err(reason) => return Err(Error::corrupt(path, 0, reason)),
+            }
+        }
+        for id in &options.extra_roots {
+            walk.pinned(*id)?;
+        }
+        if !options.dry_run {
+            exclusive.clean_tmp()?;
+        }
+        let report = work.sweep(&walk.live, options)?;
+        drop(work);
+        drop(exclusive);
+        Ok(report)
+    }
+
+    /// Opens the store at `path`, collects its garbage and closes it: see
+    /// [`Store::gc`].
+    ///
+    /// # Errors
+    /// As [`Store::open`] and [`Store::gc`].
+    pub fn gc_at(path: impl AsRef<Path>, options: &GcOptions) -> Result<GcReport> {
+        Store::open(path)?.gc(options)
+    }
+}

@@ -1,0 +1,893 @@
+//! Scanning a directory into a [`Snapshot`], storing file contents on the way.
+//!
+//! The walk goes one depth at a time: the directories of one level are listed
+//! in parallel, and the children of each directory are examined in parallel
+//! (rayon), so there is no recursion however deep the tree, and at most a few
+//! descriptors per thread are open at once. Each directory is opened beneath
+//! the scanned root with no symbolic link followed (`openat2` with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, see [`crate::fsutil::confine`]),
+//! and its children are examined relative to that descriptor with the calls
+//! that do not follow a link ([`crate::fsutil::dir`]): the scan never leaves
+//! the directory it was given, and a symbolic link is recorded, never entered.
+//!
+//! Regular files with one link are read as they are found; files with more
+//! links are grouped by (device, inode) once the walk is done, the first path
+//! of each group in [`TreePath`] order is read (once) and recorded as the
+//! file, the others as [`EntryKind::Hardlink`]s to it. The entries are sorted
+//! at the end, so the snapshot, and its id, do not depend on the walk's order
+//! or the number of threads.
+//!
+//! A rescan skips reading files that have not changed, through the stat cache
+//! ([`crate::tree::statcache`], whose module docs give the exact rule).
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Seek};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use rustix::fs::{FileType, Stat};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+use crate::fsutil::confine::Root;
+use crate::fsutil::dir::Dir;
+use crate::store::Store;
+use crate::store::chunk_list::ChunkList;
+use crate::tree::entry::{Entry, EntryKind, Metadata, Timestamp};
+use crate::tree::path::TreePath;
+use crate::tree::snapshot::Snapshot;
+use crate::tree::statcache::{self, CacheFile, CachedFile, FileStat};
+
+/// How [`Store::scan`] works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Take the chunk lists of files that have not changed since the last scan
+    /// of the same directory from the stat cache instead of reading them, and
+    /// save a new cache at the end. With `false` the cache is neither read nor
+    /// written: every file is read.
+    pub use_stat_cache: bool,
+    /// Run the scan in a thread pool of its own with this many threads; `None`
+    /// runs it in the current rayon pool (the global one, unless called from
+    /// inside another). The result is the same for any number.
+    pub threads: Option<usize>,
+}
+
+impl Default for ScanOptions {
+    /// The stat cache on, the current rayon pool.
+    fn default() -> Self {
+        Self {
+            use_stat_cache: true,
+            threads: None,
+        }
+    }
+}
+
+/// What [`Store::scan`] found.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ScanOutcome {
+    /// The tree: every entry of the directory, its root's metadata included.
+    pub snapshot: Snapshot,
+    /// What was left out or may be inexact, sorted by path.
+    pub warnings: Vec<ScanWarning>,
+    /// How many times a file's content was read (a file re-read because it
+    /// changed while being read counts twice).
+    pub files_read: u64,
+    /// The bytes of content read.
+    pub bytes_read: u64,
+    /// How many files' chunk lists came from the stat cache, unread.
+    pub files_from_cache: u64,
+}
+
+/// Something a scan left out, or could not do, without failing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub struct ScanWarning {
+    /// The entry concerned (the root, `.`, for the stat cache).
+    pub path: TreePath,
+    /// What happened.
+    pub kind: ScanWarningKind,
+    /// The details: the system's error, the stat-cache file, ….
+    pub detail: String,
+}
+
+/// The kinds of [`ScanWarning`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum ScanWarningKind {
+    /// A socket: trees have no sockets; it is left out.
+    Socket,
+    /// A file type this crate does not know; it is left out.
+    Unsupported,
+    /// The path vanished between being listed and being examined; it is left
+    /// out (with everything beneath it).
+    Vanished,
+    /// The path was replaced while it was examined (another inode, another
+    /// kind, a directory swapped for a link); it is left out (with everything
+    /// beneath it).
+    Replaced,
+    /// A file changed while it was read, and again while it was read a second
+    /// time; the second read's content is kept (and not cached).
+    ChangedWhileRead,
+    /// The stat cache could not be read (corrupt, unknown version, unreadable)
+    /// and was ignored: every file was read.
+    StatCacheIgnored,
+    /// The stat cache could not be saved: the next scan reads every file.
+    StatCacheNotSaved,
+}
+
+impl fmt::Display for ScanWarningKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScanWarningKind::Socket => "socket skipped",
+            ScanWarningKind::Unsupported => "unsupported file type skipped",
+            ScanWarningKind::Vanished => "vanished during the scan, skipped",
+            ScanWarningKind::Replaced => "replaced during the scan, skipped",
+            ScanWarningKind::ChangedWhileRead => "changed while read, kept the last read",
+            ScanWarningKind::StatCacheIgnored => "stat cache ignored",
+            ScanWarningKind::StatCacheNotSaved => "stat cache not saved",
+        })
+    }
+}
+
+impl fmt::Display for ScanWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.path, self.kind, self.detail)
+    }
+}
+
+/// Scanning
+impl Store {
+    /// Scans the directory `dir`: stores the content of every regular file in
+    /// this store and returns the tree as a [`Snapshot`], with warnings for
+    /// what was left out. The walk is parallel (rayon); the snapshot, and its
+    /// id, are the same for any number of threads and any walk order.
+    ///
+    /// Recorded: files (content, size), directories, symbolic links (target
+    /// bytes, never followed), hard links (grouped by device and inode),
+    /// character and block devices (`rdev`), fifos; for each, mode with
+    /// setuid/setgid/sticky (`& 0o7777`), uid, gid, mtime to the nanosecond
+    /// and every extended attribute this process may read (`trusted.*` too
+    /// when privileged). Sockets are skipped with a warning. Paths are bytes.
+    ///
+    /// `dir` itself is trusted: a symbolic link in it is followed. Nothing
+    /// beneath it is: the scan never follows a link, never leaves `dir`.
+    ///
+    /// With [`ScanOptions::use_stat_cache`], a file is not read if the
+    /// previous scan of the same directory (same canonical path, same store)
+    /// saw the same device, inode, size, mtime and ctime, its mtime and ctime
+    /// were then at least a second older than that scan's start (git's
+    /// racy-timestamp rule: a file changed within the timestamps' granularity
+    /// of being read is read again), and every chunk is still in the store.
+    /// [`ScanOutcome::files_read`] and [`ScanOutcome::files_from_cache`] say
+    /// how it went. The cache lives in `<store>/cache/stat/`; a damaged one is
+    /// ignored with a warning.
+    ///
+    /// The store is not flushed: call [`Store::flush`] to make the content
+    /// durable.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `dir` if it is missing or not a directory;
+    /// [`Error::Io`] / [`Error::Xattr`] naming the path of an entry that cannot
+    /// be read for another reason than vanishing during the scan (permission
+    /// denied, I/O error); [`Error::InvalidArgument`] for `threads: Some(0)` or
+    /// a pool that cannot be started; an error from the store when writing
+    /// fails.
+    pub fn scan(&self, dir: impl AsRef<Path>, options: &ScanOptions) -> Result<ScanOutcome> {
+        let dir = dir.as_ref();
+        match options.threads {
+            None => self.scan_in_pool(dir, options),
+            Some(0) => Err(Error::InvalidArgument(
+                "a scan needs at least one thread (threads: Some(0))".to_owned(),
+            )),
+            Some(n) => {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("layerstore-scan-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        Error::InvalidArgument(format!("cannot start {n} scan threads: {e}"))
+                    })?;
+                pool.install(|| self.scan_in_pool(dir, options))
+            }
+        }
+    }
+
+    fn scan_in_pool(&self, dir: &Path, options: &ScanOptions) -> Result<ScanOutcome> {
+        let meta = fs_err::metadata(dir).map_err(|e| Error::io("scan", dir, e))?;
+        if !meta.is_dir() {
+            let source = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
+            return Err(Error::io("scan", dir, source));
+        }
+        let started = now();
+        let canonical = fs_err::canonicalize(dir).map_err(|e| Error::io("scan", dir, e))?;
+        let mut scan = Scan::new(self, Root::open(&canonical)?, options.use_stat_cache);
+        let cache_path = statcache::cache_path(self, canonical.as_os_str().as_bytes());
+        if options.use_stat_cache {
+            scan.cache = scan.load_cache(&cache_path, canonical.as_os_str().as_bytes());
+        }
+
+        let (mut entries, linked) = scan.walk()?;
+        entries.extend(scan.link_groups(linked)?);
+        let snapshot = Snapshot::from_entries(entries)?;
+
+        if let Some(fresh) = scan.fresh.take() {
+            let files = fresh
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let bytes = CacheFile::encode(canonical.as_os_str().as_bytes(), started, files);
+            if let Err(err) = CacheFile::write(self, &cache_path, &bytes) {
+                scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+            }
+        }
+        let mut warnings = scan
+            .warnings
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        warnings.sort_unstable();
+        Ok(ScanOutcome {
+            snapshot,
+            warnings,
+            files_read: scan.files_read.into_inner(),
+            bytes_read: scan.bytes_read.into_inner(),
+            files_from_cache: scan.files_from_cache.into_inner(),
+        })
+    }
+}
+
+/// The state of one scan, shared by its threads.
+struct Scan<'s> {
+    store: &'s Store,
+    root: Root,
+    /// The previous scan's stat cache, if it is used and could be read.
+    cache: Option<CacheFile>,
+    /// What this scan learns for the next one's cache (`None`: not saved).
+    fresh: Option<Mutex<Vec<CachedFile>>>,
+    warnings: Mutex<Vec<ScanWarning>>,
+    files_read: AtomicU64,
+    bytes_read: AtomicU64,
+    files_from_cache: AtomicU64,
+}
+
+/// A directory found by the walk, to be listed at the next level.
+struct Pending {
+    path: TreePath,
+    /// The device and inode its parent's listing saw; `None` for the root.
+    expect: Option<(u64, u64)>,
+}
+
+/// A regular file with more than one link, read once its group is known.
+struct Linked {
+    path: TreePath,
+    stat: Stat,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What examining one name of a directory gives.
+enum Found {
+    Entry(Entry),
+    Dir(Pending),
+    Linked(Linked),
+}
+
+impl<'s> Scan<'s> {
+    fn new(store: &'s Store, root: Root, use_stat_cache: bool) -> Self {
+        Scan {
+            store,
+            root,
+            cache: None,
+            fresh: use_stat_cache.then(|| Mutex::new(Vec::new())),
+            warnings: Mutex::new(Vec::new()),
+            files_read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            files_from_cache: AtomicU64::new(0),
+        }
+    }
+
+    fn warn(&self, path: &TreePath, kind: ScanWarningKind, detail: impl fmt::Display) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ScanWarning {
+                path: path.clone(),
+                kind,
+                detail: detail.to_string(),
+            });
+    }
+
+    /// `Ok(Some(value))`; or, when `result` failed because `path` vanished or
+    /// was replaced meanwhile, a warning and `Ok(None)`; or the error.
+    fn tolerate<T>(&self, path: &TreePath, result: Result<T>) -> Result<Option<T>> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(err) => match raced(&err) {
+                Some(kind) => {
+                    self.warn(path, kind, err);
+                    Ok(None)
+                }
+                None => Err(err),
+            },
+        }
+    }
+
+    fn load_cache(&self, path: &Path, root: &[u8]) -> Option<CacheFile> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                let detail = format!("cannot read '{}': {e}", path.display());
+                self.warn(&TreePath::ROOT, ScanWarningKind::StatCacheIgnored, detail);
+                return None;
+            }
+        };
+        match CacheFile::decode(&bytes, root) {
+            Ok(cache) => Some(cache),
+            Err(err) => {
+                let detail = format!("'{}': {err}", path.display());
+                self.warn(&TreePath::ROOT, ScanWarningKind::StatCacheIgnored, detail);
+                None
+            }
+        }
+    }
+
+    /// Walks the tree a level at a time. Returns every entry but those of
+    /// files with several links, which come back apart.
+    fn walk(&self) -> Result<(Vec<Entry>, Vec<Linked>)> {
+        let mut entries = Vec::new();
+        let mut linked = Vec::new();
+        let mut level = vec![Pending {
+            path: TreePath::ROOT,
+            expect: None,
+        }];
+        while !level.is_empty() {
+            let found: Vec<Vec<Found>> = level
+                .par_iter()
+                .map(|dir| self.list(dir))
+                .collect::<Result<_>>()?;
+            level = Vec::new();
+            for found in found.into_iter().flatten() {
+                match found {
+                    Found::Entry(entry) => entries.push(entry),
+                    Found::Dir(dir) => level.push(dir),
+                    Found::Linked(file) => linked.push(file),
+                }
+            }
+        }
+        Ok((entries, linked))
+    }
+
+    /// The directory `pending` itself and what its children are. Nothing if
+    /// it vanished or was replaced since its parent was listed.
+    fn list(&self, pending: &Pending) -> Result<Vec<Found>> {
+        let opened = self.root.open_dir(pending.path.as_bytes());
+        let dir = if pending.expect.is_none() {
+            opened? // the root: no race to tolerate
+        } else {
+            match self.tolerate(&pending.path, opened)? {
+                Some(dir) => dir,
+                None => return Ok(Vec::new()),
+            }
+        };
+        let st = dir.stat()?;
+        if let Some(expect) = pending.expect
+            && expect != (dev(&st), ino(&st))
+        {
+            let detail = format!("'{}' is another directory now", dir.path().display());
+            self.warn(&pending.path, ScanWarningKind::Replaced, detail);
+            return Ok(Vec::new());
+        }
+        let own = Entry::dir(pending.path.clone(), metadata(&st, dir.xattrs()?));
+        let names = dir.names()?;
+        let children: Vec<Option<Found>> = names
+            .par_iter()
+            .map(|name| self.examine(&dir, &pending.path, name))
+            .collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(children.len() + 1);
+        out.push(Found::Entry(own));
+        out.extend(children.into_iter().flatten());
+        Ok(out)
+    }
+
+    /// What the child `name` of `dir` (at `parent`) is.
+    fn examine(&self, dir: &Dir, parent: &TreePath, name: &[u8]) -> Result<Option<Found>> {
+        let path = parent.join(name)?;
+        let Some(st) = self.tolerate(&path, dir.lstat(name))? else {
+            return Ok(None);
+        };
+        let file_type = FileType::from_raw_mode(st.st_mode);
+        match file_type {
+            FileType::Directory => {
+                return Ok(Some(Found::Dir(Pending {
+                    path,
+                    expect: Some((dev(&st), ino(&st))),
+                })));
+            }
+            FileType::Socket | FileType::Unknown => {
+                let kind = if file_type == FileType::Socket {
+                    ScanWarningKind::Socket
+                } else {
+                    ScanWarningKind::Unsupported
+                };
+                let detail = format!(
+                    "'{}' (mode {:#o})",
+                    dir.child_path(name).display(),
+                    st.st_mode
+                );
+                self.warn(&path, kind, detail);
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let Some(xattrs) = self.tolerate(&path, dir.child_xattrs(name))? else {
+            return Ok(None);
+        };
+        let (kind, st) = match file_type {
+            FileType::RegularFile if st.st_nlink > 1 => {
+                return Ok(Some(Found::Linked(Linked {
+                    path,
+                    stat: st,
+                    xattrs,
+                })));
+            }
+            FileType::RegularFile => {
+                let shown = dir.child_path(name);
+                match self.content(&path, &st, &shown, || dir.open_file(name))? {
+                    Some((chunks, after)) => (file_kind(chunks), after),
+                    None => return Ok(None),
+                }
+            }
+            FileType::Symlink => match self.tolerate(&path, dir.read_link(name))? {
+                Some(target) => (EntryKind::Symlink { target }, st),
+                None => return Ok(None),
+            },
+            FileType::CharacterDevice => (EntryKind::CharDevice { rdev: rdev(&st) }, st),
+            FileType::BlockDevice => (EntryKind::BlockDevice { rdev: rdev(&st) }, st),
+            _ => (EntryKind::Fifo, st),
+        };
+        Ok(Some(Found::Entry(Entry::new(
+            path,
+            kind,
+            metadata(&st, xattrs),
+        ))))
+    }
+
+    /// The chunks of the regular file at `path` whose `lstat` was `st`, and
+    /// its `stat` once read: from the stat cache, or read through `open` and
+    /// stored. `None` (after a warning) if it vanished or was replaced.
+    fn content(
+        &self,
+        path: &TreePath,
+        st: &Stat,
+        shown: &Path,
+        open: impl FnOnce() -> Result<File>,
+    ) -> Result<Option<(ChunkList, Stat)>> {
+        let now = file_stat(st);
+        if let Some(cache) = &self.cache
+            && let Some(chunks) = cache.lookup(path.as_bytes(), &now, |id| self.store.contains(id))
+        {
+            self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+            self.remember(path, now, chunks);
+            return Ok(Some((chunks.clone(), *st)));
+        }
+        let Some(mut file) = self.tolerate(path, open())? else {
+            return Ok(None);
+        };
+        let fstat =
+            |file: &File| rustix::fs::fstat(file).map_err(|e| Error::io("stat", shown, e.into()));
+        let mut before = fstat(&file)?;
+        if (dev(&before), ino(&before)) != (dev(st), ino(st)) {
+            let detail = format!("'{}' is another file now", shown.display());
+            self.warn(path, ScanWarningKind::Replaced, detail);
+            return Ok(None);
+        }
+        let mut second = false;
+        loop {
+            let chunks = self.store.put_reader(&file, shown)?;
+            self.files_read.fetch_add(1, Ordering::Relaxed);
+            self.bytes_read
+                .fetch_add(chunks.content_len(), Ordering::Relaxed);
+            let after = fstat(&file)?;
+            let stable = file_stat(&before) == file_stat(&after)
+                && chunks.content_len() == file_stat(&after).size;
+            if stable {
+                self.remember(path, file_stat(&after), &chunks);
+                return Ok(Some((chunks, after)));
+            }
+            if second {
+                let detail = format!(
+                    "'{}' changed while read twice; kept {} bytes",
+                    shown.display(),
+                    chunks.content_len()
+                );
+                self.warn(path, ScanWarningKind::ChangedWhileRead, detail);
+                return Ok(Some((chunks, after)));
+            }
+            second = true;
+            before = after;
+            file.rewind().map_err(|e| Error::io("seek", shown, e))?;
+        }
+    }
+
+    /// Notes `chunks` as the content of `path` with stat `now`, for the next
+    /// scan's cache.
+    fn remember(&self, path: &TreePath, now: FileStat, chunks: &ChunkList) {
+        if let Some(fresh) = &self.fresh {
+            fresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(CachedFile {
+                    path: path.as_bytes().to_vec(),
+                    dev: now.dev,
+                    ino: now.ino,
+                    size: now.size,
+                    mtime: now.mtime,
+                    ctime: now.ctime,
+                    chunks: chunks.clone(),
+                });
+        }
+    }
+
+    /// The entries of the files with several links: per (device, inode), the
+    /// first path in order is the file, read once; the others link to it.
+    fn link_groups(&self, linked: Vec<Linked>) -> Result<Vec<Entry>> {
+        let mut groups: BTreeMap<(u64, u64), Vec<Linked>> = BTreeMap::new();
+        for file in linked {
+            groups
+                .entry((dev(&file.stat), ino(&file.stat)))
+                .or_default()
+                .push(file);
+        }
+        let groups: Vec<Vec<Linked>> = groups.into_values().collect();
+        let entries: Vec<Vec<Entry>> = groups
+            .into_par_iter()
+            .map(|group| self.link_group(group))
+            .collect::<Result<_>>()?;
+        Ok(entries.into_iter().flatten().collect())
+    }
+
+    fn link_group(&self, mut group: Vec<Linked>) -> Result<Vec<Entry>> {
+        group.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let mut members = group.into_iter();
+        // If the first path vanished or was replaced, the next one leads.
+        while let Some(first) = members.next() {
+            let shown = self.full(&first.path);
+            let open = || self.root.open_read(first.path.as_bytes());
+            let Some((chunks, after)) = self.content(&first.path, &first.stat, &shown, open)?
+            else {
+                continue;
+            };
+            let target = first.path.clone();
+            let mut out = vec![Entry::new(
+                first.path,
+                file_kind(chunks),
+                metadata(&after, first.xattrs),
+            )];
+            out.extend(
+                members
+                    .map(|m| Entry::hardlink(m.path, target.clone(), metadata(&m.stat, m.xattrs))),
+            );
+            return Ok(out);
+        }
+        Ok(Vec::new())
+    }
+
+    /// The full path of `path`, for messages.
+    fn full(&self, path: &TreePath) -> PathBuf {
+        if path.is_root() {
+            self.root.path().to_path_buf()
+        } else {
+            self.root.path().join(OsStr::from_bytes(path.as_bytes()))
+        }
+    }
+}
+
+/// Whether `err` says that a path vanished (`ENOENT`) or was replaced by
+/// something of another kind (`ENOTDIR`, `ELOOP` for a link where
+/// `O_NOFOLLOW` was given, `ENXIO` for a socket, a link met on the way, not a
+/// regular file any more) while it was scanned, and if so which warning it is.
+fn raced(err: &Error) -> Option<ScanWarningKind> {
+    let source = match err {
+        // A link met on the way; or `Dir::open_file` and `Root::open_read`
+        // refusing what is not a regular file (any more), under this name.
+        Error::SymlinkInPath { .. }
+        | Error::Io {
+            op: "open for reading",
+            ..
+        } => return Some(ScanWarningKind::Replaced),
+        Error::Io { source, .. } | Error::Xattr { source, .. } => source,
+        _ => return None,
+    };
+    match source.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::NOENT) => Some(ScanWarningKind::Vanished),
+        Some(Errno::NOTDIR | Errno::LOOP | Errno::NXIO) => Some(ScanWarningKind::Replaced),
+        _ => None,
+    }
+}
+
+fn file_kind(chunks: ChunkList) -> EntryKind {
+    EntryKind::File {
+        size: chunks.content_len(),
+        chunks,
+    }
+}
+
+/// An entry's metadata from its `stat` and xattrs.
+fn metadata(st: &Stat, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Metadata {
+    Metadata {
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: mtime(st),
+        xattrs: xattrs.into_iter().collect(),
+    }
+}
+
+// The widths of `struct stat`'s fields differ between architectures: what is a
+// no-op cast on x86_64 is a widening one elsewhere.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "field widths differ by architecture"
+)]
+fn dev(st: &Stat) -> u64 {
+    st.st_dev as u64
+}
+
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "field widths differ by architecture"
+)]
+fn ino(st: &Stat) -> u64 {
+    st.st_ino as u64
+}
+
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "field widths differ by architecture"
+)]
+fn rdev(st: &Stat) -> u64 {
+    st.st_rdev as u64
+}
+
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "field widths differ by architecture"
+)]
+fn mtime(st: &Stat) -> Timestamp {
+    Timestamp::new(st.st_mtime as i64, st.st_mtime_nsec as u32)
+}
+
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "field widths differ by architecture"
+)]
+fn ctime(st: &Stat) -> Timestamp {
+    Timestamp::new(st.st_ctime as i64, st.st_ctime_nsec as u32)
+}
+
+/// What the stat cache compares.
+fn file_stat(st: &Stat) -> FileStat {
+    FileStat {
+        dev: dev(st),
+        ino: ino(st),
+        // A regular file's size is never negative.
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime: mtime(st),
+        ctime: ctime(st),
+    }
+}
+
+/// The current time as a [`Timestamp`].
+fn now() -> Timestamp {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => Timestamp::new(
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
+        // A clock before 1970: trust no cache entry written by this scan.
+        Err(_) => Timestamp::EPOCH,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::config::StoreOptions;
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        store: Store,
+        tree: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::create(tmp.path().join("store"), &StoreOptions::default()).unwrap();
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        Fixture {
+            _tmp: tmp,
+            store,
+            tree,
+        }
+    }
+
+    fn kinds(scan: &Scan<'_>) -> Vec<(String, ScanWarningKind)> {
+        let warnings = scan.warnings.lock().unwrap();
+        warnings
+            .iter()
+            .map(|w| (w.path.to_string(), w.kind))
+            .collect()
+    }
+
+    fn content_of(fx: &Fixture, out: &ScanOutcome, path: &str) -> Vec<u8> {
+        match &out
+            .snapshot
+            .get(&TreePath::new(path).unwrap())
+            .unwrap()
+            .kind
+        {
+            EntryKind::File { chunks, .. } => fx.store.read_all(chunks).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Rewrites the tree's stat cache: every file's chunks replaced by
+    /// `chunks` (if given) and the scan's start set to `started`.
+    fn tamper(fx: &Fixture, chunks: Option<&ChunkList>, started: Timestamp) {
+        let canonical = std::fs::canonicalize(&fx.tree).unwrap();
+        let root = canonical.as_os_str().as_bytes();
+        let path = statcache::cache_path(&fx.store, root);
+        let cache = CacheFile::decode(&std::fs::read(&path).unwrap(), root).unwrap();
+        let (_, mut files) = cache.into_parts();
+        for file in &mut files {
+            if let Some(chunks) = chunks {
+                file.chunks = chunks.clone();
+            }
+        }
+        let bytes = CacheFile::encode(root, started, files);
+        CacheFile::write(&fx.store, &path, &bytes).unwrap();
+    }
+
+    #[test]
+    fn the_cache_is_trusted_only_for_files_older_than_the_scan_start() {
+        let fx = fixture();
+        std::fs::write(fx.tree.join("f"), b"real").unwrap();
+        let first = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(content_of(&fx, &first, "f"), b"real");
+
+        // A cache whose scan started well after the file's last change is
+        // trusted: its (false) chunks are taken without reading the file.
+        let fake = fx.store.put_bytes(b"fake").unwrap();
+        let later = Timestamp::new(now().secs + 10, 0);
+        tamper(&fx, Some(&fake), later);
+        let trusted = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(content_of(&fx, &trusted, "f"), b"fake");
+        assert_eq!((trusted.files_read, trusted.files_from_cache), (0, 1));
+
+        // The same cache written by a scan that started in the second of the
+        // file's ctime: racily clean, so the file is read.
+        let ctime = file_stat(&rustix::fs::lstat(fx.tree.join("f")).unwrap()).ctime;
+        for started in [ctime, Timestamp::new(ctime.secs + 1, 999_999_999)] {
+            tamper(&fx, Some(&fake), started);
+            let racy = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+            assert_eq!(content_of(&fx, &racy, "f"), b"real", "started {started:?}");
+            assert_eq!(racy.files_read, 1);
+        }
+        // Two seconds on, the file is settled.
+        tamper(&fx, Some(&fake), Timestamp::new(ctime.secs + 2, 0));
+        let settled = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(content_of(&fx, &settled, "f"), b"fake");
+    }
+
+    #[test]
+    fn vanished_and_replaced_paths_are_warnings_not_errors() {
+        let fx = fixture();
+        std::fs::create_dir(fx.tree.join("d")).unwrap();
+        std::fs::write(fx.tree.join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink("d", fx.tree.join("l")).unwrap();
+        let scan = Scan::new(&fx.store, Root::open(&fx.tree).unwrap(), false);
+        let root_dir = scan.root.open_dir(b"").unwrap();
+
+        // Listed, then gone before it is examined.
+        assert!(
+            scan.examine(&root_dir, &TreePath::ROOT, b"gone")
+                .unwrap()
+                .is_none()
+        );
+        // A directory gone, replaced by another, or by a link, before it is listed.
+        let pending = |path: &str, expect| Pending {
+            path: TreePath::new(path).unwrap(),
+            expect: Some(expect),
+        };
+        let d = rustix::fs::lstat(fx.tree.join("d")).unwrap();
+        assert!(scan.list(&pending("gone", (0, 0))).unwrap().is_empty());
+        assert!(scan.list(&pending("d", (dev(&d), 0))).unwrap().is_empty());
+        assert!(
+            scan.list(&pending("l", (dev(&d), ino(&d))))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(scan.list(&pending("f", (0, 0))).unwrap().is_empty());
+        assert_eq!(
+            scan.list(&pending("d", (dev(&d), ino(&d)))).unwrap().len(),
+            1
+        );
+
+        // A file replaced by another inode between lstat and open.
+        let f = TreePath::new("f").unwrap();
+        let shown = fx.tree.join("f");
+        let got = scan
+            .content(&f, &d, &shown, || root_dir.open_file(b"f"))
+            .unwrap();
+        assert!(got.is_none());
+        // A file replaced by a link between lstat and open.
+        let st = rustix::fs::lstat(&shown).unwrap();
+        let got = scan
+            .content(&f, &st, &shown, || root_dir.open_file(b"l"))
+            .unwrap();
+        assert!(got.is_none());
+
+        assert_eq!(
+            kinds(&scan),
+            [
+                ("gone".to_owned(), ScanWarningKind::Vanished),
+                ("gone".to_owned(), ScanWarningKind::Vanished),
+                ("d".to_owned(), ScanWarningKind::Replaced),
+                ("l".to_owned(), ScanWarningKind::Replaced),
+                ("f".to_owned(), ScanWarningKind::Replaced),
+                ("f".to_owned(), ScanWarningKind::Replaced),
+                ("f".to_owned(), ScanWarningKind::Replaced),
+            ]
+        );
+        assert_eq!(scan.files_read.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_file_that_keeps_changing_is_read_twice_and_kept_with_a_warning() {
+        // A /proc file reports size 0 but has content: every read looks like
+        // the file changed under it.
+        let fx = fixture();
+        let scan = Scan::new(&fx.store, Root::open("/proc/self").unwrap(), true);
+        let dir = scan.root.open_dir(b"").unwrap();
+        let st = dir.lstat(b"status").unwrap();
+        let path = TreePath::new("status").unwrap();
+        let (chunks, _) = scan
+            .content(&path, &st, Path::new("/proc/self/status"), || {
+                dir.open_file(b"status")
+            })
+            .unwrap()
+            .unwrap();
+        assert!(chunks.content_len() > 0);
+        assert_eq!(scan.files_read.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            kinds(&scan),
+            [("status".to_owned(), ScanWarningKind::ChangedWhileRead)]
+        );
+        // What changed while read is not remembered for the cache.
+        assert!(scan.fresh.as_ref().unwrap().lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_naming_it() {
+        let fx = fixture();
+        std::fs::write(fx.tree.join("f"), b"x").unwrap();
+        let scan = Scan::new(&fx.store, Root::open(&fx.tree).unwrap(), false);
+        let shown = fx.tree.join("f");
+        let st = rustix::fs::lstat(&shown).unwrap();
+        let denied = || {
+            let source = io::Error::from_raw_os_error(Errno::ACCESS.raw_os_error());
+            Err(Error::io("open", &shown, source))
+        };
+        let err = scan
+            .content(&TreePath::new("f").unwrap(), &st, &shown, denied)
+            .unwrap_err();
+        assert!(err.to_string().contains(&*shown.to_string_lossy()), "{err}");
+        assert!(kinds(&scan).is_empty());
+    }
+}

@@ -1,0 +1,155 @@
+//! fsck finds damage anywhere and repair fixes what it can.
+
+use layerstore::{FsckOptions, Store};
+
+use super::{assert_image, files, make_image, new_store, packs_with, read_image};
+
+fn repair() -> FsckOptions {
+    FsckOptions {
+        repair: true,
+        ..FsckOptions::default()
+    }
+}
+
+#[test]
+fn a_clean_store_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    make_image(&store, "a", &files(1, 2, 10));
+    store.flush().unwrap();
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert!(report.chunks_checked > 10);
+    assert_eq!(report.images_checked, 1);
+    let report = store.fsck(&repair()).unwrap();
+    assert!(
+        report.is_clean() && report.repaired.is_empty(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_flipped_bit_anywhere_in_a_pack_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    make_image(&store, "a", &files(2, 2, 10));
+    store.flush().unwrap();
+    drop(store);
+    let pack = packs_with(&path, ".pack").remove(0);
+    let original = std::fs::read(&pack).unwrap();
+    // About 120 offsets spread over the pack, plus its first and last bytes.
+    let step = (original.len() / 120).max(1);
+    let mut offsets: Vec<usize> = (0..original.len()).step_by(step).collect();
+    offsets.push(original.len() - 1);
+    for at in offsets {
+        let mut bytes = original.clone();
+        bytes[at] ^= 1 << (at % 8);
+        std::fs::write(&pack, &bytes).unwrap();
+        let store = Store::open(&path).unwrap();
+        let report = store.fsck(&FsckOptions::default()).unwrap();
+        assert!(
+            report.problems.iter().any(|p| p.path == pack),
+            "flip at {at} not found: {:?}",
+            report.problems
+        );
+    }
+    std::fs::write(&pack, &original).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert!(store.fsck(&FsckOptions::default()).unwrap().is_clean());
+}
+
+#[test]
+fn a_deleted_index_is_rebuilt_by_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    let a = files(3, 2, 10);
+    let b = files(4, 1, 10);
+    let a_id = make_image(&store, "a", &a);
+    let b_id = make_image(&store, "b", &b);
+    store.flush().unwrap();
+    drop(store);
+    for idx in packs_with(&path, ".idx") {
+        std::fs::remove_file(idx).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert!(read_image(&store, &a_id).is_err());
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    let pack = packs_with(&path, ".pack").remove(0);
+    assert!(report.problems.iter().any(|p| p.path == pack), "{report:?}");
+    assert_eq!(report.affected_images.len(), 2);
+
+    let report = store.fsck(&repair()).unwrap();
+    assert!(
+        report
+            .repaired
+            .iter()
+            .any(|p| p.path == pack.with_extension("idx")),
+        "{report:?}"
+    );
+    assert!(report.affected_images.is_empty(), "{report:?}");
+    // This handle sees the rebuilt index at once; so does a new one.
+    assert_image(&store, &a_id, &a);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_image(&store, &a_id, &a);
+    assert_image(&store, &b_id, &b);
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_truncated_pack_is_quarantined_and_the_image_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    let a = files(5, 2, 10);
+    let a_id = make_image(&store, "a", &a);
+    store.flush().unwrap();
+    let first_pack = packs_with(&path, ".pack");
+    let b_id = make_image(&store, "b", &files(6, 3, 10));
+    store.flush().unwrap();
+    drop(store);
+    let b_pack = packs_with(&path, ".pack")
+        .into_iter()
+        .find(|p| !first_pack.contains(p))
+        .unwrap();
+    let len = std::fs::metadata(&b_pack).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&b_pack)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let store = Store::open(&path).unwrap();
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.path == b_pack),
+        "{report:?}"
+    );
+    assert_eq!(report.affected_images.len(), 1, "{report:?}");
+    assert_eq!(report.affected_images[0].tag.to_string(), "b:latest");
+
+    let report = store.fsck(&repair()).unwrap();
+    assert!(!b_pack.exists());
+    let name = b_pack.file_name().unwrap();
+    assert!(path.join("quarantine").join(name).exists());
+    assert!(
+        path.join("quarantine")
+            .join(b_pack.with_extension("idx").file_name().unwrap())
+            .exists()
+    );
+    assert_eq!(report.affected_images.len(), 1, "{report:?}");
+    assert_eq!(report.affected_images[0].tag.to_string(), "b:latest");
+    assert_eq!(report.affected_images[0].image, b_id);
+    assert_image(&store, &a_id, &a);
+    // What remains wrong is the image, not the packs.
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.path.to_string_lossy().contains("refs")),
+        "{:?}",
+        report.problems
+    );
+}
