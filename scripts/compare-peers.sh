@@ -34,6 +34,7 @@ set -euo pipefail
 
 usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 
+ORIG_ARGS=("$@")
 SCENARIO=tree
 RUNS=${RUNS:-3}
 INSTALL=1
@@ -126,7 +127,7 @@ HOSTNAME_=$(hostname)
 {
     echo "# compare-peers: scenario=$SCENARIO runs=$RUNS date=$(date -Is) host=$HOSTNAME_"
     echo "# machine: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, $(uname -sr)"
-    echo "# command: $0 $*"
+    echo "# command: $0 ${ORIG_ARGS[*]:-}"
     echo "# layerstore: ${LS:-none} $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null)"
     echo "# peers: $(restic version | head -1); $(borg --version); casync $(casync --version | head -1); ostree $(ostree --version | awk -F"'" '/Version/{print $2}'); $(zstd --version)"
     printf 'scenario\ttool\tmetric\trun\tvalue\tunit\n'
@@ -187,7 +188,8 @@ make_modified_copy() { # a copy of $1 at $2 (hard links) with a handful of files
     local src=$1 dst=$2 f i=0
     rm -rf "$dst"
     cp -al "$src" "$dst" 2>>"$LOG" || { rm -rf "$dst"; cp -a --reflink=auto "$src" "$dst"; }
-    mapfile -t files < <(cd "$dst" && find . -type f -size +1k -printf '%P\n' | LC_ALL=C sort | awk 'NR % 9973 == 1' | head -n 6)
+    mapfile -t files < <(cd "$dst" && find . -type f -size +1k -printf '%P\n' | LC_ALL=C sort |
+        awk '{ a[NR] = $0 } END { for (i = 1; i <= 6; i++) print a[int(NR * i / 7)] }')
     for f in "${files[@]}"; do # break the hard link first: the original is not touched
         cp -p "$dst/$f" "$dst/$f.tmp-compare" && mv "$dst/$f.tmp-compare" "$dst/$f"
         case $i in
@@ -202,7 +204,10 @@ make_modified_copy() { # a copy of $1 at $2 (hard links) with a handful of files
 }
 
 # Compare metadata and content of two trees; prints the number of differing lines.
-tree_listing() { (cd "$1" && find . -printf '%P %y %m %U %G %s %T@ %l\n' | LC_ALL=C sort); }
+# A directory's st_size depends on the history of its blocks, not on the tree: left out.
+tree_listing() {
+    (cd "$1" && find . \( -type d -printf '%P %y %m %U %G - %T@\n' \) -o -printf '%P %y %m %U %G %s %T@ %l\n' | LC_ALL=C sort)
+}
 verify_checkout() {
     local a=$1 b=$2 n
     n=$(diff <(tree_listing "$a") <(tree_listing "$b") | grep -c '^[<>]' || true)
@@ -216,14 +221,17 @@ run_tree() {
     tree_bytes=$(sz "$TREE"); files=$(find "$TREE" | wc -l)
     rec tree bytes 0 "$tree_bytes" B; rec tree entries 0 "$files" n
     note "tree $TREE: $((tree_bytes / 1000000)) MB, $files entries; work dir $WORK; $RUNS run(s)"
-    local MOD=$WORK/tree-modified
+    local MOD=$RUNDIR/tree-modified # per process: concurrent runs must not share it
     has_tool layerstore && make_modified_copy "$TREE" "$MOD"
     for ((r = 1; r <= RUNS; r++)); do
         note "== run $r/$RUNS: warming the page cache"
         warm "$TREE"; has_tool layerstore && warm "$MOD"
         if has_tool find; then
+            # -printf '' needs no stat of a file (readdir's d_type suffices): a readdir walk;
+            # printing %s %T@ %C@ %i makes find lstat every entry, as a stat cache must.
             tm find "$TREE" -printf ''; rec find stat_walk_s "$r" "$T" s
-            note "find walk: $T s"
+            tm bash -c 'find "$1" -printf "%i %s %T@ %C@\n" >/dev/null' _ "$TREE"; rec find lstat_walk_s "$r" "$T" s
+            note "find walk: $(get find stat_walk_s "$r") s; with lstat of every entry: $T s"
         fi
         if has_tool tarzst; then
             repo=$RUNDIR/tarzst; fresh "$repo"; mkdir -p "$repo"
@@ -280,10 +288,10 @@ run_tree() {
                     "$(ratio "$(get layerstore checkout_s "$r")" "$(get tarzst extract_s "$r")")" x
                 [[ $tool == tarzst ]] || rec "$tool" ratio_second "$r" "$(ratio "$lss" "$(get "$tool" second_s "$r")")" x
             done
-            has_tool find && rec find ratio_second "$r" "$(ratio "$lss" "$(get find stat_walk_s "$r")")" x
+            has_tool find && rec find ratio_second "$r" "$(ratio "$lss" "$(get find lstat_walk_s "$r")")" x
         fi
     done
-    cleanup "$MOD"
+    rm -rf "$MOD"
 }
 get() { awk -F'\t' -v t="$1" -v m="$2" -v r="$3" '$2==t&&$3==m&&$4==r{v=$5} END{print v}' "$RESULTS"; }
 
@@ -392,8 +400,10 @@ table_tree() {
             "$(med "$tool" second_s)" "$(med "$tool" size_b 1000000)" "$(med "$tool" first_rss_mb)" \
             "$(med "$tool" ratio_first)" "$(med "$tool" ratio_second)" "$(med "$tool" ratio_size)"
     done
-    has_tool find && printf '%-22s %9s %9s %9s %8s | %8s %8s %8s   (second: layerstore second ÷ walk)\n' \
-        "find -printf '' walk" "$(med find stat_walk_s)" - - - - "$(med find ratio_second)" -
+    has_tool find && printf '%-22s %9s %9s %9s %8s | %8s %8s %8s\n' \
+        "find -printf '' walk" "$(med find stat_walk_s)" - - - - - -
+    has_tool find && printf '%-22s %9s %9s %9s %8s | %8s %8s %8s   (second: layerstore second ÷ lstat walk)\n' \
+        "find, lstat each entry" "$(med find lstat_walk_s)" - - - - "$(med find ratio_second)" -
     if has_tool layerstore; then
         printf '\nrestore: layerstore checkout %s s (RSS %s MB), zstd -dc | tar -x %s s; ratio %s\n' \
             "$(med layerstore checkout_s)" "$(med layerstore checkout_rss_mb)" "$(med tarzst extract_s)" "$(med tarzst ratio_restore)"
