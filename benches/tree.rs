@@ -24,11 +24,18 @@ fn tree(touch_every: usize) -> Snapshot {
             let chunks: ChunkList = vec![ChunkRef { id, len: 4096 }].into();
             let mut meta = Metadata::new(0o644);
             meta.mtime = Timestamp::new(1_700_000_000, u32::try_from(n).unwrap_or(0));
-            entries.push(Entry::file(dir.join(format!("file{f:02}.c")).expect("path"), chunks, meta));
+            entries.push(Entry::file(
+                dir.join(format!("file{f:02}.c")).expect("path"),
+                chunks,
+                meta,
+            ));
         }
     }
     for d in 0..40 {
-        entries.push(Entry::dir(TreePath::new(format!("d{d:02}")).expect("path"), Metadata::new(0o755)));
+        entries.push(Entry::dir(
+            TreePath::new(format!("d{d:02}")).expect("path"),
+            Metadata::new(0o755),
+        ));
     }
     Snapshot::from_entries(entries).expect("valid tree")
 }
@@ -44,7 +51,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("diff", |b| b.iter(|| old.diff(&new)));
     group.bench_function("changes", |b| b.iter(|| old.changes(&new)));
     group.bench_function("apply", |b| b.iter(|| layer.apply(&old).expect("apply")));
-    group.bench_function("decode", |b| b.iter(|| Snapshot::decode(&encoded).expect("decode")));
+    group.bench_function("decode", |b| {
+        b.iter(|| Snapshot::decode(&encoded).expect("decode"));
+    });
     group.bench_function("encode", |b| b.iter(|| new.encode()));
     group.finish();
 }

@@ -51,7 +51,9 @@ use crate::tree::entry::Timestamp;
 /// The first bytes of every stat-cache file.
 const MAGIC: [u8; 8] = *b"LSSTATC\n";
 /// The format version this build writes and reads.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
+/// The most a cache body may decompress to (a million files take ~100 MiB).
+const MAX_BODY: u64 = 512 << 20;
 /// The header's length: magic and version.
 const HEADER_LEN: usize = 12;
 /// How much older than the scan's start a file's timestamps must be, in whole
@@ -147,8 +149,22 @@ impl CacheFile {
         if version != VERSION {
             return Err(LoadError::UnknownVersion(version));
         }
+        let mut raw = Vec::new();
+        zstd::stream::read::Decoder::new(body)
+            .and_then(|decoder| {
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(decoder, MAX_BODY + 1),
+                    &mut raw,
+                )
+            })
+            .map_err(|e| LoadError::Corrupt(format!("zstd: {e}")))?;
+        if raw.len() as u64 > MAX_BODY {
+            return Err(LoadError::Corrupt(
+                "the body decompresses past the limit".to_owned(),
+            ));
+        }
         let body: CacheBody =
-            postcard::from_bytes(body).map_err(|e| LoadError::Corrupt(e.to_string()))?;
+            postcard::from_bytes(&raw).map_err(|e| LoadError::Corrupt(e.to_string()))?;
         if body.root != root {
             return Err(LoadError::OtherRoot);
         }
@@ -175,12 +191,19 @@ impl CacheFile {
             scan_started,
             files,
         };
-        let mut out = Vec::with_capacity(HEADER_LEN + 64 * body.files.len());
+        // Writing to a Vec only fails if a Serialize impl fails; ours do not.
+        let raw = postcard::to_stdvec(&body)
+            .unwrap_or_else(|err| unreachable!("postcard encoding into a Vec failed: {err}"));
+        let mut out = Vec::with_capacity(HEADER_LEN + raw.len() / 2);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        // Writing to a Vec only fails if a Serialize impl fails; ours do not.
-        postcard::to_extend(&body, out)
-            .unwrap_or_else(|err| unreachable!("postcard encoding into a Vec failed: {err}"))
+        // Level 1: the cache is written on every scan; its paths compress well,
+        // its chunk ids not at all. Compressing into a Vec cannot fail.
+        match zstd::bulk::compress(&raw, 1) {
+            Ok(compressed) => out.extend_from_slice(&compressed),
+            Err(err) => unreachable!("zstd compression into memory failed: {err}"),
+        }
+        out
     }
 
     /// Writes the cache file `dest` atomically through the store's `tmp/`.
