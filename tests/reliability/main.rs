@@ -2,6 +2,8 @@
 //! One binary.
 
 mod crash;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod fsck;
 mod gc;
 
