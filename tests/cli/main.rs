@@ -4,6 +4,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod crash;
+
 fn layerstore(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_layerstore"))
         .arg("--store")
