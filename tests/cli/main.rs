@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod crash;
+mod soak;
 
 fn layerstore(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_layerstore"))
