@@ -5,6 +5,7 @@ mod crash;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod fsck;
+mod fuzz_regressions;
 mod gc;
 
 use std::path::{Path, PathBuf};
