@@ -48,3 +48,273 @@ pub fn pack(bytes: &[u8]) {
         assert!(loc.check(bytes.len() as u64).is_ok());
     }
 }
+
+/// Decodes a snapshot; what decodes re-encodes to the same bytes (one tree,
+/// one encoding, one id).
+pub fn snapshot(bytes: &[u8]) {
+    if let Ok(snapshot) = crate::Snapshot::decode(bytes) {
+        assert!(
+            snapshot.encode() == bytes,
+            "snapshot re-encodes differently"
+        );
+    }
+}
+
+/// Decodes a layer; what decodes re-encodes to the same bytes.
+pub fn layer(bytes: &[u8]) {
+    if let Ok(layer) = crate::Layer::decode(bytes) {
+        assert!(layer.encode() == bytes, "layer re-encodes differently");
+    }
+}
+
+/// Decodes an image; what decodes re-encodes to the same bytes.
+pub fn image(bytes: &[u8]) {
+    if let Ok(image) = crate::Image::decode(bytes) {
+        assert!(image.encode() == bytes, "image re-encodes differently");
+    }
+}
+
+pub use model::store_model;
+
+/// The model-based target: a store and a plain in-memory model side by side.
+mod model {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use crate::{
+        Entry, EntryKind, GcOptions, History, ImageId, Metadata, Snapshot, Store, StoreOptions,
+        TagName, TreePath,
+    };
+
+    /// Files by name.
+    type Files = BTreeMap<String, Vec<u8>>;
+
+    /// Bytes of the input, read one at a time (zeros once it runs out).
+    struct Input<'a>(&'a [u8]);
+
+    impl Input<'_> {
+        fn byte(&mut self) -> u8 {
+            let (first, rest) = self.0.split_first().unwrap_or((&0, &[]));
+            self.0 = rest;
+            *first
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            usize::from(self.byte()) % n.max(1)
+        }
+    }
+
+    /// Content from two bytes of input: a length (up to ~300 KB, so large
+    /// chunks, small grouped ones and several frames all occur) and a seed;
+    /// text-like when the seed is even, so frames compress.
+    fn content(input: &mut Input<'_>) -> Vec<u8> {
+        let shape = input.byte();
+        let seed = input.byte();
+        let len = match shape % 4 {
+            0 => usize::from(shape),
+            1 => usize::from(shape) * 97,
+            2 => usize::from(shape) * 1201,
+            _ => 20_000 + usize::from(shape) * 1100,
+        };
+        let mut out = vec![0u8; len];
+        blake3::Hasher::new()
+            .update(&[seed, shape])
+            .finalize_xof()
+            .fill(&mut out);
+        if seed % 2 == 0 {
+            for b in &mut out {
+                *b = b"ab \n"[usize::from(*b % 4)];
+            }
+        }
+        out
+    }
+
+    /// A fresh directory for the store: in `/dev/shm` when there is one (an
+    /// fsync there costs nothing), else the system's temporary directory.
+    fn scratch_dir() -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let base = Path::new("/dev/shm");
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        base.join(format!(
+            "layerstore-fuzz-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Removes the directory when dropped (also when a check panics).
+    struct Cleanup(PathBuf);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn read_files(store: &Store, id: &ImageId) -> crate::Result<Files> {
+        let tree = store.image_tree(id)?;
+        let mut out = Files::new();
+        for entry in tree.entries() {
+            if let EntryKind::File { chunks, .. } = &entry.kind {
+                out.insert(entry.path.to_string(), store.read_all(chunks)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn snapshot_of(store: &Store, files: &Files) -> Snapshot {
+        let mut entries = vec![Entry::dir(TreePath::ROOT, Metadata::default())];
+        for (name, bytes) in files {
+            let chunks = store.put_bytes(bytes).expect("put");
+            let path = TreePath::new(name.as_bytes()).expect("a valid name");
+            entries.push(Entry::file(path, chunks, Metadata::new(0o644)));
+        }
+        Snapshot::from_entries(entries).expect("a valid tree")
+    }
+
+    /// The tags of the model: tag → its image and the image's files.
+    type Tags = BTreeMap<&'static str, (ImageId, Files)>;
+
+    /// Stores an image of some new files on a tagged parent or none, some of
+    /// the parent's files removed; returns it and its files.
+    fn commit(store: &Store, input: &mut Input<'_>, tags: &Tags) -> (ImageId, Files) {
+        let parent = if input.byte() % 2 == 0 {
+            tags.get(TAGS[input.below(TAGS.len())]).cloned()
+        } else {
+            None
+        };
+        let (parent_id, mut files) = match parent {
+            Some((id, files)) => (Some(id), files),
+            None => (None, Files::new()),
+        };
+        let base = snapshot_of(store, &files);
+        for _ in 0..input.below(3) {
+            let at = input.below(files.len());
+            if let Some(name) = files.keys().nth(at).cloned() {
+                files.remove(&name);
+            }
+        }
+        for _ in 0..=input.below(3) {
+            let name = format!("f{}", input.below(8));
+            files.insert(name, content(input));
+        }
+        let tree = snapshot_of(store, &files);
+        let layer = base.diff(&tree);
+        let id = store
+            .put_child_image(parent_id.as_ref(), &layer, &tree, None, History::default())
+            .expect("put_child_image");
+        (id, files)
+    }
+
+    /// Every tag of the model points at its image, which reads back as its files.
+    fn check_tags(store: &Store, tags: &Tags, step: usize) {
+        for (tag, (id, files)) in tags {
+            let name: TagName = tag.parse().expect("a valid tag");
+            assert_eq!(
+                store.tag(&name).expect("tag"),
+                Some(*id),
+                "step {step}: {tag}"
+            );
+            let read = read_files(store, id)
+                .unwrap_or_else(|e| panic!("step {step}: {tag} does not read back: {e}"));
+            assert!(read == *files, "step {step}: {tag} reads back differently");
+        }
+    }
+
+    const TAGS: [&str; 4] = ["a", "b:1", "reg.example/c:x", "d"];
+
+    /// Runs the operations the input encodes against a store and a model: a
+    /// map from tag to the files of its image, and the images made since the
+    /// last gc (which may be tagged later). After each operation every tagged
+    /// image must read back as the model says.
+    ///
+    /// Operations (first byte mod 8): put bytes and read them back; commit
+    /// an image of some new files on a tagged parent or none (with
+    /// `put_child_image`), removing some of the parent's files; tag an image
+    /// made earlier; untag; gc; flush; reopen the store.
+    ///
+    /// # Panics
+    /// When the store disagrees with the model: that is a bug.
+    pub fn store_model(bytes: &[u8]) {
+        let mut input = Input(bytes.get(..512).unwrap_or(bytes));
+        let dir = scratch_dir();
+        let _cleanup = Cleanup(dir.clone());
+        let mut store = Store::create(&dir, &StoreOptions::default()).expect("create");
+        let mut tags = Tags::new();
+        let mut made: Vec<(ImageId, Files)> = Vec::new();
+        for step in 0..24 {
+            if input.0.is_empty() {
+                break;
+            }
+            match input.byte() % 8 {
+                0 => {
+                    let data = content(&mut input);
+                    let list = store.put_bytes(&data).expect("put");
+                    assert!(
+                        store.read_all(&list).expect("read") == data,
+                        "step {step}: put"
+                    );
+                }
+                1 | 2 => {
+                    let (id, files) = commit(&store, &mut input, &tags);
+                    let read = read_files(&store, &id).expect("read the new image");
+                    assert!(
+                        read == files,
+                        "step {step}: a new image reads back differently"
+                    );
+                    made.push((id, files));
+                }
+                3 | 4 => {
+                    if !made.is_empty() {
+                        let (id, files) = made[input.below(made.len())].clone();
+                        let tag = TAGS[input.below(TAGS.len())];
+                        let name: TagName = tag.parse().expect("a valid tag");
+                        store.set_tag(&name, &id).expect("set_tag");
+                        tags.insert(tag, (id, files));
+                    }
+                }
+                5 => {
+                    let tag = TAGS[input.below(TAGS.len())];
+                    let name: TagName = tag.parse().expect("a valid tag");
+                    let existed = store.remove_tag(&name).expect("remove_tag");
+                    assert_eq!(existed, tags.remove(tag).is_some(), "step {step}: untag");
+                }
+                6 => {
+                    let options = GcOptions {
+                        repack_dead_fraction: f64::from(input.byte() % 3) * 0.25,
+                        ..GcOptions::default()
+                    };
+                    store.gc(&options).expect("gc");
+                    // Untagged images may be gone now.
+                    made = tags.values().cloned().collect();
+                }
+                _ => {
+                    if input.byte() % 2 == 0 {
+                        store.flush().expect("flush");
+                    } else {
+                        store.flush().expect("flush before reopening");
+                        drop(store);
+                        store = Store::open(&dir).expect("reopen");
+                    }
+                }
+            }
+            check_tags(&store, &tags, step);
+        }
+        drop(store);
+        let store = Store::open(&dir).expect("reopen at the end");
+        let report = store.fsck(&crate::FsckOptions::default()).expect("fsck");
+        assert!(report.is_clean(), "fsck: {:?}", report.problems);
+        for (tag, (id, files)) in &tags {
+            let read = read_files(&store, id).expect("read after reopening");
+            assert!(
+                read == *files,
+                "{tag} reads back differently after reopening"
+            );
+        }
+    }
+}

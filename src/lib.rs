@@ -42,6 +42,10 @@ pub mod fuzzing;
 mod store;
 mod tree;
 
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub use crate::fsutil::fault;
+
 pub use crate::{
     digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     error::{Error, Result},

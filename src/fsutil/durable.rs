@@ -5,10 +5,12 @@
 use std::io::Write;
 use std::path::Path;
 
+use super::fault;
 use crate::error::{Error, Result};
 
 /// Fsyncs the directory `dir`, so that renames into it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fault::check("fsync directory", dir).map_err(|e| Error::io("fsync directory", dir, e))?;
     let handle = std::fs::File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
     handle
         .sync_all()
@@ -17,12 +19,16 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Fsyncs the file `file` whose path is `path` (for the error message).
 pub(crate) fn sync_file(file: &std::fs::File, path: &Path) -> Result<()> {
-    file.sync_all().map_err(|e| Error::io("fsync", path, e))
+    fault::check("fsync", path)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("fsync", path, e))
 }
 
 /// Renames `from` to `to` and fsyncs the destination's directory.
 pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| Error::io("rename into place", to, e))?;
+    fault::check("rename into place", to)
+        .and_then(|()| std::fs::rename(from, to))
+        .map_err(|e| Error::io("rename into place", to, e))?;
     if let Some(dir) = to.parent() {
         sync_dir(dir)?;
     }
@@ -34,8 +40,11 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
 pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = unique_tmp_path(tmp_dir, "write");
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        file.write_all(bytes)
+        let mut file = fault::check("create", &tmp)
+            .and_then(|()| std::fs::File::create(&tmp))
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        fault::check("write", &tmp)
+            .and_then(|()| file.write_all(bytes))
             .map_err(|e| Error::io("write", &tmp, e))?;
         sync_file(&file, &tmp)?;
         drop(file);

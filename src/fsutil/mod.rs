@@ -14,6 +14,8 @@ pub(crate) mod confine;
 pub(crate) mod device;
 pub(crate) mod dir;
 pub(crate) mod durable;
+#[cfg_attr(feature = "fault-injection", doc(hidden))]
+pub mod fault;
 #[cfg_attr(
     not(test),
     allow(dead_code, reason = "used by mount::copy, landing next")

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::digest::PackId;
 use crate::error::{Error, Result};
-use crate::fsutil::durable;
+use crate::fsutil::{durable, fault};
 use crate::store::frame::{self, EncodedFrame, FrameHeader};
 use crate::store::index::{Location, Record};
 
@@ -30,14 +30,20 @@ impl PackWriter {
     /// Starts a pack in `tmp_dir`.
     pub(crate) fn create(tmp_dir: &Path) -> Result<Self> {
         let tmp_path = durable::unique_tmp_path(tmp_dir, "pack");
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp_path)
+        let mut file = fault::check("create", &tmp_path)
+            .and_then(|()| {
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp_path)
+            })
             .map_err(|e| Error::io("create", &tmp_path, e))?;
-        file.write_all(&PACK_MAGIC)
-            .map_err(|e| Error::io("write", &tmp_path, e))?;
+        if let Err(e) = fault::check("write", &tmp_path).and_then(|()| file.write_all(&PACK_MAGIC))
+        {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(Error::io("write", &tmp_path, e));
+        }
         let mut hasher = blake3::Hasher::new();
         hasher.update(&PACK_MAGIC);
         Ok(Self {
@@ -66,9 +72,14 @@ impl PackWriter {
 
     /// Appends a frame; returns the location of each of its chunks.
     pub(crate) fn append(&mut self, encoded: &EncodedFrame) -> Result<Vec<Record>> {
-        (&*self.file)
-            .write_all(&encoded.bytes)
-            .map_err(|e| Error::io("write", &self.tmp_path, e))?;
+        let written = match fault::check("write", &self.tmp_path) {
+            // A full disk fails a write part-way: leave half the frame behind.
+            Err(e) => (&*self.file)
+                .write_all(&encoded.bytes[..encoded.bytes.len() / 2])
+                .and(Err(e)),
+            Ok(()) => (&*self.file).write_all(&encoded.bytes),
+        };
+        written.map_err(|e| Error::io("write", &self.tmp_path, e))?;
         self.hasher.update(&encoded.bytes);
         let payload_offset = self.len + encoded.payload_start as u64;
         self.len += encoded.bytes.len() as u64;

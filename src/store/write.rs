@@ -44,8 +44,66 @@ pub(crate) struct Pending {
     /// Seals and pack rotations running outside the lock.
     in_flight: usize,
     /// Set when a write failed after some `put` had returned: the next `flush`
-    /// reports it, since those puts' chunks were lost.
-    lost: Option<String>,
+    /// reports it, since those puts' chunks were lost, unless every one of
+    /// them has been put again meanwhile (a caller retrying its work).
+    lost: Option<LostWrite>,
+}
+
+/// Chunks whose `put` returned but whose bytes a failed write took with it.
+pub(crate) struct LostWrite {
+    /// The lost chunks not put again since.
+    chunks: std::collections::HashSet<ChunkId>,
+    /// The write that failed: its operation, path and error.
+    op: &'static str,
+    path: PathBuf,
+    errno: Option<i32>,
+    message: String,
+}
+
+impl Pending {
+    /// Records that `ids` were lost by the failed write `err`.
+    fn lose(&mut self, ids: impl IntoIterator<Item = ChunkId>, err: &Error) {
+        let lost = self.lost.get_or_insert_with(|| {
+            let (op, path, errno) = match err {
+                Error::Io { op, path, source } => (*op, path.clone(), source.raw_os_error()),
+                _ => ("write", PathBuf::new(), None),
+            };
+            LostWrite {
+                chunks: std::collections::HashSet::new(),
+                op,
+                path,
+                errno,
+                message: err.to_string(),
+            }
+        });
+        lost.chunks.extend(ids);
+    }
+
+    /// Notes that `id` was put again (or found stored): it is no longer lost.
+    fn found(&mut self, id: &ChunkId) {
+        if let Some(lost) = &mut self.lost {
+            lost.chunks.remove(id);
+        }
+    }
+
+    /// Abandons the pack being written after a write to it failed (it may end
+    /// in a torn frame): deletes it and forgets its chunks, which are lost.
+    fn abandon_writer(&mut self, err: &Error) {
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        let tmp = writer.tmp_path().to_path_buf();
+        let mut ids = Vec::new();
+        self.chunks.retain(|id, state| {
+            let keep = !matches!(state, PendingChunk::Written { path, .. } if **path == tmp);
+            if !keep {
+                ids.push(*id);
+            }
+            keep
+        });
+        self.lose(ids, err);
+        writer.discard();
+    }
 }
 
 /// Where a pending chunk's bytes are.
@@ -232,6 +290,7 @@ impl Store {
             if pending.chunks.contains_key(&id) || self.is_committed(&id) {
                 return Ok(chunk);
             }
+            pending.found(&id);
             let offset = pending.group_bytes.len() as u32;
             pending.group_bytes.extend_from_slice(data);
             pending.group.push((id, chunk.len));
@@ -256,6 +315,7 @@ impl Store {
         if pending.chunks.contains_key(&id) || self.is_committed(&id) {
             return Ok(chunk);
         }
+        pending.found(&id);
         self.append_frame(&mut pending, &encoded)?;
         self.maybe_rotate(pending);
         Ok(chunk)
@@ -288,7 +348,7 @@ impl Store {
             for (id, _) in &ids {
                 pending.chunks.remove(id);
             }
-            pending.lost = Some(err.to_string());
+            pending.lose(ids.iter().map(|(id, _)| *id), &err);
             self.pending_changed.notify_all();
             return Err(err);
         }
@@ -308,7 +368,13 @@ impl Store {
         let Some(writer) = pending.writer.as_mut() else {
             unreachable!("the writer was just created")
         };
-        let records = writer.append(encoded)?;
+        let records = match writer.append(encoded) {
+            Ok(records) => records,
+            Err(err) => {
+                pending.abandon_writer(&err);
+                return Err(err);
+            }
+        };
         let file = Arc::clone(writer.file());
         let path = Arc::new(writer.tmp_path().to_path_buf());
         for (id, loc) in records {
@@ -338,8 +404,8 @@ impl Store {
             let result = writer.map_or(Ok(()), |w| self.commit_pack(w));
             let mut pending = self.lock_pending();
             pending.in_flight -= 1;
-            if let Err(err) = &result {
-                pending.lost = Some(err.to_string());
+            if let Err((err, ids)) = result {
+                pending.lose(ids, &err);
             }
             self.pending_changed.notify_all();
         }
@@ -368,21 +434,30 @@ impl Store {
             drop(pending);
             return self.flush();
         }
-        if let Some(lost) = pending.lost.take() {
-            return Err(Error::io(
-                "write",
-                self.tmp_dir(),
-                std::io::Error::other(format!(
-                    "an earlier write failed, so content put since the last flush was not stored: {lost}"
-                )),
-            ));
+        if let Some(mut lost) = pending.lost.take() {
+            lost.chunks.retain(|id| !self.is_committed(id));
+            if !lost.chunks.is_empty() {
+                let source = match lost.errno {
+                    Some(errno) => std::io::Error::from_raw_os_error(errno),
+                    None => std::io::Error::other(lost.message),
+                };
+                return Err(Error::io(
+                    if lost.op == "write" {
+                        "write (an earlier write failed, so content put since the last flush was not stored)"
+                    } else {
+                        lost.op
+                    },
+                    lost.path,
+                    source,
+                ));
+            }
         }
         let Some(writer) = pending.writer.take() else {
             return Ok(());
         };
         pending.in_flight += 1;
         drop(pending);
-        let result = self.commit_pack(writer);
+        let result = self.commit_pack(writer).map_err(|(err, _)| err);
         let mut pending = self.lock_pending();
         pending.in_flight -= 1;
         self.pending_changed.notify_all();
@@ -391,8 +466,9 @@ impl Store {
     }
 
     /// Finishes `writer`'s pack and writes its index, leaving out chunks that
-    /// another process indexed meanwhile; then forgets its pending chunks.
-    fn commit_pack(&self, writer: PackWriter) -> Result<()> {
+    /// another process indexed meanwhile; then forgets its pending chunks. On
+    /// failure, gives the chunks that were lost with the error.
+    fn commit_pack(&self, writer: PackWriter) -> Result<(), (Error, Vec<ChunkId>)> {
         if writer.is_empty() {
             writer.discard();
             return Ok(());
@@ -402,10 +478,15 @@ impl Store {
         // Whether it worked or not, these chunks are no longer pending: they are
         // committed, or lost (and then put again by whoever needs them).
         let mut pending = self.lock_pending();
-        pending.chunks.retain(
-            |_, state| !matches!(state, PendingChunk::Written { path, .. } if **path == tmp_path),
-        );
-        result
+        let mut ids = Vec::new();
+        pending.chunks.retain(|id, state| {
+            let keep = !matches!(state, PendingChunk::Written { path, .. } if **path == tmp_path);
+            if !keep {
+                ids.push(*id);
+            }
+            keep
+        });
+        result.map_err(|err| (err, ids))
     }
 
     fn index_pack(&self, writer: PackWriter) -> Result<()> {

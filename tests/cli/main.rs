@@ -4,6 +4,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod crash;
+mod soak;
+
 fn layerstore(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_layerstore"))
         .arg("--store")

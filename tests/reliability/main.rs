@@ -2,7 +2,10 @@
 //! One binary.
 
 mod crash;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod fsck;
+mod fuzz_regressions;
 mod gc;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,7 @@
+//! Raw bytes into `Image::decode`: it must return, never panic or over-allocate,
+//! and what decodes must re-encode to the same bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    layerstore::fuzzing::image(data);
+});

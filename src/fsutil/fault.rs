@@ -1,0 +1,95 @@
+//! Fault injection for tests (feature `fault-injection`): make the Nth write
+//! site reached under a directory fail with a chosen errno, as a full disk
+//! (`ENOSPC`) or a failing device (`EIO`) would.
+//!
+//! Every place where the store writes, fsyncs or renames a file calls
+//! [`check`] first (pack create/append/fsync/rename, the atomic writes of
+//! indexes, refs and stat caches, directory fsyncs). Without the feature
+//! `check` is an empty inline function.
+//!
+//! The plan is process-wide but scoped to a directory: only sites whose path
+//! lies beneath the armed root count, so tests that use other directories
+//! (running in parallel in the same binary) neither trip it nor move its count.
+
+#[cfg(feature = "fault-injection")]
+mod imp {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    struct Plan {
+        root: PathBuf,
+        /// Sites under `root` reached since arming.
+        seen: u64,
+        /// The 1-based site number to fail; 0 fails none (counting only).
+        fail_at: u64,
+        errno: i32,
+        /// The site that failed: its op and path.
+        hit: Option<(String, PathBuf)>,
+    }
+
+    /// The armed plans, one per root.
+    static PLANS: Mutex<Vec<Plan>> = Mutex::new(Vec::new());
+
+    fn plans() -> std::sync::MutexGuard<'static, Vec<Plan>> {
+        PLANS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fails the `nth` (1-based; 0 for none, only counting) write site reached
+    /// beneath `root` with `errno`. Replaces any earlier plan for `root`;
+    /// roots of different plans must not nest.
+    pub fn arm(root: &Path, nth: u64, errno: i32) {
+        let mut plans = plans();
+        plans.retain(|p| p.root != root);
+        plans.push(Plan {
+            root: root.to_path_buf(),
+            seen: 0,
+            fail_at: nth,
+            errno,
+            hit: None,
+        });
+    }
+
+    /// Removes the plan for `root`; returns how many sites were reached
+    /// beneath it, and the op and path of the one that failed, if one did.
+    #[must_use]
+    pub fn disarm(root: &Path) -> (u64, Option<(String, PathBuf)>) {
+        let mut plans = plans();
+        let Some(at) = plans.iter().position(|p| p.root == root) else {
+            return (0, None);
+        };
+        let plan = plans.swap_remove(at);
+        (plan.seen, plan.hit)
+    }
+
+    pub(crate) fn check(op: &'static str, path: &Path) -> std::io::Result<()> {
+        let mut plans = plans();
+        let Some(plan) = plans.iter_mut().find(|p| path.starts_with(&p.root)) else {
+            return Ok(());
+        };
+        plan.seen += 1;
+        if plan.seen == plan.fail_at {
+            plan.hit = Some((op.to_owned(), path.to_path_buf()));
+            return Err(std::io::Error::from_raw_os_error(plan.errno));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+pub use imp::{arm, disarm};
+
+#[cfg(feature = "fault-injection")]
+pub(crate) use imp::check;
+
+/// Without the feature: never fails.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the same signature as the injecting version"
+)]
+pub(crate) fn check(_op: &'static str, _path: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
+}
