@@ -3,7 +3,7 @@
 //! (`ENOSPC`) or a failing device (`EIO`) would.
 //!
 //! Every place where the store writes, fsyncs or renames a file calls
-//! [`check`] first (pack create/append/fsync/rename, the atomic writes of
+//! `check` first (pack create/append/fsync/rename, the atomic writes of
 //! indexes, refs and stat caches, directory fsyncs). Without the feature
 //! `check` is an empty inline function.
 //!

@@ -55,8 +55,14 @@ pub(crate) fn encode<T: Serialize + ?Sized>(kind: ObjectKind, body: &T) -> Vec<u
         .unwrap_or_else(|err| unreachable!("postcard encoding into a Vec failed: {err}"))
 }
 
-/// Checks the header for `kind` and decodes the body, which must use every byte.
-pub(crate) fn decode<'a, T: Deserialize<'a>>(kind: ObjectKind, bytes: &'a [u8]) -> Result<T> {
+/// Checks the header for `kind` and decodes the body, which must use every
+/// byte and be the canonical encoding of what it decodes to: postcard also
+/// accepts over-long varints and any non-zero byte as `true`, and such bytes
+/// would give one object a second id.
+pub(crate) fn decode<'a, T: Deserialize<'a> + Serialize>(
+    kind: ObjectKind,
+    bytes: &'a [u8],
+) -> Result<T> {
     let what = kind.name();
     let bad = |reason: String| Error::Malformed { what, reason };
     let (header, body) = bytes
@@ -78,6 +84,9 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(kind: ObjectKind, bytes: &'a [u8]) 
     let (value, rest) = postcard::take_from_bytes(body).map_err(|err| bad(err.to_string()))?;
     if !rest.is_empty() {
         return Err(bad(format!("{} trailing bytes", rest.len())));
+    }
+    if encode(kind, &value) != bytes {
+        return Err(bad("not the canonical encoding of what it holds".to_owned()));
     }
     Ok(value)
 }
@@ -106,5 +115,12 @@ mod tests {
         assert!(decode::<u32>(ObjectKind::Layer, &trailing).is_err());
         assert!(decode::<u32>(ObjectKind::Layer, &good[..5]).is_err());
         assert!(decode::<u32>(ObjectKind::Layer, &good[..8]).is_err());
+        // An over-long varint (7 as two bytes) decodes in postcard; refused.
+        let mut long = good[..8].to_vec();
+        long.extend_from_slice(&[0x87, 0x00]);
+        assert!(matches!(
+            decode::<u32>(ObjectKind::Layer, &long),
+            Err(Error::Malformed { .. })
+        ));
     }
 }
