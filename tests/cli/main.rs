@@ -4,6 +4,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "../common/mod.rs"]
+mod common;
 mod crash;
 mod soak;
 
@@ -29,10 +31,6 @@ fn ok(out: &Output) -> String {
 
 fn last_line(text: &str) -> &str {
     text.lines().last().expect("a line of output")
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// A directory holding every kind of entry the store keeps.
@@ -61,7 +59,7 @@ fn every_kind(dir: &Path) {
         0,
     )
     .unwrap();
-    if is_root() {
+    if rustix::process::geteuid().is_root() {
         rustix::fs::mknodat(
             rustix::fs::CWD,
             dir.join("null"),

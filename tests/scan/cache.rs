@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use layerstore::{EntryKind, ScanOptions, ScanWarningKind, Store};
 
-use crate::{Fixture, entry, privileged, set_mtime, wait_until_settled};
+use crate::{Fixture, entry, require_root, set_mtime, wait_until_settled};
 
 fn populate(fx: &Fixture) {
     std::fs::create_dir(fx.at(b"d")).unwrap();
@@ -69,7 +69,7 @@ fn a_rescan_of_an_unchanged_tree_reads_nothing_and_changes_are_seen() {
     rewrite_keeping_size_and_mtime(&fx.at(b"d/f7"), b"CONTENT 0007");
     // Only the mode, only the owner.
     std::fs::set_permissions(fx.at(b"d/f3"), std::fs::Permissions::from_mode(0o4750)).unwrap();
-    let privileged = privileged("chown in the stat-cache test");
+    let privileged = require_root("chown in the stat-cache test");
     if privileged {
         std::os::unix::fs::lchown(fx.at(b"d/f4"), Some(777), Some(888)).unwrap();
     }
