@@ -173,3 +173,42 @@ fn cached_chunks_missing_from_the_store_are_read_again() {
     };
     assert_eq!(store.read_all(chunks).unwrap(), b"top-level file");
 }
+
+#[test]
+fn xattrs_come_from_the_cache_and_an_xattr_change_is_seen() {
+    let fx = Fixture::new();
+    if !crate::user_xattrs_supported(&fx.tree) {
+        return;
+    }
+    populate(&fx);
+    let set = |path: &[u8], value: &[u8]| {
+        rustix::fs::lsetxattr(
+            fx.at(path),
+            "user.note",
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+    };
+    set(b"d/f1", b"one");
+    set(b"d/f2", b"two");
+    wait_until_settled();
+    let note = |out: &layerstore::ScanOutcome, path: &[u8]| {
+        entry(out, path).meta.xattrs.get(&b"user.note"[..]).cloned()
+    };
+
+    let first = fx.scan();
+    let second = fx.scan();
+    assert_eq!(second.files_read, 0, "everything came from the cache");
+    assert_eq!(note(&second, b"d/f1").as_deref(), Some(&b"one"[..]));
+    assert_eq!(note(&second, b"d/f2").as_deref(), Some(&b"two"[..]));
+    assert_eq!(second.snapshot.id(), first.snapshot.id());
+
+    // Changing only an xattr moves the ctime: that file is examined again.
+    set(b"d/f2", b"TWO");
+    let third = fx.scan();
+    assert_eq!(note(&third, b"d/f2").as_deref(), Some(&b"TWO"[..]));
+    assert_eq!(note(&third, b"d/f1").as_deref(), Some(&b"one"[..]));
+    assert_eq!(third.files_read, 1);
+    assert_ne!(third.snapshot.id(), first.snapshot.id());
+}
