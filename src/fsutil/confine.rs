@@ -310,6 +310,34 @@ impl Root {
             .map_err(|e| Error::io("create", self.full(path), e.into()))
     }
 
+    /// Like [`Root::create_file`], reusing the parent directory descriptor in
+    /// `parent` when it holds the same directory (a checkout writes runs of
+    /// files of one directory), and leaving this file's parent there.
+    pub(crate) fn create_file_reusing(
+        &self,
+        path: &[u8],
+        mode: u32,
+        parent: &mut Option<(Vec<u8>, OwnedFd)>,
+    ) -> Result<File> {
+        validate(path)?;
+        let (dir_path, name) = split_last(path);
+        let reuse = parent
+            .as_ref()
+            .is_some_and(|(p, _)| p.as_slice() == dir_path);
+        if !reuse {
+            let fd = self.open_dir_beneath(dir_path, path, None)?;
+            *parent = Some((dir_path.to_vec(), fd));
+        }
+        let Some((_, dir)) = parent.as_ref() else {
+            unreachable!("the parent was just opened")
+        };
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(mode & 0o7777))
+            .map(File::from)
+            .map_err(|e| Error::io("create", self.full(path), e.into()))
+    }
+
     /// Creates the directory `path` (its parent must exist).
     pub(crate) fn mkdir(&self, path: &[u8], mode: u32) -> Result<()> {
         let (dir, name) = self.open_parent(path)?;
@@ -466,6 +494,54 @@ impl Root {
         };
         rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| Error::io("set times of", self.full(path), e.into()))
+    }
+
+    /// Sets owner, mode and times of the open file `file` (created at `path`
+    /// by [`Root::create_file`]) through its descriptor: no path is looked up
+    /// again, so nothing swapped in meanwhile can be met. Owner first, since
+    /// `chown` clears setuid and setgid.
+    pub(crate) fn set_file_metadata(
+        &self,
+        file: &File,
+        path: &[u8],
+        meta: &Metadata,
+    ) -> Result<()> {
+        if meta.uid.is_some() || meta.gid.is_some() {
+            rustix::fs::fchown(
+                file,
+                meta.uid.map(rustix::fs::Uid::from_raw),
+                meta.gid.map(rustix::fs::Gid::from_raw),
+            )
+            .map_err(|e| Error::io("change owner of", self.full(path), e.into()))?;
+        }
+        rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode & 0o7777))
+            .map_err(|e| Error::io("change mode of", self.full(path), e.into()))?;
+        let time = Timespec {
+            tv_sec: meta.mtime_sec,
+            tv_nsec: meta.mtime_nsec.into(),
+        };
+        let times = Timestamps {
+            last_access: time,
+            last_modification: time,
+        };
+        rustix::fs::futimens(file, &times)
+            .map_err(|e| Error::io("set times of", self.full(path), e.into()))
+    }
+
+    /// Sets the extended attribute `name` of the open file `file` (at `path`).
+    pub(crate) fn set_file_xattr(
+        &self,
+        file: &File,
+        path: &[u8],
+        name: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        xattr::set(
+            xattr::Target::Fd(file.as_fd()),
+            &self.full(path),
+            name,
+            value,
+        )
     }
 
     /// Sets the extended attribute `name` of `path` (the empty path: the
@@ -779,6 +855,16 @@ mod tests {
             root.create_file(&under(b"/b/file"), 0o644).map(drop),
             "create_file deeper",
         );
+        // A parent descriptor kept for another directory is not reused.
+        let mut parent = None;
+        root.create_file_reusing(b"reused-a", 0o644, &mut parent)
+            .expect("a file at the root");
+        refused(
+            root.create_file_reusing(&under(b"/file"), 0o644, &mut parent)
+                .map(drop),
+            "create_file_reusing",
+        );
+        std::fs::remove_file(root.path().join("reused-a")).expect("remove reused-a");
         refused(root.mkdir(&under(b"/d"), 0o755), "mkdir");
         refused(
             root.create_dir_all(&under(b"/d/e"), 0o755),

@@ -9,12 +9,14 @@
 //! 2. Regular files (content read chunk by chunk from the store, every chunk
 //!    verified, chunks of one file written in parallel at their offsets),
 //!    symbolic links, fifos and devices, all in parallel, files with the
-//!    private mode `0o600`.
+//!    private mode `0o600`. A file's metadata is set as soon as its content
+//!    is written, through the descriptor still open (as in phase 4; neither
+//!    its mode nor its mtime is touched by what follows).
 //! 3. Hard links, to their target (a file made in phase 2).
-//! 4. Metadata of everything but directories, in parallel: xattrs, then owner,
+//! 4. Metadata of the other non-directories, in parallel: xattrs, then owner,
 //!    mode and mtime (owner before mode, because `chown` clears setuid and
 //!    setgid), then `security.capability` (which `chown` would remove).
-//!    A hard link's inode gets its target's metadata, once.
+//!    A hard link's inode has its target's metadata, set once.
 //! 5. Metadata of directories, deepest first, one depth at a time, and the
 //!    root's last: a directory's mtime is set after every entry in it was
 //!    created, and its mode (perhaps without write or search permission) only
@@ -25,6 +27,7 @@
 //! a symlink in the snapshot, wherever it points, never redirects a write.
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -278,7 +281,7 @@ impl Job<'_> {
         let nodes: Vec<&Entry> = nodes.into_iter().map(|(_, _, e)| e).collect();
         let made: Vec<Made> = nodes
             .par_iter()
-            .map(|e| self.make(e))
+            .map_init(|| None, |parent, e| self.make(e, parent))
             .collect::<Result<_>>()?;
 
         // 3. Hard links.
@@ -289,12 +292,12 @@ impl Job<'_> {
             _ => Ok(()),
         })?;
 
-        // 4. Metadata of everything but directories (a hard link's inode has
-        // its target's, set once).
+        // 4. Metadata of symlinks, fifos and devices (files had theirs in
+        // phase 2; a hard link's inode has its target's).
         nodes
             .par_iter()
             .zip(&made)
-            .filter(|(_, made)| **made != Made::Skipped)
+            .filter(|(_, made)| matches!(made, Made::Node))
             .try_for_each(|(e, _)| self.set_metadata(&e.path, &e.meta))?;
 
         // 5. Directories, deepest first, then the root.
@@ -327,8 +330,9 @@ impl Job<'_> {
         Ok(outcome)
     }
 
-    /// Creates the file, symlink, fifo or device `entry` (phase 2).
-    fn make(&self, entry: &Entry) -> Result<Made> {
+    /// Creates the file, symlink, fifo or device `entry` (phase 2). `parent`
+    /// keeps the directory of the last file made on this thread open.
+    fn make(&self, entry: &Entry, parent: &mut Option<(Vec<u8>, OwnedFd)>) -> Result<Made> {
         let path = entry.path.as_bytes();
         let device = |kind, rdev| {
             if self.creds.privileged {
@@ -342,8 +346,11 @@ impl Job<'_> {
         };
         match &entry.kind {
             EntryKind::File { size, chunks } => {
-                let file = self.root.create_file(path, 0o600)?;
+                let file = self.root.create_file_reusing(path, 0o600, parent)?;
                 self.write_content(&file, &entry.path, chunks)?;
+                // Phase 4 for a file, through the descriptor still open: the
+                // hard links of phase 3 change neither its mode nor its mtime.
+                self.set_file_metadata(&file, path, &entry.meta)?;
                 Ok(Made::File(*size))
             }
             EntryKind::Symlink { target } => self.root.symlink(path, target).map(|()| Made::Node),
@@ -396,6 +403,29 @@ impl Job<'_> {
             })
     }
 
+    /// Sets the xattrs, owner, mode and mtime of the regular file `file`,
+    /// just written at `path` (phase 4, through its descriptor).
+    fn set_file_metadata(&self, file: &File, path: &[u8], meta: &Metadata) -> Result<()> {
+        let strict = self.options.strict_owner;
+        let sets = |name: &[u8]| self.creds.sets_xattr(name, strict);
+        for (name, value) in &meta.xattrs {
+            if name.as_slice() != CAPABILITY_XATTR && sets(name) {
+                self.root.set_file_xattr(file, path, name, value)?;
+            }
+        }
+        let (uid, gid) = self.creds.owner(meta, strict);
+        self.root
+            .set_file_metadata(file, path, &confine_metadata(meta, uid, gid))?;
+        // After the chown, which would remove it; setting it leaves the mtime.
+        if let Some(value) = meta.xattrs.get(CAPABILITY_XATTR) {
+            if sets(CAPABILITY_XATTR) {
+                self.root
+                    .set_file_xattr(file, path, CAPABILITY_XATTR, value)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the xattrs, owner, mode and mtime of `path` (phases 4 and 5).
     fn set_metadata(&self, path: &TreePath, meta: &Metadata) -> Result<()> {
         let path = path.as_bytes();
@@ -407,16 +437,8 @@ impl Job<'_> {
             }
         }
         let (uid, gid) = self.creds.owner(meta, strict);
-        self.root.set_metadata(
-            path,
-            &confine::Metadata {
-                mode: meta.mode,
-                uid,
-                gid,
-                mtime_sec: meta.mtime.secs,
-                mtime_nsec: meta.mtime.nanos,
-            },
-        )?;
+        self.root
+            .set_metadata(path, &confine_metadata(meta, uid, gid))?;
         // After the chown, which would remove it; setting it leaves the mtime.
         if let Some(value) = meta.xattrs.get(CAPABILITY_XATTR) {
             if sets(CAPABILITY_XATTR) {
@@ -424,6 +446,17 @@ impl Job<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// What [`Root`] sets of `meta`, with the owner the process may give.
+fn confine_metadata(meta: &Metadata, uid: Option<u32>, gid: Option<u32>) -> confine::Metadata {
+    confine::Metadata {
+        mode: meta.mode,
+        uid,
+        gid,
+        mtime_sec: meta.mtime.secs,
+        mtime_nsec: meta.mtime.nanos,
     }
 }
 
