@@ -39,6 +39,8 @@ mod error;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
+#[allow(dead_code, reason = "wired in with the MountBackend trait")]
+mod mount;
 mod store;
 mod tree;
 
