@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::fsutil::device::makedev;
 use crate::fsutil::durable::{sync_dir, unique_tmp_path};
+use crate::mount::overlay::kernel::MAX_LOWER_LAYERS;
 use crate::store::Store;
 use crate::tree::{CheckoutOptions, Entry, EntryKind, Image, Layer, Metadata, Snapshot, TreePath};
 
@@ -186,6 +187,9 @@ const EMPTY: &str = "empty";
 /// The prefix of directories being extracted.
 const TMP_PREFIX: &str = ".tmp";
 
+/// The prefix of directories holding several bottom layers merged.
+const FLAT_PREFIX: &str = "flat-";
+
 impl LayerCache {
     /// The cache of `store`.
     pub(crate) fn new(store: &Store) -> Self {
@@ -210,43 +214,51 @@ impl LayerCache {
     }
 
     /// Extracts every layer of `image` that is not extracted yet and returns
-    /// the directories of all of them, bottom first.
+    /// the lower directories to stack, bottom first. An image of more layers
+    /// than one overlayfs mount stacks ([`MAX_LOWER_LAYERS`]) has its bottom
+    /// layers merged into one directory (the whole tree at that layer,
+    /// `flat-<chain id>`), so that it still mounts.
     ///
     /// # Errors
     /// The store's errors reading layers; [`Store::checkout`]'s errors
     /// (which name the path); [`Error::Io`] naming a directory of the cache.
     pub(crate) fn ensure(&self, store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
-        let dirs: Vec<PathBuf> = chain_ids(image).iter().map(|c| self.path_of(c)).collect();
-        let Some(first_missing) = dirs.iter().position(|d| !d.is_dir()) else {
+        let chains = chain_ids(image);
+        // Layers below `merged` are in the flat directory of layer merged - 1.
+        let merged = chains.len().saturating_sub(MAX_LOWER_LAYERS - 1);
+        let mut dirs: Vec<PathBuf> = Vec::with_capacity(chains.len() - merged + 1);
+        if merged > 0 {
+            dirs.push(self.path_of(&format!("{FLAT_PREFIX}{}", chains[merged - 1])));
+        }
+        dirs.extend(chains.iter().skip(merged).map(|c| self.path_of(c)));
+        if dirs.iter().all(|d| d.is_dir()) {
             return Ok(dirs);
-        };
+        }
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io("create directory", &self.dir, e))?;
         let mut tree = Snapshot::empty();
-        for (i, (id, dir)) in image.layers().iter().zip(&dirs).enumerate() {
+        for (i, id) in image.layers().iter().enumerate() {
             let layer = store.layer(id)?;
             let after = layer.apply(&tree)?;
-            if i >= first_missing && !dir.is_dir() {
-                self.extract(store, &layer, &tree, &after, dir)?;
+            if merged > 0 && i == merged - 1 && !dirs[0].is_dir() {
+                self.write_dir(store, &after, &dirs[0])?;
+            } else if i >= merged {
+                let dir = &dirs[i - merged + usize::from(merged > 0)];
+                if !dir.is_dir() {
+                    let extracted = overlay_tree(&layer, &tree, &after)?;
+                    self.write_dir(store, &extracted, dir)?;
+                }
             }
             tree = after;
         }
         Ok(dirs)
     }
 
-    /// Writes the directory of `layer` (over `lower`, giving `after`) to `dest`.
-    fn extract(
-        &self,
-        store: &Store,
-        layer: &Layer,
-        lower: &Snapshot,
-        after: &Snapshot,
-        dest: &Path,
-    ) -> Result<()> {
-        let tree = overlay_tree(layer, lower, after)?;
+    /// Writes `tree` to `dest` through a temporary directory.
+    fn write_dir(&self, store: &Store, tree: &Snapshot, dest: &Path) -> Result<()> {
         let tmp = unique_tmp_path(&self.dir, TMP_PREFIX);
         let written = (|| {
-            store.checkout(&tree, &tmp, &CheckoutOptions::default())?;
+            store.checkout(tree, &tmp, &CheckoutOptions::default())?;
             // Content before name: a crash never leaves a final name over
             // files whose data did not reach the disk.
             let handle = std::fs::File::open(&tmp).map_err(|e| Error::io("open", &tmp, e))?;
@@ -260,10 +272,7 @@ impl LayerCache {
         match std::fs::rename(&tmp, dest) {
             Ok(()) => sync_dir(&self.dir),
             // Someone else extracted the same chain meanwhile: theirs is as good.
-            Err(e) if dest.is_dir() => {
-                let _ = e;
-                remove_tree(&tmp)
-            }
+            Err(_) if dest.is_dir() => remove_tree(&tmp),
             Err(e) => {
                 let _ = remove_tree(&tmp);
                 Err(Error::io("rename into place", dest, e))
@@ -289,7 +298,8 @@ impl LayerCache {
             let entry = entry.map_err(|e| Error::io("list directory", &self.dir, e))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name == EMPTY || keep.contains(name.as_ref()) {
+            let chain = name.strip_prefix(FLAT_PREFIX).unwrap_or(&name);
+            if name == EMPTY || keep.contains(chain) {
                 continue;
             }
             let path = entry.path();
@@ -484,6 +494,83 @@ mod privileged {
             Some(rustix::io::Errno::ROFS.raw_os_error())
         );
         assert_eq!(unlink(&scanned.unwrap().snapshot), unlink(&tree));
+    }
+}
+
+/// Real overlayfs mounts of many layers: need root.
+#[cfg(test)]
+mod many_layers {
+    use super::tests_support::*;
+    use super::*;
+    use crate::mount::overlay::kernel::{self, OverlaySpec};
+
+    /// An image of `n` layers: layer `i` adds `f<i>` and rewrites `top`.
+    fn stacked(store: &Store, n: usize) -> Image {
+        let mut ids = Vec::new();
+        let mut tree = Snapshot::empty();
+        for i in 0..n {
+            let mut upserts = vec![
+                Entry::file(
+                    p(&format!("f{i}")),
+                    store.put_bytes(format!("{i}").as_bytes()).unwrap(),
+                    Metadata::new(0o644),
+                ),
+                Entry::file(
+                    p("top"),
+                    store.put_bytes(format!("top {i}").as_bytes()).unwrap(),
+                    Metadata::new(0o644),
+                ),
+            ];
+            if i == 0 {
+                upserts.push(Entry::dir(TreePath::ROOT, Metadata::new(0o755)));
+            }
+            let layer = Layer::new(upserts, vec![], vec![]).unwrap();
+            tree = layer.apply(&tree).unwrap();
+            ids.push(store.put_layer(&layer).unwrap());
+        }
+        let history = ids.iter().map(|_| crate::History::default()).collect();
+        let rootfs = store.put_snapshot(&tree).unwrap();
+        Image::new(ids, rootfs, crate::ImageConfig::default(), history).unwrap()
+    }
+
+    fn mount_and_check(n: usize) {
+        let (tmp, store) = store();
+        let image = stacked(&store, n);
+        let cache = LayerCache::new(&store);
+        let mut lowers = cache.ensure(&store, &image).unwrap();
+        assert_eq!(lowers.len(), n.min(kernel::MAX_LOWER_LAYERS));
+        lowers.reverse();
+        let target = tmp.path().join("mnt");
+        std::fs::create_dir(&target).unwrap();
+        kernel::mount(
+            &target,
+            &OverlaySpec {
+                lowers: &lowers,
+                upper: None,
+            },
+        )
+        .unwrap();
+        let top = std::fs::read(target.join("top"));
+        let files = std::fs::read_dir(&target).map(Iterator::count);
+        let first = std::fs::read(target.join("f0"));
+        kernel::unmount_at(&target).unwrap();
+        assert_eq!(
+            top.unwrap(),
+            format!("top {}", n - 1).into_bytes(),
+            "{n} layers"
+        );
+        assert_eq!(files.unwrap(), n + 1, "{n} layers");
+        assert_eq!(first.unwrap(), b"0");
+    }
+
+    #[test]
+    fn images_of_128_500_and_600_layers_mount() {
+        if !privileged("mounting many layers") {
+            return;
+        }
+        for n in [128, 500, 600] {
+            mount_and_check(n);
+        }
     }
 }
 
