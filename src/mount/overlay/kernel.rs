@@ -188,3 +188,65 @@ pub(crate) fn is_mount_point(path: &Path) -> bool {
     )
     .is_ok_and(|st| st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mount::overlay::extract::tests_support::privileged;
+
+    #[test]
+    fn a_busy_mount_is_refused_with_ebusy_naming_the_target_then_unmounts() {
+        if !privileged("unmounting a busy overlay") {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = ["a", "b", "upper", "work", "mnt"]
+            .iter()
+            .map(|d| tmp.path().join(d))
+            .collect();
+        for d in &dirs {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(dirs[0].join("f"), b"lower").unwrap();
+        let target = &dirs[4];
+        assert!(!is_mount_point(target));
+        mount(
+            target,
+            &OverlaySpec {
+                lowers: &dirs[..2],
+                upper: Some((&dirs[2], &dirs[3])),
+            },
+        )
+        .unwrap();
+        assert!(is_mount_point(target));
+        let open = std::fs::File::open(target.join("f")).unwrap();
+        let err = unmount_at(target).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { op: "unmount", path, source }
+                if path == target && source.kind() == io::ErrorKind::ResourceBusy),
+            "{err}"
+        );
+        assert!(err.to_string().contains("mnt"), "{err}");
+        assert!(is_mount_point(target), "not detached lazily");
+        drop(open);
+        unmount_at(target).unwrap();
+        assert!(!is_mount_point(target));
+    }
+
+    #[test]
+    fn too_many_lowers_are_refused_before_mounting() {
+        let lowers = vec![PathBuf::from("/nonexistent"); MAX_LOWER_LAYERS + 1];
+        let err = mount(
+            Path::new("/nonexistent-target"),
+            &OverlaySpec {
+                lowers: &lowers,
+                upper: None,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument(ref m) if m.contains("500")),
+            "{err}"
+        );
+    }
+}
