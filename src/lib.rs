@@ -39,8 +39,7 @@ mod error;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
-#[allow(dead_code, reason = "wired in with the MountBackend trait")]
-mod mount;
+pub mod mount;
 mod store;
 mod tree;
 
