@@ -682,6 +682,6 @@ impl Containers<'_> {
             base: &base,
             read_only: meta.read_only,
         };
-        backend.files(&spec)
+        backend.files(self.store, &spec)
     }
 }

@@ -152,7 +152,12 @@ pub trait MountBackend: Send + Sync {
     /// # Errors
     /// An error saying the view is not live, or, from the default, that the
     /// backend has no target.
-    fn files<'v>(&'v self, view: &ViewSpec<'_>) -> Result<Box<dyn ViewFiles + 'v>> {
+    fn files<'v>(
+        &'v self,
+        store: &'v Store,
+        view: &ViewSpec<'_>,
+    ) -> Result<Box<dyn ViewFiles + 'v>> {
+        let _ = store;
         match view.target {
             Some(target) => Ok(Box::new(DirFiles::new(target, view.read_only)?)),
             None => Err(crate::Error::Container {
@@ -202,6 +207,23 @@ pub struct Usage {
     /// Entries the layer adds or changes (files, directories, links, …),
     /// whiteouts included.
     pub inodes: u64,
+}
+
+/// The [`Usage`] of a layer: the sizes of its files, and its entries and
+/// whiteouts.
+pub(crate) fn layer_usage(layer: &Layer) -> Usage {
+    let size = layer
+        .upserts()
+        .iter()
+        .map(|e| match &e.kind {
+            crate::tree::EntryKind::File { size, .. } => *size,
+            _ => 0,
+        })
+        .sum();
+    Usage {
+        size,
+        inodes: (layer.upserts().len() + layer.whiteouts().len()) as u64,
+    }
 }
 
 /// What a path in a view is.
