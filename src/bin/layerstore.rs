@@ -494,6 +494,8 @@ fn gc(cli: &Cli, wait: u64) -> CmdResult {
     let report = store.gc(&options);
     finish(bar);
     let report = report?;
+    // Layers extracted for overlayfs that no tag or container needs any more.
+    let pruned = layerstore::mount::OverlayBackend::prune(&store)?;
     for (path, why) in &report.packs_skipped {
         eprintln!(
             "layerstore: warning: left '{}' alone: {why}",
@@ -509,6 +511,7 @@ fn gc(cli: &Cli, wait: u64) -> CmdResult {
                 "packs_deleted": report.packs_deleted,
                 "packs_repacked": report.packs_repacked,
                 "live_chunks": report.live_chunks,
+                "extracted_layers_deleted": pruned.len(),
             })
         );
     } else {

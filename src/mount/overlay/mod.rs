@@ -78,6 +78,17 @@ impl OverlayBackend {
         Self::default()
     }
 
+    /// Extracts the layers of image `id` that are not extracted yet (the
+    /// first mount of a container of it does the same), so that mounting is
+    /// quick; returns the lower directories, bottom first.
+    ///
+    /// # Errors
+    /// The store's errors reading the image and its layers;
+    /// [`Store::checkout`]'s errors (which name the path).
+    pub fn extract(store: &Store, id: &ImageId) -> Result<Vec<PathBuf>> {
+        LayerCache::new(store).ensure(store, &store.image(id)?)
+    }
+
     /// Deletes the extracted layers (`<store>/mounts/layers/`) that no live
     /// image stacks: live images are those tagged or pinned (by a container,
     /// as its parent or last commit). What interrupted extractions left is
