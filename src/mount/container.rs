@@ -584,6 +584,26 @@ impl Containers<'_> {
         Ok(())
     }
 
+    /// Removes the tag `tag` (containerd's `Remove` of a committed
+    /// snapshot), refused while a container is a view of the image it names
+    /// (remove the container first). Whether the tag existed.
+    ///
+    /// # Errors
+    /// [`Error::Container`] naming the first container that uses the image;
+    /// as [`Store::remove_tag`].
+    pub fn remove_image(&self, tag: &TagName) -> Result<bool> {
+        let Some(image) = self.store.tag(tag)? else {
+            return Ok(false);
+        };
+        if let Some(user) = self.walk(|c| c.image == image)?.into_iter().next() {
+            return Err(Error::Container {
+                name: user.name,
+                reason: format!("is a view of '{tag}' ({image}): remove the container first"),
+            });
+        }
+        self.store.remove_tag(tag)
+    }
+
     /// What is known of container `name`.
     ///
     /// # Errors

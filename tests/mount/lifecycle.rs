@@ -1,0 +1,1 @@
+//! Lifecycle: bad input, crash recovery, gc.

@@ -1,0 +1,1 @@
+//! The copy backend on XFS/Btrfs.
