@@ -61,8 +61,8 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// How [`Containers::prepare`] makes a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrepareOptions {
-    /// The backend's name; `None` takes the first backend of the
-    /// [`Containers`] (see [`Containers::default_backend`]).
+    /// The backend's name; `None` takes [`Containers::pick_backend`] when a
+    /// target is given, else the first backend.
     pub backend: Option<String>,
     /// Where to show the view, for backends that need a directory: created
     /// if absent, else it must be an empty directory.
@@ -153,17 +153,12 @@ impl std::fmt::Debug for Containers<'_> {
 
 /// Construction
 impl<'s> Containers<'s> {
-    /// The containers of `store`, with the `copy` and `memory` backends
-    /// (`copy` the default). Add others with [`Containers::with_backend`].
+    /// The containers of `store`, with the [built-in
+    /// backends](super::builtin_backends). Add others with
+    /// [`Containers::with_backend`].
     #[must_use]
     pub fn new(store: &'s Store) -> Self {
-        Self::with_backends(
-            store,
-            vec![
-                Arc::new(super::CopyBackend::new()),
-                Arc::new(super::MemoryBackend::new()),
-            ],
-        )
+        Self::with_backends(store, super::builtin_backends())
     }
 
     /// The containers of `store` with exactly these backends, the first one
@@ -188,10 +183,38 @@ impl<'s> Containers<'s> {
         self.store
     }
 
-    /// The default backend's name (the first one).
+    /// The first backend's name.
     #[must_use]
     pub fn default_backend(&self) -> Option<&'static str> {
         self.backends.first().map(|b| b.name())
+    }
+
+    /// The backend a container gets when none is named and a target is
+    /// given: the first that shows a directory and passes its
+    /// [`check`](MountBackend::check) with this store (`overlay` where
+    /// permitted, else `copy`, with the built-in backends).
+    ///
+    /// # Errors
+    /// [`Error::Container`] naming `name` if no backend qualifies, with
+    /// each one's reason.
+    pub fn pick_backend(&self, name: &str) -> Result<&'static str> {
+        let mut reasons = Vec::new();
+        for backend in &self.backends {
+            if !backend.needs_target() {
+                continue;
+            }
+            match backend.check(self.store) {
+                Ok(()) => return Ok(backend.name()),
+                Err(err) => reasons.push(format!("{}: {err}", backend.name())),
+            }
+        }
+        Err(Error::Container {
+            name: name.to_owned(),
+            reason: format!(
+                "no backend can show a directory here ({})",
+                reasons.join("; ")
+            ),
+        })
     }
 
     /// The backend named `name`.
@@ -376,6 +399,7 @@ impl Containers<'_> {
         let dir = self.dir(name)?;
         let backend_name = match &options.backend {
             Some(b) => b.clone(),
+            None if options.target.is_some() => self.pick_backend(name)?.to_owned(),
             None => self
                 .default_backend()
                 .ok_or_else(|| Error::Container {
@@ -582,6 +606,26 @@ impl Containers<'_> {
         durable::sync_dir(&self.root())?;
         self.store.remove_pins(PIN_GROUP, name)?;
         Ok(())
+    }
+
+    /// Removes the tag `tag` (containerd's `Remove` of a committed
+    /// snapshot), refused while a container is a view of the image it names
+    /// (remove the container first). Whether the tag existed.
+    ///
+    /// # Errors
+    /// [`Error::Container`] naming the first container that uses the image;
+    /// as [`Store::remove_tag`].
+    pub fn remove_image(&self, tag: &TagName) -> Result<bool> {
+        let Some(image) = self.store.tag(tag)? else {
+            return Ok(false);
+        };
+        if let Some(user) = self.walk(|c| c.image == image)?.into_iter().next() {
+            return Err(Error::Container {
+                name: user.name,
+                reason: format!("is a view of '{tag}' ({image}): remove the container first"),
+            });
+        }
+        self.store.remove_tag(tag)
     }
 
     /// What is known of container `name`.

@@ -50,6 +50,20 @@ pub use self::{
     overlay::OverlayBackend,
 };
 
+/// The built-in backends, in order of preference: [`Containers::new`] uses
+/// them, and a container made without naming a backend gets the first that
+/// shows a directory and passes its [`check`](MountBackend::check) here
+/// ([`Containers::pick_backend`]). `overlay`, where the kernel and the
+/// process's privilege allow it, goes first; `copy` works everywhere;
+/// `memory` is in-process only, so never picked for a target.
+#[must_use]
+pub fn builtin_backends() -> Vec<std::sync::Arc<dyn MountBackend>> {
+    vec![
+        std::sync::Arc::new(CopyBackend::new()),
+        std::sync::Arc::new(MemoryBackend::new()),
+    ]
+}
+
 /// One view, as a backend sees it: which container, where its state lives,
 /// what it shows. Built by [`Containers`] for each backend call.
 #[derive(Debug, Clone, Copy)]
