@@ -12,7 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use layerstore::mount::{
     CommitOptions, Containers, MountBackend, OverlayBackend, PrepareOptions, ViewSpec,
 };
@@ -88,6 +89,78 @@ fn du(dirs: &[&Path]) -> u64 {
     total
 }
 
+/// Prints the disk use of ten containers of `image`, each with one changed
+/// file, against that of ten checkouts of it.
+fn print_disk_use(containers: &Containers<'_>, image: &ImageId, dir: &Path, label: &str) {
+    let store = containers.store();
+    let layers = store.path().join("mounts/layers");
+
+    // Ten containers of one image, each with one changed file.
+    let before = du(&[store.path()]);
+    let mut targets = Vec::new();
+    for i in 0..10 {
+        let t = dir.join(format!("c{i}"));
+        containers
+            .prepare(&format!("c{i}"), image, &options(&t))
+            .expect("prepare");
+        std::fs::write(t.join("d000/f00001"), b"mine").expect("write");
+        targets.push(t);
+    }
+    let after = du(&[store.path()]);
+    let extracted = du(&[&layers]);
+    println!(
+        "overlay/disk-use/{label}: store {:.1} MiB before, {:.1} MiB with ten containers \
+         (extracted layers {:.1} MiB, once); ten checkouts would take {:.1} MiB",
+        before as f64 / 1_048_576.0,
+        after as f64 / 1_048_576.0,
+        extracted as f64 / 1_048_576.0,
+        10.0 * extracted as f64 / 1_048_576.0,
+    );
+    for i in 0..10 {
+        containers.remove(&format!("c{i}")).expect("remove");
+    }
+}
+
+/// Extracting the image's layer for overlayfs against `Store::checkout` of
+/// its tree.
+fn bench_extraction(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    label: &str,
+    store: &Store,
+    image: &ImageId,
+    tree: &Snapshot,
+    dir: &Path,
+) {
+    let layers = store.path().join("mounts/layers");
+    group.bench_function(format!("extract/{label}"), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                std::fs::remove_dir_all(&layers).expect("clear cache");
+                let start = Instant::now();
+                OverlayBackend::extract(store, image).expect("extract");
+                spent += start.elapsed();
+            }
+            spent
+        });
+    });
+    group.bench_function(format!("checkout/{label}"), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let dest = dir.join("checkout");
+                let start = Instant::now();
+                store
+                    .checkout(tree, &dest, &CheckoutOptions::default())
+                    .expect("checkout");
+                spent += start.elapsed();
+                std::fs::remove_dir_all(&dest).expect("clear");
+            }
+            spent
+        });
+    });
+}
+
 fn bench(c: &mut Criterion) {
     if !rustix::process::geteuid().is_root() {
         eprintln!("SKIPPED: the overlay benches need root (overlayfs mounts)");
@@ -101,39 +174,16 @@ fn bench(c: &mut Criterion) {
         OverlayBackend::extract(&store, &image).expect("extract");
         let containers = Containers::new(&store).with_backend(Arc::new(OverlayBackend::new()));
         let target = tmp.path().join("box");
-        let layers = store.path().join("mounts/layers");
 
         if files > 1000 {
-            // Ten containers of one image, each with one changed file.
-            let before = du(&[store.path()]);
-            let mut targets = Vec::new();
-            for i in 0..10 {
-                let t = tmp.path().join(format!("c{i}"));
-                containers
-                    .prepare(&format!("c{i}"), &image, &options(&t))
-                    .expect("prepare");
-                std::fs::write(t.join("d000/f00001"), b"mine").expect("write");
-                targets.push(t);
-            }
-            let after = du(&[store.path()]);
-            let extracted = du(&[&layers]);
-            println!(
-                "overlay/disk-use/{label}: store {:.1} MiB before, {:.1} MiB with ten containers \
-                 (extracted layers {:.1} MiB, once); ten checkouts would take {:.1} MiB",
-                before as f64 / 1_048_576.0,
-                after as f64 / 1_048_576.0,
-                extracted as f64 / 1_048_576.0,
-                10.0 * extracted as f64 / 1_048_576.0,
-            );
-            for i in 0..10 {
-                containers.remove(&format!("c{i}")).expect("remove");
-            }
+            print_disk_use(&containers, &image, tmp.path(), label);
         }
 
         // The backend alone (what overlay adds), then the whole lifecycle.
         let backend = OverlayBackend::new();
         let state = tmp.path().join("state");
         std::fs::create_dir(&state).expect("state");
+        std::fs::create_dir_all(&target).expect("target");
         let spec = ViewSpec {
             name: "bench",
             state: &state,
@@ -204,33 +254,7 @@ fn bench(c: &mut Criterion) {
             });
         });
 
-        group.bench_function(format!("extract/{label}"), |b| {
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    std::fs::remove_dir_all(&layers).expect("clear cache");
-                    let start = Instant::now();
-                    OverlayBackend::extract(&store, &image).expect("extract");
-                    spent += start.elapsed();
-                }
-                spent
-            });
-        });
-        group.bench_function(format!("checkout/{label}"), |b| {
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    let dest = tmp.path().join("checkout");
-                    let start = Instant::now();
-                    store
-                        .checkout(&tree, &dest, &CheckoutOptions::default())
-                        .expect("checkout");
-                    spent += start.elapsed();
-                    std::fs::remove_dir_all(&dest).expect("clear");
-                }
-                spent
-            });
-        });
+        bench_extraction(&mut group, label, &store, &image, &tree, tmp.path());
     }
     group.finish();
 }

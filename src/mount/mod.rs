@@ -59,6 +59,7 @@ pub use self::{
 #[must_use]
 pub fn builtin_backends() -> Vec<std::sync::Arc<dyn MountBackend>> {
     vec![
+        std::sync::Arc::new(OverlayBackend::new()),
         std::sync::Arc::new(CopyBackend::new()),
         std::sync::Arc::new(MemoryBackend::new()),
     ]

@@ -17,12 +17,13 @@ mod reflink;
 
 use std::sync::Arc;
 
-use layerstore::mount::{CopyBackend, MemoryBackend};
+use layerstore::mount::{CopyBackend, MemoryBackend, OverlayBackend};
 
 // One line per backend: a module name, a factory, and whether the backend
 // may need privilege (its `check` decides; see `conformance::Fixture::new`).
 conformance!(memory, || Arc::new(MemoryBackend::new()));
 conformance!(copy, || Arc::new(CopyBackend::new()));
+conformance!(overlay, || Arc::new(OverlayBackend::new()));
 
 /// Whether the process is root. When it is not, prints why the caller skips,
 /// and fails instead when `LAYERSTORE_REQUIRE_PRIVILEGED=1` (CI sets it).

@@ -203,12 +203,13 @@ impl LayerCache {
         self.dir.join(chain)
     }
 
-    /// The empty lower directory, created if missing.
+    /// The `i`th empty lower directory, created if missing (overlayfs
+    /// refuses one directory twice in a stack).
     ///
     /// # Errors
     /// [`Error::Io`] naming it if it cannot be created.
-    pub(crate) fn empty_dir(&self) -> Result<PathBuf> {
-        let path = self.dir.join(EMPTY);
+    pub(crate) fn empty_dir(&self, i: usize) -> Result<PathBuf> {
+        let path = self.dir.join(EMPTY).join(i.to_string());
         std::fs::create_dir_all(&path).map_err(|e| Error::io("create directory", &path, e))?;
         Ok(path)
     }
@@ -471,7 +472,7 @@ mod privileged {
         let target = tmp.path().join("mnt");
         std::fs::create_dir(&target).unwrap();
         let mut lowers: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
-        lowers.push(cache.empty_dir().unwrap());
+        lowers.push(cache.empty_dir(0).unwrap());
         kernel::mount(
             &target,
             &OverlaySpec {

@@ -129,12 +129,9 @@ pub(crate) fn mount(target: &Path, spec: &OverlaySpec<'_>) -> Result<()> {
         set("upperdir", upper)?;
         set("workdir", work)?;
     }
-    // What the upper directory records must be readable as a layer on its
-    // own: no redirects (a renamed lower directory would keep its children
-    // in the lower layer, under the old name; with this off, renaming one
-    // fails with EXDEV and tools copy instead) and no metadata-only copy-ups
-    // (whose data stays below).
-    for (key, value) in [("redirect_dir", "off"), ("metacopy", "off")] {
+    // Renaming a lower directory records a redirect (`upper` reads it back);
+    // no metadata-only copy-ups, whose data would stay below.
+    for (key, value) in [("redirect_dir", "on"), ("metacopy", "off")] {
         fsconfig_set_string(&fs, key, value).map_err(|e| fail("configure overlayfs for", e))?;
     }
     fsconfig_create(&fs).map_err(|e| fail("create overlayfs for", e))?;

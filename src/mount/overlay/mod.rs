@@ -171,7 +171,7 @@ impl MountBackend for OverlayBackend {
         if view.read_only {
             // The kernel wants two lowers when there is no upper.
             while lowers.len() < 2 {
-                lowers.push(cache.empty_dir()?);
+                lowers.push(cache.empty_dir(lowers.len())?);
             }
             kernel::mount(
                 target,
@@ -182,7 +182,7 @@ impl MountBackend for OverlayBackend {
             )
         } else {
             if lowers.is_empty() {
-                lowers.push(cache.empty_dir()?);
+                lowers.push(cache.empty_dir(0)?);
             }
             create_upper(store, view)?;
             let (upper, work) = (upper_dir(view), view.state.join(WORK));
@@ -220,6 +220,20 @@ impl MountBackend for OverlayBackend {
         let mut usage = Usage::default();
         if !upper.is_dir() {
             return Ok(usage);
+        }
+        // The root is always in the upper directory; it counts when changed.
+        let root = std::fs::symlink_metadata(&upper).map_err(|e| Error::io("stat", &upper, e))?;
+        let base = &view.base.root().meta;
+        let mtime = (root.mtime(), u32::try_from(root.mtime_nsec()).unwrap_or(0));
+        if (root.mode() & 0o7777, root.uid(), root.gid(), mtime)
+            != (
+                base.mode,
+                base.uid,
+                base.gid,
+                (base.mtime.secs, base.mtime.nanos),
+            )
+        {
+            usage.inodes += 1;
         }
         let mut seen = HashSet::new();
         let mut pending = vec![upper];

@@ -32,25 +32,40 @@ use crate::tree::{Entry, EntryKind, Layer, ScanOptions, Snapshot, TreePath};
 /// if the changes do not make a layer.
 pub(crate) fn layer_from_upper(store: &Store, upper: &Path, base: &Snapshot) -> Result<Layer> {
     let scanned = store.scan(upper, &ScanOptions::default())?.snapshot;
+    // Directories moved from the lower layers (overlayfs's redirects): their
+    // lower contents are elsewhere in the base, so each becomes an opaque
+    // directory with its whole merged contents spelled out.
+    let moved: Vec<TreePath> = scanned
+        .iter()
+        .filter(|e| e.is_dir() && redirect(e).is_some())
+        .map(|e| e.path.clone())
+        .fold(Vec::new(), |mut tops, path| {
+            if !tops.iter().any(|t: &TreePath| t.is_ancestor_of(&path)) {
+                tops.push(path);
+            }
+            tops
+        });
     let mut upserts = Vec::new();
     let mut whiteouts = Vec::new();
     let mut opaque_dirs = Vec::new();
-    for mut entry in scanned.into_entries() {
+    for dir in &moved {
+        let origin = lower_origin(&scanned, base, dir);
+        merged_subtree(&scanned, base, dir, origin.as_ref(), &mut upserts);
+        if base.get(dir).is_some_and(Entry::is_dir) {
+            opaque_dirs.push(dir.clone());
+        }
+    }
+    let in_moved = |path: &TreePath| moved.iter().any(|m| m == path || m.is_ancestor_of(path));
+    for mut entry in scanned.iter().filter(|e| !in_moved(&e.path)).cloned() {
         if !entry.path.is_root() && is_whiteout(&entry) {
             whiteouts.push(entry.path);
             continue;
         }
-        let is_opaque = entry.is_dir()
-            && entry
-                .meta
-                .xattrs
-                .get(OPAQUE_XATTR)
-                .is_some_and(|v| v.as_slice() == b"y");
-        entry
-            .meta
-            .xattrs
-            .retain(|name, _| !name.starts_with(OVERLAY_XATTR_PREFIX));
-        if is_opaque && !entry.path.is_root() {
+        let is_opaque = is_opaque(&entry);
+        strip_overlay_xattrs(&mut entry);
+        // Only a directory the base has can hide anything (overlayfs also
+        // marks directories it creates new, with nothing below, opaque).
+        if is_opaque && !entry.path.is_root() && base.get(&entry.path).is_some_and(Entry::is_dir) {
             opaque_dirs.push(entry.path.clone());
         }
         if base.get(&entry.path) == Some(&entry) {
@@ -58,8 +73,128 @@ pub(crate) fn layer_from_upper(store: &Store, upper: &Path, base: &Snapshot) -> 
         }
         upserts.push(entry);
     }
+    upserts.sort_by(|a, b| a.path.cmp(&b.path));
     upserts.extend(split_links(base, &upserts, &whiteouts, &opaque_dirs));
     Layer::new(upserts, whiteouts, opaque_dirs)
+}
+
+/// The xattr naming where a moved directory's lower contents are.
+const REDIRECT_XATTR: &[u8] = b"trusted.overlay.redirect";
+
+fn redirect(entry: &Entry) -> Option<&[u8]> {
+    entry.meta.xattrs.get(REDIRECT_XATTR).map(Vec::as_slice)
+}
+
+fn is_opaque(entry: &Entry) -> bool {
+    entry.is_dir()
+        && entry
+            .meta
+            .xattrs
+            .get(OPAQUE_XATTR)
+            .is_some_and(|v| v.as_slice() == b"y")
+}
+
+fn strip_overlay_xattrs(entry: &mut Entry) {
+    entry
+        .meta
+        .xattrs
+        .retain(|name, _| !name.starts_with(OVERLAY_XATTR_PREFIX));
+}
+
+/// Where in the base the lower contents of the upper directory `dir` are:
+/// its redirect (absolute, or relative to its parent's origin), else its
+/// parent's origin joined with its name; `None` below an opaque directory or
+/// where the base has no directory.
+fn lower_origin(scanned: &Snapshot, base: &Snapshot, dir: &TreePath) -> Option<TreePath> {
+    if dir.is_root() {
+        return Some(TreePath::ROOT);
+    }
+    let entry = scanned.get(dir);
+    let origin = match entry.and_then(redirect) {
+        Some(r) if r.first() == Some(&b'/') => TreePath::new(r.get(1..)?.to_vec()).ok(),
+        Some(r) => lower_origin(scanned, base, &dir.parent()?)?.join(r).ok(),
+        None if entry.is_some_and(is_opaque) => None,
+        None => lower_origin(scanned, base, &dir.parent()?)?
+            .join(dir.file_name()?)
+            .ok(),
+    }?;
+    base.get(&origin).filter(|e| e.is_dir()).map(|_| origin)
+}
+
+/// Pushes to `out` every entry beneath the upper directory `dir` (and `dir`
+/// itself) as the mount shows it: upper entries, and the base's entries
+/// beneath `origin` that no upper entry or whiteout replaces, moved to `dir`.
+fn merged_subtree(
+    scanned: &Snapshot,
+    base: &Snapshot,
+    dir: &TreePath,
+    origin: Option<&TreePath>,
+    out: &mut Vec<Entry>,
+) {
+    let Some(upper_dir) = scanned.get(dir) else {
+        return;
+    };
+    let mut entry = upper_dir.clone();
+    strip_overlay_xattrs(&mut entry);
+    out.push(entry);
+    let mut names = std::collections::BTreeSet::new();
+    for child in scanned.children_of(dir) {
+        let Some(name) = child.path.file_name() else {
+            continue;
+        };
+        names.insert(name.to_vec());
+        if is_whiteout(child) {
+            continue;
+        }
+        if child.is_dir() {
+            let child_origin = lower_origin(scanned, base, &child.path);
+            merged_subtree(scanned, base, &child.path, child_origin.as_ref(), out);
+        } else {
+            let mut entry = child.clone();
+            strip_overlay_xattrs(&mut entry);
+            out.push(entry);
+        }
+    }
+    let Some(origin) = origin else {
+        return;
+    };
+    for child in base.children_of(origin) {
+        let Some(name) = child.path.file_name() else {
+            continue;
+        };
+        if names.contains(name) {
+            continue;
+        }
+        for e in std::iter::once(child).chain(base.descendants_of(&child.path)) {
+            if let Some(moved) = rebase(base, e, origin, dir) {
+                out.push(moved);
+            }
+        }
+    }
+}
+
+/// `entry` of the base, beneath `from`, moved beneath `to`; a hard link to a
+/// file outside `from` becomes a copy of it.
+fn rebase(base: &Snapshot, entry: &Entry, from: &TreePath, to: &TreePath) -> Option<Entry> {
+    let moved = |path: &TreePath| -> Option<TreePath> {
+        let rel = path.as_bytes().get(from.as_bytes().len()..)?;
+        let rel = if from.is_root() { rel } else { rel.get(1..)? };
+        to.join(rel).ok()
+    };
+    let path = moved(&entry.path)?;
+    let mut out = Entry::new(path, entry.kind.clone(), entry.meta.clone());
+    if let EntryKind::Hardlink { target } = &entry.kind {
+        if from.is_ancestor_of(target) {
+            out.kind = EntryKind::Hardlink {
+                target: moved(target)?,
+            };
+        } else {
+            let file = base.get(target)?;
+            out.kind = file.kind.clone();
+            out.meta = file.meta.clone();
+        }
+    }
+    Some(out)
 }
 
 /// Hard links of `base` whose target the changes replace or delete, while
@@ -167,20 +302,21 @@ mod privileged {
             std::fs::create_dir_all(m("top/deeper"))?;
             std::fs::write(m("top/deeper/file"), b"new file")?;
             std::fs::rename(m("s"), m("s2"))?;
-            // Renaming a lower directory is refused (no redirects): tools copy.
-            let renamed = std::fs::rename(m("a/b"), m("a/b2"));
-            Ok(renamed.map_err(|e| e.raw_os_error()))
+            // Lower directories moved: within their parent (a relative
+            // redirect), elsewhere (an absolute one), changed after the move.
+            std::fs::rename(m("a/b"), m("a/b2"))?;
+            std::fs::rename(m("d"), m("top/moved"))?;
+            std::fs::write(m("top/moved/4"), b"four")?;
+            std::fs::remove_file(m("top/moved/3"))
         })();
         let seen = store.scan(&merged, &crate::ScanOptions::default());
         kernel::unmount_at(&merged).unwrap();
-        assert_eq!(
-            changed.unwrap(),
-            Err(Some(rustix::io::Errno::XDEV.raw_os_error()))
-        );
+        changed.unwrap();
         let seen = seen.unwrap().snapshot;
 
         let layer = layer_from_upper(&store, &upper, &base).unwrap();
-        assert_eq!(layer.whiteouts(), [p("a/b/k"), p("s")]);
+        assert_eq!(layer.whiteouts(), [p("a/b"), p("d"), p("s")]);
+        // The moved directories are new here: nothing below them to hide.
         assert_eq!(layer.opaque_dirs(), [p("o")]);
         // The chmod is a metadata-only upsert: the lower file's chunks.
         let chmod = layer.upserts().iter().find(|e| e.path == p("a/x")).unwrap();
