@@ -300,7 +300,7 @@ impl LayerCache {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             let chain = name.strip_prefix(FLAT_PREFIX).unwrap_or(&name);
-            if name == EMPTY || keep.contains(chain) {
+            if name == EMPTY || keep.contains(chain) || extracting(&name) {
                 continue;
             }
             let path = entry.path();
@@ -313,6 +313,16 @@ impl LayerCache {
         removed.sort();
         Ok(removed)
     }
+}
+
+/// Whether `name` is a temporary directory of an extraction whose process
+/// still runs (`.tmp-<pid>-…`, see [`unique_tmp_path`]).
+fn extracting(name: &str) -> bool {
+    name.strip_prefix(TMP_PREFIX)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Removes the directory `path` and everything in it (root may remove what
@@ -419,6 +429,39 @@ mod tests {
             tree.get(&p("z")).unwrap().kind,
             after.get(&p("a/b/k")).unwrap().kind
         );
+    }
+
+    #[test]
+    fn prune_keeps_live_chains_the_empty_dirs_and_running_extractions() {
+        let (_tmp, store) = store();
+        let cache = LayerCache::new(&store);
+        cache.empty_dir(0).unwrap();
+        let live = format!("{:064x}", 1);
+        let dead = format!("{:064x}", 2);
+        let running = format!("{TMP_PREFIX}-{}-0-0", std::process::id());
+        let crashed = format!("{TMP_PREFIX}-{}-0-0", u32::MAX);
+        for name in [
+            &live,
+            &dead,
+            &running,
+            &crashed,
+            &format!("{FLAT_PREFIX}{live}"),
+        ] {
+            std::fs::create_dir_all(cache.path_of(name).join("sub")).unwrap();
+        }
+        let keep = HashSet::from([live.clone()]);
+        let removed = cache.prune(&keep).unwrap();
+        let mut expected = vec![cache.path_of(&crashed), cache.path_of(&dead)];
+        expected.sort();
+        assert_eq!(removed, expected);
+        for name in [
+            &live,
+            &running,
+            &format!("{FLAT_PREFIX}{live}"),
+            &EMPTY.to_owned(),
+        ] {
+            assert!(cache.path_of(name).is_dir(), "{name}");
+        }
     }
 
     #[test]
