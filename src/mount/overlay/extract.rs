@@ -68,6 +68,12 @@ pub(crate) fn overlay_tree(layer: &Layer, lower: &Snapshot, after: &Snapshot) ->
     };
     for upsert in layer.upserts() {
         let mut entry = upsert.clone();
+        // overlayfs would act on these (hide, redirect, …); an image's own
+        // are not shown (overlayfs hides the namespace in the view anyway).
+        entry
+            .meta
+            .xattrs
+            .retain(|name, _| !name.starts_with(OVERLAY_XATTR_PREFIX));
         if let EntryKind::Hardlink { target } = &upsert.kind {
             if !upserted_file(target) {
                 // A link to a lower layer's file: copied up, with the inode's
@@ -387,6 +393,14 @@ mod tests {
                 file(&store, "a/b/new", b"n"),
                 dir("d", 0o700),
                 file(&store, "d/3", b"3"),
+                {
+                    let mut hostile = dir("a/b", 0o755);
+                    hostile
+                        .meta
+                        .xattrs
+                        .insert(b"trusted.overlay.redirect".to_vec(), b"/d".to_vec());
+                    hostile
+                },
                 Entry::hardlink(p("z"), p("a/b/k"), Metadata::new(0o644)),
             ],
             vec![p("x"), p("d"), p("gone/never")],
@@ -414,6 +428,8 @@ mod tests {
             Some(&b"y"[..])
         );
         assert!(tree.get(&p("a")).unwrap().meta.xattrs.is_empty());
+        // An image's own overlayfs xattrs never reach the lower directory.
+        assert!(tree.get(&p("a/b")).unwrap().meta.xattrs.is_empty());
         // A whiteout of a lower file, none for what the lower tree lacks.
         assert_eq!(
             tree.get(&p("x")).unwrap().kind,
