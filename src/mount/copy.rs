@@ -420,6 +420,7 @@ impl MountBackend for CopyBackend {
                 return Err(err);
             }
             store.seed_stat_cache(target, view.base)?;
+            super::rescan::record(store, view.state, target, view.base)?;
         }
         if view.read_only && is_root() {
             bind_read_only(target)?;
@@ -464,8 +465,10 @@ impl MountBackend for CopyBackend {
         let Some(dir) = Self::tree_dir(view)? else {
             return Ok(Layer::empty());
         };
-        let outcome = store.scan(&dir, &ScanOptions::default())?;
-        let mut tree = outcome.snapshot;
+        let mut tree = match super::rescan::rescan(store, view.state, &dir)? {
+            Some(tree) => tree,
+            None => store.scan(&dir, &ScanOptions::default())?.snapshot,
+        };
         let skipped = read_paths(&view.state.join(SKIPPED))?;
         if !skipped.is_empty() {
             // Devices this process could not create are the image's still.

@@ -33,6 +33,7 @@ mod container;
 pub(crate) mod copy;
 mod files;
 pub(crate) mod memory;
+mod rescan;
 
 use std::path::Path;
 
