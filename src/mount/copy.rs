@@ -16,9 +16,10 @@
 //! - Read-only views: when the process may mount (root), the target is
 //!   bind-mounted onto itself read-only, so that every write fails with
 //!   `EROFS`; otherwise only writes through [`ViewFiles`](super::ViewFiles)
-//!   are refused, and the directory itself stays writable (said by
-//!   [`ContainerInfo`](super::ContainerInfo) readers through the backend's
-//!   docs, here).
+//!   are refused, and the directory itself stays writable.
+//! - Remove: the container's tree is deleted; the shared base checkout goes
+//!   with the last container that uses it (each user is a file in
+//!   `containers/.base/<tree id>.users/`).
 //!
 //! Unmounting or removing refuses (`EBUSY`) while something is mounted
 //! beneath the target: the files of another filesystem are never moved or
@@ -311,6 +312,45 @@ fn base_checkout(store: &Store, base: &Snapshot) -> Result<(PathBuf, Vec<TreePat
     Ok((done, outcome.skipped_devices))
 }
 
+fn users_dir(store: &Store, base: &Snapshot) -> PathBuf {
+    store
+        .path()
+        .join("containers")
+        .join(".base")
+        .join(format!("{}.users", base.id().to_hex()))
+}
+
+/// Records the container as a user of its base checkout.
+fn add_user(store: &Store, view: &ViewSpec<'_>) -> Result<()> {
+    let dir = users_dir(store, view.base);
+    fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+    durable::write_atomic(&dir, &dir.join(view.name), b"")
+}
+
+/// Forgets the container as a user of its base checkout, and deletes the
+/// checkout when it was the last.
+fn drop_user(store: &Store, view: &ViewSpec<'_>) -> Result<()> {
+    let dir = users_dir(store, view.base);
+    match std::fs::remove_file(dir.join(view.name)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", dir.join(view.name), e)),
+    }
+    let empty = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+    if empty {
+        // `.base/<id>.users` → `.base/<id>` and `.base/<id>.skipped`.
+        let checkout = dir.with_extension("");
+        let _ = std::fs::remove_file(checkout.with_extension("skipped"));
+        match std::fs::remove_dir_all(&checkout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &checkout, e)),
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(())
+}
+
 fn write_paths(tmp_dir: &Path, file: &Path, paths: &[TreePath]) -> Result<()> {
     let mut text = Vec::new();
     for p in paths {
@@ -372,6 +412,7 @@ impl MountBackend for CopyBackend {
                 return Err(err);
             }
         } else {
+            add_user(store, view)?;
             let (base_dir, skipped) = base_checkout(store, view.base)?;
             write_paths(view.state, &view.state.join(SKIPPED), &skipped)?;
             if let Err(err) = copy_tree(&base_dir, target) {
@@ -379,6 +420,7 @@ impl MountBackend for CopyBackend {
                 return Err(err);
             }
             store.seed_stat_cache(target, view.base)?;
+            super::rescan::record(store, view.state, target, view.base)?;
         }
         if view.read_only && is_root() {
             bind_read_only(target)?;
@@ -423,8 +465,10 @@ impl MountBackend for CopyBackend {
         let Some(dir) = Self::tree_dir(view)? else {
             return Ok(Layer::empty());
         };
-        let outcome = store.scan(&dir, &ScanOptions::default())?;
-        let mut tree = outcome.snapshot;
+        let mut tree = match super::rescan::rescan(store, view.state, &dir)? {
+            Some(tree) => tree,
+            None => store.scan(&dir, &ScanOptions::default())?.snapshot,
+        };
         let skipped = read_paths(&view.state.join(SKIPPED))?;
         if !skipped.is_empty() {
             // Devices this process could not create are the image's still.
@@ -451,7 +495,7 @@ impl MountBackend for CopyBackend {
         if view.state.join(MOUNTED).exists() {
             self.unmount(store, view)?;
         }
-        Ok(())
+        drop_user(store, view)
     }
 }
 

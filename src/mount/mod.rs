@@ -34,6 +34,7 @@ pub(crate) mod copy;
 mod files;
 pub(crate) mod memory;
 pub(crate) mod overlay;
+mod rescan;
 
 use std::path::Path;
 

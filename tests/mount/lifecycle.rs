@@ -325,3 +325,29 @@ fn many_backends_one_store() {
         Some("k")
     );
 }
+
+#[test]
+fn the_shared_base_checkout_goes_with_its_last_container() {
+    let (dir, store) = store();
+    let c = Containers::new(&store);
+    let base = base_image(&c);
+    let bases = store.path().join("containers/.base");
+    let checkouts = || {
+        std::fs::read_dir(&bases).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter(|e| !e.file_name().to_string_lossy().ends_with(".users"))
+                .count()
+        })
+    };
+    c.prepare("one", &base, &copy_at(&dir.path().join("one")))
+        .unwrap();
+    c.prepare("two", &base, &copy_at(&dir.path().join("two")))
+        .unwrap();
+    assert_eq!(checkouts(), 1, "one checkout per image");
+    c.remove("one").unwrap();
+    assert_eq!(checkouts(), 1, "still used by two");
+    assert!(dir.path().join("two/base-file").is_file());
+    c.remove("two").unwrap();
+    assert_eq!(checkouts(), 0, "gone with its last user");
+}
