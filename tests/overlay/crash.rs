@@ -2,7 +2,7 @@
 //! be committed, unmounted, remounted (as after a reboot) or removed.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use layerstore::Store;
 use layerstore::TreePath;
@@ -14,7 +14,7 @@ use crate::{containers, image_of, new_store, require_root, target_options, write
 #[test]
 #[ignore = "run by a_killed_process_leaves_a_container_that_can_be_committed_and_remounted"]
 fn crash_child() {
-    let Ok(dir) = std::env::var("LAYERSTORE_OVERLAY_CHILD_DIR") else {
+    let Some(dir) = crate::common::child_arg() else {
         return; // only meaningful as the child of the test below
     };
     let dir = std::path::PathBuf::from(dir);
@@ -44,15 +44,7 @@ fn a_killed_process_leaves_a_container_that_can_be_committed_and_remounted() {
     store.set_tag(&"base".parse().unwrap(), &image).unwrap();
     drop(store);
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "crash::crash_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("LAYERSTORE_OVERLAY_CHILD_DIR", tmp.path())
+    let mut child = crate::common::child("crash::crash_child", tmp.path().to_str().unwrap())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -2,6 +2,8 @@
 //! (`CAP_SYS_ADMIN`). Without it each says SKIPPED loudly, and fails instead
 //! when `LAYERSTORE_REQUIRE_PRIVILEGED=1` (CI sets it).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod crash;
 mod lifecycle;
 mod privilege;
@@ -9,33 +11,9 @@ mod privilege;
 use std::path::Path;
 use std::sync::Arc;
 
+pub(crate) use common::require_root;
 use layerstore::mount::{Containers, OverlayBackend, PrepareOptions};
 use layerstore::{Entry, EntryKind, History, ImageId, ScanOptions, Snapshot, Store, StoreOptions};
-
-/// Whether the process is root; if not, says so, and panics instead when
-/// `LAYERSTORE_REQUIRE_PRIVILEGED=1`.
-pub(crate) fn require_root(what: &str) -> bool {
-    if rustix_is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("LAYERSTORE_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
-        "{what} needs root, and LAYERSTORE_REQUIRE_PRIVILEGED=1"
-    );
-    eprintln!("SKIPPED: {what} needs root");
-    false
-}
-
-fn rustix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
 
 pub(crate) fn new_store(dir: &Path) -> Store {
     Store::create(dir.join("store"), &StoreOptions::default()).unwrap()

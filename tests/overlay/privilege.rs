@@ -8,7 +8,7 @@ use crate::{new_store, require_root};
 #[test]
 #[ignore = "run by without_privilege_the_error_names_the_copy_backend as another user"]
 fn unprivileged_child() {
-    let Ok(dir) = std::env::var("LAYERSTORE_OVERLAY_CHILD_DIR") else {
+    let Some(dir) = crate::common::child_arg() else {
         return; // only meaningful as the child of the test below
     };
     let store = new_store(std::path::Path::new(&dir));
@@ -22,7 +22,7 @@ fn unprivileged_child() {
 
 #[test]
 fn without_privilege_the_error_names_the_copy_backend() {
-    if !require_root("dropping privilege with setpriv") {
+    if !require_root("dropping privilege with setpriv") || !crate::common::require_tool("setpriv") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -47,7 +47,7 @@ fn without_privilege_the_error_names_the_copy_backend() {
             "--ignored",
             "--test-threads=1",
         ])
-        .env("LAYERSTORE_OVERLAY_CHILD_DIR", tmp.path())
+        .env("LAYERSTORE_CHILD", tmp.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
