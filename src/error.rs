@@ -222,6 +222,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A container (a copy-on-write view, see `mount::Containers`) cannot do
+    /// what was asked: its name is invalid or taken, it does not exist, it is
+    /// (or is not) mounted, it is read-only, its backend is unknown or
+    /// unusable here, or its state in `containers/<name>/` is damaged.
+    #[error("container '{name}': {reason}")]
+    Container {
+        /// The container's name, as given.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 #[allow(

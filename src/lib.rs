@@ -39,6 +39,7 @@ mod error;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mount;
 mod store;
 mod tree;
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use layerstore::mount::{CommitOptions, Containers, PrepareOptions};
 use layerstore::{
     CheckoutOptions, EntryKind, Error, FsckOptions, GcOptions, History, ImageConfig, ImageId,
     ScanOptions, Snapshot, Store, StoreOptions, TagName, Timestamp,
@@ -79,6 +80,46 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// A writable (or read-only) view of IMAGE at TARGET; or, given the name
+    /// of an existing container, mount it again. Prints the container name.
+    Mount {
+        /// An image, or the name of an existing container.
+        image: String,
+        /// An empty directory (created if absent).
+        target: PathBuf,
+        /// overlay, copy or fuse (default: overlay where permitted, else copy).
+        #[arg(long)]
+        backend: Option<String>,
+        /// The container's name (default: made up from the image).
+        #[arg(long)]
+        name: Option<String>,
+        /// A read-only view.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Unmount a container (by name or target), keeping its changes.
+    Umount { what: String },
+    /// List containers: NAME  IMAGE  BACKEND  TARGET.
+    Containers,
+    /// Commit or remove a container.
+    Container {
+        #[command(subcommand)]
+        action: ContainerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// The container's changes become a new layer and image; prints its id.
+    Commit {
+        name: String,
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+    },
+    /// Unmount and delete a container and its changes.
+    Rm { name: String },
 }
 
 /// How a command failed, mapped to the exit codes of CLI.md.
@@ -275,7 +316,216 @@ fn run(cli: &Cli) -> CmdResult {
         Command::Du => du(cli),
         Command::Gc { wait } => gc(cli, *wait),
         Command::Fsck { repair } => fsck(cli, *repair),
+        Command::Mount {
+            image,
+            target,
+            backend,
+            name,
+            read_only,
+        } => mount(
+            cli,
+            image,
+            target,
+            backend.as_deref(),
+            name.as_deref(),
+            *read_only,
+        ),
+        Command::Umount { what } => umount(cli, what),
+        Command::Containers => containers(cli),
+        Command::Container {
+            action: ContainerCommand::Commit { name, tag, message },
+        } => container_commit(cli, name, tag.as_deref(), message.as_deref()),
+        Command::Container {
+            action: ContainerCommand::Rm { name },
+        } => {
+            let store = open(cli)?;
+            Containers::new(&store).remove(name)?;
+            Ok(())
+        }
     }
+}
+
+/// A container name made up from the image reference: its name part, made
+/// safe, and a few hex digits that make it unique.
+fn made_up_name(containers: &Containers<'_>, reference: &str) -> String {
+    let stem: String = reference
+        .rsplit('/')
+        .next()
+        .unwrap_or(reference)
+        .split([':', '@'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(32)
+        .collect();
+    let stem = if stem.is_empty() || stem.starts_with('-') {
+        format!("c{stem}")
+    } else {
+        stem
+    };
+    for attempt in 0u32.. {
+        let seed = format!(
+            "{:?}{}{attempt}",
+            std::time::SystemTime::now(),
+            std::process::id()
+        );
+        let name = format!("{stem}-{}", &ImageId::of(seed.as_bytes()).to_hex()[..8]);
+        if containers.stat(&name).is_err() {
+            return name;
+        }
+    }
+    unreachable!("u32 attempts exhausted")
+}
+
+fn mount(
+    cli: &Cli,
+    image: &str,
+    target: &Path,
+    backend: Option<&str>,
+    name: Option<&str>,
+    read_only: bool,
+) -> CmdResult {
+    let store = open(cli)?;
+    let containers = Containers::new(&store);
+    let existing = name.is_none() && backend.is_none() && containers.stat(image).is_ok();
+    let info = if existing {
+        if read_only {
+            return Err(Failure::Usage(format!(
+                "'{image}' is an existing container: --read-only applies to new ones"
+            )));
+        }
+        containers.mount(image, Some(target))?
+    } else {
+        if backend == Some("memory") {
+            return Err(Failure::Usage(
+                "the memory backend lives in one process; the CLI mounts with overlay, copy or fuse"
+                    .to_owned(),
+            ));
+        }
+        let id = store.resolve_image(image)?;
+        let name = match name {
+            Some(name) => name.to_owned(),
+            None => made_up_name(&containers, image),
+        };
+        let options = PrepareOptions {
+            backend: backend.map(str::to_owned),
+            target: Some(target.to_path_buf()),
+            read_only,
+            ..PrepareOptions::default()
+        };
+        containers.prepare(&name, &id, &options)?
+    };
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "name": info.name, "image": info.image.to_string(), "backend": info.backend, "target": info.target })
+        );
+    } else {
+        println!("{}", info.name);
+    }
+    Ok(())
+}
+
+fn umount(cli: &Cli, what: &str) -> CmdResult {
+    let store = open(cli)?;
+    let containers = Containers::new(&store);
+    let name = if layerstore::mount::validate_name(what).is_ok() && containers.stat(what).is_ok() {
+        what.to_owned()
+    } else {
+        containers.by_target(Path::new(what))?.ok_or_else(|| {
+            Failure::Usage(format!("no container is named or mounted at '{what}'"))
+        })?
+    };
+    containers.unmount(&name)?;
+    Ok(())
+}
+
+fn containers(cli: &Cli) -> CmdResult {
+    let store = open(cli)?;
+    let containers = Containers::new(&store);
+    let tags = store.tags()?;
+    let rows: Vec<_> = containers
+        .walk(|_| true)?
+        .into_iter()
+        .map(|info| {
+            let image = tags.iter().find(|(_, id)| *id == info.image).map_or_else(
+                || info.image.to_string()[..19].to_owned(),
+                |(t, _)| t.to_string(),
+            );
+            (info, image)
+        })
+        .collect();
+    if cli.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(i, image)| {
+                json!({
+                    "name": i.name,
+                    "image": i.image.to_string(),
+                    "image_name": image,
+                    "backend": i.backend,
+                    "target": i.target,
+                    "mounted": i.mounted,
+                    "read_only": i.read_only,
+                    "committed": i.committed.map(|c| c.to_string()),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    let w0 = rows
+        .iter()
+        .map(|r| r.0.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(5);
+    println!("{:w0$}  {:w1$}  {:8}  TARGET", "NAME", "IMAGE", "BACKEND");
+    for (info, image) in &rows {
+        let target = match (&info.target, info.mounted) {
+            (Some(t), true) => t.display().to_string(),
+            (Some(t), false) => format!("({}, unmounted)", t.display()),
+            (None, _) => "-".to_owned(),
+        };
+        println!(
+            "{:w0$}  {image:w1$}  {:8}  {target}",
+            info.name, info.backend
+        );
+    }
+    Ok(())
+}
+
+fn container_commit(cli: &Cli, name: &str, tag: Option<&str>, message: Option<&str>) -> CmdResult {
+    let store = open(cli)?;
+    let tag = tag.map(tag_name).transpose()?;
+    let containers = Containers::new(&store);
+    let bar = spinner(cli, format!("committing {name}"));
+    let id = containers.commit(
+        name,
+        &CommitOptions {
+            tag: tag.clone(),
+            message: message.unwrap_or_default().to_owned(),
+        },
+    );
+    finish(bar);
+    let id = id?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "image": id.to_string(), "container": name, "tag": tag.map(|t| t.to_string()) })
+        );
+    } else {
+        println!("{id}");
+    }
+    Ok(())
 }
 
 fn commit(
@@ -494,6 +744,8 @@ fn gc(cli: &Cli, wait: u64) -> CmdResult {
     let report = store.gc(&options);
     finish(bar);
     let report = report?;
+    // Layers extracted for overlayfs that no tag or container needs any more.
+    let pruned = layerstore::mount::OverlayBackend::prune(&store)?;
     for (path, why) in &report.packs_skipped {
         eprintln!(
             "layerstore: warning: left '{}' alone: {why}",
@@ -509,6 +761,7 @@ fn gc(cli: &Cli, wait: u64) -> CmdResult {
                 "packs_deleted": report.packs_deleted,
                 "packs_repacked": report.packs_repacked,
                 "live_chunks": report.live_chunks,
+                "extracted_layers_deleted": pruned.len(),
             })
         );
     } else {

@@ -59,6 +59,7 @@ use self::mmap::Mapped;
 
 pub use self::read::ChunkReader;
 pub use self::refs::TagName;
+pub(crate) use self::refs::parse_pins;
 pub use self::stats::{PackStats, StoreStats};
 
 /// Bytes of decompressed frames kept for reads.

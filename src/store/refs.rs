@@ -4,15 +4,18 @@
 //! - `refs/tags/<name>:<tag>` holds the image id a tag points at (`/` in a name
 //!   is written `%2F`, so every tag is one file in one directory).
 //! - `refs/cache/<key>` holds a build-cache entry.
+//! - `refs/<group>/<name>` for any other group (`containers`, say) is a *pin*:
+//!   one or more object or chunk ids, one a line, that garbage collection
+//!   keeps with everything they reach (see [`Store::set_pins`]).
 //!
-//! Each file holds one id, `blake3:<hex>`, and a newline.
+//! Each tag and cache file holds one id, `blake3:<hex>`, and a newline.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::Store;
-use crate::digest::ImageId;
+use crate::digest::{ChunkId, ImageId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
 
@@ -243,6 +246,95 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Pins: refs that keep objects alive for layers above the store (a
+/// container keeps its parent image, say) without the store knowing what
+/// they are for.
+impl Store {
+    fn pin_group(group: &str, name: &str) -> Result<()> {
+        let ok = |s: &str| {
+            !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0']) && s.len() <= 255
+        };
+        if !ok(group) || matches!(group, "tags" | "cache") || !ok(name) {
+            return Err(Error::InvalidArgument(format!(
+                "'{group}/{name}' is not a pin: a group other than tags and cache, and a name, \
+                 each 1 to 255 bytes without '/' or NUL"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records `refs/<group>/<name>` holding `ids` (replacing what it held):
+    /// garbage collection keeps each id, and, for an image, layer or snapshot
+    /// id, everything it reaches, like a tag. Objects stored through this
+    /// handle and not yet flushed are flushed first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `group` is `tags` or `cache`, or either
+    /// is empty or holds `/` or NUL; [`Error::Io`] naming the ref file.
+    pub fn set_pins(&self, group: &str, name: &str, ids: &[ChunkId]) -> Result<()> {
+        Self::pin_group(group, name)?;
+        if ids.iter().any(|id| !self.is_committed(id)) {
+            self.flush()?;
+        }
+        let text: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        self.write_ref(group, name, &text.join("\n"))
+    }
+
+    /// The ids that `refs/<group>/<name>` holds; empty if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Store::set_pins`]; [`Error::Corrupt`] naming the file if a line is
+    /// not an id.
+    pub fn pins(&self, group: &str, name: &str) -> Result<Vec<ChunkId>> {
+        Self::pin_group(group, name)?;
+        let Some(text) = self.read_ref(group, name)? else {
+            return Ok(Vec::new());
+        };
+        parse_pins(&text)
+            .map_err(|reason| Error::corrupt(self.refs_dir(group).join(name), 0, reason))
+    }
+
+    /// Deletes `refs/<group>/<name>`; whether it existed.
+    ///
+    /// # Errors
+    /// As [`Store::set_pins`].
+    pub fn remove_pins(&self, group: &str, name: &str) -> Result<bool> {
+        Self::pin_group(group, name)?;
+        self.delete_ref(group, name)
+    }
+
+    /// The ref groups other than `tags` and `cache` (directories under
+    /// `refs/`), sorted.
+    pub(crate) fn pin_groups(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("refs");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("read directory", &dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
+            if let Some(name) = entry.file_name().to_str()
+                && !matches!(name, "tags" | "cache")
+                && entry.file_type().is_ok_and(|t| t.is_dir())
+            {
+                out.push(name.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The ids of a pin file, one a line.
+pub(crate) fn parse_pins(text: &str) -> Result<Vec<ChunkId>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().parse().map_err(|_| format!("'{l}' is not an id")))
+        .collect()
 }
 
 #[cfg(test)]

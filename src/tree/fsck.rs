@@ -188,6 +188,18 @@ fn walk_roots(
                     });
                 }
             }
+            Ok(Root::Pinned(ids)) => {
+                for id in ids {
+                    let damage = walk.pinned(id)?;
+                    if !damage.is_clean() {
+                        complete = false;
+                        report.problems.push(problem(
+                            path.clone(),
+                            format!("pinned {id}: {}", damage.first.unwrap_or_default()),
+                        ));
+                    }
+                }
+            }
             Ok(Root::Cache(layer)) => {
                 let damage = walk.layer(layer)?;
                 if !damage.is_clean() {

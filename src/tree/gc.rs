@@ -174,6 +174,8 @@ impl<'a> Walk<'a> {
 pub(crate) enum Root {
     Tag(TagName, ImageId),
     Cache(LayerId),
+    /// A pin (`refs/<group>/<name>`): ids kept with what they reach.
+    Pinned(Vec<ChunkId>),
 }
 
 /// The refs of the store: every tag and build-cache entry, each with its
@@ -193,6 +195,17 @@ pub(crate) fn roots(store: &Store) -> Result<Vec<(std::path::PathBuf, Result<Roo
     for file in store.list_refs("cache")? {
         let root = parse_ref(store, "cache", &file).map(Root::Cache);
         out.push((cache_dir.join(&file), root));
+    }
+    for group in store.pin_groups()? {
+        let dir = store.path().join("refs").join(&group);
+        for file in store.list_refs(&group)? {
+            let root = match store.read_ref(&group, &file) {
+                Ok(Some(text)) => crate::store::parse_pins(&text).map(Root::Pinned),
+                Ok(None) => Err("the ref vanished".to_owned()),
+                Err(err) => Err(err.to_string()),
+            };
+            out.push((dir.join(&file), root));
+        }
     }
     Ok(out)
 }
@@ -244,6 +257,11 @@ impl Store {
                     Ok(_) | Err(Error::ObjectNotFound { .. }) => {}
                     Err(err) => return Err(err),
                 },
+                Ok(Root::Pinned(ids)) => {
+                    for id in ids {
+                        walk.pinned(id)?;
+                    }
+                }
                 Err(reason) => return Err(Error::corrupt(path, 0, reason)),
             }
         }

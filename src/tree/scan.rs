@@ -200,6 +200,70 @@ impl Store {
         }
     }
 
+    /// Records, as the stat cache of `dir`, that its regular files hold the
+    /// content of the files of `tree` at the same paths, so that the next
+    /// [`Store::scan`] of `dir` reads only what changed since. For a
+    /// directory just written from `tree` (by [`Store::checkout`] or a copy
+    /// of a checkout) that nothing else has written to yet. A file whose size
+    /// differs from `tree`'s, or that is not a regular file, is left out (and
+    /// read by the next scan). Returns how many files were recorded.
+    ///
+    /// Before the cache is written, this waits (a few milliseconds) until the
+    /// filesystem stamps files later than the newest change time it
+    /// recorded: any later change of a file then moves its change time, and
+    /// the cache does not match it any more. That is what lets the cache
+    /// trust these files at once, where a scan's own cache trusts only files
+    /// unchanged for a second (see the stat cache's racy-timestamp rule).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `dir` if it cannot be opened, or the cache file if
+    /// it cannot be written.
+    pub fn seed_stat_cache(&self, dir: impl AsRef<Path>, tree: &Snapshot) -> Result<u64> {
+        let dir = dir.as_ref();
+        let canonical = fs_err::canonicalize(dir).map_err(|e| Error::io("open", dir, e))?;
+        let root = Root::open(&canonical)?;
+        let mut files = Vec::new();
+        let mut newest = Timestamp::EPOCH;
+        for entry in tree.entries() {
+            let EntryKind::File { size, chunks } = &entry.kind else {
+                continue;
+            };
+            let Ok(st) = root.lstat(entry.path.as_bytes()) else {
+                continue;
+            };
+            let now = file_stat(&st);
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || now.size != *size {
+                continue;
+            }
+            // As on disk (a checkout may have left out privileged ones).
+            let Ok(mut xattrs) = root.xattrs(entry.path.as_bytes()) else {
+                continue;
+            };
+            xattrs.sort();
+            newest = newest.max(now.mtime).max(now.ctime);
+            files.push(CachedFile {
+                path: entry.path.as_bytes().to_vec(),
+                dev: now.dev,
+                ino: now.ino,
+                size: now.size,
+                mtime: now.mtime,
+                ctime: now.ctime,
+                chunks: chunks.clone(),
+                xattrs,
+            });
+        }
+        wait_for_clock_past(&canonical, newest)?;
+        let recorded = files.len() as u64;
+        // The cache trusts timestamps older than its start less a margin
+        // (statcache::cutoff); every recorded time is older than this start,
+        // and the wait above made any later change distinguishable.
+        let started = Timestamp::new(newest.secs.saturating_add(2), 0);
+        let bytes = CacheFile::encode(canonical.as_os_str().as_bytes(), started, files);
+        let cache_path = statcache::cache_path(self, canonical.as_os_str().as_bytes());
+        CacheFile::write(self, &cache_path, &bytes)?;
+        Ok(recorded)
+    }
+
     fn scan_in_pool(&self, dir: &Path, options: &ScanOptions) -> Result<ScanOutcome> {
         let meta = fs_err::metadata(dir).map_err(|e| Error::io("scan", dir, e))?;
         if !meta.is_dir() {
@@ -710,6 +774,47 @@ fn file_stat(st: &Stat) -> FileStat {
         mtime: mtime(st),
         ctime: ctime(st),
     }
+}
+
+/// Waits until a file created in `dir` gets a change time later than
+/// `newest` (the filesystem's clock is coarse: a tick of up to 10 ms). The
+/// probe is made in `dir` itself, whose filesystem's granularity counts;
+/// `dir`'s times are put back afterwards.
+fn wait_for_clock_past(dir: &Path, newest: Timestamp) -> Result<()> {
+    let before = rustix::fs::stat(dir).map_err(|e| Error::io("stat", dir, e.into()))?;
+    let result = probe_clock(dir, newest);
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: before.st_atime,
+            tv_nsec: i64::try_from(before.st_atime_nsec).unwrap_or(0),
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: before.st_mtime,
+            tv_nsec: i64::try_from(before.st_mtime_nsec).unwrap_or(0),
+        },
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, dir, &times, rustix::fs::AtFlags::empty())
+        .map_err(|e| Error::io("set times of", dir, e.into()))?;
+    result
+}
+
+fn probe_clock(dir: &Path, newest: Timestamp) -> Result<()> {
+    let probe = dir.join(format!(".layerstore-clock-{}", std::process::id()));
+    for _ in 0..2000 {
+        let file = File::create(&probe).map_err(|e| Error::io("create", &probe, e))?;
+        let st = rustix::fs::fstat(&file).map_err(|e| Error::io("stat", &probe, e.into()))?;
+        drop(file);
+        let _ = std::fs::remove_file(&probe);
+        if ctime(&st) > newest {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(Error::io(
+        "wait for the clock of",
+        dir,
+        io::Error::other("the filesystem's clock did not move in two seconds"),
+    ))
 }
 
 /// The current time as a [`Timestamp`].

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 #[path = "../common/mod.rs"]
 mod common;
+mod containers;
 mod crash;
 mod soak;
 

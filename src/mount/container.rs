@@ -1,0 +1,731 @@
+//! The container lifecycle: prepare, view, mount, unmount, commit, remove,
+//! stat, walk, usage; state in `<store>/containers/<name>/meta`, parents and
+//! committed images pinned in `refs/containers/<name>`.
+//!
+//! Crash safety: the state directory is created (atomically, so a name is
+//! taken once), then `meta` is written durably, then the parent is pinned,
+//! then the backend mounts. A crash before `meta` leaves a directory that
+//! [`Containers::remove`] deletes and [`Containers::walk`] skips; after it,
+//! the container is listed and can be remounted, committed or removed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{MountBackend, Usage, ViewFiles, ViewSpec};
+use crate::digest::{ChunkId, ImageId};
+use crate::error::{Error, Result};
+use crate::fsutil::durable;
+use crate::store::{Store, TagName};
+use crate::tree::{History, Snapshot, Timestamp};
+
+/// The pin group holding each container's parent and last committed image.
+const PIN_GROUP: &str = "containers";
+/// The file, in a container's directory, holding its state.
+const META: &str = "meta";
+/// The first bytes of `meta`: what it is and its format version.
+const META_MAGIC: &[u8] = b"layerstore-container 1\n";
+
+/// Checks a container name: 1 to 255 bytes, no `/`, no NUL, not `.` or `..`,
+/// no `..` anywhere, not starting with `.` (names are directories of
+/// `containers/`, and `.`-names are kept for the lifecycle's own use).
+///
+/// # Errors
+/// [`Error::Container`] naming the name and saying what is wrong.
+pub fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "a container name may not be empty"
+    } else if name.len() > 255 {
+        "a container name is at most 255 bytes"
+    } else if name.contains('/') {
+        "a container name may not contain '/'"
+    } else if name.contains('\0') {
+        "a container name may not contain NUL"
+    } else if name.contains("..") {
+        "a container name may not contain '..'"
+    } else if name.starts_with('.') {
+        "a container name may not start with '.'"
+    } else if name.chars().any(char::is_control) {
+        "a container name may not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Container {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+/// How [`Containers::prepare`] makes a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrepareOptions {
+    /// The backend's name; `None` takes [`Containers::pick_backend`] when a
+    /// target is given, else the first backend.
+    pub backend: Option<String>,
+    /// Where to show the view, for backends that need a directory: created
+    /// if absent, else it must be an empty directory.
+    pub target: Option<PathBuf>,
+    /// A read-only view ([`Containers::view`] sets it).
+    pub read_only: bool,
+    /// Free labels, kept with the container ([`ContainerInfo::labels`]).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How [`Containers::commit`] records the new image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOptions {
+    /// Tag the new image with this name.
+    pub tag: Option<TagName>,
+    /// The history record's comment.
+    pub message: String,
+}
+
+/// What is known of a container ([`Containers::stat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContainerInfo {
+    /// Its name.
+    pub name: String,
+    /// The image it is a view of.
+    pub image: ImageId,
+    /// Its backend's name.
+    pub backend: String,
+    /// Where it was last mounted (backends with a target directory).
+    pub target: Option<PathBuf>,
+    /// A read-only view.
+    pub read_only: bool,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// When it was made.
+    pub created: Timestamp,
+    /// The last image committed from it, if any.
+    pub committed: Option<ImageId>,
+    /// Whether it is mounted now (as its backend sees it).
+    pub mounted: bool,
+}
+
+/// The container's state as stored in `meta`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    image: ImageId,
+    backend: String,
+    target: Option<PathBuf>,
+    read_only: bool,
+    labels: BTreeMap<String, String>,
+    created: Timestamp,
+    committed: Option<ImageId>,
+}
+
+/// The containers of a store, with the backends that may make them.
+///
+/// ```
+/// use layerstore::{Store, StoreOptions, TreePath};
+/// use layerstore::mount::{Containers, PrepareOptions};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::create(dir.path().join("store"), &StoreOptions::default())?;
+/// let containers = Containers::new(&store);
+/// let empty = containers.empty_image()?;
+/// let options = PrepareOptions { backend: Some("memory".into()), ..Default::default() };
+/// containers.prepare("work", &empty, &options)?;
+/// containers.files("work")?.write(&TreePath::new("hello")?, b"world")?;
+/// let image = containers.commit("work", &Default::default())?;
+/// assert!(store.image_tree(&image)?.get(&TreePath::new("hello")?).is_some());
+/// # Ok(())
+/// # }
+/// ```
+pub struct Containers<'s> {
+    store: &'s Store,
+    backends: Vec<Arc<dyn MountBackend>>,
+}
+
+impl std::fmt::Debug for Containers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.backends.iter().map(|b| b.name()).collect();
+        f.debug_struct("Containers")
+            .field("store", &self.store.path())
+            .field("backends", &names)
+            .finish()
+    }
+}
+
+/// Construction
+impl<'s> Containers<'s> {
+    /// The containers of `store`, with the [built-in
+    /// backends](super::builtin_backends). Add others with
+    /// [`Containers::with_backend`].
+    #[must_use]
+    pub fn new(store: &'s Store) -> Self {
+        Self::with_backends(store, super::builtin_backends())
+    }
+
+    /// The containers of `store` with exactly these backends, the first one
+    /// the default.
+    #[must_use]
+    pub fn with_backends(store: &'s Store, backends: Vec<Arc<dyn MountBackend>>) -> Self {
+        Self { store, backends }
+    }
+
+    /// Adds `backend`, in front (it becomes the default), replacing one of
+    /// the same name.
+    #[must_use]
+    pub fn with_backend(mut self, backend: Arc<dyn MountBackend>) -> Self {
+        self.backends.retain(|b| b.name() != backend.name());
+        self.backends.insert(0, backend);
+        self
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
+    /// The first backend's name.
+    #[must_use]
+    pub fn default_backend(&self) -> Option<&'static str> {
+        self.backends.first().map(|b| b.name())
+    }
+
+    /// The backend a container gets when none is named and a target is
+    /// given: the first that shows a directory and passes its
+    /// [`check`](MountBackend::check) with this store (`overlay` where
+    /// permitted, else `copy`, with the built-in backends).
+    ///
+    /// # Errors
+    /// [`Error::Container`] naming `name` if no backend qualifies, with
+    /// each one's reason.
+    pub fn pick_backend(&self, name: &str) -> Result<&'static str> {
+        let mut reasons = Vec::new();
+        for backend in &self.backends {
+            if !backend.needs_target() {
+                continue;
+            }
+            match backend.check(self.store) {
+                Ok(()) => return Ok(backend.name()),
+                Err(err) => reasons.push(format!("{}: {err}", backend.name())),
+            }
+        }
+        Err(Error::Container {
+            name: name.to_owned(),
+            reason: format!(
+                "no backend can show a directory here ({})",
+                reasons.join("; ")
+            ),
+        })
+    }
+
+    /// The backend named `name`.
+    ///
+    /// # Errors
+    /// [`Error::Container`] naming `container` if there is none.
+    fn backend(&self, container: &str, name: &str) -> Result<&Arc<dyn MountBackend>> {
+        self.backends
+            .iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| Error::Container {
+                name: container.to_owned(),
+                reason: format!(
+                    "unknown backend '{name}' (known: {})",
+                    self.backends
+                        .iter()
+                        .map(|b| b.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// Stores the image of the empty tree (no layers), for containers built
+    /// from nothing; returns its id.
+    ///
+    /// # Errors
+    /// As [`Store::put_image`].
+    pub fn empty_image(&self) -> Result<ImageId> {
+        let tree = self.store.put_snapshot(&Snapshot::empty())?;
+        let image = crate::tree::Image::new(
+            Vec::new(),
+            tree,
+            crate::tree::ImageConfig::default(),
+            Vec::new(),
+        )?;
+        self.store.put_image(&image)
+    }
+}
+
+/// State
+impl Containers<'_> {
+    fn root(&self) -> PathBuf {
+        self.store.path().join("containers")
+    }
+
+    fn dir(&self, name: &str) -> Result<PathBuf> {
+        validate_name(name)?;
+        Ok(self.root().join(name))
+    }
+
+    fn read_meta(&self, name: &str) -> Result<Meta> {
+        let dir = self.dir(name)?;
+        let path = dir.join(META);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let reason = if dir.is_dir() {
+                    "its state is incomplete (made by a process that stopped); remove it"
+                } else {
+                    "no such container"
+                };
+                return Err(Error::Container {
+                    name: name.to_owned(),
+                    reason: reason.to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let body = bytes
+            .strip_prefix(META_MAGIC)
+            .ok_or_else(|| Error::corrupt(&path, 0, "not a container state file"))?;
+        postcard::from_bytes(body)
+            .map_err(|e| Error::corrupt(&path, META_MAGIC.len() as u64, format!("bad state: {e}")))
+    }
+
+    fn write_meta(&self, name: &str, meta: &Meta) -> Result<()> {
+        let dir = self.dir(name)?;
+        let mut bytes = META_MAGIC.to_vec();
+        bytes.extend(
+            postcard::to_allocvec(meta)
+                .map_err(|e| Error::InvalidArgument(format!("cannot encode state: {e}")))?,
+        );
+        durable::write_atomic(&dir, &dir.join(META), &bytes)
+    }
+
+    fn pin(&self, name: &str, meta: &Meta) -> Result<()> {
+        let mut ids = vec![ChunkId::from_bytes(*meta.image.as_bytes())];
+        ids.extend(meta.committed.map(|c| ChunkId::from_bytes(*c.as_bytes())));
+        self.store.set_pins(PIN_GROUP, name, &ids)
+    }
+
+    /// Runs `f` with the backend and view of container `name`.
+    fn with_view<T>(
+        &self,
+        name: &str,
+        meta: &Meta,
+        f: impl FnOnce(&dyn MountBackend, &ViewSpec<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let backend = self.backend(name, &meta.backend)?;
+        let base = self.store.image_tree(&meta.image)?;
+        let state = self.dir(name)?;
+        let spec = ViewSpec {
+            name,
+            state: &state,
+            target: meta.target.as_deref(),
+            image: meta.image,
+            base: &base,
+            read_only: meta.read_only,
+        };
+        f(backend.as_ref(), &spec)
+    }
+
+    fn info(&self, name: &str, meta: Meta) -> Result<ContainerInfo> {
+        let mounted = self.with_view(name, &meta, |b, v| b.is_mounted(v))?;
+        Ok(ContainerInfo {
+            name: name.to_owned(),
+            image: meta.image,
+            backend: meta.backend,
+            target: meta.target,
+            read_only: meta.read_only,
+            labels: meta.labels,
+            created: meta.created,
+            committed: meta.committed,
+            mounted,
+        })
+    }
+}
+
+/// Checks that `target` is an empty directory, creating it if absent.
+fn prepare_target(name: &str, target: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs_err::create_dir_all(target).map_err(|e| Error::io("create directory", target, e))
+        }
+        Err(e) => Err(Error::io("examine", target, e)),
+        Ok(m) if !m.is_dir() => Err(Error::Container {
+            name: name.to_owned(),
+            reason: format!("the target '{}' is not a directory", target.display()),
+        }),
+        Ok(_) => {
+            let mut entries =
+                std::fs::read_dir(target).map_err(|e| Error::io("read directory", target, e))?;
+            if entries.next().is_some() {
+                return Err(Error::DestinationNotEmpty {
+                    path: target.to_path_buf(),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::new(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        d.subsec_nanos(),
+    )
+}
+
+/// The lifecycle
+impl Containers<'_> {
+    /// Makes a writable container `name`, a view of `image`, and mounts it
+    /// (at `options.target`, for backends that need one).
+    ///
+    /// # Errors
+    /// [`Error::Container`] if the name is invalid or taken, the backend is
+    /// unknown, or a target is needed and not given;
+    /// [`Error::DestinationNotEmpty`] if the target holds something; the
+    /// backend's [`check`](MountBackend::check) error if it cannot be used
+    /// here; [`Error::ObjectNotFound`] if `image` is not stored; the backend's
+    /// mount error (nothing is left behind then).
+    pub fn prepare(
+        &self,
+        name: &str,
+        image: &ImageId,
+        options: &PrepareOptions,
+    ) -> Result<ContainerInfo> {
+        let dir = self.dir(name)?;
+        let backend_name = match &options.backend {
+            Some(b) => b.clone(),
+            None if options.target.is_some() => self.pick_backend(name)?.to_owned(),
+            None => self
+                .default_backend()
+                .ok_or_else(|| Error::Container {
+                    name: name.to_owned(),
+                    reason: "no backend is configured".to_owned(),
+                })?
+                .to_owned(),
+        };
+        let backend = self.backend(name, &backend_name)?.clone();
+        backend.check(self.store)?;
+        self.store.image(image)?;
+        let target = if backend.needs_target() {
+            let target = options.target.as_deref().ok_or_else(|| Error::Container {
+                name: name.to_owned(),
+                reason: format!("the {backend_name} backend needs a target directory"),
+            })?;
+            prepare_target(name, target)?;
+            Some(std::path::absolute(target).map_err(|e| Error::io("resolve", target, e))?)
+        } else {
+            None
+        };
+        let root = self.root();
+        fs_err::create_dir_all(&root).map_err(|e| Error::io("create directory", &root, e))?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Container {
+                    name: name.to_owned(),
+                    reason: "a container of this name exists".to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::io("create directory", &dir, e)),
+        }
+        let meta = Meta {
+            image: *image,
+            backend: backend_name,
+            target,
+            read_only: options.read_only,
+            labels: options.labels.clone(),
+            created: now(),
+            committed: None,
+        };
+        let made = (|| {
+            durable::sync_dir(&root)?;
+            self.write_meta(name, &meta)?;
+            self.pin(name, &meta)?;
+            self.with_view(name, &meta, |b, v| b.mount(self.store, v))
+        })();
+        if let Err(err) = made {
+            let _ = self.with_view(name, &meta, |b, v| b.remove(self.store, v));
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = self.store.remove_pins(PIN_GROUP, name);
+            return Err(err);
+        }
+        self.stat(name)
+    }
+
+    /// Makes a read-only container `name`, a view of `image`: as
+    /// [`Containers::prepare`] with [`PrepareOptions::read_only`] set.
+    ///
+    /// # Errors
+    /// As [`Containers::prepare`].
+    pub fn view(
+        &self,
+        name: &str,
+        image: &ImageId,
+        options: &PrepareOptions,
+    ) -> Result<ContainerInfo> {
+        let options = PrepareOptions {
+            read_only: true,
+            ..options.clone()
+        };
+        self.prepare(name, image, &options)
+    }
+
+    /// Mounts the existing container `name` again, with its changes, at
+    /// `target` (or where it was last mounted, if `None`).
+    ///
+    /// # Errors
+    /// [`Error::Container`] if there is no such container or it is mounted
+    /// already; [`Error::DestinationNotEmpty`] if the target holds
+    /// something; the backend's mount error.
+    pub fn mount(&self, name: &str, target: Option<&Path>) -> Result<ContainerInfo> {
+        let mut meta = self.read_meta(name)?;
+        if self.with_view(name, &meta, |b, v| b.is_mounted(v))? {
+            return Err(Error::Container {
+                name: name.to_owned(),
+                reason: format!(
+                    "already mounted{}",
+                    meta.target
+                        .as_ref()
+                        .map(|t| format!(" at '{}'", t.display()))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        if self.backend(name, &meta.backend)?.needs_target() {
+            let target = target
+                .map(Path::to_path_buf)
+                .or_else(|| meta.target.clone())
+                .ok_or_else(|| Error::Container {
+                    name: name.to_owned(),
+                    reason: "a target directory is needed".to_owned(),
+                })?;
+            prepare_target(name, &target)?;
+            let target =
+                std::path::absolute(&target).map_err(|e| Error::io("resolve", &target, e))?;
+            if meta.target.as_ref() != Some(&target) {
+                meta.target = Some(target);
+                self.write_meta(name, &meta)?;
+            }
+        }
+        self.with_view(name, &meta, |b, v| b.mount(self.store, v))?;
+        self.stat(name)
+    }
+
+    /// Unmounts container `name`, keeping its changes.
+    ///
+    /// # Errors
+    /// [`Error::Container`] if there is no such container; the backend's
+    /// error (`EBUSY` naming the target) if it is in use.
+    pub fn unmount(&self, name: &str) -> Result<()> {
+        let meta = self.read_meta(name)?;
+        self.with_view(name, &meta, |b, v| b.unmount(self.store, v))
+    }
+
+    /// The name of the container last mounted at `target`, if any.
+    ///
+    /// # Errors
+    /// As [`Containers::walk`].
+    pub fn by_target(&self, target: &Path) -> Result<Option<String>> {
+        let target = std::path::absolute(target).map_err(|e| Error::io("resolve", target, e))?;
+        Ok(self
+            .walk(|_| true)?
+            .into_iter()
+            .find(|c| c.target.as_deref() == Some(&target))
+            .map(|c| c.name))
+    }
+
+    /// Commits container `name`: its changes become a new layer, and a new
+    /// image (the parent's layers plus that layer, the parent's config, a
+    /// history record) is stored, flushed, pinned by the container (so gc
+    /// keeps it) and tagged if asked. The container stays as it is, mounted
+    /// or not, and can be committed again later (the next layer is again
+    /// relative to the container's parent image).
+    ///
+    /// # Errors
+    /// [`Error::Container`] if there is no such container or it is
+    /// read-only; the backend's error reading the changes; the store's
+    /// error writing them. Nothing of the container is lost on error.
+    pub fn commit(&self, name: &str, options: &CommitOptions) -> Result<ImageId> {
+        let mut meta = self.read_meta(name)?;
+        if meta.read_only {
+            return Err(Error::Container {
+                name: name.to_owned(),
+                reason: "a read-only view cannot be committed".to_owned(),
+            });
+        }
+        let (layer, base) = self.with_view(name, &meta, |b, v| {
+            Ok((b.changes(self.store, v)?, v.base.clone()))
+        })?;
+        let tree = layer.apply(&base)?;
+        let history = History {
+            created_by: format!("layerstore container commit {name}"),
+            comment: options.message.clone(),
+            created: Some(now()),
+            empty_layer: false,
+        };
+        let image = self
+            .store
+            .put_child_image(Some(&meta.image), &layer, &tree, None, history)?;
+        self.store.flush()?;
+        meta.committed = Some(image);
+        self.pin(name, &meta)?;
+        self.write_meta(name, &meta)?;
+        if let Some(tag) = &options.tag {
+            self.store.set_tag(tag, &image)?;
+        }
+        Ok(image)
+    }
+
+    /// Unmounts and deletes container `name` with its changes, and its pins.
+    /// A container whose state is incomplete (a crash while it was made) is
+    /// deleted too.
+    ///
+    /// # Errors
+    /// [`Error::Container`] if there is no such container; the backend's
+    /// error if it cannot be unmounted (busy): nothing is deleted then.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let dir = self.dir(name)?;
+        match self.read_meta(name) {
+            Ok(meta) => self.with_view(name, &meta, |b, v| b.remove(self.store, v))?,
+            Err(_) if dir.join(META).exists() => {
+                // Damaged state: nothing can be mounted from it; delete it.
+            }
+            Err(err) if !dir.is_dir() => return Err(err),
+            Err(_) => {}
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &dir, e)),
+        }
+        durable::sync_dir(&self.root())?;
+        self.store.remove_pins(PIN_GROUP, name)?;
+        Ok(())
+    }
+
+    /// Removes the tag `tag` (containerd's `Remove` of a committed
+    /// snapshot), refused while a container is a view of the image it names
+    /// (remove the container first). Whether the tag existed.
+    ///
+    /// # Errors
+    /// [`Error::Container`] naming the first container that uses the image;
+    /// as [`Store::remove_tag`].
+    pub fn remove_image(&self, tag: &TagName) -> Result<bool> {
+        let Some(image) = self.store.tag(tag)? else {
+            return Ok(false);
+        };
+        if let Some(user) = self.walk(|c| c.image == image)?.into_iter().next() {
+            return Err(Error::Container {
+                name: user.name,
+                reason: format!("is a view of '{tag}' ({image}): remove the container first"),
+            });
+        }
+        self.store.remove_tag(tag)
+    }
+
+    /// What is known of container `name`.
+    ///
+    /// # Errors
+    /// [`Error::Container`] if there is no such container;
+    /// [`Error::Corrupt`] naming its `meta` if that is damaged.
+    pub fn stat(&self, name: &str) -> Result<ContainerInfo> {
+        let meta = self.read_meta(name)?;
+        self.info(name, meta)
+    }
+
+    /// Every container that `filter` accepts, sorted by name. Directories of
+    /// `containers/` without complete state (a crash while one was made) are
+    /// skipped; [`Containers::remove`] deletes them.
+    ///
+    /// # Errors
+    /// An I/O error naming `containers/`; as [`Containers::stat`].
+    pub fn walk(
+        &self,
+        mut filter: impl FnMut(&ContainerInfo) -> bool,
+    ) -> Result<Vec<ContainerInfo>> {
+        let root = self.root();
+        let entries = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("read directory", &root, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read directory", &root, e))?;
+            if let Some(name) = entry.file_name().to_str()
+                && validate_name(name).is_ok()
+                && entry.path().join(META).exists()
+            {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let info = self.stat(&name)?;
+            if filter(&info) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces container `name`'s labels.
+    ///
+    /// # Errors
+    /// As [`Containers::stat`]; an I/O error naming `meta`.
+    pub fn update_labels(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<ContainerInfo> {
+        let mut meta = self.read_meta(name)?;
+        meta.labels = labels;
+        self.write_meta(name, &meta)?;
+        self.info(name, meta)
+    }
+
+    /// What container `name`'s own layer uses.
+    ///
+    /// # Errors
+    /// As [`Containers::stat`]; the backend's error.
+    pub fn usage(&self, name: &str) -> Result<Usage> {
+        let meta = self.read_meta(name)?;
+        self.with_view(name, &meta, |b, v| b.usage(self.store, v))
+    }
+
+    /// File access to container `name`, which must be mounted.
+    ///
+    /// # Errors
+    /// [`Error::Container`] if there is no such container or it is not
+    /// mounted.
+    pub fn files(&self, name: &str) -> Result<Box<dyn ViewFiles + '_>> {
+        let meta = self.read_meta(name)?;
+        let backend = self.backend(name, &meta.backend)?;
+        self.with_view(name, &meta, |b, v| {
+            if !b.is_mounted(v)? {
+                return Err(Error::Container {
+                    name: name.to_owned(),
+                    reason: "not mounted".to_owned(),
+                });
+            }
+            Ok(())
+        })?;
+        let base = self.store.image_tree(&meta.image)?;
+        let state = self.dir(name)?;
+        let spec = ViewSpec {
+            name,
+            state: &state,
+            target: meta.target.as_deref(),
+            image: meta.image,
+            base: &base,
+            read_only: meta.read_only,
+        };
+        backend.files(self.store, &spec)
+    }
+}

@@ -1,0 +1,403 @@
+//! The copy backend's quick rescan: a walk of the target that `lstat`s every
+//! entry and reuses, for each entry whose stat is what it was at the previous
+//! walk, that walk's entry, without reading its content or listing its
+//! xattrs. Any change of content, mode, owner, xattrs or name moves an inode's
+//! change time, which no system call sets, so an entry whose device, inode,
+//! size, mode, owner, link count, mtime and ctime are all unchanged is
+//! unchanged.
+//!
+//! The racy case (git's): an entry changed in the same tick of the
+//! filesystem's clock as the walk stat'ed it keeps its ctime. So the walk
+//! notes the clock when it starts (the change time of a probe file made in
+//! the container's state); entries whose ctime is not older are recorded as
+//! racy and read again by the next walk.
+//!
+//! What this walk does not handle — a changed hard-linked file, a changed
+//! device, fifo or socket, an entry that vanishes while walked, a record that
+//! does not decode or names a tree the store lacks — makes it give up, and
+//! the caller does a full [`Store::scan`](crate::Store::scan).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+
+use rustix::fs::{FileType, Stat};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::SnapshotId;
+use crate::error::{Error, Result};
+use crate::fsutil::confine::Root;
+use crate::store::Store;
+use crate::tree::{Entry, EntryKind, Metadata, Snapshot, Timestamp, TreePath};
+
+/// The file, in the container's state, holding the last walk's record.
+const RECORD: &str = "copy-stat";
+/// The first bytes of the record, with its version.
+const MAGIC: &[u8] = b"layerstore-copy-stat 1\n";
+
+/// What the walk compares of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Key {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u64,
+    size: u64,
+    mtime: Timestamp,
+    ctime: Timestamp,
+}
+
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "the widths of struct stat's fields differ by architecture"
+)]
+impl Key {
+    fn of(st: &Stat) -> Self {
+        Self {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            nlink: st.st_nlink as u64,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: Timestamp::new(st.st_mtime as i64, st.st_mtime_nsec as u32),
+            ctime: Timestamp::new(st.st_ctime as i64, st.st_ctime_nsec as u32),
+        }
+    }
+}
+
+/// The last walk: the tree it found (stored) and each path's key; `racy`
+/// keys are not trusted.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    tree: SnapshotId,
+    keys: Vec<(Vec<u8>, Key, bool)>,
+}
+
+/// The change time a new file gets now, in `dir`.
+fn clock(dir: &Path) -> Result<Timestamp> {
+    let probe = dir.join(".clock-probe");
+    let file = std::fs::File::create(&probe).map_err(|e| Error::io("create", &probe, e))?;
+    let st = rustix::fs::fstat(&file).map_err(|e| Error::io("stat", &probe, e.into()))?;
+    drop(file);
+    let _ = std::fs::remove_file(&probe);
+    Ok(Key::of(&st).ctime)
+}
+
+fn load(state: &Path) -> Option<Record> {
+    let bytes = std::fs::read(state.join(RECORD)).ok()?;
+    postcard::from_bytes(bytes.strip_prefix(MAGIC)?).ok()
+}
+
+fn save(
+    store: &Store,
+    state: &Path,
+    tree: &Snapshot,
+    keys: Vec<(Vec<u8>, Key, bool)>,
+) -> Result<()> {
+    let record = Record {
+        tree: store.put_snapshot(tree)?,
+        keys,
+    };
+    let mut bytes = MAGIC.to_vec();
+    bytes
+        .extend(postcard::to_allocvec(&record).map_err(|e| {
+            Error::InvalidArgument(format!("cannot encode the walk's record: {e}"))
+        })?);
+    // A cache: not fsynced; a torn or lost one only makes the next walk give up.
+    let tmp = state.join(format!("{RECORD}.tmp"));
+    std::fs::write(&tmp, &bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, state.join(RECORD)).map_err(|e| Error::io("rename into place", &tmp, e))
+}
+
+/// Forgets the record (the tree was moved, or is gone).
+pub(crate) fn forget(state: &Path) {
+    let _ = std::fs::remove_file(state.join(RECORD));
+}
+
+/// Records `tree` as what `dir` holds now (just materialised from it), so
+/// that the next [`rescan`] reads only what changes after this.
+pub(crate) fn record(store: &Store, state: &Path, dir: &Path, tree: &Snapshot) -> Result<()> {
+    if let Some((found, keys)) = walk(store, state, dir, None, Some(tree))? {
+        save(store, state, &found, keys)
+    } else {
+        forget(state);
+        Ok(())
+    }
+}
+
+/// The tree in `dir` now, by the quick walk; `None` if the walk gave up (or
+/// there is no usable record): then the caller scans.
+pub(crate) fn rescan(store: &Store, state: &Path, dir: &Path) -> Result<Option<Snapshot>> {
+    let Some(record) = load(state) else {
+        return Ok(None);
+    };
+    let Ok(previous) = store.snapshot(&record.tree) else {
+        return Ok(None);
+    };
+    let keys: HashMap<Vec<u8>, (Key, bool)> = record
+        .keys
+        .into_iter()
+        .map(|(path, key, racy)| (path, (key, racy)))
+        .collect();
+    if let Some((found, keys)) = walk(store, state, dir, Some(&keys), Some(&previous))? {
+        save(store, state, &found, keys)?;
+        Ok(Some(found))
+    } else {
+        forget(state);
+        Ok(None)
+    }
+}
+
+type Walked = (Snapshot, Vec<(Vec<u8>, Key, bool)>);
+
+/// Walks `dir`. With `keys`, an entry whose key is trusted and unchanged is
+/// taken from `previous`; without, every entry is taken from `previous`
+/// (`record` after a materialisation) when its kind agrees. Others are read.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one walk; split, its closures would need a struct of their own"
+)]
+fn walk(
+    store: &Store,
+    state: &Path,
+    dir: &Path,
+    keys: Option<&HashMap<Vec<u8>, (Key, bool)>>,
+    previous: Option<&Snapshot>,
+) -> Result<Option<Walked>> {
+    if previous.is_some_and(|p| {
+        p.entries()
+            .iter()
+            .any(|e| matches!(e.kind, EntryKind::Hardlink { .. }))
+    }) {
+        return Ok(None);
+    }
+    let same_device = std::fs::metadata(state)
+        .ok()
+        .zip(std::fs::metadata(dir).ok())
+        .is_some_and(|(a, b)| {
+            std::os::unix::fs::MetadataExt::dev(&a) == std::os::unix::fs::MetadataExt::dev(&b)
+        });
+    let mut racy_from = clock(state)?;
+    if !same_device {
+        // Another filesystem may stamp with a coarser clock: a second of margin.
+        racy_from = Timestamp::new(racy_from.secs.saturating_sub(1), 0);
+    }
+    let root = Root::open(dir)?;
+    let mut entries = Vec::new();
+    let mut out_keys = Vec::new();
+    let mut stack = vec![TreePath::ROOT];
+    let reuse = |path: &TreePath, key: &Key| -> Option<Entry> {
+        let old = previous?.get(path)?;
+        if let Some(keys) = keys {
+            let (was, racy) = keys.get(path.as_bytes())?;
+            if *racy || was != key {
+                return None;
+            }
+        }
+        let kind_agrees = match (&old.kind, FileType::from_raw_mode(key.mode)) {
+            (EntryKind::File { size, chunks }, FileType::RegularFile) => {
+                key.nlink == 1
+                    && *size == key.size
+                    && chunks.chunks().iter().all(|c| store.contains(&c.id))
+            }
+            (EntryKind::Dir, FileType::Directory)
+            | (EntryKind::Symlink { .. }, FileType::Symlink) => true,
+            _ => false,
+        };
+        // Without keys (just materialised), what was written must show the
+        // entry's metadata; xattrs were copied with it.
+        let written = keys.is_some()
+            || (old.meta.mtime == key.mtime
+                && old.meta.mode == key.mode & 0o7777
+                && old.meta.uid == key.uid
+                && old.meta.gid == key.gid);
+        (kind_agrees && written).then(|| old.clone())
+    };
+    while let Some(path) = stack.pop() {
+        let rel: &[u8] = if path.is_root() { b"" } else { path.as_bytes() };
+        let opened = match root.open_dir(rel) {
+            Ok(d) => d,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(err) => return Err(err),
+        };
+        let st = opened.stat()?;
+        let key = Key::of(&st);
+        let own = match reuse(&path, &key) {
+            Some(entry) => entry,
+            None => Entry::dir(path.clone(), metadata(&st, opened.xattrs()?)),
+        };
+        out_keys.push((path.as_bytes().to_vec(), key, key.ctime >= racy_from));
+        entries.push(own);
+        for name in opened.names()? {
+            let child = path.join(&name)?;
+            let st = match opened.lstat(&name) {
+                Ok(st) => st,
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    return Ok(None);
+                }
+                Err(err) => return Err(err),
+            };
+            let key = Key::of(&st);
+            let file_type = FileType::from_raw_mode(st.st_mode);
+            if file_type == FileType::Directory {
+                stack.push(child);
+                continue;
+            }
+            let entry = if let Some(entry) = reuse(&child, &key) {
+                entry
+            } else {
+                let kind = match file_type {
+                    FileType::RegularFile if st.st_nlink == 1 => {
+                        let file = opened.open_file(&name)?;
+                        let shown = opened.child_path(&name);
+                        let chunks = store.put_reader(&file, &shown)?;
+                        let after = rustix::fs::fstat(&file)
+                            .map_err(|e| Error::io("stat", &shown, e.into()))?;
+                        if Key::of(&after) != key || chunks.content_len() != key.size {
+                            // Changed while read: the full scan handles it.
+                            return Ok(None);
+                        }
+                        EntryKind::File {
+                            size: chunks.content_len(),
+                            chunks,
+                        }
+                    }
+                    FileType::Symlink => EntryKind::Symlink {
+                        target: opened.read_link(&name)?,
+                    },
+                    _ => return Ok(None),
+                };
+                Entry::new(
+                    child.clone(),
+                    kind,
+                    metadata(&st, opened.child_xattrs(&name)?),
+                )
+            };
+            out_keys.push((child.as_bytes().to_vec(), key, key.ctime >= racy_from));
+            entries.push(entry);
+        }
+    }
+    Ok(Some((Snapshot::from_entries(entries)?, out_keys)))
+}
+
+/// An entry's metadata from its `stat` and xattrs, as `Store::scan` records it.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "the widths of struct stat's fields differ by architecture"
+)]
+fn metadata(st: &Stat, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Metadata {
+    Metadata {
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: Timestamp::new(st.st_mtime as i64, st.st_mtime_nsec as u32),
+        xattrs: xattrs.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{CheckoutOptions, ScanOptions};
+
+    /// A store, a tree checked out into `dir`, recorded; returns the tree.
+    fn setup(tmp: &Path) -> (Store, std::path::PathBuf, std::path::PathBuf, Snapshot) {
+        let store = Store::create(tmp.join("store"), &crate::StoreOptions::default()).unwrap();
+        let src = tmp.join("src");
+        std::fs::create_dir_all(src.join("d/e")).unwrap();
+        for (name, body) in [
+            ("a", "alpha"),
+            ("b", "bravo"),
+            ("d/c", "charlie"),
+            ("d/e/f", "fox"),
+        ] {
+            std::fs::write(src.join(name), body).unwrap();
+        }
+        std::os::unix::fs::symlink("a", src.join("link")).unwrap();
+        let tree = store.scan(&src, &ScanOptions::default()).unwrap().snapshot;
+        let dir = tmp.join("dir");
+        store
+            .checkout(&tree, &dir, &CheckoutOptions::default())
+            .unwrap();
+        let state = tmp.join("state");
+        std::fs::create_dir(&state).unwrap();
+        record(&store, &state, &dir, &tree).unwrap();
+        (store, dir, state, tree)
+    }
+
+    fn full_scan(store: &Store, dir: &Path) -> Snapshot {
+        let options = ScanOptions {
+            use_stat_cache: false,
+            threads: None,
+        };
+        store.scan(dir, &options).unwrap().snapshot
+    }
+
+    #[test]
+    fn the_quick_walk_finds_what_a_full_scan_finds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, dir, state, tree) = setup(tmp.path());
+        // Unchanged: the same tree, nothing read.
+        let again = rescan(&store, &state, &dir).unwrap().unwrap();
+        assert_eq!(again.id(), tree.id());
+        assert_eq!(again.id(), full_scan(&store, &dir).id());
+        // Every kind of change, including same-size content with the old
+        // mtime put back (only the ctime tells).
+        let old = std::fs::metadata(dir.join("a"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::fs::write(dir.join("a"), "ALPHA").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("a"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::set_permissions(
+            dir.join("b"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::rename(dir.join("d/c"), dir.join("d/e/c2")).unwrap();
+        std::fs::remove_file(dir.join("d/e/f")).unwrap();
+        std::fs::write(dir.join("new"), "november").unwrap();
+        std::fs::remove_file(dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("b", dir.join("link")).unwrap();
+        if crate::fsutil::xattr::tests::user_xattrs_supported(&dir) {
+            rustix::fs::setxattr(
+                dir.join("d"),
+                "user.k",
+                b"v",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .unwrap();
+        }
+        let quick = rescan(&store, &state, &dir).unwrap().unwrap();
+        assert_eq!(quick, full_scan(&store, &dir));
+        assert_ne!(quick.id(), tree.id());
+        // And again right away (everything just written is racy).
+        std::fs::write(dir.join("new"), "NOVEMBER").unwrap();
+        let quick = rescan(&store, &state, &dir).unwrap().unwrap();
+        assert_eq!(quick, full_scan(&store, &dir));
+    }
+
+    #[test]
+    fn it_gives_up_on_what_it_does_not_handle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, dir, state, _) = setup(tmp.path());
+        std::fs::write(dir.join("h"), "linked").unwrap();
+        std::fs::hard_link(dir.join("h"), dir.join("h2")).unwrap();
+        assert!(rescan(&store, &state, &dir).unwrap().is_none());
+        // The record is forgotten: the next one gives up at once too.
+        assert!(rescan(&store, &state, &dir).unwrap().is_none());
+        std::fs::write(state.join(RECORD), b"garbage").unwrap();
+        assert!(rescan(&store, &state, &dir).unwrap().is_none());
+    }
+}

@@ -1,0 +1,197 @@
+//! `mount`, `umount`, `containers`, `container commit`, `container rm`.
+
+use std::path::Path;
+
+use super::{last_line, layerstore, ok};
+
+fn code(out: &std::process::Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A store with an image `base` holding one file.
+fn store_with_base(dir: &Path) -> std::path::PathBuf {
+    let store = dir.join("store");
+    ok(&layerstore(&store, &["init"]));
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/os-release"), b"ID=test\n").unwrap();
+    ok(&layerstore(
+        &store,
+        &["commit", src.to_str().unwrap(), "--tag", "base"],
+    ));
+    store
+}
+
+#[test]
+fn mount_change_commit_remount_rm() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_base(dir.path());
+    let target = dir.path().join("rootfs");
+    let t = target.to_str().unwrap();
+
+    let out = ok(&layerstore(
+        &store,
+        &["mount", "base", t, "--backend", "copy", "--name", "web"],
+    ));
+    assert_eq!(out.trim(), "web");
+    assert_eq!(
+        std::fs::read(target.join("etc/os-release")).unwrap(),
+        b"ID=test\n"
+    );
+    std::fs::write(target.join("etc/hostname"), b"web\n").unwrap();
+    std::fs::remove_file(target.join("etc/os-release")).unwrap();
+
+    let listed = ok(&layerstore(&store, &["containers"]));
+    let mut lines = listed.lines();
+    let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "IMAGE", "BACKEND", "TARGET"]);
+    let row: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["web", "base:latest", "copy"]);
+    assert!(row[3].ends_with("rootfs"), "{row:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&layerstore(&store, &["containers", "--json"]))).unwrap();
+    assert_eq!(json[0]["name"], "web");
+    assert_eq!(json[0]["mounted"], true);
+
+    let id = ok(&layerstore(
+        &store,
+        &[
+            "container",
+            "commit",
+            "web",
+            "--tag",
+            "web:v1",
+            "--message",
+            "hostname",
+        ],
+    ));
+    let id = last_line(&id).to_owned();
+    assert!(id.starts_with("blake3:"), "{id}");
+    let diff = ok(&layerstore(&store, &["diff", "base", "web:v1"]));
+    assert!(diff.contains("A etc/hostname"), "{diff}");
+    assert!(diff.contains("D etc/os-release"), "{diff}");
+
+    // Unmount by target, remount by name at another target.
+    ok(&layerstore(&store, &["umount", t]));
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    let other = dir.path().join("again");
+    let out = ok(&layerstore(
+        &store,
+        &["mount", "web", other.to_str().unwrap()],
+    ));
+    assert_eq!(out.trim(), "web");
+    assert_eq!(std::fs::read(other.join("etc/hostname")).unwrap(), b"web\n");
+    // gc keeps the container's image even untagged.
+    ok(&layerstore(&store, &["untag", "base"]));
+    ok(&layerstore(&store, &["gc"]));
+    ok(&layerstore(&store, &["fsck"]));
+
+    ok(&layerstore(&store, &["container", "rm", "web"]));
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
+    let listed = ok(&layerstore(&store, &["containers"]));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}
+
+#[test]
+fn default_backend_and_made_up_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_base(dir.path());
+    let target = dir.path().join("t");
+    let name = ok(&layerstore(
+        &store,
+        &["mount", "base", target.to_str().unwrap()],
+    ));
+    let name = name.trim();
+    assert!(name.starts_with("base-"), "{name}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&layerstore(&store, &["containers", "--json"]))).unwrap();
+    // Until the overlay backend lands, the default is copy.
+    let backend = json[0]["backend"].as_str().unwrap();
+    assert!(["overlay", "copy"].contains(&backend), "{backend}");
+    ok(&layerstore(&store, &["container", "rm", name]));
+}
+
+#[test]
+fn read_only_views_refuse_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_base(dir.path());
+    let target = dir.path().join("ro");
+    ok(&layerstore(
+        &store,
+        &[
+            "mount",
+            "base",
+            target.to_str().unwrap(),
+            "--backend",
+            "copy",
+            "--name",
+            "ro",
+            "--read-only",
+        ],
+    ));
+    let out = layerstore(&store, &["container", "commit", "ro"]);
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("read-only"), "{}", stderr(&out));
+    if rustix::process::geteuid().is_root() {
+        assert!(
+            std::fs::write(target.join("x"), b"x").is_err(),
+            "a read-only view took a write"
+        );
+    }
+    ok(&layerstore(&store, &["container", "rm", "ro"]));
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_base(dir.path());
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("x"), b"x").unwrap();
+    let t = dir.path().join("t");
+    let t = t.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["mount", "base", t, "--name", "a/b"], "'/'"),
+        (vec!["mount", "base", t, "--name", ".."], "'..'"),
+        (
+            vec!["mount", "base", full.to_str().unwrap(), "--name", "x"],
+            "full",
+        ),
+        (vec!["mount", "nonesuch", t], "nonesuch"),
+        (vec!["mount", "base", t, "--backend", "bogus"], "bogus"),
+        (vec!["mount", "base", t, "--backend", "memory"], "memory"),
+        (vec!["umount", "ghost"], "ghost"),
+        (vec!["container", "commit", "ghost"], "ghost"),
+        (vec!["container", "rm", "ghost"], "ghost"),
+    ];
+    for (args, named) in cases {
+        let out = layerstore(&store, &args);
+        assert_eq!(code(&out), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
+    }
+    // Nothing was made by any of them.
+    let listed = ok(&layerstore(&store, &["containers"]));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert_eq!(std::fs::read(full.join("x")).unwrap(), b"x");
+    // A name in use.
+    ok(&layerstore(
+        &store,
+        &["mount", "base", t, "--name", "taken", "--backend", "copy"],
+    ));
+    let out = layerstore(
+        &store,
+        &[
+            "mount",
+            "base",
+            dir.path().join("u").to_str().unwrap(),
+            "--name",
+            "taken",
+        ],
+    );
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("taken"), "{}", stderr(&out));
+}
