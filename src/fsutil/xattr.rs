@@ -115,9 +115,12 @@ pub(crate) fn get(target: Target<'_>, shown_path: &Path, name: &[u8]) -> Result<
     }
 }
 
+/// Extended attributes as (name, value) pairs, sorted by name.
+pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Every extended attribute of `target` as `(name, value)`, sorted by name.
 /// An attribute removed while it is being read is left out.
-pub(crate) fn list(target: Target<'_>, shown_path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn list(target: Target<'_>, shown_path: &Path) -> Result<Xattrs> {
     let mut out = Vec::new();
     for name in list_names(target, shown_path)? {
         if let Some(value) = get(target, shown_path, &name)? {

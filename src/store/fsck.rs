@@ -100,11 +100,20 @@ impl Store {
             let path = pack_path(id);
             let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
             check.bytes_checked += bytes.len() as u64;
-            let mut scanned = scan_pack(&path, &bytes, &mut check.problems);
             // A pack is named by the hash of its bytes: this catches a change
             // anywhere, even one the frames' own checks let through (a flip in
-            // a zstd header field that does not alter the output, say).
-            if PackId::of(&bytes) != *id && !scanned.damaged {
+            // a zstd header field that does not alter the output, say). The
+            // whole-pack hash runs beside the frame checks, both in parallel.
+            let problems = &mut check.problems;
+            let (named, mut scanned) = rayon::join(
+                || {
+                    let mut hasher = blake3::Hasher::new();
+                    hasher.update_rayon(&bytes);
+                    PackId::from_bytes(*hasher.finalize().as_bytes())
+                },
+                || scan_pack(&path, &bytes, problems),
+            );
+            if named != *id && !scanned.damaged {
                 scanned.damaged = true;
                 check.problems.push((
                     path.clone(),

@@ -37,6 +37,7 @@ use rustix::io::Errno;
 use crate::error::{Error, Result};
 use crate::fsutil::confine::Root;
 use crate::fsutil::dir::Dir;
+use crate::fsutil::xattr::Xattrs;
 use crate::store::Store;
 use crate::store::chunk_list::ChunkList;
 use crate::tree::entry::{Entry, EntryKind, Metadata, Timestamp};
@@ -243,6 +244,9 @@ impl Store {
                 mtime: now.mtime,
                 ctime: now.ctime,
                 chunks: chunks.clone(),
+                // What the file has, not what the tree says: an unprivileged
+                // checkout leaves `trusted.*` out.
+                xattrs: root.xattrs(entry.path.as_bytes())?,
             });
         }
         wait_for_clock_past(&canonical, newest)?;
@@ -324,7 +328,7 @@ struct Pending {
 struct Linked {
     path: TreePath,
     stat: Stat,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    xattrs: Xattrs,
 }
 
 /// What examining one name of a directory gives.
@@ -482,6 +486,16 @@ impl<'s> Scan<'s> {
             }
             _ => {}
         }
+        if file_type == FileType::RegularFile
+            && st.st_nlink <= 1
+            && let Some((chunks, xattrs)) = self.cached(&path, &st)
+        {
+            return Ok(Some(Found::Entry(Entry::new(
+                path,
+                file_kind(chunks),
+                metadata(&st, xattrs),
+            ))));
+        }
         let Some(xattrs) = self.tolerate(&path, dir.child_xattrs(name))? else {
             return Ok(None);
         };
@@ -495,7 +509,7 @@ impl<'s> Scan<'s> {
             }
             FileType::RegularFile => {
                 let shown = dir.child_path(name);
-                match self.content(&path, &st, &shown, || dir.open_file(name))? {
+                match self.read_content(&path, &st, &xattrs, &shown, || dir.open_file(name))? {
                     Some((chunks, after)) => (file_kind(chunks), after),
                     None => return Ok(None),
                 }
@@ -515,24 +529,32 @@ impl<'s> Scan<'s> {
         ))))
     }
 
-    /// The chunks of the regular file at `path` whose `lstat` was `st`, and
-    /// its `stat` once read: from the stat cache, or read through `open` and
-    /// stored. `None` (after a warning) if it vanished or was replaced.
-    fn content(
+    /// The chunks and xattrs of the regular file at `path` whose `lstat` was
+    /// `st`, from the stat cache, if it may be trusted for that file (see
+    /// [`crate::tree::statcache`]): then neither its content nor its xattrs are
+    /// read.
+    fn cached(&self, path: &TreePath, st: &Stat) -> Option<(ChunkList, Xattrs)> {
+        let now = file_stat(st);
+        let cached = self
+            .cache
+            .as_ref()?
+            .lookup(path.as_bytes(), &now, |id| self.store.contains(id))?;
+        self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+        self.remember(path, now, &cached.chunks, &cached.xattrs);
+        Some((cached.chunks.clone(), cached.xattrs.clone()))
+    }
+
+    /// The chunks of the regular file at `path` whose `lstat` was `st` and
+    /// whose xattrs are `xattrs`, and its `stat` once read: read through `open`
+    /// and stored. `None` (after a warning) if it vanished or was replaced.
+    fn read_content(
         &self,
         path: &TreePath,
         st: &Stat,
+        xattrs: &[(Vec<u8>, Vec<u8>)],
         shown: &Path,
         open: impl FnOnce() -> Result<File>,
     ) -> Result<Option<(ChunkList, Stat)>> {
-        let now = file_stat(st);
-        if let Some(cache) = &self.cache
-            && let Some(chunks) = cache.lookup(path.as_bytes(), &now, |id| self.store.contains(id))
-        {
-            self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-            self.remember(path, now, chunks);
-            return Ok(Some((chunks.clone(), *st)));
-        }
         let Some(mut file) = self.tolerate(path, open())? else {
             return Ok(None);
         };
@@ -554,7 +576,7 @@ impl<'s> Scan<'s> {
             let stable = file_stat(&before) == file_stat(&after)
                 && chunks.content_len() == file_stat(&after).size;
             if stable {
-                self.remember(path, file_stat(&after), &chunks);
+                self.remember(path, file_stat(&after), &chunks, xattrs);
                 return Ok(Some((chunks, after)));
             }
             if second {
@@ -574,7 +596,13 @@ impl<'s> Scan<'s> {
 
     /// Notes `chunks` as the content of `path` with stat `now`, for the next
     /// scan's cache.
-    fn remember(&self, path: &TreePath, now: FileStat, chunks: &ChunkList) {
+    fn remember(
+        &self,
+        path: &TreePath,
+        now: FileStat,
+        chunks: &ChunkList,
+        xattrs: &[(Vec<u8>, Vec<u8>)],
+    ) {
         if let Some(fresh) = &self.fresh {
             fresh
                 .lock()
@@ -587,6 +615,7 @@ impl<'s> Scan<'s> {
                     mtime: now.mtime,
                     ctime: now.ctime,
                     chunks: chunks.clone(),
+                    xattrs: xattrs.to_vec(),
                 });
         }
     }
@@ -615,9 +644,13 @@ impl<'s> Scan<'s> {
         // If the first path vanished or was replaced, the next one leads.
         while let Some(first) = members.next() {
             let shown = self.full(&first.path);
-            let open = || self.root.open_read(first.path.as_bytes());
-            let Some((chunks, after)) = self.content(&first.path, &first.stat, &shown, open)?
-            else {
+            let found = if let Some((chunks, _)) = self.cached(&first.path, &first.stat) {
+                Some((chunks, first.stat))
+            } else {
+                let open = || self.root.open_read(first.path.as_bytes());
+                self.read_content(&first.path, &first.stat, &first.xattrs, &shown, open)?
+            };
+            let Some((chunks, after)) = found else {
                 continue;
             };
             let target = first.path.clone();
@@ -676,7 +709,7 @@ fn file_kind(chunks: ChunkList) -> EntryKind {
 }
 
 /// An entry's metadata from its `stat` and xattrs.
-fn metadata(st: &Stat, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Metadata {
+fn metadata(st: &Stat, xattrs: Xattrs) -> Metadata {
     Metadata {
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
@@ -922,13 +955,13 @@ mod tests {
         let f = TreePath::new("f").unwrap();
         let shown = fx.tree.join("f");
         let got = scan
-            .content(&f, &d, &shown, || root_dir.open_file(b"f"))
+            .read_content(&f, &d, &[], &shown, || root_dir.open_file(b"f"))
             .unwrap();
         assert!(got.is_none());
         // A file replaced by a link between lstat and open.
         let st = rustix::fs::lstat(&shown).unwrap();
         let got = scan
-            .content(&f, &st, &shown, || root_dir.open_file(b"l"))
+            .read_content(&f, &st, &[], &shown, || root_dir.open_file(b"l"))
             .unwrap();
         assert!(got.is_none());
 
@@ -957,7 +990,7 @@ mod tests {
         let st = dir.lstat(b"status").unwrap();
         let path = TreePath::new("status").unwrap();
         let (chunks, _) = scan
-            .content(&path, &st, Path::new("/proc/self/status"), || {
+            .read_content(&path, &st, &[], Path::new("/proc/self/status"), || {
                 dir.open_file(b"status")
             })
             .unwrap()
@@ -984,7 +1017,7 @@ mod tests {
             Err(Error::io("open", &shown, source))
         };
         let err = scan
-            .content(&TreePath::new("f").unwrap(), &st, &shown, denied)
+            .read_content(&TreePath::new("f").unwrap(), &st, &[], &shown, denied)
             .unwrap_err();
         assert!(err.to_string().contains(&*shown.to_string_lossy()), "{err}");
         assert!(kinds(&scan).is_empty());

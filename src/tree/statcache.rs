@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! offset 0  8 bytes  magic "LSSTATC\n"
-//!        8  4 bytes  format version, little-endian (1)
+//!        8  4 bytes  format version, little-endian (3)
 //!       12  …        postcard body: CacheBody, to the end
 //! ```
 //!
@@ -51,7 +51,7 @@ use crate::tree::entry::Timestamp;
 /// The first bytes of every stat-cache file.
 const MAGIC: [u8; 8] = *b"LSSTATC\n";
 /// The format version this build writes and reads.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 /// The most a cache body may decompress to (a million files take ~100 MiB).
 const MAX_BODY: u64 = 512 << 20;
 /// The header's length: magic and version.
@@ -72,6 +72,9 @@ pub(crate) struct CachedFile {
     pub(crate) ctime: Timestamp,
     /// The content's chunks, as stored when the file was read.
     pub(crate) chunks: ChunkList,
+    /// Its extended attributes, sorted by name: a change of any moves the
+    /// ctime, so a rescan takes them from here instead of listing them again.
+    pub(crate) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The stat of a file now, as the cache compares it.
@@ -221,15 +224,15 @@ impl CacheFile {
         Timestamp::new(self.scan_started.secs.saturating_sub(MARGIN_SECS), 0)
     }
 
-    /// The cached chunks of the file at `path`, if the cache may be trusted for
-    /// it (see the module docs); `contains` says whether the store still holds
-    /// a chunk.
+    /// What the cache knows of the file at `path` (its chunks and xattrs), if
+    /// the cache may be trusted for it (see the module docs); `contains` says
+    /// whether the store still holds a chunk.
     pub(crate) fn lookup(
         &self,
         path: &[u8],
         now: &FileStat,
         contains: impl Fn(&crate::digest::ChunkId) -> bool,
-    ) -> Option<&ChunkList> {
+    ) -> Option<&CachedFile> {
         let cached = self.files.get(path)?;
         let cutoff = self.cutoff();
         let same = cached.dev == now.dev
@@ -242,7 +245,7 @@ impl CacheFile {
             && settled
             && cached.chunks.content_len() == cached.size
             && cached.chunks.chunks().iter().all(|c| contains(&c.id)))
-        .then_some(&cached.chunks)
+        .then_some(cached)
     }
 
     /// The scan's start and the files, to rewrite a cache in tests.
@@ -277,6 +280,7 @@ mod tests {
                 len: 3,
             }]
             .into(),
+            xattrs: vec![(b"user.k".to_vec(), b"v".to_vec())],
         }
     }
 

@@ -3,9 +3,12 @@
 //! of the result (independent of the crate's own scanner).
 
 mod bad_input;
+#[path = "../common/mod.rs"]
+mod common;
 mod confinement;
 mod roundtrip;
 mod threads;
+pub(crate) use common::{random_bytes, require_root, user_xattrs_supported};
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -15,51 +18,12 @@ use std::path::{Path, PathBuf};
 
 use layerstore::{Entry, EntryKind, Snapshot, Store, StoreOptions, TreePath};
 
-/// Deterministic incompressible bytes.
-pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new_keyed(&[seed as u8; 32])
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
-}
-
 pub(crate) fn new_store(dir: &Path) -> Store {
     Store::create(dir.join("store"), &StoreOptions::default()).expect("create store")
 }
 
 pub(crate) fn p(bytes: impl Into<Vec<u8>>) -> TreePath {
     TreePath::new(bytes).unwrap()
-}
-
-/// Whether the process is root. When it is not, says why `what` is skipped
-/// and returns false; with `LAYERSTORE_REQUIRE_PRIVILEGED` set, fails instead.
-pub(crate) fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("LAYERSTORE_REQUIRE_PRIVILEGED").is_none(),
-        "{what} needs root, and LAYERSTORE_REQUIRE_PRIVILEGED is set"
-    );
-    eprintln!("skipping {what}: not running as root");
-    false
-}
-
-/// Whether the filesystem holding `dir` accepts `user.*` xattrs; says why not.
-pub(crate) fn user_xattrs_supported(dir: &Path) -> bool {
-    let probe = dir.join(".xattr-probe");
-    std::fs::write(&probe, b"").unwrap();
-    let res = rustix::fs::lsetxattr(&probe, "user.probe", b"1", rustix::fs::XattrFlags::empty());
-    std::fs::remove_file(&probe).unwrap();
-    if let Err(e) = &res {
-        eprintln!(
-            "skipping xattrs: {} refuses user xattrs: {e}",
-            dir.display()
-        );
-    }
-    res.is_ok()
 }
 
 /// What a path is, with what only that kind has.

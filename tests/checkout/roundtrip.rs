@@ -6,7 +6,9 @@ use layerstore::{
     CheckoutOptions, ChunkList, Entry, EntryKind, Metadata, Snapshot, Store, Timestamp, TreePath,
 };
 
-use super::{assert_same, expected, make_removable, new_store, p, privileged, random_bytes, walk};
+use super::{
+    assert_same, expected, make_removable, new_store, p, random_bytes, require_root, walk,
+};
 
 /// `security.capability`, version 2, effective, permitting `CAP_NET_RAW`.
 const CAP_NET_RAW: [u8; 20] = [
@@ -202,7 +204,7 @@ fn privileged_extras(o: &Owners) -> Vec<Entry> {
 
 #[test]
 fn every_kind_and_attribute_round_trips() {
-    let is_root = privileged("devices, foreign owners, trusted.* and security.capability");
+    let is_root = require_root("devices, foreign owners, trusted.* and security.capability");
     let tmp = tempfile::tempdir().unwrap();
     let store = new_store(tmp.path());
     let xattrs = super::user_xattrs_supported(tmp.path());
@@ -293,7 +295,7 @@ fn the_empty_snapshot_gives_an_empty_directory() {
 
 #[test]
 fn skip_devices_skips_nothing_when_privileged() {
-    if !privileged("making devices") {
+    if !require_root("making devices") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -4,6 +4,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "../common/mod.rs"]
+mod common;
 mod containers;
 mod crash;
 mod soak;
@@ -32,10 +34,6 @@ fn last_line(text: &str) -> &str {
     text.lines().last().expect("a line of output")
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// A directory holding every kind of entry the store keeps.
 fn every_kind(dir: &Path) {
     use std::os::unix::ffi::OsStrExt;
@@ -62,7 +60,7 @@ fn every_kind(dir: &Path) {
         0,
     )
     .unwrap();
-    if is_root() {
+    if rustix::process::geteuid().is_root() {
         rustix::fs::mknodat(
             rustix::fs::CWD,
             dir.join("null"),

@@ -1,28 +1,21 @@
 //! Reliability: garbage collection, fsck and repair, and gc killed mid-way.
 //! One binary.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod crash;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod fsck;
 mod fuzz_regressions;
 mod gc;
+pub(crate) use common::{child, child_arg, random_bytes};
 
 use std::path::{Path, PathBuf};
 
 use layerstore::{
     Entry, EntryKind, History, ImageId, Metadata, Snapshot, Store, StoreOptions, TreePath,
 };
-
-/// Deterministic incompressible bytes.
-pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new_keyed(&[seed as u8; 32])
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
-}
 
 /// Deterministic compressible bytes.
 pub(crate) fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -126,24 +119,4 @@ pub(crate) fn packs_with(store_path: &Path, suffix: &str) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
-}
-
-/// Runs this test binary again as a child running only the test `name`, with
-/// `LAYERSTORE_CHILD` set to `arg`.
-pub(crate) fn child(name: &str, arg: &str) -> std::process::Command {
-    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args([
-        name,
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "--include-ignored",
-    ])
-    .env("LAYERSTORE_CHILD", arg);
-    cmd
-}
-
-/// The argument a child was started with, or `None` in the parent test run.
-pub(crate) fn child_arg() -> Option<String> {
-    std::env::var("LAYERSTORE_CHILD").ok()
 }

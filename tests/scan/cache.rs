@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use layerstore::{EntryKind, ScanOptions, ScanWarningKind, Store};
 
-use crate::{Fixture, entry, privileged, set_mtime, wait_until_settled};
+use crate::{Fixture, entry, require_root, set_mtime, wait_until_settled};
 
 fn populate(fx: &Fixture) {
     std::fs::create_dir(fx.at(b"d")).unwrap();
@@ -69,7 +69,7 @@ fn a_rescan_of_an_unchanged_tree_reads_nothing_and_changes_are_seen() {
     rewrite_keeping_size_and_mtime(&fx.at(b"d/f7"), b"CONTENT 0007");
     // Only the mode, only the owner.
     std::fs::set_permissions(fx.at(b"d/f3"), std::fs::Permissions::from_mode(0o4750)).unwrap();
-    let privileged = privileged("chown in the stat-cache test");
+    let privileged = require_root("chown in the stat-cache test");
     if privileged {
         std::os::unix::fs::lchown(fx.at(b"d/f4"), Some(777), Some(888)).unwrap();
     }
@@ -172,4 +172,43 @@ fn cached_chunks_missing_from_the_store_are_read_again() {
         panic!("top is a file")
     };
     assert_eq!(store.read_all(chunks).unwrap(), b"top-level file");
+}
+
+#[test]
+fn xattrs_come_from_the_cache_and_an_xattr_change_is_seen() {
+    let fx = Fixture::new();
+    if !crate::user_xattrs_supported(&fx.tree) {
+        return;
+    }
+    populate(&fx);
+    let set = |path: &[u8], value: &[u8]| {
+        rustix::fs::lsetxattr(
+            fx.at(path),
+            "user.note",
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+    };
+    set(b"d/f1", b"one");
+    set(b"d/f2", b"two");
+    wait_until_settled();
+    let note = |out: &layerstore::ScanOutcome, path: &[u8]| {
+        entry(out, path).meta.xattrs.get(&b"user.note"[..]).cloned()
+    };
+
+    let first = fx.scan();
+    let second = fx.scan();
+    assert_eq!(second.files_read, 0, "everything came from the cache");
+    assert_eq!(note(&second, b"d/f1").as_deref(), Some(&b"one"[..]));
+    assert_eq!(note(&second, b"d/f2").as_deref(), Some(&b"two"[..]));
+    assert_eq!(second.snapshot.id(), first.snapshot.id());
+
+    // Changing only an xattr moves the ctime: that file is examined again.
+    set(b"d/f2", b"TWO");
+    let third = fx.scan();
+    assert_eq!(note(&third, b"d/f2").as_deref(), Some(&b"TWO"[..]));
+    assert_eq!(note(&third, b"d/f1").as_deref(), Some(&b"one"[..]));
+    assert_eq!(third.files_read, 1);
+    assert_ne!(third.snapshot.id(), first.snapshot.id());
 }

@@ -4,7 +4,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 
 use layerstore::{EntryKind, ScanWarningKind, Timestamp};
 
-use crate::{Fixture, entry, privileged, set_mtime, user_xattrs_supported};
+use crate::{Fixture, entry, require_root, set_mtime, user_xattrs_supported};
 
 fn chmod(path: &std::path::Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -44,7 +44,7 @@ fn build_tree(fx: &Fixture) -> (bool, bool) {
     )
     .unwrap();
 
-    let privileged = privileged("owners and devices in the scan test");
+    let privileged = require_root("owners and devices in the scan test");
     if privileged {
         std::os::unix::fs::lchown(fx.at(b"setuid"), Some(1234), Some(5678)).unwrap();
         std::os::unix::fs::lchown(fx.at(b"link"), Some(42), Some(43)).unwrap();

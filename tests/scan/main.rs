@@ -2,14 +2,17 @@
 //! metadata, confinement, parallel == serial, and the stat cache.
 
 mod cache;
+#[path = "../common/mod.rs"]
+mod common;
 mod kinds;
 mod parallel;
 mod roundtrip;
 mod safety;
+pub(crate) use common::{require_root, set_mtime, user_xattrs_supported};
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use layerstore::{Entry, ScanOptions, ScanOutcome, Store, StoreOptions, TreePath};
@@ -61,58 +64,6 @@ pub(crate) fn entry<'a>(outcome: &'a ScanOutcome, path: &[u8]) -> &'a Entry {
         .snapshot
         .get(&p(path))
         .unwrap_or_else(|| panic!("no entry '{}'", String::from_utf8_lossy(path)))
-}
-
-/// Sets the mtime of `path` (not following a link) to the nanosecond.
-pub(crate) fn set_mtime(path: &Path, secs: i64, nanos: u32) {
-    let time = rustix::fs::Timespec {
-        tv_sec: secs,
-        tv_nsec: nanos.into(),
-    };
-    let times = rustix::fs::Timestamps {
-        last_access: time,
-        last_modification: time,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .expect("utimensat");
-}
-
-/// Whether this process may make devices and change owners. Without root it
-/// prints why not and says no, unless `LAYERSTORE_REQUIRE_PRIVILEGED` is set,
-/// which makes that a failure.
-pub(crate) fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("LAYERSTORE_REQUIRE_PRIVILEGED").is_none(),
-        "{what} needs root, and LAYERSTORE_REQUIRE_PRIVILEGED is set"
-    );
-    eprintln!("skipping {what}: needs root");
-    false
-}
-
-/// Whether the filesystem of `dir` takes `user.*` xattrs; prints why not.
-pub(crate) fn user_xattrs_supported(dir: &Path) -> bool {
-    let probe = dir.join(".xattr-probe");
-    std::fs::write(&probe, b"").expect("write probe");
-    let res = rustix::fs::lsetxattr(&probe, "user.probe", b"1", rustix::fs::XattrFlags::empty());
-    std::fs::remove_file(&probe).expect("remove probe");
-    match res {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!(
-                "skipping xattr checks: {} refuses user xattrs: {e}",
-                dir.display()
-            );
-            false
-        }
-    }
 }
 
 /// Sleeps until every file made before the call is older than the stat

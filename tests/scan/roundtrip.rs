@@ -8,6 +8,8 @@ use std::path::Path;
 use layerstore::{CheckoutOptions, ScanOptions, Store, StoreOptions};
 use quickcheck::{QuickCheck, TestResult};
 
+use crate::set_mtime;
+
 /// A small deterministic generator (xorshift64*), seeded by quickcheck.
 struct Rng(u64);
 
@@ -25,23 +27,6 @@ impl Rng {
     fn below_i64(&mut self, n: i64) -> i64 {
         i64::try_from(self.below(n.unsigned_abs())).unwrap_or(0)
     }
-}
-
-fn set_mtime(path: &Path, secs: i64, nanos: i64) {
-    let t = rustix::fs::Timespec {
-        tv_sec: secs,
-        tv_nsec: nanos,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &rustix::fs::Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
 }
 
 /// Makes a random tree of every kind under `root`: nested directories, files
@@ -122,14 +107,14 @@ fn random_tree(root: &Path, seed: u64) {
         set_mtime(
             file,
             1_500_000_000 + rng.below_i64(1_000_000),
-            rng.below_i64(1_000_000_000),
+            u32::try_from(rng.below_i64(1_000_000_000)).unwrap(),
         );
     }
     for dir in dirs.iter().rev() {
         set_mtime(
             dir,
             1_500_000_000 + rng.below_i64(1_000_000),
-            rng.below_i64(1_000_000_000),
+            u32::try_from(rng.below_i64(1_000_000_000)).unwrap(),
         );
     }
 }

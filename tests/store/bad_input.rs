@@ -2,7 +2,7 @@
 
 use layerstore::{Error, Store, StoreOptions};
 
-use super::{new_store, random_bytes, skip_unprivileged};
+use super::{new_store, random_bytes, require_root};
 
 #[test]
 fn a_directory_that_is_not_a_store() {
@@ -68,7 +68,7 @@ impl Drop for Unmount {
 
 #[test]
 fn a_full_disk_fails_cleanly_and_keeps_what_was_stored() {
-    if skip_unprivileged("mounts a small tmpfs to fill it") {
+    if !require_root("mounts a small tmpfs to fill it") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,115 @@
+//! Helpers shared by every test binary: deterministic data, the rule for tests
+//! that need root or a tool, re-running the test binary as a child to kill it,
+//! and small filesystem probes.
+//!
+//! Each binary includes this file with `#[path = "../common/mod.rs"] mod common;`
+//! and uses what it needs; the rest is allowed to be unused.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// Deterministic incompressible bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new_keyed(&[seed as u8; 32])
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+/// Whether `LAYERSTORE_REQUIRE_PRIVILEGED=1` (set by `.ci/run`) forbids skips.
+fn skips_forbidden() -> bool {
+    std::env::var_os("LAYERSTORE_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
+}
+
+/// Whether the process is root. When it is not, says loudly that `what` is
+/// skipped and returns false; with `LAYERSTORE_REQUIRE_PRIVILEGED=1`, fails.
+pub fn require_root(what: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        !skips_forbidden(),
+        "{what} needs root, and LAYERSTORE_REQUIRE_PRIVILEGED=1 is set"
+    );
+    eprintln!("SKIPPED {what}: needs root");
+    false
+}
+
+/// Whether the program `tool` is on `PATH`. When it is not, says loudly that
+/// the test is skipped and returns false; with `LAYERSTORE_REQUIRE_PRIVILEGED=1`
+/// (CI installs every tool), fails.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(tool)).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+    });
+    if found {
+        return true;
+    }
+    assert!(
+        !skips_forbidden(),
+        "this test needs `{tool}`, and LAYERSTORE_REQUIRE_PRIVILEGED=1 is set"
+    );
+    eprintln!("SKIPPED: `{tool}` is not installed");
+    false
+}
+
+/// Whether the filesystem holding `dir` accepts `user.*` xattrs; says why not.
+pub fn user_xattrs_supported(dir: &Path) -> bool {
+    let probe = dir.join(".xattr-probe");
+    std::fs::write(&probe, b"").expect("write xattr probe");
+    let res = rustix::fs::lsetxattr(&probe, "user.probe", b"1", rustix::fs::XattrFlags::empty());
+    std::fs::remove_file(&probe).expect("remove xattr probe");
+    if let Err(e) = &res {
+        eprintln!(
+            "skipping xattr checks: {} refuses user xattrs: {e}",
+            dir.display()
+        );
+    }
+    res.is_ok()
+}
+
+/// Sets the mtime (and atime) of `path`, not following a link, to the nanosecond.
+pub fn set_mtime(path: &Path, secs: i64, nanos: u32) {
+    let time = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos.into(),
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: time,
+        last_modification: time,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap_or_else(|e| panic!("utimensat {}: {e}", path.display()));
+}
+
+/// Runs this test binary again as a child running only the test `name`, with
+/// `LAYERSTORE_CHILD` set to `arg`.
+pub fn child(name: &str, arg: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args([
+        name,
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--include-ignored",
+    ])
+    .env("LAYERSTORE_CHILD", arg);
+    cmd
+}
+
+/// The argument a child was started with, or `None` in the parent test run.
+pub fn child_arg() -> Option<String> {
+    std::env::var("LAYERSTORE_CHILD").ok()
+}
