@@ -115,7 +115,6 @@ struct Meta {
     read_only: bool,
     labels: BTreeMap<String, String>,
     created: Timestamp,
-    committed: Option<ImageId>,
 }
 
 /// The containers of a store, with the backends that may make them.
@@ -301,9 +300,11 @@ impl Containers<'_> {
         durable::write_atomic(&dir, &dir.join(META), &bytes)
     }
 
-    fn pin(&self, name: &str, meta: &Meta) -> Result<()> {
+    /// Pins the container's parent and, if any, its last commit (which is
+    /// known from this pin alone: `meta` is not rewritten by a commit).
+    fn pin(&self, name: &str, meta: &Meta, committed: Option<ImageId>) -> Result<()> {
         let mut ids = vec![ChunkId::from_bytes(*meta.image.as_bytes())];
-        ids.extend(meta.committed.map(|c| ChunkId::from_bytes(*c.as_bytes())));
+        ids.extend(committed.map(|c| ChunkId::from_bytes(*c.as_bytes())));
         self.store.set_pins(PIN_GROUP, name, &ids)
     }
 
@@ -338,7 +339,11 @@ impl Containers<'_> {
             read_only: meta.read_only,
             labels: meta.labels,
             created: meta.created,
-            committed: meta.committed,
+            committed: self
+                .store
+                .pins(PIN_GROUP, name)?
+                .get(1)
+                .map(|c| ImageId::from_bytes(*c.as_bytes())),
             mounted,
         })
     }
@@ -440,12 +445,11 @@ impl Containers<'_> {
             read_only: options.read_only,
             labels: options.labels.clone(),
             created: now(),
-            committed: None,
         };
         let made = (|| {
             durable::sync_dir(&root)?;
             self.write_meta(name, &meta)?;
-            self.pin(name, &meta)?;
+            self.pin(name, &meta, None)?;
             self.with_view(name, &meta, |b, v| b.mount(self.store, v))
         })();
         if let Err(err) = made {
@@ -551,7 +555,7 @@ impl Containers<'_> {
     /// read-only; the backend's error reading the changes; the store's
     /// error writing them. Nothing of the container is lost on error.
     pub fn commit(&self, name: &str, options: &CommitOptions) -> Result<ImageId> {
-        let mut meta = self.read_meta(name)?;
+        let meta = self.read_meta(name)?;
         if meta.read_only {
             return Err(Error::Container {
                 name: name.to_owned(),
@@ -572,9 +576,7 @@ impl Containers<'_> {
             .store
             .put_child_image(Some(&meta.image), &layer, &tree, None, history)?;
         self.store.flush()?;
-        meta.committed = Some(image);
-        self.pin(name, &meta)?;
-        self.write_meta(name, &meta)?;
+        self.pin(name, &meta, Some(image))?;
         if let Some(tag) = &options.tag {
             self.store.set_tag(tag, &image)?;
         }

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
+use rayon::prelude::*;
 use rustix::fs::{FileType, Stat};
 use serde::{Deserialize, Serialize};
 
@@ -153,14 +154,137 @@ pub(crate) fn rescan(store: &Store, state: &Path, dir: &Path) -> Result<Option<S
 }
 
 type Walked = (Snapshot, Vec<(Vec<u8>, Key, bool)>);
+type KeyRecord = (Vec<u8>, Key, bool);
 
-/// Walks `dir`. With `keys`, an entry whose key is trusted and unchanged is
-/// taken from `previous`; without, every entry is taken from `previous`
-/// (`record` after a materialisation) when its kind agrees. Others are read.
-#[allow(
-    clippy::too_many_lines,
-    reason = "one walk; split, its closures would need a struct of their own"
-)]
+/// What one walk shares between its threads.
+struct Walk<'a> {
+    store: &'a Store,
+    root: Root,
+    keys: Option<&'a HashMap<Vec<u8>, (Key, bool)>>,
+    previous: Option<&'a Snapshot>,
+    racy_from: Timestamp,
+}
+
+/// What visiting one directory found: its entry and its children's, their
+/// keys, and the subdirectories to visit next.
+struct Visit {
+    entries: Vec<Entry>,
+    keys: Vec<KeyRecord>,
+    dirs: Vec<TreePath>,
+}
+
+/// `Ok(None)` for "give up" from inside a visit.
+macro_rules! or_give_up {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(err) => return Err(err),
+        }
+    };
+}
+
+impl Walk<'_> {
+    /// The previous walk's entry for `path`, if it may be reused for what
+    /// has `key` now.
+    fn reuse(&self, path: &TreePath, key: &Key) -> Option<Entry> {
+        let old = self.previous?.get(path)?;
+        if let Some(keys) = self.keys {
+            let (was, racy) = keys.get(path.as_bytes())?;
+            if *racy || was != key {
+                return None;
+            }
+        }
+        let kind_agrees = match (&old.kind, FileType::from_raw_mode(key.mode)) {
+            (EntryKind::File { size, chunks }, FileType::RegularFile) => {
+                key.nlink == 1
+                    && *size == key.size
+                    && chunks.chunks().iter().all(|c| self.store.contains(&c.id))
+            }
+            (EntryKind::Dir, FileType::Directory)
+            | (EntryKind::Symlink { .. }, FileType::Symlink) => true,
+            _ => false,
+        };
+        // Without keys (just materialised), what was written must show the
+        // entry's metadata; xattrs were copied with it.
+        let written = self.keys.is_some()
+            || (old.meta.mtime == key.mtime
+                && old.meta.mode == key.mode & 0o7777
+                && old.meta.uid == key.uid
+                && old.meta.gid == key.gid);
+        (kind_agrees && written).then(|| old.clone())
+    }
+
+    fn record(&self, path: &TreePath, key: Key) -> KeyRecord {
+        (path.as_bytes().to_vec(), key, key.ctime >= self.racy_from)
+    }
+
+    fn visit(&self, path: &TreePath) -> Result<Option<Visit>> {
+        let rel: &[u8] = if path.is_root() { b"" } else { path.as_bytes() };
+        let opened = or_give_up!(self.root.open_dir(rel));
+        let st = opened.stat()?;
+        let key = Key::of(&st);
+        let own = match self.reuse(path, &key) {
+            Some(entry) => entry,
+            None => Entry::dir(path.clone(), metadata(&st, opened.xattrs()?)),
+        };
+        let names = opened.names()?;
+        let mut out = Visit {
+            entries: Vec::with_capacity(names.len() + 1),
+            keys: Vec::with_capacity(names.len() + 1),
+            dirs: Vec::new(),
+        };
+        out.keys.push(self.record(path, key));
+        out.entries.push(own);
+        for name in names {
+            let child = path.join(&name)?;
+            let st = or_give_up!(opened.lstat(&name));
+            let key = Key::of(&st);
+            let file_type = FileType::from_raw_mode(st.st_mode);
+            if file_type == FileType::Directory {
+                out.dirs.push(child);
+                continue;
+            }
+            let entry = if let Some(entry) = self.reuse(&child, &key) {
+                entry
+            } else {
+                let kind = match file_type {
+                    FileType::RegularFile if st.st_nlink == 1 => {
+                        let file = or_give_up!(opened.open_file(&name));
+                        let shown = opened.child_path(&name);
+                        let chunks = self.store.put_reader(&file, &shown)?;
+                        let after = rustix::fs::fstat(&file)
+                            .map_err(|e| Error::io("stat", &shown, e.into()))?;
+                        if Key::of(&after) != key || chunks.content_len() != key.size {
+                            // Changed while read: the full scan handles it.
+                            return Ok(None);
+                        }
+                        EntryKind::File {
+                            size: chunks.content_len(),
+                            chunks,
+                        }
+                    }
+                    FileType::Symlink => EntryKind::Symlink {
+                        target: or_give_up!(opened.read_link(&name)),
+                    },
+                    _ => return Ok(None),
+                };
+                let xattrs = or_give_up!(opened.child_xattrs(&name));
+                Entry::new(child.clone(), kind, metadata(&st, xattrs))
+            };
+            out.keys.push(self.record(&child, key));
+            out.entries.push(entry);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Walks `dir`, one depth at a time, the directories of a depth in parallel.
+/// With `keys`, an entry whose key is trusted and unchanged is taken from
+/// `previous`; without, every entry is taken from `previous` (`record` after
+/// a materialisation) when its kind and metadata agree. Others are read.
 fn walk(
     store: &Store,
     state: &Path,
@@ -186,102 +310,31 @@ fn walk(
         // Another filesystem may stamp with a coarser clock: a second of margin.
         racy_from = Timestamp::new(racy_from.secs.saturating_sub(1), 0);
     }
-    let root = Root::open(dir)?;
+    let walk = Walk {
+        store,
+        root: Root::open(dir)?,
+        keys,
+        previous,
+        racy_from,
+    };
     let mut entries = Vec::new();
     let mut out_keys = Vec::new();
-    let mut stack = vec![TreePath::ROOT];
-    let reuse = |path: &TreePath, key: &Key| -> Option<Entry> {
-        let old = previous?.get(path)?;
-        if let Some(keys) = keys {
-            let (was, racy) = keys.get(path.as_bytes())?;
-            if *racy || was != key {
-                return None;
-            }
-        }
-        let kind_agrees = match (&old.kind, FileType::from_raw_mode(key.mode)) {
-            (EntryKind::File { size, chunks }, FileType::RegularFile) => {
-                key.nlink == 1
-                    && *size == key.size
-                    && chunks.chunks().iter().all(|c| store.contains(&c.id))
-            }
-            (EntryKind::Dir, FileType::Directory)
-            | (EntryKind::Symlink { .. }, FileType::Symlink) => true,
-            _ => false,
-        };
-        // Without keys (just materialised), what was written must show the
-        // entry's metadata; xattrs were copied with it.
-        let written = keys.is_some()
-            || (old.meta.mtime == key.mtime
-                && old.meta.mode == key.mode & 0o7777
-                && old.meta.uid == key.uid
-                && old.meta.gid == key.gid);
-        (kind_agrees && written).then(|| old.clone())
-    };
-    while let Some(path) = stack.pop() {
-        let rel: &[u8] = if path.is_root() { b"" } else { path.as_bytes() };
-        let opened = match root.open_dir(rel) {
-            Ok(d) => d,
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+    let mut level = vec![TreePath::ROOT];
+    while !level.is_empty() {
+        let visits: Vec<Option<Visit>> = level
+            .par_iter()
+            .map(|path| walk.visit(path))
+            .collect::<Result<_>>()?;
+        let mut next = Vec::new();
+        for visit in visits {
+            let Some(visit) = visit else {
                 return Ok(None);
-            }
-            Err(err) => return Err(err),
-        };
-        let st = opened.stat()?;
-        let key = Key::of(&st);
-        let own = match reuse(&path, &key) {
-            Some(entry) => entry,
-            None => Entry::dir(path.clone(), metadata(&st, opened.xattrs()?)),
-        };
-        out_keys.push((path.as_bytes().to_vec(), key, key.ctime >= racy_from));
-        entries.push(own);
-        for name in opened.names()? {
-            let child = path.join(&name)?;
-            let st = match opened.lstat(&name) {
-                Ok(st) => st,
-                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                    return Ok(None);
-                }
-                Err(err) => return Err(err),
             };
-            let key = Key::of(&st);
-            let file_type = FileType::from_raw_mode(st.st_mode);
-            if file_type == FileType::Directory {
-                stack.push(child);
-                continue;
-            }
-            let entry = if let Some(entry) = reuse(&child, &key) {
-                entry
-            } else {
-                let kind = match file_type {
-                    FileType::RegularFile if st.st_nlink == 1 => {
-                        let file = opened.open_file(&name)?;
-                        let shown = opened.child_path(&name);
-                        let chunks = store.put_reader(&file, &shown)?;
-                        let after = rustix::fs::fstat(&file)
-                            .map_err(|e| Error::io("stat", &shown, e.into()))?;
-                        if Key::of(&after) != key || chunks.content_len() != key.size {
-                            // Changed while read: the full scan handles it.
-                            return Ok(None);
-                        }
-                        EntryKind::File {
-                            size: chunks.content_len(),
-                            chunks,
-                        }
-                    }
-                    FileType::Symlink => EntryKind::Symlink {
-                        target: opened.read_link(&name)?,
-                    },
-                    _ => return Ok(None),
-                };
-                Entry::new(
-                    child.clone(),
-                    kind,
-                    metadata(&st, opened.child_xattrs(&name)?),
-                )
-            };
-            out_keys.push((child.as_bytes().to_vec(), key, key.ctime >= racy_from));
-            entries.push(entry);
+            entries.extend(visit.entries);
+            out_keys.extend(visit.keys);
+            next.extend(visit.dirs);
         }
+        level = next;
     }
     Ok(Some((Snapshot::from_entries(entries)?, out_keys)))
 }
