@@ -233,6 +233,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+
+    /// A build could not be done as written: a Containerfile that does not
+    /// parse, an unknown stage or image in `FROM`/`COPY --from`, a `COPY`
+    /// source that is missing or leads outside the context, a `RUN` that
+    /// failed, timed out or cannot run here. `line` is the Containerfile's
+    /// (1-based; 0 when the error is not about one line).
+    #[error("{file}:{line}: {reason}")]
+    Build {
+        /// The Containerfile, as given.
+        file: String,
+        /// The line of the instruction at fault.
+        line: usize,
+        /// What is wrong, with the command's output for a failed `RUN`.
+        reason: String,
+    },
 }
 
 #[allow(

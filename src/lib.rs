@@ -34,6 +34,7 @@
 //! # }
 //! ```
 
+pub mod build;
 mod digest;
 mod error;
 mod fsutil;

@@ -229,6 +229,41 @@ impl Store {
         })
     }
 
+    /// Records the build-cache entry `key` (64 lowercase hex digits: a step's
+    /// cache key) as made by `image`: `refs/cache/<key>`. Garbage collection
+    /// keeps the image and all it reaches. Flushes first, like
+    /// [`Store::set_tag`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `key` is not 64 lowercase hex digits;
+    /// [`Error::Io`] naming the ref file.
+    pub fn set_cache_entry(&self, key: &str, image: &ImageId) -> Result<()> {
+        check_cache_key(key)?;
+        if !self.is_committed(&crate::digest::ChunkId::from_bytes(*image.as_bytes())) {
+            self.flush()?;
+        }
+        self.write_ref("cache", key, &image.to_string())
+    }
+
+    /// The image recorded for the build-cache entry `key`, if there is one.
+    ///
+    /// # Errors
+    /// As [`Store::set_cache_entry`]; [`Error::Corrupt`] naming the file if it
+    /// does not hold an image id.
+    pub fn cache_entry(&self, key: &str) -> Result<Option<ImageId>> {
+        check_cache_key(key)?;
+        let Some(text) = self.read_ref("cache", key)? else {
+            return Ok(None);
+        };
+        text.parse().map(Some).map_err(|_| {
+            Error::corrupt(
+                self.refs_dir("cache").join(key),
+                0,
+                "the cache entry does not hold an image id",
+            )
+        })
+    }
+
     /// Every tag and its image, sorted by name. Files in `refs/tags` that are
     /// not tags are skipped.
     ///
@@ -335,6 +370,17 @@ pub(crate) fn parse_pins(text: &str) -> Result<Vec<ChunkId>, String> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.trim().parse().map_err(|_| format!("'{l}' is not an id")))
         .collect()
+}
+
+/// A build-cache key is 64 lowercase hex digits.
+fn check_cache_key(key: &str) -> Result<()> {
+    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "'{key}' is not a build-cache key (64 lowercase hex digits)"
+        )))
+    }
 }
 
 #[cfg(test)]
