@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use layerstore::build::{BuildOptions, Builder};
 use layerstore::mount::{CommitOptions, Containers, PrepareOptions};
 use layerstore::{
     CheckoutOptions, EntryKind, Error, FsckOptions, GcOptions, History, ImageConfig, ImageId,
@@ -105,6 +106,22 @@ enum Command {
     Container {
         #[command(subcommand)]
         action: ContainerCommand,
+    },
+    /// Build a Containerfile with the layer cache: one line per step
+    /// (CACHED or BUILT and the layer id), the image id last.
+    Build {
+        context: PathBuf,
+        /// The Containerfile (default CONTEXT/Containerfile, else CONTEXT/Dockerfile).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+        /// Rebuild every step.
+        #[arg(long)]
+        no_cache: bool,
+        /// Fail a RUN step that takes longer than this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        run_timeout: Option<u64>,
     },
 }
 
@@ -255,6 +272,10 @@ fn tag_name(text: &str) -> Result<TagName, Failure> {
         .map_err(|e: Error| Failure::Usage(e.to_string()))
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a dispatch table: one short arm per command"
+)]
 fn run(cli: &Cli) -> CmdResult {
     match &cli.command {
         Command::Init => {
@@ -342,7 +363,68 @@ fn run(cli: &Cli) -> CmdResult {
             Containers::new(&store).remove(name)?;
             Ok(())
         }
+        Command::Build {
+            context,
+            file,
+            tag,
+            no_cache,
+            run_timeout,
+        } => build(
+            cli,
+            context,
+            file.as_deref(),
+            tag.as_deref(),
+            *no_cache,
+            *run_timeout,
+        ),
     }
+}
+
+/// `build`: one line per step, the image id last.
+fn build(
+    cli: &Cli,
+    context: &Path,
+    file: Option<&Path>,
+    tag: Option<&str>,
+    no_cache: bool,
+    run_timeout: Option<u64>,
+) -> CmdResult {
+    let store = open(cli)?;
+    let options = BuildOptions {
+        file: file.map(Path::to_path_buf),
+        tag: tag.map(tag_name).transpose()?,
+        no_cache,
+        run_timeout: run_timeout.map(Duration::from_secs),
+    };
+    let report = Builder::new(&store).build(context, &options, |step| {
+        if !cli.json {
+            let what = if step.cached { "CACHED" } else { "BUILT" };
+            let layer = step.layer.map_or_else(|| "-".to_owned(), |l| l.to_string());
+            println!("{what} {layer}  {}", step.instruction);
+        }
+    })?;
+    if cli.json {
+        let steps: Vec<_> = report
+            .steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "line": s.line,
+                    "instruction": s.instruction,
+                    "cached": s.cached,
+                    "layer": s.layer.map(|l| l.to_string()),
+                    "image": s.image.to_string(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "image": report.image.to_string(), "steps": steps })
+        );
+    } else {
+        println!("{}", report.image);
+    }
+    Ok(())
 }
 
 /// A container name made up from the image reference: its name part, made

@@ -200,14 +200,14 @@ fn walk_roots(
                     }
                 }
             }
-            Ok(Root::Cache(layer)) => {
-                let damage = walk.layer(layer)?;
+            Ok(Root::Cache(id)) => {
+                let damage = walk.pinned(id)?;
                 if !damage.is_clean() {
                     complete = false;
                     report.problems.push(problem(
                         path,
                         format!(
-                            "build-cache layer {layer}: {}",
+                            "build-cache entry {id}: {}",
                             damage.first.unwrap_or_default()
                         ),
                     ));

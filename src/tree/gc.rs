@@ -173,7 +173,9 @@ impl<'a> Walk<'a> {
 /// A root: a ref file and what it names.
 pub(crate) enum Root {
     Tag(TagName, ImageId),
-    Cache(LayerId),
+    /// A build-cache entry: the image (or, in stores of earlier builds, the
+    /// layer) a step made.
+    Cache(ChunkId),
     /// A pin (`refs/<group>/<name>`): ids kept with what they reach.
     Pinned(Vec<ChunkId>),
 }
@@ -221,7 +223,7 @@ fn parse_ref<T: std::str::FromStr>(store: &Store, kind: &str, file: &str) -> Res
 /// Garbage collection
 impl Store {
     /// Deletes what no root reaches. Roots are the tags, the build-cache
-    /// entries (`refs/cache/*`, layer ids) and `options.extra_roots`; an image
+    /// entries (`refs/cache/*`: the images build steps made) and `options.extra_roots`; an image
     /// keeps its layers and its tree, layers and trees keep the chunks of
     /// their files. Packs with no live chunk are deleted; packs whose dead
     /// share exceeds `options.repack_dead_fraction` are rewritten with only
@@ -252,8 +254,8 @@ impl Store {
                 Ok(Root::Tag(_, image)) => {
                     walk.image(image)?;
                 }
-                Ok(Root::Cache(layer)) => match walk.layer(layer) {
-                    // A cache entry whose layer is gone keeps nothing.
+                Ok(Root::Cache(id)) => match walk.pinned(id) {
+                    // A cache entry whose object is gone keeps nothing.
                     Ok(_) | Err(Error::ObjectNotFound { .. }) => {}
                     Err(err) => return Err(err),
                 },
