@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use layerstore::{
     CheckoutOptions, EntryKind, Error, FsckOptions, GcOptions, History, ImageConfig, ImageId,
-    ScanOptions, Snapshot, Store, StoreOptions, TagName, Timestamp,
+    ScanOptions, Snapshot, Store, StoreOptions, SyncOptions, SyncReport, TagName, Timestamp,
 };
 use serde_json::json;
 
@@ -78,6 +78,13 @@ enum Command {
         /// Rebuild lost indexes, quarantine damaged packs, clean tmp/.
         #[arg(long)]
         repair: bool,
+    },
+    /// Copy IMAGE into the store at DIR (created if absent), moving only the
+    /// chunks it lacks; a tag given as IMAGE is set there too.
+    Sync {
+        image: String,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
     },
 }
 
@@ -275,6 +282,7 @@ fn run(cli: &Cli) -> CmdResult {
         Command::Du => du(cli),
         Command::Gc { wait } => gc(cli, *wait),
         Command::Fsck { repair } => fsck(cli, *repair),
+        Command::Sync { image, to } => sync(cli, image, to),
     }
 }
 
@@ -585,4 +593,53 @@ fn fsck(cli: &Cli, repair: bool) -> CmdResult {
     } else {
         Err(Failure::Found)
     }
+}
+
+fn sync(cli: &Cli, reference: &str, to: &Path) -> CmdResult {
+    let store = open(cli)?;
+    let id = store.resolve_image(reference)?;
+    // A tag keeps its name in the target; an id stays untagged.
+    let tag = reference
+        .parse::<TagName>()
+        .ok()
+        .filter(|name| store.tag(name).ok().flatten() == Some(id));
+    let target = Store::create(to, &StoreOptions::default())?;
+    let bar = spinner(cli, format!("syncing {id} to {}", to.display()));
+    let progress = |r: &SyncReport| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "syncing {id}: {} of {} chunks checked, {} moved ({} bytes)",
+                r.chunks_moved + r.chunks_skipped,
+                r.chunks_total,
+                r.chunks_moved,
+                r.bytes_moved
+            ));
+        }
+    };
+    let options = SyncOptions {
+        tag: tag.as_ref(),
+        progress: Some(&progress),
+    };
+    let report = store.sync_image(&id, &target, &options);
+    finish(bar);
+    let report = report?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "image": id.to_string(),
+                "chunks_moved": report.chunks_moved,
+                "bytes_moved": report.bytes_moved,
+                "chunks_skipped": report.chunks_skipped,
+                "bytes_skipped": report.bytes_skipped,
+                "objects_moved": report.objects_moved,
+            })
+        );
+    } else {
+        println!("chunks moved: {}", report.chunks_moved);
+        println!("bytes moved: {}", report.bytes_moved);
+        println!("chunks skipped: {}", report.chunks_skipped);
+        println!("bytes skipped: {}", report.bytes_skipped);
+    }
+    Ok(())
 }

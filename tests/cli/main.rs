@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 mod crash;
 mod soak;
+mod sync;
 
 fn layerstore(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_layerstore"))
