@@ -222,6 +222,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+
+    /// A registry could not be reached, refused a request, or sent something
+    /// that does not check out (a blob whose digest differs, a bad manifest).
+    #[error("registry '{registry}': {what}")]
+    Registry {
+        /// The registry host and repository.
+        registry: String,
+        /// What went wrong.
+        what: String,
+    },
 }
 
 #[allow(

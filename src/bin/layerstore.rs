@@ -109,7 +109,8 @@ impl From<Error> for Failure {
             | Error::ChunkNotFound { .. }
             | Error::ObjectNotFound { .. }
             | Error::UnsupportedVersion { .. }
-            | Error::BadConfig { .. } => Failure::System(text),
+            | Error::BadConfig { .. }
+            | Error::Registry { .. } => Failure::System(text),
             _ => Failure::Usage(text),
         }
     }

@@ -34,7 +34,10 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 
 /// Commits `dir` as a child of `parent` (the layer is the diff).
 fn commit(store: &Store, dir: &Path, parent: Option<&ImageId>) -> ImageId {
-    let tree = store.scan(dir, &layerstore::ScanOptions::default()).unwrap().snapshot;
+    let tree = store
+        .scan(dir, &layerstore::ScanOptions::default())
+        .unwrap()
+        .snapshot;
     let lower = match parent {
         Some(p) => store.image_tree(p).unwrap(),
         None => Snapshot::empty(),

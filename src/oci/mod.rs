@@ -1,0 +1,8 @@
+//! Exchange with the container world: OCI distribution registries (feature
+//! `registry`).
+
+#[cfg(feature = "registry")]
+mod registry;
+
+#[cfg(feature = "registry")]
+pub use self::registry::{Credentials, Registry, RegistryOptions, RegistryRef};
