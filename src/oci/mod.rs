@@ -3,6 +3,10 @@
 
 #[cfg(feature = "registry")]
 mod registry;
+#[cfg(feature = "registry")]
+mod transfer;
 
 #[cfg(feature = "registry")]
 pub use self::registry::{Credentials, Registry, RegistryOptions, RegistryRef};
+#[cfg(feature = "registry")]
+pub use self::transfer::{PullReport, PushOptions, PushReport};
