@@ -3,6 +3,7 @@
 
 mod layout;
 mod server;
+mod token;
 mod transport;
 
 use sha2::Digest as _;

@@ -40,15 +40,20 @@ pub struct Server {
 impl Server {
     /// An open registry (anonymous push and pull), or `None` (skipped).
     pub fn start(what: &str) -> Option<Self> {
-        Self::start_with(what, false)
+        Self::start_with(what, false, "")
     }
 
     /// A registry that wants [`USER`] and [`PASSWORD`] (htpasswd, basic).
     pub fn with_basic_auth(what: &str) -> Option<Self> {
-        Self::start_with(what, true)
+        Self::start_with(what, true, "")
     }
 
-    fn start_with(what: &str, auth: bool) -> Option<Self> {
+    /// A registry whose config gets `auth` (an `auth:` YAML section).
+    pub fn start_with_auth(what: &str, auth: &str) -> Option<Self> {
+        Self::start_with(what, false, auth)
+    }
+
+    fn start_with(what: &str, basic: bool, auth: &str) -> Option<Self> {
         if !require_tool(BINARY, what) {
             return None;
         }
@@ -64,7 +69,8 @@ impl Server {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
         );
-        if auth {
+        config.push_str(auth);
+        if basic {
             let htpasswd = dir.path().join("htpasswd");
             std::fs::write(&htpasswd, HTPASSWD).unwrap();
             let _ = write!(
