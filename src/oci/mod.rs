@@ -2,6 +2,12 @@
 //! `registry`).
 
 #[cfg(feature = "registry")]
+#[allow(
+    dead_code,
+    reason = "used by image push and pull, which wait for the OCI layer export"
+)]
+mod cache;
+#[cfg(feature = "registry")]
 mod registry;
 #[cfg(feature = "registry")]
 mod transfer;
