@@ -4,9 +4,11 @@
 #[cfg(feature = "registry")]
 #[allow(
     dead_code,
-    reason = "used by image push and pull, which wait for the OCI layer export"
+    reason = "layer_for and record_layer serve pull, which waits for the OCI layer import"
 )]
 mod cache;
+#[cfg(feature = "registry")]
+mod image;
 #[cfg(feature = "registry")]
 mod registry;
 #[cfg(feature = "registry")]
