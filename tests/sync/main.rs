@@ -353,3 +353,49 @@ fn sync_killed_midway_leaves_a_sound_store() {
         checkout_hash(&dst, &id, &root.join("out-dst"))
     );
 }
+
+#[test]
+fn corrupt_source_fails_the_sync_and_leaves_the_target_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let src = Store::create(root.join("src"), &StoreOptions::default()).unwrap();
+    let tree = root.join("t");
+    write(&tree, "f", &noise(4 << 20, 9));
+    let id = commit(&src, &tree, None);
+    src.flush().unwrap();
+    drop(src);
+    // Flip a byte in the middle of the (one) pack: a chunk's frame.
+    let pack = std::fs::read_dir(root.join("src/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "pack"))
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+
+    let src = Store::open(root.join("src")).unwrap();
+    let dst = Store::create(root.join("dst"), &StoreOptions::default()).unwrap();
+    let tag: TagName = "t".parse().unwrap();
+    let err = src
+        .sync_image(
+            &id,
+            &dst,
+            &SyncOptions {
+                tag: Some(&tag),
+                ..SyncOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, layerstore::Error::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&pack.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(dst.tag(&tag).unwrap(), None);
+    drop(dst);
+    let dst = Store::open(root.join("dst")).unwrap();
+    assert!(dst.fsck(&FsckOptions::default()).unwrap().is_clean());
+    assert!(!dst.contains(&ChunkId::from_bytes(*id.as_bytes())));
+}
