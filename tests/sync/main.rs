@@ -277,7 +277,7 @@ fn child_sync_until_killed() {
     let id = src.resolve_image("big").unwrap();
     let progress = |r: &SyncReport| {
         println!("progress {}", r.chunks_moved);
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(250));
     };
     let tag: TagName = "big".parse().unwrap();
     src.sync_image(
