@@ -39,6 +39,7 @@ mod error;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod oci;
 mod store;
 mod tree;
 
