@@ -73,6 +73,23 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Import an image from an OCI image layout (LAYOUT[:REF]) or a
+    /// `docker save` archive (a file); the last line printed is its id.
+    ImportOci {
+        /// The layout directory (or docker-save tar), optionally `:REF`.
+        layout: String,
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+    },
+    /// Write IMAGE into an OCI image layout (LAYOUT[:REF], created or added
+    /// to); prints the manifest digest.
+    ExportOci {
+        image: String,
+        /// The layout directory, optionally `:REF`.
+        layout: String,
+        #[arg(long, default_value = "gzip", value_name = "gzip|zstd|none")]
+        compression: String,
+    },
     /// Verify every pack, chunk, object and ref; exit 1 if anything is wrong.
     Fsck {
         /// Rebuild lost indexes, quarantine damaged packs, clean tmp/.
@@ -109,6 +126,19 @@ impl From<Error> for Failure {
 }
 
 type CmdResult = Result<(), Failure>;
+
+/// `LAYOUT[:REF]`: the reference is what follows the last `:` when it holds
+/// no `/` (so a path with a colon in a directory name still works).
+fn split_layout(arg: &str) -> (PathBuf, Option<&str>) {
+    match arg.rsplit_once(':') {
+        Some((path, reference))
+            if !path.is_empty() && !reference.is_empty() && !reference.contains('/') =>
+        {
+            (PathBuf::from(path), Some(reference))
+        }
+        _ => (PathBuf::from(arg), None),
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -255,6 +285,51 @@ fn run(cli: &Cli) -> CmdResult {
             Ok(())
         }
         Command::Diff { a, b, exit_code } => diff(cli, a, b, *exit_code),
+        Command::ImportOci { layout, tag } => {
+            let store = open(cli)?;
+            let (path, reference) = split_layout(layout);
+            let options = layerstore::oci::ImportOptions::default();
+            let bar = spinner(cli, format!("importing {layout}"));
+            let id = if path.is_file() {
+                layerstore::oci::import_docker_archive(&store, &path, reference, &options)
+            } else {
+                layerstore::oci::import_layout(&store, &path, reference, &options)
+            };
+            finish(bar);
+            let id = id?;
+            if let Some(name) = tag {
+                store.set_tag(&tag_name(name)?, &id)?;
+            }
+            if cli.json {
+                println!("{}", json!({ "image": id.to_string() }));
+            } else {
+                println!("{id}");
+            }
+            Ok(())
+        }
+        Command::ExportOci {
+            image,
+            layout,
+            compression,
+        } => {
+            let store = open(cli)?;
+            let id = store.resolve_image(image)?;
+            let (path, reference) = split_layout(layout);
+            let options = layerstore::oci::ExportOptions::new(compression.parse()?);
+            let bar = spinner(cli, format!("exporting {id} to {layout}"));
+            let desc = layerstore::oci::export_layout(&store, &id, &path, reference, &options);
+            finish(bar);
+            let desc = desc?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({ "image": id.to_string(), "manifest": desc.digest().to_string(), "size": desc.size() })
+                );
+            } else {
+                println!("{}", desc.digest());
+            }
+            Ok(())
+        }
         Command::Images => images(cli),
         Command::Inspect { image } => inspect(cli, image),
         Command::Tag { image, name } => {
