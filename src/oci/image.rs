@@ -10,16 +10,88 @@
 
 use std::path::Path;
 
+use super::blobs::{ExportOptions, ImportOptions, import_blobs_with};
 use super::cache::TransferCache;
+use super::compress::Compression;
+use super::layout::export_layout;
 use super::registry::{Registry, RegistryRef};
-use super::transfer::{Layout, Manifest, PushOptions, PushReport, sha256};
+use super::transfer::{Layout, Manifest, PullReport, PushOptions, PushReport, sha256};
 use crate::digest::ImageId;
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
 use crate::store::Store;
+use crate::store::TagName;
 
-/// Pushing store images
+/// Pushing and pulling store images
 impl Registry {
+    /// Pushes `image` of `store` to `dest` (layers gzip-compressed, as
+    /// registries expect): each blob the repository lacks is mounted from
+    /// `options.mount_from` where offered, else uploaded; an unchanged
+    /// re-push exports nothing and uploads nothing (see
+    /// [`Registry::push_image_with`]).
+    ///
+    /// # Errors
+    /// [`Error::ObjectNotFound`] if the image is incomplete in the store; the
+    /// export's errors; as [`Registry::push_layout`] otherwise.
+    pub fn push_image(
+        &self,
+        store: &Store,
+        image: &ImageId,
+        dest: &RegistryRef,
+        options: &PushOptions<'_>,
+    ) -> Result<PushReport> {
+        let export = |layout: &Path| {
+            let options = ExportOptions::new(Compression::Gzip);
+            export_layout(store, image, layout, None, &options).map(|_| ())
+        };
+        self.push_image_with(store, image, dest, options, &export)
+    }
+
+    /// Pulls image `src` into `store`, fetching only the layer blobs whose
+    /// layers the store lacks (known from earlier pulls and pushes through
+    /// this store), verifying every blob as it streams; tags it `tag` once it
+    /// is durable. Returns the image id and what moved.
+    ///
+    /// # Errors
+    /// [`Error::ImageNotFound`] if the registry has no such image;
+    /// [`Error::Oci`] if a blob is malformed or does not match its
+    /// descriptor; [`Error::Registry`] if the registry fails; the store's
+    /// errors.
+    pub fn pull_image(
+        &self,
+        store: &Store,
+        src: &RegistryRef,
+        tag: Option<&TagName>,
+        progress: &dyn Fn(&PullReport),
+    ) -> Result<(ImageId, PullReport)> {
+        let cache = TransferCache::new(store);
+        let layout = durable::unique_tmp_path(&store.path().join("tmp"), "oci-pull");
+        let result = (|| {
+            let have = |digest: &str| cache.layer_for(digest).is_some();
+            let report = self.pull_layout(src, &layout, "pulled", &have, progress)?;
+            let lay = Layout { root: &layout };
+            let (manifest, digest) = lay.manifest(None)?;
+            let open = |desc: &oci_spec::image::Descriptor| {
+                let path = lay.blob_path(desc.digest().as_ref())?;
+                std::fs::File::open(&path).map_err(|e| Error::io("open blob", &path, e))
+            };
+            let known = |digest: &str| cache.layer_for(digest);
+            let id = import_blobs_with(store, &manifest, open, &known, &ImportOptions::default())?;
+            let parsed = Manifest::parse(&manifest, &digest)?;
+            let layers = store.image(&id)?.layers().to_vec();
+            for (blob, layer) in parsed.layers.iter().zip(&layers) {
+                cache.record_layer(&blob.digest, layer)?;
+            }
+            store.flush()?;
+            if let Some(tag) = tag {
+                store.set_tag(tag, &id)?;
+            }
+            Ok((id, report))
+        })();
+        let _ = std::fs::remove_dir_all(&layout);
+        result
+    }
+
     /// Pushes `image` of `store` to `dest`. `export` writes the image into
     /// the (absent) OCI layout directory it is given, as that layout's only
     /// manifest; it is called only when the registry lacks a blob of the
@@ -44,7 +116,16 @@ impl Registry {
         let layout = durable::unique_tmp_path(&store.path().join("tmp"), "oci-push");
         let result = export(&layout).and_then(|()| {
             let report = self.push_layout(&layout, None, dest, options)?;
-            let (manifest, _) = Layout { root: &layout }.manifest(None)?;
+            let (manifest, digest) = Layout { root: &layout }.manifest(None)?;
+            // Remember which blob holds which layer, so that pulling an image
+            // that shares them fetches none of them.
+            let parsed = Manifest::parse(&manifest, &digest)?;
+            let layers = store.image(image)?.layers().to_vec();
+            if layers.len() == parsed.layers.len() {
+                for (blob, layer) in parsed.layers.iter().zip(&layers) {
+                    cache.record_layer(&blob.digest, layer)?;
+                }
+            }
             cache.record_pushed(image, &manifest)?;
             Ok(report)
         });

@@ -1,6 +1,7 @@
 //! Push and pull against a real registry (Debian's `docker-registry` on
 //! 127.0.0.1): the transport (blobs, mounts, manifests, auth) and whole images.
 
+mod cli;
 mod image;
 mod layout;
 mod server;
