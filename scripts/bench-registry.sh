@@ -17,8 +17,9 @@ for tool in docker-registry skopeo umoci; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install docker-registry skopeo umoci)" >&2; exit 1; }
 done
 
-cargo build --release --quiet --features registry --example push_layout
+cargo build --release --quiet --features cli --example push_layout --bin layerstore
 PUSH=target/release/examples/push_layout
+LS=target/release/layerstore
 WORK=$(mktemp -d)
 REG_PID=
 cleanup() { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null; rm -rf "$WORK"; }
@@ -61,7 +62,21 @@ YAML
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-ours=() ; repush=() ; skopeo_t=()
+# The same image in a layerstore store (one commit per SOURCE_DIR), and its
+# OCI export for skopeo.
+export LAYERSTORE_DIR="$WORK/store"
+"$LS" init >/dev/null
+mkdir -p "$WORK/tree"
+parent=()
+for src in "${SOURCES[@]}"; do
+    mkdir -p "$WORK/tree$src" && cp -a "$src/." "$WORK/tree$src/"
+    "$LS" commit "$WORK/tree" "${parent[@]}" --tag img >/dev/null
+    parent=(--parent img)
+done
+rm -rf "$WORK/tree"
+"$LS" export-oci img "$WORK/exported:img" >/dev/null
+
+ours=() ; repush=() ; skopeo_t=() ; img=() ; img_repush=() ; img_skopeo=()
 for run in $(seq "$RUNS"); do
     start_registry
     ours+=("$(seconds "$PUSH" "$WORK/layout:img" "127.0.0.1:$PORT/bench/img:v1" --insecure)")
@@ -69,7 +84,18 @@ for run in $(seq "$RUNS"); do
     start_registry
     skopeo_t+=("$(seconds skopeo copy -q --dest-tls-verify=false "oci:$WORK/layout:img" "docker://127.0.0.1:$PORT/bench/img:v1")")
     echo "run $run: layerstore ${ours[-1]} s, re-push ${repush[-1]} s, skopeo ${skopeo_t[-1]} s" >&2
+    # A store image: the first push exports (tars, gzip) and uploads.
+    start_registry
+    rm -rf "$LAYERSTORE_DIR/cache/oci"
+    img+=("$(seconds "$LS" push img "127.0.0.1:$PORT/bench/img:v1" --insecure)")
+    img_repush+=("$(seconds "$LS" push img "127.0.0.1:$PORT/bench/img:v1" --insecure)")
+    start_registry
+    img_skopeo+=("$(seconds skopeo copy -q --dest-tls-verify=false "oci:$WORK/exported:img" "docker://127.0.0.1:$PORT/bench/img:v1")")
+    echo "run $run: layerstore push IMAGE ${img[-1]} s, re-push ${img_repush[-1]} s, skopeo copy of its export ${img_skopeo[-1]} s" >&2
 done
 printf 'layerstore push (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${ours[@]}" | median)"
 printf 'skopeo copy    (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${skopeo_t[@]}" | median)"
 printf 'unchanged re-push (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${repush[@]}" | median)"
+printf 'layerstore push IMAGE, export included (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${img[@]}" | median)"
+printf 'skopeo copy of the exported layout (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${img_skopeo[@]}" | median)"
+printf 'unchanged re-push of the IMAGE (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${img_repush[@]}" | median)"
