@@ -157,6 +157,49 @@ impl From<Error> for Failure {
 
 type CmdResult = Result<(), Failure>;
 
+fn import_oci(cli: &Cli, layout: &str, tag: Option<&str>) -> CmdResult {
+    let store = open(cli)?;
+    let (path, reference) = split_layout(layout);
+    let options = layerstore::oci::ImportOptions::default();
+    let bar = spinner(cli, format!("importing {layout}"));
+    let id = if path.is_file() {
+        layerstore::oci::import_docker_archive(&store, &path, reference, &options)
+    } else {
+        layerstore::oci::import_layout(&store, &path, reference, &options)
+    };
+    finish(bar);
+    let id = id?;
+    if let Some(name) = tag {
+        store.set_tag(&tag_name(name)?, &id)?;
+    }
+    if cli.json {
+        println!("{}", json!({ "image": id.to_string() }));
+    } else {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+fn export_oci(cli: &Cli, image: &str, layout: &str, compression: &str) -> CmdResult {
+    let store = open(cli)?;
+    let id = store.resolve_image(image)?;
+    let (path, reference) = split_layout(layout);
+    let options = layerstore::oci::ExportOptions::new(compression.parse()?);
+    let bar = spinner(cli, format!("exporting {id} to {layout}"));
+    let desc = layerstore::oci::export_layout(&store, &id, &path, reference, &options);
+    finish(bar);
+    let desc = desc?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "image": id.to_string(), "manifest": desc.digest().to_string(), "size": desc.size() })
+        );
+    } else {
+        println!("{}", desc.digest());
+    }
+    Ok(())
+}
+
 /// `LAYOUT[:REF]`: the reference is what follows the last `:` when it holds
 /// no `/` (so a path with a colon in a directory name still works).
 fn split_layout(arg: &str) -> (PathBuf, Option<&str>) {
@@ -300,51 +343,12 @@ fn run(cli: &Cli) -> CmdResult {
         ),
         Command::Checkout { image, dest } => checkout(cli, image, dest),
         Command::Diff { a, b, exit_code } => diff(cli, a, b, *exit_code),
-        Command::ImportOci { layout, tag } => {
-            let store = open(cli)?;
-            let (path, reference) = split_layout(layout);
-            let options = layerstore::oci::ImportOptions::default();
-            let bar = spinner(cli, format!("importing {layout}"));
-            let id = if path.is_file() {
-                layerstore::oci::import_docker_archive(&store, &path, reference, &options)
-            } else {
-                layerstore::oci::import_layout(&store, &path, reference, &options)
-            };
-            finish(bar);
-            let id = id?;
-            if let Some(name) = tag {
-                store.set_tag(&tag_name(name)?, &id)?;
-            }
-            if cli.json {
-                println!("{}", json!({ "image": id.to_string() }));
-            } else {
-                println!("{id}");
-            }
-            Ok(())
-        }
+        Command::ImportOci { layout, tag } => import_oci(cli, layout, tag.as_deref()),
         Command::ExportOci {
             image,
             layout,
             compression,
-        } => {
-            let store = open(cli)?;
-            let id = store.resolve_image(image)?;
-            let (path, reference) = split_layout(layout);
-            let options = layerstore::oci::ExportOptions::new(compression.parse()?);
-            let bar = spinner(cli, format!("exporting {id} to {layout}"));
-            let desc = layerstore::oci::export_layout(&store, &id, &path, reference, &options);
-            finish(bar);
-            let desc = desc?;
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({ "image": id.to_string(), "manifest": desc.digest().to_string(), "size": desc.size() })
-                );
-            } else {
-                println!("{}", desc.digest());
-            }
-            Ok(())
-        }
+        } => export_oci(cli, image, layout, compression),
         Command::Images => images(cli),
         Command::Inspect { image } => inspect(cli, image),
         Command::Tag { image, name } => {

@@ -54,9 +54,13 @@ pub struct ImportOptions {
     pub max_json_size: u64,
     /// Largest uncompressed layer accepted, in bytes (default 1 TiB).
     pub max_layer_size: u64,
-    /// Largest ratio of uncompressed to compressed size (default 200), with
-    /// 64 MiB of slack: past it a layer is refused as a compression bomb.
+    /// Largest ratio of uncompressed to compressed size (default 200), plus
+    /// [`expansion_slack`](Self::expansion_slack): past it a layer is refused
+    /// as a compression bomb.
     pub max_expansion: u64,
+    /// Bytes a layer may expand to beyond `max_expansion` times its
+    /// compressed size (default 64 MiB), for small, very compressible layers.
+    pub expansion_slack: u64,
 }
 
 impl Default for ImportOptions {
@@ -65,6 +69,7 @@ impl Default for ImportOptions {
             max_json_size: 8 << 20,
             max_layer_size: 1 << 40,
             max_expansion: 200,
+            expansion_slack: 64 << 20,
         }
     }
 }
@@ -368,7 +373,7 @@ fn import_layer(
     let cap = desc
         .size()
         .saturating_mul(options.max_expansion)
-        .saturating_add(64 << 20)
+        .saturating_add(options.expansion_slack)
         .min(options.max_layer_size);
     let decoded: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered))
