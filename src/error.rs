@@ -212,6 +212,20 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// An OCI image layout, `docker save` archive, manifest, config or layer
+    /// tar (from disk or a registry) is malformed or hostile: a blob whose
+    /// digest or size differs from its descriptor, a tar member with an
+    /// absolute or `..` path, a write through a symbolic link, a hard link
+    /// out of the layer, a bad whiteout name, a duplicate entry, a size that
+    /// lies, an expansion past the cap (a gzip bomb), … `what` names the
+    /// layout, blob or member concerned.
+    #[error("{what}: {reason}")]
+    Oci {
+        /// The layout path, blob digest and/or tar member concerned.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An encoded metadata object (snapshot, layer) could not be decoded: wrong
     /// magic, kind or format version, truncated or trailing bytes, or a body
     /// that is not valid `postcard` for the type.
@@ -247,6 +261,16 @@ pub enum Error {
         line: usize,
         /// What is wrong, with the command's output for a failed `RUN`.
         reason: String,
+    },
+
+    /// A registry could not be reached, refused a request, or sent something
+    /// that does not check out (a blob whose digest differs, a bad manifest).
+    #[error("registry '{registry}': {what}")]
+    Registry {
+        /// The registry host and repository.
+        registry: String,
+        /// What went wrong.
+        what: String,
     },
 }
 
@@ -284,9 +308,10 @@ impl Error {
     fn io_kind(&self) -> io::ErrorKind {
         match self {
             Error::Io { source, .. } | Error::Xattr { source, .. } => source.kind(),
-            Error::Corrupt { .. } | Error::InvalidTree { .. } | Error::Malformed { .. } => {
-                io::ErrorKind::InvalidData
-            }
+            Error::Corrupt { .. }
+            | Error::InvalidTree { .. }
+            | Error::Malformed { .. }
+            | Error::Oci { .. } => io::ErrorKind::InvalidData,
             Error::ChunkNotFound { .. }
             | Error::NotAStore { .. }
             | Error::ObjectNotFound { .. }

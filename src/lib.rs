@@ -41,6 +41,7 @@ mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mount;
+pub mod oci;
 mod store;
 mod tree;
 
@@ -52,7 +53,7 @@ pub use crate::{
     digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     error::{Error, Result},
     store::{
-        ChunkReader, PackStats, Store, StoreStats, TagName,
+        ChunkReader, CopyReport, PackStats, Store, StoreStats, TagName,
         chunk_list::{ChunkList, ChunkRef},
         config::StoreOptions,
         gc::{GcOptions, GcReport},
@@ -60,7 +61,7 @@ pub use crate::{
     tree::{
         AffectedImage, Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry,
         EntryKind, FsckOptions, FsckReport, History, Image, ImageConfig, Layer, Metadata, Problem,
-        ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind, Snapshot, Timestamp, TreePath,
-        flatten,
+        ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind, Snapshot, SyncOptions, SyncReport,
+        Timestamp, TreePath, flatten,
     },
 };

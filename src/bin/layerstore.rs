@@ -11,7 +11,7 @@ use layerstore::build::{BuildOptions, Builder};
 use layerstore::mount::{CommitOptions, Containers, PrepareOptions};
 use layerstore::{
     CheckoutOptions, EntryKind, Error, FsckOptions, GcOptions, History, ImageConfig, ImageId,
-    ScanOptions, Snapshot, Store, StoreOptions, TagName, Timestamp,
+    ScanOptions, Snapshot, Store, StoreOptions, SyncOptions, SyncReport, TagName, Timestamp,
 };
 use serde_json::json;
 
@@ -75,6 +75,23 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Import an image from an OCI image layout (LAYOUT[:REF]) or a
+    /// `docker save` archive (a file); the last line printed is its id.
+    ImportOci {
+        /// The layout directory (or docker-save tar), optionally `:REF`.
+        layout: String,
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+    },
+    /// Write IMAGE into an OCI image layout (LAYOUT[:REF], created or added
+    /// to); prints the manifest digest.
+    ExportOci {
+        image: String,
+        /// The layout directory, optionally `:REF`.
+        layout: String,
+        #[arg(long, default_value = "gzip", value_name = "gzip|zstd|none")]
+        compression: String,
+    },
     /// Verify every pack, chunk, object and ref; exit 1 if anything is wrong.
     Fsck {
         /// Rebuild lost indexes, quarantine damaged packs, clean tmp/.
@@ -123,6 +140,35 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         run_timeout: Option<u64>,
     },
+    /// Copy IMAGE into the store at DIR (created if absent), moving only the
+    /// chunks it lacks; a tag given as IMAGE is set there too.
+    Sync {
+        image: String,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Push IMAGE to REGISTRY/REPO[:TAG], uploading only the blobs it lacks.
+    /// Credentials: `$LAYERSTORE_REGISTRY_USER` and
+    /// `$LAYERSTORE_REGISTRY_PASSWORD`, or `$LAYERSTORE_REGISTRY_TOKEN`.
+    Push {
+        image: String,
+        #[arg(value_name = "REGISTRY/REPO[:TAG]")]
+        dest: String,
+        /// Plain http (a loopback registry only).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Pull REGISTRY/REPO[:TAG] into the store, fetching only the layers it
+    /// lacks; prints the image id last.
+    Pull {
+        #[arg(value_name = "REGISTRY/REPO[:TAG]")]
+        src: String,
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+        /// Plain http (a loopback registry only).
+        #[arg(long)]
+        insecure: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,13 +206,70 @@ impl From<Error> for Failure {
             | Error::ChunkNotFound { .. }
             | Error::ObjectNotFound { .. }
             | Error::UnsupportedVersion { .. }
-            | Error::BadConfig { .. } => Failure::System(text),
+            | Error::BadConfig { .. }
+            | Error::Registry { .. } => Failure::System(text),
             _ => Failure::Usage(text),
         }
     }
 }
 
 type CmdResult = Result<(), Failure>;
+
+fn import_oci(cli: &Cli, layout: &str, tag: Option<&str>) -> CmdResult {
+    let store = open(cli)?;
+    let (path, reference) = split_layout(layout);
+    let options = layerstore::oci::ImportOptions::default();
+    let bar = spinner(cli, format!("importing {layout}"));
+    let id = if path.is_file() {
+        layerstore::oci::import_docker_archive(&store, &path, reference, &options)
+    } else {
+        layerstore::oci::import_layout(&store, &path, reference, &options)
+    };
+    finish(bar);
+    let id = id?;
+    if let Some(name) = tag {
+        store.set_tag(&tag_name(name)?, &id)?;
+    }
+    if cli.json {
+        println!("{}", json!({ "image": id.to_string() }));
+    } else {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+fn export_oci(cli: &Cli, image: &str, layout: &str, compression: &str) -> CmdResult {
+    let store = open(cli)?;
+    let id = store.resolve_image(image)?;
+    let (path, reference) = split_layout(layout);
+    let options = layerstore::oci::ExportOptions::new(compression.parse()?);
+    let bar = spinner(cli, format!("exporting {id} to {layout}"));
+    let desc = layerstore::oci::export_layout(&store, &id, &path, reference, &options);
+    finish(bar);
+    let desc = desc?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "image": id.to_string(), "manifest": desc.digest().to_string(), "size": desc.size() })
+        );
+    } else {
+        println!("{}", desc.digest());
+    }
+    Ok(())
+}
+
+/// `LAYOUT[:REF]`: the reference is what follows the last `:` when it holds
+/// no `/` (so a path with a colon in a directory name still works).
+fn split_layout(arg: &str) -> (PathBuf, Option<&str>) {
+    match arg.rsplit_once(':') {
+        Some((path, reference))
+            if !path.is_empty() && !reference.is_empty() && !reference.contains('/') =>
+        {
+            (PathBuf::from(path), Some(reference))
+        }
+        _ => (PathBuf::from(arg), None),
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -300,23 +403,14 @@ fn run(cli: &Cli) -> CmdResult {
             tag.as_deref(),
             message.as_deref(),
         ),
-        Command::Checkout { image, dest } => {
-            let store = open(cli)?;
-            let id = store.resolve_image(image)?;
-            let tree = store.image_tree(&id)?;
-            let bar = spinner(cli, format!("checking out {id} into {}", dest.display()));
-            let outcome = store.checkout(&tree, dest, &CheckoutOptions::default());
-            finish(bar);
-            let outcome = outcome?;
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({ "image": id.to_string(), "files": outcome.files, "bytes": outcome.bytes })
-                );
-            }
-            Ok(())
-        }
+        Command::Checkout { image, dest } => checkout(cli, image, dest),
         Command::Diff { a, b, exit_code } => diff(cli, a, b, *exit_code),
+        Command::ImportOci { layout, tag } => import_oci(cli, layout, tag.as_deref()),
+        Command::ExportOci {
+            image,
+            layout,
+            compression,
+        } => export_oci(cli, image, layout, compression),
         Command::Images => images(cli),
         Command::Inspect { image } => inspect(cli, image),
         Command::Tag { image, name } => {
@@ -377,6 +471,13 @@ fn run(cli: &Cli) -> CmdResult {
             *no_cache,
             *run_timeout,
         ),
+        Command::Sync { image, to } => sync(cli, image, to),
+        Command::Push {
+            image,
+            dest,
+            insecure,
+        } => push(cli, image, dest, *insecure),
+        Command::Pull { src, tag, insecure } => pull(cli, src, tag.as_deref(), *insecure),
     }
 }
 
@@ -920,4 +1021,168 @@ fn fsck(cli: &Cli, repair: bool) -> CmdResult {
     } else {
         Err(Failure::Found)
     }
+}
+
+fn sync(cli: &Cli, reference: &str, to: &Path) -> CmdResult {
+    let store = open(cli)?;
+    let id = store.resolve_image(reference)?;
+    // A tag keeps its name in the target; an id stays untagged.
+    let tag = reference
+        .parse::<TagName>()
+        .ok()
+        .filter(|name| store.tag(name).ok().flatten() == Some(id));
+    let target = Store::create(to, &StoreOptions::default())?;
+    let bar = spinner(cli, format!("syncing {id} to {}", to.display()));
+    let progress = |r: &SyncReport| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "syncing {id}: {} of {} chunks checked, {} moved ({} bytes)",
+                r.chunks_moved + r.chunks_skipped,
+                r.chunks_total,
+                r.chunks_moved,
+                r.bytes_moved
+            ));
+        }
+    };
+    let options = SyncOptions {
+        tag: tag.as_ref(),
+        progress: Some(&progress),
+    };
+    let report = store.sync_image(&id, &target, &options);
+    finish(bar);
+    let report = report?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "image": id.to_string(),
+                "chunks_moved": report.chunks_moved,
+                "bytes_moved": report.bytes_moved,
+                "chunks_skipped": report.chunks_skipped,
+                "bytes_skipped": report.bytes_skipped,
+                "objects_moved": report.objects_moved,
+            })
+        );
+    } else {
+        println!("chunks moved: {}", report.chunks_moved);
+        println!("bytes moved: {}", report.bytes_moved);
+        println!("chunks skipped: {}", report.chunks_skipped);
+        println!("bytes skipped: {}", report.bytes_skipped);
+    }
+    Ok(())
+}
+
+fn checkout(cli: &Cli, image: &str, dest: &Path) -> CmdResult {
+    let store = open(cli)?;
+    let id = store.resolve_image(image)?;
+    let tree = store.image_tree(&id)?;
+    let bar = spinner(cli, format!("checking out {id} into {}", dest.display()));
+    let outcome = store.checkout(&tree, dest, &CheckoutOptions::default());
+    finish(bar);
+    let outcome = outcome?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "image": id.to_string(), "files": outcome.files, "bytes": outcome.bytes })
+        );
+    }
+    Ok(())
+}
+
+fn registry(host: &str, insecure: bool) -> Result<layerstore::oci::Registry, Failure> {
+    use layerstore::oci::{Credentials, Registry, RegistryOptions};
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let credentials = match (
+        var("LAYERSTORE_REGISTRY_USER"),
+        var("LAYERSTORE_REGISTRY_PASSWORD"),
+        var("LAYERSTORE_REGISTRY_TOKEN"),
+    ) {
+        (_, _, Some(token)) => Credentials::Bearer { token },
+        (Some(username), Some(password), None) => Credentials::Basic { username, password },
+        _ => Credentials::Anonymous,
+    };
+    Ok(Registry::new(
+        host,
+        &RegistryOptions {
+            insecure,
+            credentials,
+        },
+    )?)
+}
+
+fn push(cli: &Cli, image: &str, dest: &str, insecure: bool) -> CmdResult {
+    let store = open(cli)?;
+    let id = store.resolve_image(image)?;
+    let dest: layerstore::oci::RegistryRef = dest.parse()?;
+    let reg = registry(&dest.host, insecure)?;
+    let bar = spinner(cli, format!("pushing {id} to {dest}"));
+    let progress = |r: &layerstore::oci::PushReport| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "pushing {id} to {dest}: {} uploaded, {} present",
+                r.blobs_uploaded, r.blobs_present
+            ));
+        }
+    };
+    let options = layerstore::oci::PushOptions {
+        progress: Some(&progress),
+        ..layerstore::oci::PushOptions::default()
+    };
+    let report = reg.push_image(&store, &id, &dest, &options);
+    finish(bar);
+    let report = report?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "image": id.to_string(),
+                "manifest": report.manifest_digest,
+                "blobs_uploaded": report.blobs_uploaded,
+                "bytes_uploaded": report.bytes_uploaded,
+                "blobs_present": report.blobs_present,
+                "blobs_mounted": report.blobs_mounted,
+            })
+        );
+    } else {
+        println!("blobs uploaded: {}", report.blobs_uploaded);
+        println!("blobs already present: {}", report.blobs_present);
+        println!("manifest: {}", report.manifest_digest);
+    }
+    Ok(())
+}
+
+fn pull(cli: &Cli, src: &str, tag: Option<&str>, insecure: bool) -> CmdResult {
+    let store = open(cli)?;
+    let src: layerstore::oci::RegistryRef = src.parse()?;
+    let tag = tag.map(tag_name).transpose()?;
+    let reg = registry(&src.host, insecure)?;
+    let bar = spinner(cli, format!("pulling {src}"));
+    let progress = |r: &layerstore::oci::PullReport| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "pulling {src}: {} blobs fetched ({} bytes), {} layers already here",
+                r.blobs_fetched, r.bytes_fetched, r.layers_skipped
+            ));
+        }
+    };
+    let result = reg.pull_image(&store, &src, tag.as_ref(), &progress);
+    finish(bar);
+    let (id, report) = result?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "image": id.to_string(),
+                "manifest": report.manifest_digest,
+                "blobs_fetched": report.blobs_fetched,
+                "bytes_fetched": report.bytes_fetched,
+                "layers_skipped": report.layers_skipped,
+            })
+        );
+    } else {
+        println!("blobs fetched: {}", report.blobs_fetched);
+        println!("layers already present: {}", report.layers_skipped);
+        println!("{id}");
+    }
+    Ok(())
 }

@@ -26,6 +26,7 @@ mod cache;
 pub(crate) mod chunk_list;
 mod chunker;
 pub(crate) mod config;
+pub(crate) mod copy;
 pub(crate) mod frame;
 pub(crate) mod fsck;
 pub(crate) mod gc;
@@ -57,6 +58,7 @@ use self::config::{Config, ConfigError, StoreOptions};
 use self::index::{Index, Location};
 use self::mmap::Mapped;
 
+pub use self::copy::CopyReport;
 pub use self::read::ChunkReader;
 pub use self::refs::TagName;
 pub(crate) use self::refs::parse_pins;

@@ -21,6 +21,7 @@ pub(crate) mod path;
 pub(crate) mod scan;
 pub(crate) mod snapshot;
 pub(crate) mod statcache;
+pub(crate) mod sync;
 
 pub use self::{
     checkout::{CheckoutOptions, CheckoutOutcome},
@@ -32,4 +33,5 @@ pub use self::{
     path::TreePath,
     scan::{ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind},
     snapshot::{Children, Snapshot},
+    sync::{SyncOptions, SyncReport},
 };

@@ -9,6 +9,7 @@ mod common;
 mod containers;
 mod crash;
 mod soak;
+mod sync;
 
 fn layerstore(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_layerstore"))

@@ -1,0 +1,419 @@
+//! An image as OCI blobs (config, manifest, compressed layer tars) and back.
+//!
+//! This is the part that the image layout, `docker save` import and registry
+//! push/pull share: export writes each blob once into a directory, named by
+//! its digest; import reads blobs from any [`Read`], verifying each digest
+//! and size while streaming.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use oci_spec::image::{
+    Descriptor, Digest, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
+};
+
+use crate::digest::ImageId;
+use crate::error::{Error, Result};
+use crate::fsutil::durable;
+use crate::oci::compress::{Compression, ParallelCompressor};
+use crate::oci::config;
+use crate::oci::digest::{HashingReader, HashingWriter, sha256_digest, sha256_hex};
+use crate::oci::tar::{read_layer_tar, write_layer_tar};
+use crate::store::Store;
+use crate::tree::{Image, Snapshot};
+
+/// How to export an image.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ExportOptions {
+    /// How layers are compressed (default gzip).
+    pub compression: Compression,
+    /// Compression level: gzip 0–9 (default 6), zstd 1–19 (default 3).
+    pub level: Option<i32>,
+}
+
+impl ExportOptions {
+    /// Options with `compression` and its default level.
+    #[must_use]
+    pub fn new(compression: Compression) -> Self {
+        Self {
+            compression,
+            level: None,
+        }
+    }
+}
+
+/// Limits on what an import accepts, so that hostile input cannot exhaust
+/// memory or disk.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ImportOptions {
+    /// Largest manifest, config or index accepted, in bytes (default 8 MiB).
+    pub max_json_size: u64,
+    /// Largest uncompressed layer accepted, in bytes (default 1 TiB).
+    pub max_layer_size: u64,
+    /// Largest ratio of uncompressed to compressed size (default 200), plus
+    /// [`expansion_slack`](Self::expansion_slack): past it a layer is refused
+    /// as a compression bomb.
+    pub max_expansion: u64,
+    /// Bytes a layer may expand to beyond `max_expansion` times its
+    /// compressed size (default 64 MiB), for small, very compressible layers.
+    pub expansion_slack: u64,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            max_json_size: 8 << 20,
+            max_layer_size: 1 << 40,
+            max_expansion: 200,
+            expansion_slack: 64 << 20,
+        }
+    }
+}
+
+/// One blob written by [`export_blobs`]: its descriptor and where it is.
+#[derive(Debug, Clone)]
+pub struct ExportedBlob {
+    /// Media type, `sha256:` digest and size.
+    pub descriptor: Descriptor,
+    /// The file holding it: `<dir>/<hex digest>`.
+    pub path: PathBuf,
+}
+
+/// An image as OCI blobs, as [`export_blobs`] wrote them.
+#[derive(Debug, Clone)]
+pub struct OciExport {
+    /// The image manifest (`application/vnd.oci.image.manifest.v1+json`).
+    pub manifest: ExportedBlob,
+    /// The image configuration (`application/vnd.oci.image.config.v1+json`).
+    pub config: ExportedBlob,
+    /// The layers, bottom first, compressed as asked.
+    pub layers: Vec<ExportedBlob>,
+    /// The layers' `DiffIDs`: `sha256:` of each uncompressed tar, bottom first.
+    pub diff_ids: Vec<String>,
+}
+
+/// Writes image `image` of `store` as OCI blobs into the directory `dir`
+/// (created if absent), each blob in the file named by its hex sha256 digest
+/// — the layout of an OCI image layout's `blobs/sha256/`. Returns their
+/// descriptors. Blobs already there are kept.
+///
+/// Layers are written one at a time, each streamed from the store through a
+/// parallel compressor into its file (no layer is held in memory), hashing
+/// both the compressed blob (its digest) and the tar (its `DiffID`). The same
+/// image always gives byte-identical blobs.
+///
+/// # Errors
+/// [`Error::ImageNotFound`]/[`Error::ObjectNotFound`] if the image or one of
+/// its layers is not stored, [`Error::Io`] naming the file if writing fails,
+/// the store's errors if content cannot be read.
+pub fn export_blobs(
+    store: &Store,
+    image: &ImageId,
+    dir: &Path,
+    options: &ExportOptions,
+) -> Result<OciExport> {
+    fs_err::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let img: Image = store.image(image)?;
+    let mut layers = Vec::with_capacity(img.layers().len());
+    let mut diff_ids = Vec::with_capacity(img.layers().len());
+    for id in img.layers() {
+        let layer = store.layer(id)?;
+        let tmp = durable::unique_tmp_path(dir, ".tmp-layer");
+        let result = (|| {
+            let file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+            let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+            let compressor = ParallelCompressor::new(blob, options.compression, options.level);
+            let tar = write_layer_tar(store, &layer, HashingWriter::new(compressor))?;
+            let (compressor, diff_id, _) = tar.finish();
+            let blob = compressor
+                .finish()
+                .map_err(|e| Error::io("write", &tmp, e))?;
+            let (buffered, digest, size) = blob.finish();
+            let file = buffered
+                .into_inner()
+                .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
+            durable::sync_file(&file, &tmp)?;
+            Ok::<_, Error>((diff_id, digest, size))
+        })();
+        let (diff_id, digest, size) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let path = place(dir, &tmp, &digest)?;
+        layers.push(ExportedBlob {
+            descriptor: descriptor(options.compression.media_type(), size, &digest)?,
+            path,
+        });
+        diff_ids.push(diff_id);
+    }
+    let config_bytes = config::to_oci(img.config(), img.history(), diff_ids.clone())?;
+    let config = write_blob(dir, MediaType::ImageConfig, &config_bytes)?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config.descriptor.clone())
+        .layers(
+            layers
+                .iter()
+                .map(|l| l.descriptor.clone())
+                .collect::<Vec<_>>(),
+        )
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("OCI manifest: {e}")))?;
+    let manifest = write_blob(
+        dir,
+        MediaType::ImageManifest,
+        &config::canonical_json(&manifest)?,
+    )?;
+    Ok(OciExport {
+        manifest,
+        config,
+        layers,
+        diff_ids,
+    })
+}
+
+pub(crate) fn descriptor(media_type: MediaType, size: u64, digest: &str) -> Result<Descriptor> {
+    let digest = Digest::from_str(digest)
+        .map_err(|e| Error::InvalidArgument(format!("digest '{digest}': {e}")))?;
+    Ok(Descriptor::new(media_type, size, digest))
+}
+
+/// Writes `bytes` as a blob into `dir`; returns its descriptor.
+pub(crate) fn write_blob(dir: &Path, media_type: MediaType, bytes: &[u8]) -> Result<ExportedBlob> {
+    let digest = sha256_digest(bytes);
+    let hex = &digest["sha256:".len()..];
+    let path = dir.join(hex);
+    if !path.exists() {
+        durable::write_atomic(dir, &path, bytes)?;
+    }
+    Ok(ExportedBlob {
+        descriptor: descriptor(media_type, bytes.len() as u64, &digest)?,
+        path,
+    })
+}
+
+/// Renames the finished blob `tmp` to its name in `dir`, or drops it if a
+/// blob of that digest is already there.
+fn place(dir: &Path, tmp: &Path, digest: &str) -> Result<PathBuf> {
+    let path = dir.join(&digest["sha256:".len()..]);
+    if path.exists() {
+        let _ = std::fs::remove_file(tmp);
+    } else {
+        durable::rename_durable(tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// Importing
+///
+/// Imports the image whose manifest is `manifest` (the JSON bytes) into
+/// `store`, reading each blob the manifest names from `open_blob` (a file of
+/// an image layout, a registry download, …). Returns the new image's id.
+///
+/// Every blob is checked against its descriptor while it streams: its sha256
+/// digest and size, and for layers the `DiffID` of the uncompressed tar against
+/// the config's `rootfs.diff_ids`. Layers may be gzip, zstd or uncompressed
+/// (told by their first bytes, whatever the media type says); each is read
+/// once, file contents going straight into the store. Layer tars are read
+/// strictly (see [`Error::Oci`]).
+///
+/// # Errors
+/// [`Error::Oci`] naming the blob for anything malformed, hostile or not
+/// matching its descriptor; `open_blob`'s errors; the store's errors.
+pub fn import_blobs<F, R>(
+    store: &Store,
+    manifest: &[u8],
+    open_blob: F,
+    options: &ImportOptions,
+) -> Result<ImageId>
+where
+    F: FnMut(&Descriptor) -> Result<R>,
+    R: Read,
+{
+    import_blobs_with(store, manifest, open_blob, &|_| None, options)
+}
+
+/// [`import_blobs`], except that a layer blob for which `known` names a
+/// stored layer (registry pull: a layer imported or exported before) is
+/// neither opened nor read: that layer is used as it is.
+pub(crate) fn import_blobs_with<F, R>(
+    store: &Store,
+    manifest: &[u8],
+    mut open_blob: F,
+    known: &dyn Fn(&str) -> Option<crate::digest::LayerId>,
+    options: &ImportOptions,
+) -> Result<ImageId>
+where
+    F: FnMut(&Descriptor) -> Result<R>,
+    R: Read,
+{
+    let manifest = ImageManifest::from_reader(manifest).map_err(|e| Error::Oci {
+        what: "image manifest".into(),
+        reason: e.to_string(),
+    })?;
+    let config_desc = manifest.config();
+    let config_bytes = read_json_blob(open_blob(config_desc)?, config_desc, options)?;
+    let what_config = format!("config {}", config_desc.digest());
+    let oci_config =
+        ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| Error::Oci {
+            what: what_config.clone(),
+            reason: e.to_string(),
+        })?;
+    let diff_ids = oci_config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(Error::Oci {
+            what: what_config,
+            reason: format!(
+                "{} diff_ids for {} layers in the manifest",
+                diff_ids.len(),
+                manifest.layers().len()
+            ),
+        });
+    }
+    let (image_config, history) = config::from_oci(&oci_config, diff_ids.len(), &what_config)?;
+    let mut tree = Snapshot::empty();
+    let mut layer_ids = Vec::with_capacity(diff_ids.len());
+    for (desc, diff_id) in manifest.layers().iter().zip(diff_ids) {
+        let layer = match known(desc.digest().as_ref()) {
+            Some(id) => store.layer(&id)?,
+            None => import_layer(store, open_blob(desc)?, desc, diff_id, &tree, options)?,
+        };
+        tree = layer.apply(&tree).map_err(|e| Error::Oci {
+            what: format!("layer {}", desc.digest()),
+            reason: e.to_string(),
+        })?;
+        layer_ids.push(store.put_layer(&layer)?);
+    }
+    let rootfs = store.put_snapshot(&tree)?;
+    let image = Image::new(layer_ids, rootfs, image_config, history)?;
+    let id = store.put_image(&image)?;
+    store.flush()?;
+    Ok(id)
+}
+
+fn check_digest(desc: &Descriptor, digest: &str, size: u64) -> Result<()> {
+    let what = || format!("blob {}", desc.digest());
+    if sha256_hex(desc.digest().as_ref()).is_none() {
+        return Err(Error::Oci {
+            what: what(),
+            reason: "only sha256 digests are supported".into(),
+        });
+    }
+    if size != desc.size() {
+        return Err(Error::Oci {
+            what: what(),
+            reason: format!("{size} bytes but the descriptor says {}", desc.size()),
+        });
+    }
+    if digest != desc.digest().to_string() {
+        return Err(Error::Oci {
+            what: what(),
+            reason: format!("the content's digest is {digest}"),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a small JSON blob whole, verified.
+pub(crate) fn read_json_blob(
+    reader: impl Read,
+    desc: &Descriptor,
+    options: &ImportOptions,
+) -> Result<Vec<u8>> {
+    let what = || format!("blob {}", desc.digest());
+    if desc.size() > options.max_json_size {
+        return Err(Error::Oci {
+            what: what(),
+            reason: format!(
+                "{} bytes is more than the {} accepted for JSON",
+                desc.size(),
+                options.max_json_size
+            ),
+        });
+    }
+    let mut bytes = Vec::new();
+    reader
+        .take(desc.size() + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Oci {
+            what: what(),
+            reason: format!("reading: {e}"),
+        })?;
+    check_digest(desc, &sha256_digest(&bytes), bytes.len() as u64)?;
+    Ok(bytes)
+}
+
+/// Reads one layer blob into a [`Layer`](crate::Layer) over `lower`,
+/// verifying digest, size and `DiffID`.
+fn import_layer(
+    store: &Store,
+    reader: impl Read,
+    desc: &Descriptor,
+    diff_id: &str,
+    lower: &Snapshot,
+    options: &ImportOptions,
+) -> Result<crate::Layer> {
+    let what = format!("layer {}", desc.digest());
+    let io_err = |e: io::Error| Error::Oci {
+        what: what.clone(),
+        reason: e.to_string(),
+    };
+    // One byte past the declared size is enough to know it lies.
+    let mut raw = HashingReader::new(reader, desc.size(), "the blob (longer than its descriptor)");
+    let mut buffered = BufReader::with_capacity(1 << 18, &mut raw);
+    let magic = buffered.fill_buf().map_err(io_err)?.to_vec();
+    let cap = desc
+        .size()
+        .saturating_mul(options.max_expansion)
+        .saturating_add(options.expansion_slack)
+        .min(options.max_layer_size);
+    let decoded: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(&mut buffered).map_err(io_err)?)
+    } else {
+        Box::new(&mut buffered)
+    };
+    let mut plain = HashingReader::new(decoded, cap, "the uncompressed layer");
+    let mut put = |r: &mut dyn Read, name: &Path| store.put_reader(r, name);
+    let layer = read_layer_tar(&mut plain, lower, &mut put, &what)?;
+    plain.drain().map_err(io_err)?;
+    let (got_diff_id, _) = plain.finish();
+    io::copy(&mut buffered, &mut io::sink()).map_err(io_err)?;
+    drop(buffered);
+    let (digest, size) = raw.finish();
+    check_digest(desc, &digest, size)?;
+    if got_diff_id != diff_id {
+        return Err(Error::Oci {
+            what,
+            reason: format!(
+                "the uncompressed tar's digest is {got_diff_id} but the config's diff_id is {diff_id}"
+            ),
+        });
+    }
+    Ok(layer)
+}
+
+#[allow(dead_code, reason = "used by the layout and registry modules")]
+pub(crate) fn blob_file(dir: &Path, desc: &Descriptor) -> Result<PathBuf> {
+    let digest = desc.digest().to_string();
+    let hex = sha256_hex(&digest).ok_or_else(|| Error::Oci {
+        what: format!("blob {digest}"),
+        reason: "not a sha256 digest".into(),
+    })?;
+    Ok(dir.join(hex))
+}
+
+#[allow(dead_code, reason = "kept for writers of blobs to plain files")]
+pub(crate) fn write_all(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::io("create", path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io("write", path, e))
+}

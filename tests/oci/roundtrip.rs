@@ -1,0 +1,142 @@
+//! Export to an OCI image layout and import back: same image, same tree,
+//! byte-identical blobs on every export.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use layerstore::oci::{Compression, ExportOptions, ImportOptions, export_layout, import_layout};
+use layerstore::{CheckoutOptions, Error};
+
+use crate::{make_image, new_store, tree};
+
+fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        out.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path()).unwrap(),
+        );
+    }
+    out.insert(
+        "index.json".into(),
+        std::fs::read(dir.join("index.json")).unwrap(),
+    );
+    out
+}
+
+#[test]
+fn export_then_import_gives_the_same_image_and_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path(), "a");
+    let id = make_image(&store, dir.path());
+    for (i, c) in [Compression::Gzip, Compression::Zstd, Compression::None]
+        .into_iter()
+        .enumerate()
+    {
+        let layout = dir.path().join(format!("layout-{i}"));
+        let desc =
+            export_layout(&store, &id, &layout, Some("img"), &ExportOptions::new(c)).unwrap();
+        assert!(desc.digest().to_string().starts_with("sha256:"));
+        let other = new_store(dir.path(), &format!("b{i}"));
+        let back = import_layout(&other, &layout, Some("img"), &ImportOptions::default()).unwrap();
+        assert_eq!(back, id, "{c:?}: the imported image has another id");
+        assert_eq!(store.image(&id).unwrap(), other.image(&back).unwrap());
+        // And the trees check out the same, attribute by attribute.
+        let (a, b) = (
+            dir.path().join(format!("co-a{i}")),
+            dir.path().join(format!("co-b{i}")),
+        );
+        let opts = CheckoutOptions::default();
+        store
+            .checkout(&store.image_tree(&id).unwrap(), &a, &opts)
+            .unwrap();
+        other
+            .checkout(&other.image_tree(&back).unwrap(), &b, &opts)
+            .unwrap();
+        tree::assert_same(&tree::walk(&b), &tree::walk(&a));
+        tree::make_removable(&a);
+        tree::make_removable(&b);
+    }
+}
+
+#[test]
+fn export_is_reproducible_whatever_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path(), "a");
+    let id = make_image(&store, dir.path());
+    for c in [Compression::Gzip, Compression::Zstd] {
+        let opts = ExportOptions::new(c);
+        let one = dir.path().join(format!("one-{c:?}"));
+        let two = dir.path().join(format!("two-{c:?}"));
+        export_layout(&store, &id, &one, None, &opts).unwrap();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| export_layout(&store, &id, &two, None, &opts).unwrap());
+        let (a, b) = (files_of(&one), files_of(&two));
+        assert_eq!(a.len(), 3 + 3, "{c:?}: 3 layers, config, manifest, index");
+        assert_eq!(a, b, "{c:?}: two exports differ");
+    }
+}
+
+#[test]
+fn a_layout_gains_images_and_import_needs_a_ref_when_there_are_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path(), "a");
+    let id = make_image(&store, dir.path());
+    let layout = dir.path().join("layout");
+    let opts = ExportOptions::new(Compression::Zstd);
+    export_layout(&store, &id, &layout, Some("first"), &opts).unwrap();
+    export_layout(
+        &store,
+        &id,
+        &layout,
+        Some("second"),
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    // Re-exporting under a name replaces that name's entry.
+    export_layout(
+        &store,
+        &id,
+        &layout,
+        Some("second"),
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    let other = new_store(dir.path(), "b");
+    let err = import_layout(&other, &layout, None, &ImportOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Oci { .. }), "{err:?}");
+    assert!(text.contains("first") && text.contains("second"), "{text}");
+    let err = import_layout(&other, &layout, Some("third"), &ImportOptions::default());
+    assert!(
+        err.unwrap_err()
+            .to_string()
+            .contains("no manifest named 'third'")
+    );
+    for name in ["first", "second"] {
+        let back = import_layout(&other, &layout, Some(name), &ImportOptions::default()).unwrap();
+        assert_eq!(back, id);
+    }
+}
+
+#[test]
+fn chain_ids_follow_the_spec() {
+    let ids = vec![
+        layerstore::oci::sha256_digest(b"one"),
+        layerstore::oci::sha256_digest(b"two"),
+        layerstore::oci::sha256_digest(b"three"),
+    ];
+    let chain = layerstore::oci::chain_ids(&ids);
+    assert_eq!(chain[0], ids[0]);
+    let c1 = layerstore::oci::sha256_digest(format!("{} {}", ids[0], ids[1]).as_bytes());
+    assert_eq!(chain[1], c1);
+    let c2 = layerstore::oci::sha256_digest(format!("{c1} {}", ids[2]).as_bytes());
+    assert_eq!(chain[2], c2);
+}
