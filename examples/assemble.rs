@@ -11,13 +11,17 @@
 //! layer is a container on the previous image whose changes are committed.
 //! Then it prints every image's layers with their sizes and shows, from the
 //! store's own statistics, that the three base layers are stored once for the
-//! three images. The data is generated here (no download); the store lives in
-//! a temporary directory, deleted at the end.
+//! three images. Last, it pushes `imageA` and then `imageB` to a second store
+//! (`Store::sync_image`): the first push moves the base and A's layer, the
+//! second only the chunks of B's own layer. The data is generated here (no
+//! download); the stores live in a temporary directory, deleted at the end.
 
 use std::sync::Arc;
 
 use layerstore::mount::{CommitOptions, Containers, MemoryBackend, PrepareOptions};
-use layerstore::{EntryKind, ImageId, LayerId, Store, StoreOptions, TagName, TreePath};
+use layerstore::{
+    EntryKind, ImageId, LayerId, Store, StoreOptions, SyncOptions, TagName, TreePath,
+};
 
 /// Deterministic bytes: half of each file is text-like (compresses), half
 /// noise (does not), as in real binaries and libraries.
@@ -244,6 +248,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if !shared_once {
         return Err("the base layers were stored more than once".into());
+    }
+    push_to_second_store(&store, scratch.path(), &image_a, &image_b, own_b)
+}
+
+/// Pushes imageA, then imageB, into a second store and shows what moved.
+fn push_to_second_store(
+    store: &Store,
+    scratch: &std::path::Path,
+    image_a: &ImageId,
+    image_b: &ImageId,
+    own_b: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let remote = Store::create(scratch.join("second-store"), &StoreOptions::default())?;
+    println!();
+    let mut moved_b = 0;
+    for (name, id) in [("imageA", image_a), ("imageB", image_b)] {
+        let report = store.sync_image(id, &remote, &SyncOptions::default())?;
+        println!(
+            "push {name} to a second store: moved {} chunks ({}), skipped {} chunks ({}) it had",
+            report.chunks_moved,
+            mib(report.bytes_moved),
+            report.chunks_skipped,
+            mib(report.bytes_skipped)
+        );
+        moved_b = report.bytes_moved;
+    }
+    let only_own = moved_b <= own_b + own_b / 20;
+    println!(
+        "the second push moved only imageB's own layer: {}",
+        if only_own { "yes" } else { "NO" }
+    );
+    if !only_own {
+        return Err("the second push moved more than imageB's own layer".into());
     }
     Ok(())
 }

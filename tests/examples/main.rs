@@ -64,4 +64,12 @@ fn assemble_stores_the_shared_base_once() {
         value_of(&out, "base layers stored once for three images:"),
         "yes"
     );
+    // Pushed to a second store, imageB moves only its own layer's chunks.
+    assert_eq!(
+        value_of(&out, "the second push moved only imageB's own layer:"),
+        "yes"
+    );
+    let push_b = value_of(&out, "push imageB to a second store: moved");
+    let moved = mib(push_b.split('(').nth(1).expect("a byte figure"));
+    assert!(moved < 1.0, "imageB's push moved {moved} MiB: {push_b}");
 }
