@@ -4,6 +4,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod build;
 #[path = "../common/mod.rs"]
 mod common;
 mod containers;

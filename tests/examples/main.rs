@@ -73,3 +73,47 @@ fn assemble_stores_the_shared_base_once() {
     let moved = mib(push_b.split('(').nth(1).expect("a byte figure"));
     assert!(moved < 1.0, "imageB's push moved {moved} MiB: {push_b}");
 }
+
+#[test]
+fn build_cache_reuses_steps_until_the_first_change() {
+    let out = run_example("build_cache", &[]);
+    let section = |title: &str| -> Vec<&str> {
+        out.split(&format!("== {title}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section '{title}':\n{out}"))
+            .lines()
+            .take_while(|l| !l.starts_with("image "))
+            .map(|l| l.split_whitespace().next().unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(section("first build"), vec!["BUILT"; 6]);
+    assert_eq!(section("the same again"), vec!["CACHED"; 6]);
+    assert_eq!(
+        section("after changing src/main"),
+        vec!["CACHED", "CACHED", "BUILT", "BUILT", "BUILT", "BUILT"]
+    );
+    assert_eq!(section("--no-cache"), vec!["BUILT"; 6]);
+    assert_eq!(value_of(&out, "cache behaved as expected:"), "yes");
+}
+
+#[test]
+fn cow_view_commits_exactly_the_containers_changes() {
+    let out = run_example("cow_view", &[]);
+    assert_eq!(
+        out.matches("shared with the parent image").count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("new: the container's changes").count(),
+        1,
+        "{out}"
+    );
+    for change in ["M srv/index.html", "A srv/new.js", "D srv/old.css"] {
+        assert!(out.lines().any(|l| l.trim() == change), "{change}:\n{out}");
+    }
+    assert_eq!(
+        value_of(&out, "the new image shares the old layers and adds one:"),
+        "yes"
+    );
+}
