@@ -74,6 +74,34 @@ pub fn image(bytes: &[u8]) {
     }
 }
 
+/// Parses a Containerfile: an error or instructions, never a panic; every
+/// instruction parsed has a normalised form that starts with its keyword,
+/// and parsing is deterministic.
+pub fn containerfile(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let parsed = crate::build::containerfile::parse(text, "Containerfile");
+    if let Ok(instructions) = &parsed {
+        for ins in instructions {
+            let normal = ins.normalised();
+            assert!(
+                normal
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_uppercase()),
+                "normalised form without its keyword: {normal:?}"
+            );
+            assert!(ins.line >= 1, "line 0");
+        }
+    }
+    let again = crate::build::containerfile::parse(text, "Containerfile");
+    assert!(
+        format!("{parsed:?}") == format!("{again:?}"),
+        "parsing is not deterministic"
+    );
+}
+
 pub use model::store_model;
 
 /// The model-based target: a store and a plain in-memory model side by side.
