@@ -267,7 +267,9 @@ impl LayerCache {
         let written = (|| {
             store.checkout(tree, &tmp, &CheckoutOptions::default())?;
             // Content before name: a crash never leaves a final name over
-            // files whose data did not reach the disk.
+            // files whose data did not reach the disk. One `syncfs`: an
+            // fsync of each file, in parallel, measured 3.4x slower (11.2 s
+            // against 3.3 s for 20 000 files, `benches/overlay.rs`).
             let handle = std::fs::File::open(&tmp).map_err(|e| Error::io("open", &tmp, e))?;
             rustix::fs::syncfs(&handle).map_err(|e| Error::io("sync", &tmp, e.into()))?;
             Ok(())
