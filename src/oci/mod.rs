@@ -19,7 +19,7 @@ mod compress;
 mod config;
 mod digest;
 mod layout;
-mod tar;
+pub(crate) mod tar;
 
 pub use oci_spec;
 
@@ -30,6 +30,3 @@ pub use self::{
     layout::{export_layout, import_docker_archive, import_layout},
     tar::write_layer_tar,
 };
-
-#[doc(hidden)]
-pub use self::tar::fuzz_read_layer_tar;

@@ -661,8 +661,7 @@ fn add_missing_parents(
 }
 
 /// Reads a layer tar with file contents hashed but not stored: for fuzzing.
-#[doc(hidden)]
-pub fn fuzz_read_layer_tar(data: &[u8]) -> Result<Layer> {
+pub(crate) fn fuzz_read_layer_tar(data: &[u8]) -> Result<Layer> {
     let mut put = |r: &mut dyn Read, _: &Path| -> Result<ChunkList> {
         let mut buf = Vec::new();
         r.take(1 << 24)

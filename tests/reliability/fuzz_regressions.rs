@@ -12,7 +12,7 @@ use super::new_store;
 /// A fuzz target's entry point.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 8] = [
+const TARGETS: [(&str, Target); 9] = [
     ("config", fuzzing::config),
     ("index", fuzzing::index),
     ("frame", fuzzing::frame),
@@ -21,6 +21,7 @@ const TARGETS: [(&str, Target); 8] = [
     ("layer", fuzzing::layer),
     ("image", fuzzing::image),
     ("store_model", fuzzing::store_model),
+    ("layer_tar", fuzzing::layer_tar),
 ];
 
 fn files_in(dir: &Path, seeds_only: bool) -> Vec<std::path::PathBuf> {
