@@ -95,10 +95,8 @@ pub fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) -> Result
 fn append_entry<W: Write>(builder: &mut tar::Builder<W>, store: &Store, e: &Entry) -> Result<()> {
     let io_err = |err: io::Error| match err.into_inner() {
         Some(inner) => match inner.downcast::<Error>() {
-            Ok(ours) => Error::Checkout {
-                path: e.path.to_string().into(),
-                source: ours,
-            },
+            // The store's own error (Corrupt naming the pack, ChunkNotFound…).
+            Ok(ours) => *ours,
             Err(other) => Error::io("write", "layer tar", io::Error::other(other)),
         },
         None => Error::io("write", "layer tar", io::Error::other("write failed")),
