@@ -410,13 +410,22 @@ fn export_oci_then_import_oci_gives_the_same_image() {
         &["export-oci", "app", &spec, "--compression", "zstd"],
     )))
     .to_owned();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
     let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
-    assert!(index.contains(&digest) && index.contains("\"v1\""), "{index}");
+    assert!(
+        index.contains(&digest) && index.contains("\"v1\""),
+        "{index}"
+    );
     let out = ok(&layerstore(&b, &["import-oci", &spec, "--tag", "copy"]));
     assert_eq!(last_line(&out), id);
     let dest = work.path().join("dest");
-    ok(&layerstore(&b, &["checkout", "copy", dest.to_str().unwrap()]));
+    ok(&layerstore(
+        &b,
+        &["checkout", "copy", dest.to_str().unwrap()],
+    ));
     assert_eq!(describe(&src), describe(&dest));
     // A reference the layout does not hold: bad input, exit 2, naming it.
     let out = layerstore(&b, &["import-oci", &format!("{}:nope", layout.display())]);
