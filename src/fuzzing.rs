@@ -346,3 +346,14 @@ mod model {
         }
     }
 }
+
+/// Reads an OCI layer tar (over the empty tree, contents hashed, not
+/// stored), as import does with data from the network: it must return,
+/// never panic; what reads as a layer is a valid one.
+pub fn layer_tar(bytes: &[u8]) {
+    let Ok(layer) = crate::oci::tar::fuzz_read_layer_tar(bytes) else {
+        return;
+    };
+    let decoded = crate::tree::Layer::decode(&layer.encode());
+    assert_eq!(decoded.ok().as_ref(), Some(&layer));
+}

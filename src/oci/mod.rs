@@ -28,7 +28,7 @@ mod image;
 mod layout;
 #[cfg(feature = "registry")]
 mod registry;
-mod tar;
+pub(crate) mod tar;
 #[cfg(feature = "registry")]
 mod transfer;
 
@@ -46,6 +46,3 @@ pub use self::{
 pub use self::registry::{Credentials, Registry, RegistryOptions, RegistryRef};
 #[cfg(feature = "registry")]
 pub use self::transfer::{PullReport, PushOptions, PushReport};
-
-#[doc(hidden)]
-pub use self::tar::fuzz_read_layer_tar;

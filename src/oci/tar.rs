@@ -49,11 +49,15 @@ pub fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) -> Result
     let io_err = |e: io::Error| Error::io("write", "layer tar", e);
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
-    let mut items: Vec<(TreePath, Item<'_>)> = Vec::with_capacity(
+    // Each member keyed by the path it concerns: a whiteout comes just before
+    // an upsert of the path it deletes (so that extractors that apply members
+    // in order delete, then create), an opaque marker just after its
+    // directory and before the directory's children; parents come first.
+    let mut items: Vec<(TreePath, u8, TreePath, Item<'_>)> = Vec::with_capacity(
         layer.upserts().len() + layer.whiteouts().len() + layer.opaque_dirs().len(),
     );
     for e in layer.upserts() {
-        items.push((e.path.clone(), Item::Entry(e)));
+        items.push((e.path.clone(), 1, e.path.clone(), Item::Entry(e)));
     }
     for w in layer.whiteouts() {
         let (Some(parent), Some(name)) = (w.parent(), w.file_name()) else {
@@ -61,13 +65,13 @@ pub fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) -> Result
         };
         let mut marker = WHITEOUT.to_vec();
         marker.extend_from_slice(name);
-        items.push((parent.join(&marker)?, Item::Whiteout));
+        items.push((w.clone(), 0, parent.join(&marker)?, Item::Whiteout));
     }
     for d in layer.opaque_dirs() {
-        items.push((d.join(OPAQUE)?, Item::Opaque));
+        items.push((d.clone(), 2, d.join(OPAQUE)?, Item::Opaque));
     }
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, item) in items {
+    items.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for (_, _, path, item) in items {
         match item {
             Item::Entry(entry) => append_entry(&mut builder, store, entry)?,
             Item::Whiteout | Item::Opaque => {
@@ -91,10 +95,8 @@ pub fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) -> Result
 fn append_entry<W: Write>(builder: &mut tar::Builder<W>, store: &Store, e: &Entry) -> Result<()> {
     let io_err = |err: io::Error| match err.into_inner() {
         Some(inner) => match inner.downcast::<Error>() {
-            Ok(ours) => Error::Checkout {
-                path: e.path.to_string().into(),
-                source: ours,
-            },
+            // The store's own error (Corrupt naming the pack, ChunkNotFound…).
+            Ok(ours) => *ours,
             Err(other) => Error::io("write", "layer tar", io::Error::other(other)),
         },
         None => Error::io("write", "layer tar", io::Error::other("write failed")),
@@ -661,8 +663,7 @@ fn add_missing_parents(
 }
 
 /// Reads a layer tar with file contents hashed but not stored: for fuzzing.
-#[doc(hidden)]
-pub fn fuzz_read_layer_tar(data: &[u8]) -> Result<Layer> {
+pub(crate) fn fuzz_read_layer_tar(data: &[u8]) -> Result<Layer> {
     let mut put = |r: &mut dyn Read, _: &Path| -> Result<ChunkList> {
         let mut buf = Vec::new();
         r.take(1 << 24)

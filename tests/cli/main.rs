@@ -390,3 +390,46 @@ fn gc_and_fsck() {
         String::from_utf8_lossy(&out.stdout).contains(pack.file_name().unwrap().to_str().unwrap())
     );
 }
+
+#[test]
+fn export_oci_then_import_oci_gives_the_same_image() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let src = work.path().join("src");
+    every_kind(&src);
+    ok(&layerstore(&a, &["init"]));
+    ok(&layerstore(&b, &["init"]));
+    let id = last_line(&ok(&layerstore(
+        &a,
+        &["commit", src.to_str().unwrap(), "--tag", "app"],
+    )))
+    .to_owned();
+    let layout = work.path().join("layout");
+    let spec = format!("{}:v1", layout.display());
+    let digest = last_line(&ok(&layerstore(
+        &a,
+        &["export-oci", "app", &spec, "--compression", "zstd"],
+    )))
+    .to_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
+    assert!(
+        index.contains(&digest) && index.contains("\"v1\""),
+        "{index}"
+    );
+    let out = ok(&layerstore(&b, &["import-oci", &spec, "--tag", "copy"]));
+    assert_eq!(last_line(&out), id);
+    let dest = work.path().join("dest");
+    ok(&layerstore(
+        &b,
+        &["checkout", "copy", dest.to_str().unwrap()],
+    ));
+    assert_eq!(describe(&src), describe(&dest));
+    // A reference the layout does not hold: bad input, exit 2, naming it.
+    let out = layerstore(&b, &["import-oci", &format!("{}:nope", layout.display())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use layerstore::oci::oci_spec;
 use layerstore::oci::{Compression, ExportOptions, ImportOptions, export_layout, import_layout};
 use layerstore::{CheckoutOptions, Error};
 
@@ -139,4 +140,59 @@ fn chain_ids_follow_the_spec() {
     assert_eq!(chain[1], c1);
     let c2 = layerstore::oci::sha256_digest(format!("{c1} {}", ids[2]).as_bytes());
     assert_eq!(chain[2], c2);
+}
+
+#[test]
+fn a_docker_save_archive_imports_to_the_same_image() {
+    use layerstore::oci::{export_blobs, import_docker_archive};
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path(), "a");
+    let id = make_image(&store, dir.path());
+    let blobs = dir.path().join("blobs");
+    let export = export_blobs(&store, &id, &blobs, &ExportOptions::new(Compression::None)).unwrap();
+    // The classic `docker save` layout: <config hex>.json, <id>/layer.tar,
+    // manifest.json.
+    let hex = |d: &oci_spec::image::Descriptor| d.digest().to_string()[7..].to_owned();
+    let config_name = format!("{}.json", hex(&export.config.descriptor));
+    let layer_names: Vec<String> = export
+        .layers
+        .iter()
+        .map(|l| format!("{}/layer.tar", hex(&l.descriptor)))
+        .collect();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": ["example:1"],
+        "Layers": layer_names,
+    }]))
+    .unwrap();
+    let archive = dir.path().join("saved.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, bytes).unwrap();
+    };
+    add(&config_name, &std::fs::read(&export.config.path).unwrap());
+    for (name, l) in layer_names.iter().zip(&export.layers) {
+        add(name, &std::fs::read(&l.path).unwrap());
+    }
+    add("manifest.json", &manifest);
+    b.into_inner().unwrap();
+    let other = new_store(dir.path(), "b");
+    let opts = ImportOptions::default();
+    assert_eq!(
+        import_docker_archive(&other, &archive, None, &opts).unwrap(),
+        id
+    );
+    assert_eq!(
+        import_docker_archive(&other, &archive, Some("example:1"), &opts).unwrap(),
+        id
+    );
+    let err = import_docker_archive(&other, &archive, Some("nope:1"), &opts).unwrap_err();
+    assert!(
+        err.to_string().contains("no image tagged 'nope:1'"),
+        "{err}"
+    );
 }

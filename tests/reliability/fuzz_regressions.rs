@@ -12,7 +12,7 @@ use super::new_store;
 /// A fuzz target's entry point.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 9] = [
+const TARGETS: [(&str, Target); 10] = [
     ("config", fuzzing::config),
     ("index", fuzzing::index),
     ("frame", fuzzing::frame),
@@ -22,6 +22,7 @@ const TARGETS: [(&str, Target); 9] = [
     ("image", fuzzing::image),
     ("store_model", fuzzing::store_model),
     ("containerfile", fuzzing::containerfile),
+    ("layer_tar", fuzzing::layer_tar),
 ];
 
 fn files_in(dir: &Path, seeds_only: bool) -> Vec<std::path::PathBuf> {
