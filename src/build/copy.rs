@@ -100,8 +100,9 @@ fn check_links(tree: &Snapshot, path: &TreePath, text: &str) -> Result<(), Strin
 }
 
 /// The entries that `COPY sources dest` puts in place: already at their
-/// destination paths, owners applied, parents of the destination included.
-/// `existing` is the image's tree before the step (parents it has are kept).
+/// destination paths, owners applied (the missing parents of the
+/// destination come later, from [`add_parents`]: they depend only on the
+/// image before the step, so the cache key need not cover them).
 pub(crate) fn plan(
     tree: &Snapshot,
     source: Source,
@@ -109,7 +110,6 @@ pub(crate) fn plan(
     dest: &TreePath,
     dest_is_dir: bool,
     chown: Option<(u32, u32)>,
-    existing: &Snapshot,
 ) -> Result<Vec<Entry>, String> {
     let into_dir = dest_is_dir || sources.len() > 1 || sources.iter().any(|s| is_glob(s));
     let mut out: BTreeMap<TreePath, Entry> = BTreeMap::new();
@@ -185,7 +185,18 @@ pub(crate) fn plan(
             }
         }
     }
-    // Parents of everything placed that neither the image nor the copy has.
+    Ok(out.into_values().collect())
+}
+
+/// `copied` with the directories it needs that neither it nor `existing` (the
+/// image before the step) has: `0755`, owned by root or the `--chown` owner.
+pub(crate) fn add_parents(
+    copied: Vec<Entry>,
+    existing: &Snapshot,
+    chown: Option<(u32, u32)>,
+) -> Vec<Entry> {
+    let mut out: BTreeMap<TreePath, Entry> =
+        copied.into_iter().map(|e| (e.path.clone(), e)).collect();
     let parents: Vec<TreePath> = out
         .keys()
         .flat_map(|p| {
@@ -212,7 +223,7 @@ pub(crate) fn plan(
         };
         out.insert(dir.clone(), Entry::dir(dir, meta));
     }
-    Ok(out.into_values().collect())
+    out.into_values().collect()
 }
 
 /// `existing` with `copied` put in place: an entry replaces what was at its

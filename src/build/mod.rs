@@ -274,17 +274,9 @@ impl<'s> Builder<'s> {
                     (tree, copy::Source::Context)
                 };
                 let target = copy::dest_path(dest, &state.config.workdir).map_err(&err)?;
-                let existing = self.tree(state)?;
-                let planned = copy::plan(
-                    &tree,
-                    source,
-                    sources,
-                    &target,
-                    dest.ends_with('/'),
-                    *chown,
-                    &existing,
-                )
-                .map_err(|r| err(format!("COPY: {r}")))?;
+                let planned =
+                    copy::plan(&tree, source, sources, &target, dest.ends_with('/'), *chown)
+                        .map_err(|r| err(format!("COPY: {r}")))?;
                 Some(planned)
             }
             _ => None,
@@ -348,9 +340,10 @@ impl<'s> Builder<'s> {
         };
         let mut config = state.config.clone();
         match &step.kind {
-            InstructionKind::Copy { .. } => {
+            InstructionKind::Copy { chown, .. } => {
                 let before = self.tree(state)?;
-                let after = copy::apply(&before, copied.unwrap_or_default())?;
+                let copied = copy::add_parents(copied.unwrap_or_default(), &before, *chown);
+                let after = copy::apply(&before, copied)?;
                 let layer = before.diff(&after);
                 self.store.put_child_image(
                     Some(&state.image),
