@@ -6,6 +6,8 @@
 //! and uses what it needs; the rest is allowed to be unused.
 #![allow(dead_code)]
 
+pub mod tree;
+
 use std::path::Path;
 
 /// Deterministic incompressible bytes.

@@ -2,10 +2,12 @@
 //! OCI image layouts, hostile layer tars, and interop with the real `skopeo`
 //! and `umoci` on both sides.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod hostile;
 mod interop;
 mod roundtrip;
-mod tree;
+pub(crate) use common::{require_tool, tree};
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -16,43 +18,8 @@ pub(crate) fn new_store(dir: &Path, name: &str) -> Store {
     Store::create(dir.join(name), &StoreOptions::default()).expect("create store")
 }
 
-/// Whether `tool` is on PATH. When it is not, says why the test is skipped
-/// and returns false; with `LAYERSTORE_REQUIRE_PRIVILEGED` set, fails instead.
-pub(crate) fn require_tool(tool: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("LAYERSTORE_REQUIRE_PRIVILEGED").is_none(),
-            "{tool} is missing, and LAYERSTORE_REQUIRE_PRIVILEGED is set"
-        );
-        eprintln!("SKIPPING: {tool} is not installed");
-    }
-    found
-}
-
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-fn set_mtime(path: &Path, secs: i64, nanos: i64) {
-    let t = rustix::fs::Timespec {
-        tv_sec: secs,
-        tv_nsec: nanos,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &rustix::fs::Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
 }
 
 /// A tree with every kind of entry the OCI mapping must carry: files (one of
@@ -71,7 +38,7 @@ pub(crate) fn make_fixture(root: &Path) {
     fs::write(root.join("gone/deep/file"), b"deleted later").unwrap();
     fs::write(root.join("opaque/old/x"), b"hidden later").unwrap();
     fs::write(root.join("opaque/kept"), b"hidden later too").unwrap();
-    fs::write(root.join("usr/bin/big"), tree::random_bytes(3 << 20, 7)).unwrap();
+    fs::write(root.join("usr/bin/big"), common::random_bytes(3 << 20, 7)).unwrap();
     fs::write(root.join("usr/bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
     fs::hard_link(root.join("usr/bin/tool"), root.join("usr/bin/tool-alias")).unwrap();
     fs::hard_link(root.join("usr/bin/tool"), root.join("etc/a-tool-link")).unwrap();
@@ -98,7 +65,7 @@ pub(crate) fn make_fixture(root: &Path) {
     };
     chmod("usr/bin/tool", 0o4755);
     chmod("usr/bin", 0o1777);
-    if tree::user_xattrs_supported(root) {
+    if common::user_xattrs_supported(root) {
         for (p, v) in [("etc/hosts", &b"v1"[..]), ("usr/bin", b"\x00\xffbinary")] {
             rustix::fs::lsetxattr(
                 root.join(p),
@@ -144,9 +111,13 @@ pub(crate) fn make_fixture(root: &Path) {
     let mut all: Vec<_> = walkdir(root);
     all.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     for (i, p) in (0i64..).zip(&all) {
-        set_mtime(p, 1_600_000_000 + i, 123_456_789 + i);
+        common::set_mtime(
+            p,
+            1_600_000_000 + i,
+            u32::try_from(123_456_789 + i).unwrap(),
+        );
     }
-    set_mtime(root, 1_500_000_000, 5);
+    common::set_mtime(root, 1_500_000_000, 5);
 }
 
 fn walkdir(root: &Path) -> Vec<std::path::PathBuf> {

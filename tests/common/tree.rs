@@ -1,5 +1,6 @@
-//! Tree walking and comparison (from tests/checkout, until tests/common lands).
-#![allow(dead_code, reason = "shared helpers")]
+//! Trees on disk, walked with `lstat` (independent of the crate's scanner),
+//! what a snapshot should check out to, and an attribute-by-attribute
+//! comparison of the two.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -7,53 +8,10 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use layerstore::{Entry, EntryKind, Snapshot, Store, StoreOptions, TreePath};
+use layerstore::{Entry, EntryKind, Snapshot, Store, TreePath};
 
-/// Deterministic incompressible bytes.
-pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new_keyed(&[seed as u8; 32])
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
-}
-
-pub(crate) fn new_store(dir: &Path) -> Store {
-    Store::create(dir.join("store"), &StoreOptions::default()).expect("create store")
-}
-
-pub(crate) fn p(bytes: impl Into<Vec<u8>>) -> TreePath {
+fn p(bytes: impl Into<Vec<u8>>) -> TreePath {
     TreePath::new(bytes).unwrap()
-}
-
-/// Whether the process is root. When it is not, says why `what` is skipped
-/// and returns false; with `LAYERSTORE_REQUIRE_PRIVILEGED` set, fails instead.
-pub(crate) fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("LAYERSTORE_REQUIRE_PRIVILEGED").is_none(),
-        "{what} needs root, and LAYERSTORE_REQUIRE_PRIVILEGED is set"
-    );
-    eprintln!("skipping {what}: not running as root");
-    false
-}
-
-/// Whether the filesystem holding `dir` accepts `user.*` xattrs; says why not.
-pub(crate) fn user_xattrs_supported(dir: &Path) -> bool {
-    let probe = dir.join(".xattr-probe");
-    std::fs::write(&probe, b"").unwrap();
-    let res = rustix::fs::lsetxattr(&probe, "user.probe", b"1", rustix::fs::XattrFlags::empty());
-    std::fs::remove_file(&probe).unwrap();
-    if let Err(e) = &res {
-        eprintln!(
-            "skipping xattrs: {} refuses user xattrs: {e}",
-            dir.display()
-        );
-    }
-    res.is_ok()
 }
 
 /// What a path is, with what only that kind has.
