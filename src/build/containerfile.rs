@@ -145,7 +145,9 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Instruction>> {
     for (i, raw) in text.lines().enumerate() {
         let number = i + 1;
         let trimmed = raw.trim();
-        if trimmed.starts_with('#') || (trimmed.is_empty() && pending.is_none()) {
+        // Comments and blank lines are skipped, inside a continuation too
+        // (as Docker does).
+        if trimmed.starts_with('#') || trimmed.is_empty() {
             continue;
         }
         let (start, mut joined) = pending.take().unwrap_or((number, String::new()));
@@ -473,6 +475,9 @@ user 1000:1000
         // of the shell text is kept as written (spacing matters to a shell).
         assert_eq!(b[1].normalised(), "RUN echo  hi");
         assert_eq!(a[1].normalised(), "RUN echo   hi");
+        let blank = parse("FROM scratch\nRUN a \\\n\n  b\nCMD c", "f").unwrap();
+        assert_eq!(blank[1].normalised(), "RUN a  b");
+        assert_eq!(blank[2].line, 5);
         let c = parse("FROM scratch\ncopy a  b", "f").unwrap();
         assert_eq!(c[1].normalised(), r#"COPY ["a","b"]"#);
     }

@@ -8,7 +8,6 @@ use layerstore::{Entry, History, Metadata, Snapshot, TreePath, fuzzing};
 
 use super::new_store;
 
-/// The fuzz targets and their entry points.
 /// A fuzz target's entry point.
 type Target = fn(&[u8]);
 
