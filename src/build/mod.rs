@@ -195,9 +195,7 @@ impl<'s> Builder<'s> {
         options: &BuildOptions,
     ) -> Result<State> {
         let (image, key) = if stage.image.eq_ignore_ascii_case("scratch") {
-            let tree = self.store.put_snapshot(&Snapshot::empty())?;
-            let empty = Image::new(Vec::new(), tree, ImageConfig::default(), Vec::new())?;
-            (self.store.put_image(&empty)?, Key::from_image(None))
+            (self.store.put_empty_image()?, Key::from_image(None))
         } else if let Some(i) = stage_index(stages, stage.image) {
             done.get(&i).cloned().ok_or_else(|| Error::Build {
                 file: file.to_owned(),

@@ -243,14 +243,7 @@ impl<'s> Containers<'s> {
     /// # Errors
     /// As [`Store::put_image`].
     pub fn empty_image(&self) -> Result<ImageId> {
-        let tree = self.store.put_snapshot(&Snapshot::empty())?;
-        let image = crate::tree::Image::new(
-            Vec::new(),
-            tree,
-            crate::tree::ImageConfig::default(),
-            Vec::new(),
-        )?;
-        self.store.put_image(&image)
+        self.store.put_empty_image()
     }
 }
 
@@ -318,15 +311,7 @@ impl Containers<'_> {
         let backend = self.backend(name, &meta.backend)?;
         let base = self.store.image_tree(&meta.image)?;
         let state = self.dir(name)?;
-        let spec = ViewSpec {
-            name,
-            state: &state,
-            target: meta.target.as_deref(),
-            image: meta.image,
-            base: &base,
-            read_only: meta.read_only,
-        };
-        f(backend.as_ref(), &spec)
+        f(backend.as_ref(), &view_spec(name, meta, &state, &base))
     }
 
     fn info(&self, name: &str, meta: Meta) -> Result<ContainerInfo> {
@@ -709,25 +694,35 @@ impl Containers<'_> {
     pub fn files(&self, name: &str) -> Result<Box<dyn ViewFiles + '_>> {
         let meta = self.read_meta(name)?;
         let backend = self.backend(name, &meta.backend)?;
-        self.with_view(name, &meta, |b, v| {
-            if !b.is_mounted(v)? {
-                return Err(Error::Container {
-                    name: name.to_owned(),
-                    reason: "not mounted".to_owned(),
-                });
-            }
-            Ok(())
-        })?;
+        // One tree, one view: `with_view` cannot hand out what borrows the
+        // backend, so the check and the file access share this spec.
         let base = self.store.image_tree(&meta.image)?;
         let state = self.dir(name)?;
-        let spec = ViewSpec {
-            name,
-            state: &state,
-            target: meta.target.as_deref(),
-            image: meta.image,
-            base: &base,
-            read_only: meta.read_only,
-        };
+        let spec = view_spec(name, &meta, &state, &base);
+        if !backend.is_mounted(&spec)? {
+            return Err(Error::Container {
+                name: name.to_owned(),
+                reason: "not mounted".to_owned(),
+            });
+        }
         backend.files(self.store, &spec)
+    }
+}
+
+/// The view of container `name` (state `meta`, own directory `state`) over
+/// the image tree `base`, as a backend is given it.
+fn view_spec<'a>(
+    name: &'a str,
+    meta: &'a Meta,
+    state: &'a Path,
+    base: &'a Snapshot,
+) -> ViewSpec<'a> {
+    ViewSpec {
+        name,
+        state,
+        target: meta.target.as_deref(),
+        image: meta.image,
+        base,
+        read_only: meta.read_only,
     }
 }

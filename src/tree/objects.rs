@@ -141,6 +141,17 @@ impl Store {
         self.tag(&name)?.ok_or_else(|| not_found("no such tag"))
     }
 
+    /// Stores the image of the empty tree (no layers, default config): what
+    /// `FROM scratch` and containers built from nothing start from.
+    ///
+    /// # Errors
+    /// As [`Store::put_image`].
+    pub fn put_empty_image(&self) -> Result<ImageId> {
+        let tree = self.put_snapshot(&Snapshot::empty())?;
+        let image = Image::new(Vec::new(), tree, ImageConfig::default(), Vec::new())?;
+        self.put_image(&image)
+    }
+
     /// Makes and stores an image of `parent`'s layers plus `layer` (stored too),
     /// whose tree is `tree`; a `history` record is appended for the new layer
     /// and the parent's config is kept unless `config` is given.
