@@ -178,6 +178,23 @@ impl Root {
         }
     }
 
+    /// The fault-injection hook (feature `fault-injection`, see
+    /// [`crate::fsutil::fault`]) for the write `op` at `rel`: every call that
+    /// changes something beneath the root asks it first.
+    #[inline]
+    fn fault(&self, op: &'static str, rel: &[u8]) -> std::result::Result<(), Errno> {
+        #[cfg(feature = "fault-injection")]
+        {
+            crate::fsutil::fault::check(op, &self.full(rel))
+                .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            let _ = (op, rel);
+            Ok(())
+        }
+    }
+
     fn dup_root(&self) -> Result<OwnedFd> {
         rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
             .map_err(|e| Error::io("duplicate descriptor of", &self.path, e.into()))
@@ -219,7 +236,10 @@ impl Root {
             end += 1;
             let mut opened = rustix::fs::openat(&dir, component, flags, Mode::empty());
             if let (Err(Errno::NOENT), Some(mode)) = (&opened, create) {
-                match rustix::fs::mkdirat(&dir, component, mode) {
+                match self
+                    .fault("create directory", prefix)
+                    .and_then(|()| rustix::fs::mkdirat(&dir, component, mode))
+                {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => {
                         return Err(Error::io("create directory", self.full(prefix), e.into()));
@@ -305,7 +325,10 @@ impl Root {
         let (dir, name) = self.open_parent(path)?;
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(mode & 0o7777))
+        self.fault("create", path)
+            .and_then(|()| {
+                rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(mode & 0o7777))
+            })
             .map(File::from)
             .map_err(|e| Error::io("create", self.full(path), e.into()))
     }
@@ -333,7 +356,8 @@ impl Root {
         };
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(mode & 0o7777))
+        self.fault("create", path)
+            .and_then(|()| rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(mode & 0o7777)))
             .map(File::from)
             .map_err(|e| Error::io("create", self.full(path), e.into()))
     }
@@ -341,7 +365,8 @@ impl Root {
     /// Creates the directory `path` (its parent must exist).
     pub(crate) fn mkdir(&self, path: &[u8], mode: u32) -> Result<()> {
         let (dir, name) = self.open_parent(path)?;
-        rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode & 0o7777))
+        self.fault("create directory", path)
+            .and_then(|()| rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode & 0o7777)))
             .map_err(|e| Error::io("create directory", self.full(path), e.into()))
     }
 
@@ -355,7 +380,8 @@ impl Root {
             });
         }
         let (dir, name) = self.open_parent(path)?;
-        rustix::fs::symlinkat(target, &dir, name)
+        self.fault("create symbolic link", path)
+            .and_then(|()| rustix::fs::symlinkat(target, &dir, name))
             .map_err(|e| Error::io("create symbolic link", self.full(path), e.into()))
     }
 
@@ -364,7 +390,10 @@ impl Root {
     pub(crate) fn hardlink(&self, path: &[u8], target: &[u8]) -> Result<()> {
         let (target_dir, target_name) = self.open_parent(target)?;
         let (dir, name) = self.open_parent(path)?;
-        rustix::fs::linkat(&target_dir, target_name, &dir, name, AtFlags::empty()).map_err(|e| {
+        let linked = self.fault("create hard link", path).and_then(|()| {
+            rustix::fs::linkat(&target_dir, target_name, &dir, name, AtFlags::empty())
+        });
+        linked.map_err(|e| {
             let source = io::Error::from(e);
             let source = io::Error::new(
                 source.kind(),
@@ -383,14 +412,17 @@ impl Root {
             NodeKind::CharDevice => (FileType::CharacterDevice, rdev),
             NodeKind::BlockDevice => (FileType::BlockDevice, rdev),
         };
-        rustix::fs::mknodat(
-            &dir,
-            name,
-            file_type,
-            Mode::from_raw_mode(mode & 0o7777),
-            rdev,
-        )
-        .map_err(|e| Error::io("create special file", self.full(path), e.into()))
+        self.fault("create special file", path)
+            .and_then(|()| {
+                rustix::fs::mknodat(
+                    &dir,
+                    name,
+                    file_type,
+                    Mode::from_raw_mode(mode & 0o7777),
+                    rdev,
+                )
+            })
+            .map_err(|e| Error::io("create special file", self.full(path), e.into()))
     }
 
     /// Removes `path`: a file, link or special file, or a directory with
@@ -449,19 +481,48 @@ impl Root {
         Ok(())
     }
 
+    /// Best effort, for cleaning up after a failure: if `path` (the empty
+    /// path: the root) is a directory, adds read, write and search permission
+    /// for its owner, so that what is in it can be removed. Errors are
+    /// ignored; a symbolic link is left alone.
+    pub(crate) fn make_traversable(&self, path: &[u8]) {
+        let Ok((dir, name)) = self.open_parent_or_root(path) else {
+            return;
+        };
+        let Ok(fd) = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return;
+        };
+        let Ok(st) = rustix::fs::fstat(&fd) else {
+            return;
+        };
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory && st.st_mode & 0o700 != 0o700
+        {
+            let mode = Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777);
+            let _ = rustix::fs::chmodat(CWD, proc_path(fd.as_fd(), None), mode, AtFlags::empty());
+        }
+    }
+
     /// Sets owner, mode and times of `path` (the empty path: the root itself)
     /// without following a symbolic link there; see [`Metadata`].
     pub(crate) fn set_metadata(&self, path: &[u8], meta: &Metadata) -> Result<()> {
         let (dir, name) = self.open_parent_or_root(path)?;
         if meta.uid.is_some() || meta.gid.is_some() {
-            rustix::fs::chownat(
-                &dir,
-                name,
-                meta.uid.map(rustix::fs::Uid::from_raw),
-                meta.gid.map(rustix::fs::Gid::from_raw),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| Error::io("change owner of", self.full(path), e.into()))?;
+            self.fault("change owner of", path)
+                .and_then(|()| {
+                    rustix::fs::chownat(
+                        &dir,
+                        name,
+                        meta.uid.map(rustix::fs::Uid::from_raw),
+                        meta.gid.map(rustix::fs::Gid::from_raw),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                })
+                .map_err(|e| Error::io("change owner of", self.full(path), e.into()))?;
         }
         // Linux has no lchmod: pin the inode with an O_PATH descriptor, skip
         // it if it is a link, and change the mode through /proc (a path
@@ -476,13 +537,16 @@ impl Root {
         let st =
             rustix::fs::fstat(&fd).map_err(|e| Error::io("stat", self.full(path), e.into()))?;
         if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
-            rustix::fs::chmodat(
-                CWD,
-                proc_path(fd.as_fd(), None),
-                Mode::from_raw_mode(meta.mode & 0o7777),
-                AtFlags::empty(),
-            )
-            .map_err(|e| Error::io("change mode of", self.full(path), e.into()))?;
+            self.fault("change mode of", path)
+                .and_then(|()| {
+                    rustix::fs::chmodat(
+                        CWD,
+                        proc_path(fd.as_fd(), None),
+                        Mode::from_raw_mode(meta.mode & 0o7777),
+                        AtFlags::empty(),
+                    )
+                })
+                .map_err(|e| Error::io("change mode of", self.full(path), e.into()))?;
         }
         let time = Timespec {
             tv_sec: meta.mtime_sec,
@@ -492,7 +556,8 @@ impl Root {
             last_access: time,
             last_modification: time,
         };
-        rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+        self.fault("set times of", path)
+            .and_then(|()| rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW))
             .map_err(|e| Error::io("set times of", self.full(path), e.into()))
     }
 
@@ -507,14 +572,18 @@ impl Root {
         meta: &Metadata,
     ) -> Result<()> {
         if meta.uid.is_some() || meta.gid.is_some() {
-            rustix::fs::fchown(
-                file,
-                meta.uid.map(rustix::fs::Uid::from_raw),
-                meta.gid.map(rustix::fs::Gid::from_raw),
-            )
-            .map_err(|e| Error::io("change owner of", self.full(path), e.into()))?;
+            self.fault("change owner of", path)
+                .and_then(|()| {
+                    rustix::fs::fchown(
+                        file,
+                        meta.uid.map(rustix::fs::Uid::from_raw),
+                        meta.gid.map(rustix::fs::Gid::from_raw),
+                    )
+                })
+                .map_err(|e| Error::io("change owner of", self.full(path), e.into()))?;
         }
-        rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode & 0o7777))
+        self.fault("change mode of", path)
+            .and_then(|()| rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode & 0o7777)))
             .map_err(|e| Error::io("change mode of", self.full(path), e.into()))?;
         let time = Timespec {
             tv_sec: meta.mtime_sec,
@@ -524,7 +593,8 @@ impl Root {
             last_access: time,
             last_modification: time,
         };
-        rustix::fs::futimens(file, &times)
+        self.fault("set times of", path)
+            .and_then(|()| rustix::fs::futimens(file, &times))
             .map_err(|e| Error::io("set times of", self.full(path), e.into()))
     }
 

@@ -2,10 +2,13 @@
 //! site reached under a directory fail with a chosen errno, as a full disk
 //! (`ENOSPC`) or a failing device (`EIO`) would.
 //!
-//! Every place where the store writes, fsyncs or renames a file calls
-//! `check` first (pack create/append/fsync/rename, the atomic writes of
-//! indexes, refs and stat caches, directory fsyncs). Without the feature
-//! `check` is an empty inline function.
+//! Every place where the store writes, fsyncs, renames or removes a file
+//! calls `check` first (pack create/append/fsync/rename, the atomic writes of
+//! indexes, refs and stat caches, directory fsyncs; gc's and repair's
+//! removals, quarantine moves and directory creation), and so does every
+//! write of a checkout (`confine::Root`'s creations and metadata calls, each
+//! chunk written, extended attributes). Without the feature `check` is an
+//! empty inline function.
 //!
 //! The plan is process-wide but scoped to a directory: only sites whose path
 //! lies beneath the armed root count, so tests that use other directories
@@ -82,6 +85,28 @@ pub use imp::{arm, disarm};
 
 #[cfg(feature = "fault-injection")]
 pub(crate) use imp::check;
+
+/// [`check`] for a path that is built only when the feature is on (a write
+/// site on a hot path, such as each chunk written by a checkout).
+#[inline]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the same signature as the injecting version"
+)]
+pub(crate) fn check_lazy(
+    op: &'static str,
+    path: impl FnOnce() -> std::path::PathBuf,
+) -> std::io::Result<()> {
+    #[cfg(feature = "fault-injection")]
+    {
+        check(op, &path())
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        let _ = (op, path);
+        Ok(())
+    }
+}
 
 /// Without the feature: never fails.
 #[cfg(not(feature = "fault-injection"))]

@@ -137,10 +137,12 @@ pub(crate) fn list(target: Target<'_>, shown_path: &Path) -> Result<Xattrs> {
     allow(dead_code, reason = "used by tree::checkout, landing next")
 )]
 pub(crate) fn set(target: Target<'_>, shown_path: &Path, name: &[u8], value: &[u8]) -> Result<()> {
-    let res = match target {
-        Target::Path(p) => rustix::fs::lsetxattr(p, name, value, XattrFlags::empty()),
-        Target::Fd(fd) => rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()),
-    };
+    let res = super::fault::check("set xattr", shown_path)
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        .and_then(|()| match target {
+            Target::Path(p) => rustix::fs::lsetxattr(p, name, value, XattrFlags::empty()),
+            Target::Fd(fd) => rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()),
+        });
     res.map_err(|e| Error::Xattr {
         op: "set",
         path: shown_path.to_owned(),

@@ -16,7 +16,7 @@ use super::index::{Index, Location};
 use super::{Store, index, pack};
 use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
-use crate::fsutil::durable;
+use crate::fsutil::{durable, fault};
 
 /// What checking the packs and indexes found (and repaired).
 #[derive(Debug, Default)]
@@ -342,7 +342,9 @@ fn record_problem(index: &Index<Vec<u8>>, i: usize, scanned: &Scanned) -> Option
 /// returns where it went.
 fn quarantine(root: &Path, path: &Path) -> Result<PathBuf> {
     let dir = root.join("quarantine");
-    fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+    fault::check("create directory", &dir)
+        .and_then(|()| fs_err::create_dir_all(&dir))
+        .map_err(|e| Error::io("create directory", &dir, e))?;
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());

@@ -23,7 +23,7 @@ use super::write::{GROUP_BELOW, GROUP_TARGET, PACK_TARGET};
 use super::{Pack, Store, frame, index};
 use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
-use crate::fsutil::durable;
+use crate::fsutil::{durable, fault};
 
 /// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.
 #[derive(Debug, Clone, PartialEq)]
@@ -384,7 +384,7 @@ fn file_len(path: &Path) -> Result<u64> {
 }
 
 pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
+    match fault::check("remove", path).and_then(|()| std::fs::remove_file(path)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("remove", path, e)),

@@ -466,11 +466,14 @@ fn clean_tmp(tmp: &Path, keep_ours: bool) -> Result<Vec<PathBuf>> {
         if keep_ours && entry.file_name().to_string_lossy().contains(&ours) {
             continue;
         }
-        let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
+        let result =
+            crate::fsutil::fault::check("remove stale temporary file", &path).and_then(|()| {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                }
+            });
         result.map_err(|e| Error::io("remove stale temporary file", &path, e))?;
         removed.push(path);
     }

@@ -36,6 +36,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::fsutil::confine::{self, NodeKind, Root};
+use crate::fsutil::fault;
 use crate::store::Store;
 use crate::store::chunk_list::ChunkList;
 use crate::tree::entry::{Entry, EntryKind, Metadata};
@@ -94,8 +95,9 @@ impl Store {
     /// and `security.capability` are restored when the process is root,
     /// skipped otherwise (unless `strict_owner`). Nothing is synced to disk.
     ///
-    /// On error, whatever was written so far is left in `dest` (directories
-    /// possibly still with mode `0o700`) for the caller to remove; nothing is
+    /// On error, whatever was written so far is left in `dest` for the caller
+    /// to remove (every directory in it with read, write and search
+    /// permission for its owner, whatever its mode in `snapshot`); nothing is
     /// ever written outside `dest`.
     ///
     /// # Errors
@@ -209,7 +211,9 @@ fn checkout_as(
 
 /// Creates `dest` if absent and opens it, checking that it is empty.
 fn prepare_destination(dest: &Path) -> Result<Root> {
-    std::fs::create_dir_all(dest).map_err(|e| Error::io("create directory", dest, e))?;
+    fault::check("create directory", dest)
+        .and_then(|()| std::fs::create_dir_all(dest))
+        .map_err(|e| Error::io("create directory", dest, e))?;
     let root = Root::open(dest)?;
     if !root.read_dir(b"")?.is_empty() {
         return Err(Error::DestinationNotEmpty {
@@ -301,20 +305,17 @@ impl Job<'_> {
             .try_for_each(|(e, _)| self.set_metadata(&e.path, &e.meta))?;
 
         // 5. Directories, deepest first, then the root.
-        let mut by_depth: Vec<Vec<&Entry>> = Vec::new();
-        for dir in entries.iter().filter(|e| e.is_dir()) {
-            let depth = dir.path.depth();
-            if by_depth.len() < depth {
-                by_depth.resize_with(depth, Vec::new);
+        if let Err(err) = self.set_dir_metadata(root_entry, entries) {
+            // Some directories may have their final mode already, perhaps
+            // without write or search permission for their owner: give it
+            // back, so that the caller can remove what was written (as
+            // phases 1 to 4 leave it) and retry.
+            for dir in entries.iter().filter(|e| e.is_dir()) {
+                self.root.make_traversable(dir.path.as_bytes());
             }
-            by_depth[depth - 1].push(dir);
+            self.root.make_traversable(b"");
+            return Err(err);
         }
-        for level in by_depth.iter().rev() {
-            level
-                .par_iter()
-                .try_for_each(|e| self.set_metadata(&e.path, &e.meta))?;
-        }
-        self.set_metadata(&root_entry.path, &root_entry.meta)?;
 
         let mut outcome = CheckoutOutcome::default();
         for (entry, made) in nodes.iter().zip(&made) {
@@ -328,6 +329,24 @@ impl Job<'_> {
             }
         }
         Ok(outcome)
+    }
+
+    /// Phase 5: the metadata of directories, deepest first, then the root's.
+    fn set_dir_metadata(&self, root_entry: &Entry, entries: &[Entry]) -> Result<()> {
+        let mut by_depth: Vec<Vec<&Entry>> = Vec::new();
+        for dir in entries.iter().filter(|e| e.is_dir()) {
+            let depth = dir.path.depth();
+            if by_depth.len() < depth {
+                by_depth.resize_with(depth, Vec::new);
+            }
+            by_depth[depth - 1].push(dir);
+        }
+        for level in by_depth.iter().rev() {
+            level
+                .par_iter()
+                .try_for_each(|e| self.set_metadata(&e.path, &e.meta))?;
+        }
+        self.set_metadata(&root_entry.path, &root_entry.meta)
     }
 
     /// Creates the file, symlink, fifo or device `entry` (phase 2). `parent`
@@ -398,7 +417,8 @@ impl Job<'_> {
                         ),
                     });
                 }
-                file.write_all_at(&bytes, offset)
+                fault::check_lazy("write", full)
+                    .and_then(|()| file.write_all_at(&bytes, offset))
                     .map_err(|e| Error::io("write", full(), e))
             })
     }

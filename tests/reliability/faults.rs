@@ -17,7 +17,7 @@ use super::{files, new_store, read_image};
 type Files = Vec<(String, Vec<u8>)>;
 
 /// Writes `files` into a fresh directory `dir`.
-fn write_tree(dir: &Path, files: &Files) {
+pub(crate) fn write_tree(dir: &Path, files: &Files) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, content) in files {
         std::fs::write(dir.join(name), content).unwrap();
@@ -65,7 +65,9 @@ fn check_tags(store: &Store, expected: &BTreeMap<String, (ImageId, Files)>, when
     }
 }
 
-fn fsck_clean(path: &Path, when: &str) {
+/// Asserts that `fsck` of the store at `path` (opened afresh) finds no
+/// problem (garbage, such as a pack without index that loses nothing, is fine).
+pub(crate) fn fsck_clean(path: &Path, when: &str) {
     let store = Store::open(path).unwrap_or_else(|e| panic!("{when}: reopen: {e}"));
     let report = store.fsck(&FsckOptions::default()).unwrap();
     assert!(report.is_clean(), "{when}: {:#?}", report.problems);
@@ -140,8 +142,20 @@ fn every_write_site_fails_cleanly(errno: i32, name: &str) {
 }
 
 /// The errno values, from the kernel's ABI.
-const ENOSPC: i32 = 28;
-const EIO: i32 = 5;
+pub(crate) const ENOSPC: i32 = 28;
+pub(crate) const EIO: i32 = 5;
+
+/// Asserts that `err` is the injected fault: its message names `path` and
+/// carries the errno (whatever the error's kind: I/O, xattr, checkout).
+pub(crate) fn assert_names_fault(err: &Error, path: &Path, errno: i32, when: &str) {
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("'{}'", path.display()))
+            && text.contains(&format!("(os error {errno})")),
+        "{when}: not the injected error on '{}': {text}",
+        path.display()
+    );
+}
 
 #[test]
 fn every_write_site_of_a_commit_fails_cleanly_with_enospc() {

@@ -1,14 +1,23 @@
-//! Reliability: garbage collection, fsck and repair, and gc killed mid-way.
-//! One binary.
+//! Reliability: garbage collection, fsck and repair, gc killed mid-way, and
+//! (feature `fault-injection`) write faults in commit, gc, repair and
+//! checkout. One binary.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod crash;
 #[cfg(feature = "fault-injection")]
 mod faults;
+#[cfg(feature = "fault-injection")]
+mod faults_checkout;
+#[cfg(feature = "fault-injection")]
+mod faults_gc;
+#[cfg(feature = "fault-injection")]
+mod faults_repair;
 mod fsck;
 mod fuzz_regressions;
 mod gc;
+#[cfg(feature = "fault-injection")]
+mod sources;
 pub(crate) use common::{child, child_arg, random_bytes};
 
 use std::path::{Path, PathBuf};
