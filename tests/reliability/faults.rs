@@ -145,6 +145,14 @@ fn every_write_site_fails_cleanly(errno: i32, name: &str) {
 pub(crate) const ENOSPC: i32 = 28;
 pub(crate) const EIO: i32 = 5;
 
+/// Leaves in the store at `path` the temporary file of a writer (another
+/// process, now dead) killed mid-way. `Store::open` removes such files when it
+/// is alone with the store: call this after opening, so that gc or repair
+/// meets it.
+pub(crate) fn leave_dead_writers_file(path: &Path) {
+    std::fs::write(path.join("tmp").join("pack-999999999-0-0"), b"half a pack").unwrap();
+}
+
 /// Asserts that `err` is the injected fault: its message names `path` and
 /// carries the errno (whatever the error's kind: I/O, xattr, checkout).
 pub(crate) fn assert_names_fault(err: &Error, path: &Path, errno: i32, when: &str) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use layerstore::{FsckOptions, ImageId, Store, StoreOptions, fault};
 
-use super::faults::{EIO, ENOSPC, assert_names_fault, fsck_clean};
+use super::faults::{EIO, ENOSPC, assert_names_fault, fsck_clean, leave_dead_writers_file};
 use super::packs_with;
 use super::sources::{assert_checks_out, commit_dir, copy_dir, write_source};
 
@@ -48,7 +48,7 @@ fn commit_pack(store: &Store, path: &Path, srcs: &[&Path]) -> (Vec<ImageId>, Pat
 /// damaged; the pack of images c and c2 has a flipped bit in c's first file
 /// (c's content is also in a pack copied from another store, so that only
 /// c2's chunks need salvaging); untagged image y's pack is gone but its index
-/// is left; a dead writer left a temporary file.
+/// is left. Each run adds a dead writer's temporary file.
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("store");
@@ -101,7 +101,6 @@ fn fixture() -> Fixture {
     bytes[4000] ^= 0x01;
     std::fs::write(&cc_pack, bytes).unwrap();
     std::fs::remove_file(&y_pack).unwrap();
-    std::fs::write(template.join("tmp").join("write-999999999-0-0"), b"half").unwrap();
 
     let scratch = dir.path().join("runs");
     std::fs::create_dir(&scratch).unwrap();
@@ -147,6 +146,7 @@ fn every_write_site_of_repair_fails_cleanly(errno: i32, name: &str) {
         assert!(n < 300, "the repair never ran out of write sites");
         let run = copy_dir(&fx.template, &fx.scratch.join(format!("{name}-{n}")));
         let store = Store::open(&run).unwrap();
+        leave_dead_writers_file(&run);
         fault::arm(&run, n, errno);
         let result = store.fsck(&repair());
         let (reached, hit) = fault::disarm(&run);

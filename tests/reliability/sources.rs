@@ -8,16 +8,18 @@ use std::path::{Path, PathBuf};
 use layerstore::{CheckoutOptions, History, ImageId, ScanOptions, Snapshot, Store};
 
 use super::common::tree::{assert_same, make_removable, walk};
-use super::files;
+use super::{files, random_bytes};
 
 /// Writes a source tree for image number `seed` into the new directory
-/// `dir`: a large random file, small text files (shared frames), a
-/// subdirectory with a file and a symbolic link.
+/// `dir`: random files (one of several chunks, some alone in their frames),
+/// small text files (sharing frames), a subdirectory with a file and a
+/// symbolic link.
 pub(crate) fn write_source(dir: &Path, seed: u64) {
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     for (name, content) in files(seed, 1, 4) {
         std::fs::write(dir.join(name), content).unwrap();
     }
+    std::fs::write(dir.join("sub/blob"), random_bytes(1 << 20, seed + 7000)).unwrap();
     std::fs::write(dir.join("sub/note"), format!("image {seed}\n").repeat(100)).unwrap();
     std::os::unix::fs::symlink("../small0", dir.join("sub/link")).unwrap();
 }
