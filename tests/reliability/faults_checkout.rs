@@ -59,7 +59,7 @@ fn write_source(src: &Path, outside: &Path) {
     if user_xattrs_supported(src) {
         for (path, value) in [("small1", &b"file"[..]), ("d", b"dir")] {
             rustix::fs::lsetxattr(
-                &src.join(path),
+                src.join(path),
                 "user.layerstore-test",
                 value,
                 rustix::fs::XattrFlags::empty(),
@@ -67,11 +67,14 @@ fn write_source(src: &Path, outside: &Path) {
             .unwrap();
         }
     }
-    for (i, path) in ["small2", "d/e", "d/e/deep", "fifo", "escape"]
-        .iter()
-        .enumerate()
-    {
-        set_mtime(&src.join(path), 1_600_000_000 + i as i64, 123_456_789);
+    for (path, secs) in [
+        ("small2", 1_600_000_000),
+        ("d/e", 1_600_000_001),
+        ("d/e/deep", 1_600_000_002),
+        ("fifo", 1_600_000_003),
+        ("escape", 1_600_000_004),
+    ] {
+        set_mtime(&src.join(path), secs, 123_456_789);
     }
     std::fs::set_permissions(src.join("ro"), PermissionsExt::from_mode(0o555)).unwrap();
     set_mtime(&src.join("d"), 1_500_000_000, 1);

@@ -45,9 +45,9 @@ fn commit_pack(store: &Store, path: &Path, srcs: &[&Path]) -> (Vec<ImageId>, Pat
 }
 
 /// A store in which: image a's pack has lost its index; image b's index is
-/// damaged; the pack of images c and c2 has a flipped bit in c's first file
+/// damaged; the pack of images c and d has a flipped bit in c's first file
 /// (c's content is also in a pack copied from another store, so that only
-/// c2's chunks need salvaging); untagged image y's pack is gone but its index
+/// d's chunks need salvaging); untagged image y's pack is gone but its index
 /// is left. Each run adds a dead writer's temporary file.
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -58,18 +58,18 @@ fn fixture() -> Fixture {
         write_source(&path, seed);
         path
     };
-    let (a_src, b_src, c_src, c2_src, y_src) = (
+    let (a_src, b_src, c_src, d_src, y_src) = (
         src("a", 11),
         src("b", 12),
         src("c", 13),
-        src("c2", 14),
+        src("d", 14),
         src("y", 15),
     );
     let (a, a_pack) = commit_pack(&store, &template, &[&a_src]);
     let (b, b_pack) = commit_pack(&store, &template, &[&b_src]);
-    let (c, cc_pack) = commit_pack(&store, &template, &[&c_src, &c2_src]);
+    let (c, cc_pack) = commit_pack(&store, &template, &[&c_src, &d_src]);
     let (_, y_pack) = commit_pack(&store, &template, &[&y_src]);
-    for (name, id) in [("a", &a[0]), ("b", &b[0]), ("c", &c[0]), ("c2", &c[1])] {
+    for (name, id) in [("a", &a[0]), ("b", &b[0]), ("c", &c[0]), ("d", &c[1])] {
         store.set_tag(&name.parse().unwrap(), id).unwrap();
     }
     drop(store);
@@ -107,7 +107,7 @@ fn fixture() -> Fixture {
     Fixture {
         _dir: dir,
         template,
-        images: vec![(a[0], a_src), (b[0], b_src), (c[0], c_src), (c[1], c2_src)],
+        images: vec![(a[0], a_src), (b[0], b_src), (c[0], c_src), (c[1], d_src)],
         damaged: cc_pack.file_name().unwrap().to_string_lossy().into_owned(),
         scratch,
     }
