@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rayon::prelude::*;
+
+use super::index::Location;
 use super::pack::{self, PackWriter, ScannedFrame};
 use super::write::{GROUP_BELOW, GROUP_TARGET, PACK_TARGET};
 use super::{Pack, Store, frame, index};
@@ -28,8 +31,9 @@ use crate::fsutil::{durable, fault};
 /// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GcOptions {
-    /// A pack whose dead share (of its chunks' uncompressed bytes) exceeds
-    /// this is rewritten with only its live chunks. Default 0.10, the figure
+    /// A pack whose dead share (of its chunks' stored bytes, a chunk's share
+    /// of a frame it shares counted pro rata) exceeds this is rewritten with
+    /// only its live chunks. Default 0.10, the figure
     /// borg and restic use; `1.0` never rewrites, `0.0` rewrites every pack
     /// with any dead chunk.
     pub repack_dead_fraction: f64,
@@ -102,9 +106,19 @@ struct PackPlan {
     plan: Plan,
     /// Bytes of the pack and its index on disk.
     size: u64,
-    /// Uncompressed bytes of its indexed chunks, and of the dead ones.
+    /// Stored (compressed) bytes of its indexed chunks, and of the dead ones.
     total: u64,
     dead: u64,
+}
+
+/// The bytes that chunk's record `loc` stands for on disk: its share of its
+/// frame's stored bytes, in proportion to its raw length. Dead shares are
+/// measured in these, not in raw bytes: a pack of well-compressed live text
+/// and incompressible dead data is mostly dead on disk, which is what gc is
+/// for.
+fn stored_share(loc: &Location) -> u64 {
+    let share = u128::from(loc.stored_len) * u128::from(loc.len) / u128::from(loc.raw_len.max(1));
+    u64::try_from(share).unwrap_or(u64::MAX)
 }
 
 /// Decides each pack's fate: deleted if it keeps no live chunk, rewritten if
@@ -119,7 +133,7 @@ fn plan(
         let size = file_len(&pack.path)? + file_len(&pack.idx_path)?;
         let (mut total, mut dead, mut live_here) = (0u64, 0u64, 0u64);
         for i in 0..pack.index.len() {
-            let len = pack.index.location_at(i).map_or(0, |l| u64::from(l.len));
+            let len = pack.index.location_at(i).map_or(0, |l| stored_share(&l));
             total += len;
             if owner.get(&pack.index.id_at(i)) == Some(&pi) {
                 live_here += 1;
@@ -324,36 +338,70 @@ fn copy_live(
         .map(|i| pack.index.id_at(i))
         .filter(|id| keep(id))
         .collect();
-    // Decode and verify everything first, so that a damaged pack is left
-    // alone whole rather than half copied.
-    let mut copies = Vec::new();
-    let mut found = HashSet::new();
-    for frame in &frames {
-        let kept: Vec<bool> = frame.header.chunks.iter().map(|(id, _)| keep(id)).collect();
-        if !kept.contains(&true) {
-            continue;
-        }
-        let raw = match frame.decode_verified(&bytes) {
-            Ok(raw) => raw,
-            Err(reason) => {
-                return Ok(Err(format!(
+    // Decode and verify everything first (frames in parallel), so that a
+    // damaged pack is left alone whole rather than half copied. A frame whose
+    // chunks are all kept is copied as it is (its raw bytes are dropped once
+    // verified); of the others, the kept chunks' bytes are kept.
+    let decoded: Vec<Result<Option<Vec<(ChunkId, Vec<u8>)>>, String>> = frames
+        .par_iter()
+        .map(|frame| {
+            let kept: Vec<bool> = frame.header.chunks.iter().map(|(id, _)| keep(id)).collect();
+            if !kept.contains(&true) {
+                return Ok(Some(Vec::new()));
+            }
+            let raw = frame.decode_verified(&bytes).map_err(|reason| {
+                format!(
                     "frame at offset {} holds live chunks: {reason}",
                     frame.start
-                )));
+                )
+            })?;
+            if !kept.contains(&false) {
+                return Ok(None);
+            }
+            let mut chunks = Vec::new();
+            let mut at = 0usize;
+            for (&(id, len), &k) in frame.header.chunks.iter().zip(&kept) {
+                if k {
+                    chunks.push((id, raw[at..at + len as usize].to_vec()));
+                }
+                at += len as usize;
+            }
+            Ok(Some(chunks))
+        })
+        .collect();
+    let mut copies = Vec::new();
+    let mut found = HashSet::new();
+    for (frame, result) in frames.iter().zip(decoded) {
+        let chunks = match result {
+            Err(reason) => return Ok(Err(reason)),
+            Ok(Some(chunks)) => chunks,
+            Ok(None) => {
+                let ids = || frame.header.chunks.iter().map(|(id, _)| *id);
+                if ids().all(|id| !found.contains(&id)) {
+                    found.extend(ids());
+                    copies.push(Copy::Whole(frame));
+                    continue;
+                }
+                // A chunk also in an earlier frame of this pack (rare): copy
+                // the others alone.
+                let raw = frame
+                    .decode_verified(&bytes)
+                    .map_err(|reason| Error::corrupt(&pack.path, frame.start, reason))?;
+                let mut at = 0usize;
+                let mut chunks = Vec::new();
+                for &(id, len) in &frame.header.chunks {
+                    chunks.push((id, raw[at..at + len as usize].to_vec()));
+                    at += len as usize;
+                }
+                chunks
             }
         };
-        let mut chunks = Vec::new();
-        let mut at = 0usize;
-        for (&(id, len), &k) in frame.header.chunks.iter().zip(&kept) {
-            if k && found.insert(id) {
-                chunks.push((id, raw[at..at + len as usize].to_vec()));
-            }
-            at += len as usize;
-        }
-        if chunks.len() == kept.len() {
-            copies.push(Copy::Whole(frame));
-        } else {
-            copies.push(Copy::Chunks(chunks));
+        let fresh: Vec<_> = chunks
+            .into_iter()
+            .filter(|(id, _)| found.insert(*id))
+            .collect();
+        if !fresh.is_empty() {
+            copies.push(Copy::Chunks(fresh));
         }
     }
     if found.len() != wanted.len() {
