@@ -163,3 +163,29 @@ fn gc_waits_for_other_handles_then_gives_up() {
     assert_eq!(report.chunks_freed, 0);
     assert!(store.image(&id).is_ok());
 }
+
+#[test]
+fn the_dead_share_is_measured_on_disk_not_in_raw_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    // One pack: 3 MB of live text (it compresses several times over) and
+    // 250 kB of dead random bytes: under 10 % of the raw bytes, a fifth of
+    // the pack on disk.
+    let text = super::text_bytes(6_000_000, 7);
+    assert!(text.len() >= 3_000_000, "text_bytes yields {}", text.len());
+    let live = vec![("text".to_owned(), text)];
+    let dead = vec![("noise".to_owned(), super::random_bytes(250_000, 8))];
+    let live_id = put_image(&store, &live);
+    put_image(&store, &dead);
+    store.set_tag(&"live".parse().unwrap(), &live_id).unwrap();
+    store.flush().unwrap();
+    let before = packs_bytes(&path);
+    assert_eq!(packs_with(&path, ".pack").len(), 1);
+
+    let report = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(report.packs_repacked, 1, "{report:?}");
+    let freed = before - packs_bytes(&path);
+    assert!(freed >= 240_000, "freed {freed} bytes: {report:?}");
+    assert_image(&store, &live_id, &live);
+    assert!(store.fsck(&FsckOptions::default()).unwrap().is_clean());
+}
