@@ -314,10 +314,13 @@ impl Store {
     }
 }
 
+/// Kept chunks of a frame, with their bytes.
+type KeptChunks = Vec<(ChunkId, Vec<u8>)>;
+
 /// How one frame's kept chunks are copied.
 enum Copy<'f> {
     Whole(&'f ScannedFrame),
-    Chunks(Vec<(ChunkId, Vec<u8>)>),
+    Chunks(KeptChunks),
 }
 
 /// Copies the chunks of `pack` (number `pi`) that `owner` assigns to it into
@@ -342,7 +345,7 @@ fn copy_live(
     // damaged pack is left alone whole rather than half copied. A frame whose
     // chunks are all kept is copied as it is (its raw bytes are dropped once
     // verified); of the others, the kept chunks' bytes are kept.
-    let decoded: Vec<Result<Option<Vec<(ChunkId, Vec<u8>)>>, String>> = frames
+    let decoded: Vec<Result<Option<KeptChunks>, String>> = frames
         .par_iter()
         .map(|frame| {
             let kept: Vec<bool> = frame.header.chunks.iter().map(|(id, _)| keep(id)).collect();
