@@ -182,6 +182,14 @@ impl Root {
     /// [`crate::fsutil::fault`]) for the write `op` at `rel`: every call that
     /// changes something beneath the root asks it first.
     #[inline]
+    #[cfg_attr(
+        not(feature = "fault-injection"),
+        allow(
+            clippy::unused_self,
+            clippy::unnecessary_wraps,
+            reason = "the same signature as with the feature, where it can fail"
+        )
+    )]
     fn fault(&self, op: &'static str, rel: &[u8]) -> std::result::Result<(), Errno> {
         #[cfg(feature = "fault-injection")]
         {
