@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::gc::Repacker;
 use super::index::{Index, Location};
+use super::verify::{self, PackPass};
 use super::{Store, index, pack};
 use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
@@ -96,23 +97,21 @@ impl Store {
         let elsewhere =
             |chunk: &ChunkId, pack: &PackId| indexed_in.get(chunk).is_some_and(|p| p != pack);
 
-        for id in &pack_ids {
+        // Every pack in one parallel pass (pieces of all packs share the
+        // threads); what each found is then sorted out in order.
+        let passes: Vec<Result<PackPass>> = pack_ids
+            .par_iter()
+            .map(|id| verify::pass(&pack_path(id)))
+            .collect();
+        for (id, pass) in pack_ids.iter().zip(passes) {
             let path = pack_path(id);
-            let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
-            check.bytes_checked += bytes.len() as u64;
+            let pass = pass?;
+            check.bytes_checked += pass.len;
             // A pack is named by the hash of its bytes: this catches a change
             // anywhere, even one the frames' own checks let through (a flip in
-            // a zstd header field that does not alter the output, say). The
-            // whole-pack hash runs beside the frame checks, both in parallel.
-            let problems = &mut check.problems;
-            let (named, mut scanned) = rayon::join(
-                || {
-                    let mut hasher = blake3::Hasher::new();
-                    hasher.update_rayon(&bytes);
-                    PackId::from_bytes(*hasher.finalize().as_bytes())
-                },
-                || scan_pack(&path, &bytes, problems),
-            );
+            // a zstd header field that does not alter the output, say).
+            let named = pass.hash;
+            let mut scanned = Scanned::new(&path, pass, &mut check.problems);
             if named != *id && !scanned.damaged {
                 scanned.damaged = true;
                 check.problems.push((
@@ -149,6 +148,7 @@ impl Store {
                 continue;
             }
             if scanned.damaged {
+                let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
                 self.salvage(&path, &bytes, &scanned, |c| elsewhere(c, id), &mut check)?;
             } else if index_wrong || state.is_none() {
                 let mut records: Vec<_> = scanned.located.iter().map(|(c, l)| (*c, *l)).collect();
@@ -273,47 +273,46 @@ impl Store {
     }
 }
 
-/// Walks and decodes every frame of a pack, noting each problem.
-fn scan_pack(path: &Path, bytes: &[u8], problems: &mut Vec<(PathBuf, String)>) -> Scanned {
-    let (frames, end) = pack::frames(bytes);
-    let mut damaged = false;
-    if let Err((offset, reason)) = end {
-        damaged = true;
-        problems.push((
-            path.to_path_buf(),
-            format!("at offset {offset}: {reason}; whatever follows is unreadable"),
-        ));
-    }
-    let results: Vec<Result<(), String>> = frames
-        .par_iter()
-        .map(|f| f.decode_verified(bytes).map(drop))
-        .collect();
-    let mut located = HashMap::new();
-    let mut verified = HashSet::new();
-    for (frame, result) in frames.iter().zip(results) {
-        let ok = match result {
-            Ok(()) => true,
-            Err(reason) => {
-                damaged = true;
-                problems.push((
-                    path.to_path_buf(),
-                    format!("frame at offset {}: {reason}", frame.start),
-                ));
-                false
-            }
-        };
-        for (chunk, loc) in frame.records() {
-            located.entry(chunk).or_insert(loc);
-            if ok {
-                verified.insert(chunk);
+impl Scanned {
+    /// Sorts out what one pass over the pack at `path` found, noting each
+    /// problem in pack order.
+    fn new(path: &Path, pass: PackPass, problems: &mut Vec<(PathBuf, String)>) -> Self {
+        let mut damaged = false;
+        if let Err((offset, reason)) = pass.end {
+            damaged = true;
+            problems.push((
+                path.to_path_buf(),
+                format!("at offset {offset}: {reason}; whatever follows is unreadable"),
+            ));
+        }
+        let chunks = pass.frames.iter().map(|f| f.header.chunks.len()).sum();
+        let mut located = HashMap::with_capacity(chunks);
+        let mut verified = HashSet::with_capacity(chunks);
+        for (frame, result) in pass.frames.iter().zip(pass.results) {
+            let ok = match result {
+                Ok(()) => true,
+                Err(reason) => {
+                    damaged = true;
+                    problems.push((
+                        path.to_path_buf(),
+                        format!("frame at offset {}: {reason}", frame.start),
+                    ));
+                    false
+                }
+            };
+            for (chunk, loc) in frame.locations() {
+                located.entry(chunk).or_insert(loc);
+                if ok {
+                    verified.insert(chunk);
+                }
             }
         }
-    }
-    Scanned {
-        len: bytes.len() as u64,
-        located,
-        verified,
-        damaged,
+        Self {
+            len: pass.len,
+            located,
+            verified,
+            damaged,
+        }
     }
 }
 
