@@ -260,10 +260,14 @@ impl ScannedFrame {
     }
 }
 
+/// The frames of a pack, up to the first that is bad; then `Err` with where
+/// that one starts and what is wrong with it.
+pub(crate) type Walked = (Vec<ScannedFrame>, Result<(), (u64, String)>);
+
 /// Walks the frames of a whole pack's bytes (parsing headers, not decoding
 /// payloads). Stops with an error at the first frame whose header is bad or
 /// that runs past the end, giving the frames found before it.
-pub(crate) fn frames(bytes: &[u8]) -> (Vec<ScannedFrame>, Result<(), (u64, String)>) {
+pub(crate) fn frames(bytes: &[u8]) -> Walked {
     let read_at = |at: u64, buf: &mut [u8]| {
         let from = bytes.get(at as usize..).unwrap_or_default();
         let n = buf.len().min(from.len());
@@ -278,11 +282,7 @@ pub(crate) fn frames(bytes: &[u8]) -> (Vec<ScannedFrame>, Result<(), (u64, Strin
 
 /// Walks the frames of the pack `file` (at `path`, for messages) of `len`
 /// bytes, as [`frames`] does over bytes in memory, reading only the headers.
-pub(crate) fn frames_in_file(
-    file: &File,
-    path: &Path,
-    len: u64,
-) -> Result<(Vec<ScannedFrame>, Result<(), (u64, String)>)> {
+pub(crate) fn frames_in_file(file: &File, path: &Path, len: u64) -> Result<Walked> {
     walk(len, |at, buf| read_full_at(file, buf, at)).map_err(|e| Error::io("read", path, e))
 }
 
@@ -306,7 +306,7 @@ pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io:
 fn walk<E>(
     len: u64,
     mut read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, E>,
-) -> Result<(Vec<ScannedFrame>, Result<(), (u64, String)>), E> {
+) -> Result<Walked, E> {
     let mut out = Vec::new();
     let mut magic = [0u8; PACK_MAGIC.len()];
     if read_at(0, &mut magic)? != PACK_MAGIC.len() || magic != PACK_MAGIC {

@@ -124,7 +124,10 @@ fn a_flipped_bit_in_a_pack_of_many_pieces_is_found() {
         if at == raw_at + 17 {
             assert!(
                 report.affected_images.len() == 1
-                    && report.problems.iter().any(|p| p.what.contains("does not match")),
+                    && report
+                        .problems
+                        .iter()
+                        .any(|p| p.what.contains("does not match")),
                 "{report:?}"
             );
         }
