@@ -211,20 +211,57 @@ pub(crate) fn encode(
     })
 }
 
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Decodes a frame payload to exactly `raw_len` bytes. Never panics and never
 /// allocates more than `raw_len` (capped by [`MAX_FRAME_RAW`]).
 pub(crate) fn decode_payload(codec: Codec, stored: &[u8], raw_len: u32) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    match codec {
+        Codec::Raw if stored.len() == raw_len as usize && raw_len <= MAX_FRAME_RAW => {
+            Ok(stored.to_vec())
+        }
+        _ => decompress_into(codec, stored, raw_len, &mut out).map(|()| out),
+    }
+}
+
+/// Decompresses a zstd payload into `out` (replacing what it held, reusing
+/// its allocation) with this thread's reusable zstd context; `out` then holds
+/// exactly `raw_len` bytes. A raw payload is refused: its bytes are the
+/// chunks, to be used where they lie. Never panics and never grows `out` past
+/// `raw_len` (capped by [`MAX_FRAME_RAW`]).
+pub(crate) fn decompress_into(
+    codec: Codec,
+    stored: &[u8],
+    raw_len: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     if raw_len > MAX_FRAME_RAW {
         return Err(format!("frame of {raw_len} bytes exceeds the limit"));
     }
     match codec {
-        Codec::Raw if stored.len() == raw_len as usize => Ok(stored.to_vec()),
+        Codec::Raw if stored.len() == raw_len as usize => {
+            Err("a raw frame is not decompressed".into())
+        }
         Codec::Raw => Err("raw frame of the wrong length".into()),
         Codec::Zstd => {
-            let out = zstd::bulk::decompress(stored, raw_len as usize)
+            out.clear();
+            out.reserve_exact(raw_len as usize);
+            DECOMPRESSOR
+                .with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    let decompressor = match &mut *slot {
+                        Some(d) => d,
+                        None => slot.insert(zstd::bulk::Decompressor::new()?),
+                    };
+                    decompressor.decompress_to_buffer(stored, out)
+                })
                 .map_err(|e| format!("zstd: {e}"))?;
             if out.len() == raw_len as usize {
-                Ok(out)
+                Ok(())
             } else {
                 Err(format!(
                     "frame decompressed to {} bytes, expected {raw_len}",

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::gc::Repacker;
 use super::index::{Index, Location};
+use super::verify::{self, PackPass};
 use super::{Store, index, pack};
 use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
@@ -46,11 +47,18 @@ enum IdxState {
 /// What a pack's bytes hold.
 struct Scanned {
     len: u64,
-    /// Every chunk of every frame whose header parsed, and where.
-    located: HashMap<ChunkId, Location>,
-    /// The chunks whose frame decoded and whose bytes match their id.
-    verified: HashSet<ChunkId>,
+    /// Every chunk of every frame whose header parsed, once, sorted by id.
+    chunks: Vec<Found>,
     damaged: bool,
+}
+
+/// A chunk found in a pack.
+struct Found {
+    id: ChunkId,
+    /// Where it is (the first place, if the pack holds it twice).
+    loc: Location,
+    /// Whether a frame holding it decoded and its bytes match its id.
+    verified: bool,
 }
 
 /// Checking
@@ -84,35 +92,36 @@ impl Store {
         let idx_path = |id: &PackId| dir.join(format!("{}.idx", id.to_hex()));
 
         let indexes = self.check_indexes(&idx_ids, &pack_ids, repair, &mut check)?;
-        // Which pack's good index names each chunk.
+        // Which pack's good index names each chunk: needed to repair, and to
+        // judge a pack without index.
         let mut indexed_in: HashMap<ChunkId, PackId> = HashMap::new();
-        for (id, state) in &indexes {
-            if let IdxState::Good(index) = state {
-                for i in 0..index.len() {
-                    indexed_in.entry(index.id_at(i)).or_insert(*id);
+        if repair || pack_ids.iter().any(|id| !indexes.contains_key(id)) {
+            for (id, state) in &indexes {
+                if let IdxState::Good(index) = state {
+                    for i in 0..index.len() {
+                        indexed_in.entry(index.id_at(i)).or_insert(*id);
+                    }
                 }
             }
         }
         let elsewhere =
             |chunk: &ChunkId, pack: &PackId| indexed_in.get(chunk).is_some_and(|p| p != pack);
 
-        for id in &pack_ids {
+        // Every pack in one parallel pass (pieces of all packs share the
+        // threads); what each found is then sorted out in order.
+        let passes: Vec<Result<PackPass>> = pack_ids
+            .par_iter()
+            .map(|id| verify::pass(&pack_path(id)))
+            .collect();
+        for (id, pass) in pack_ids.iter().zip(passes) {
             let path = pack_path(id);
-            let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
-            check.bytes_checked += bytes.len() as u64;
+            let pass = pass?;
+            check.bytes_checked += pass.len;
             // A pack is named by the hash of its bytes: this catches a change
             // anywhere, even one the frames' own checks let through (a flip in
-            // a zstd header field that does not alter the output, say). The
-            // whole-pack hash runs beside the frame checks, both in parallel.
-            let problems = &mut check.problems;
-            let (named, mut scanned) = rayon::join(
-                || {
-                    let mut hasher = blake3::Hasher::new();
-                    hasher.update_rayon(&bytes);
-                    PackId::from_bytes(*hasher.finalize().as_bytes())
-                },
-                || scan_pack(&path, &bytes, problems),
-            );
+            // a zstd header field that does not alter the output, say).
+            let named = pass.hash;
+            let mut scanned = Scanned::new(&path, pass, &mut check.problems);
             if named != *id && !scanned.damaged {
                 scanned.damaged = true;
                 check.problems.push((
@@ -120,38 +129,29 @@ impl Store {
                     "the pack's bytes do not hash to its name, though every frame verifies".into(),
                 ));
             }
-            check.chunks_checked += scanned.verified.len() as u64;
+            check.chunks_checked += scanned.chunks.iter().filter(|f| f.verified).count() as u64;
             let state = indexes.get(id);
             let mut index_wrong = matches!(state, Some(IdxState::Bad));
             if let Some(IdxState::Good(index)) = state {
-                let idx = idx_path(id);
-                for i in 0..index.len() {
-                    let chunk = index.id_at(i);
-                    if let Some(reason) = record_problem(index, i, &scanned) {
-                        check.problems.push((idx.clone(), reason));
-                        index_wrong = true;
-                    }
-                    if !scanned.verified.contains(&chunk) {
-                        check.unreadable.insert(chunk);
-                    }
-                }
+                index_wrong = check_records(index, &scanned, &idx_path(id), &mut check);
             }
             if !repair {
                 if state.is_none() {
                     let unindexed = scanned
-                        .located
-                        .keys()
+                        .chunks
+                        .iter()
+                        .map(|f| f.id)
                         .filter(|c| !indexed_in.contains_key(c))
-                        .copied()
                         .collect();
                     check.orphans.push((path, unindexed));
                 }
                 continue;
             }
             if scanned.damaged {
+                let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
                 self.salvage(&path, &bytes, &scanned, |c| elsewhere(c, id), &mut check)?;
             } else if index_wrong || state.is_none() {
-                let mut records: Vec<_> = scanned.located.iter().map(|(c, l)| (*c, *l)).collect();
+                let mut records: Vec<_> = scanned.chunks.iter().map(|f| (f.id, f.loc)).collect();
                 let idx = idx_path(id);
                 durable::write_atomic(&self.tmp_dir(), &idx, &index::encode(&mut records))?;
                 check.repaired.push((
@@ -243,9 +243,9 @@ impl Store {
         }
         let written = repacker.finish()?;
         let lost = scanned
-            .located
-            .keys()
-            .filter(|c| !scanned.verified.contains(c) && !elsewhere(c))
+            .chunks
+            .iter()
+            .filter(|f| !f.verified && !elsewhere(&f.id))
             .count();
         let idx = path.with_extension("idx");
         if idx.exists() {
@@ -273,60 +273,99 @@ impl Store {
     }
 }
 
-/// Walks and decodes every frame of a pack, noting each problem.
-fn scan_pack(path: &Path, bytes: &[u8], problems: &mut Vec<(PathBuf, String)>) -> Scanned {
-    let (frames, end) = pack::frames(bytes);
-    let mut damaged = false;
-    if let Err((offset, reason)) = end {
-        damaged = true;
-        problems.push((
-            path.to_path_buf(),
-            format!("at offset {offset}: {reason}; whatever follows is unreadable"),
-        ));
-    }
-    let results: Vec<Result<(), String>> = frames
-        .par_iter()
-        .map(|f| f.decode_verified(bytes).map(drop))
-        .collect();
-    let mut located = HashMap::new();
-    let mut verified = HashSet::new();
-    for (frame, result) in frames.iter().zip(results) {
-        let ok = match result {
-            Ok(()) => true,
-            Err(reason) => {
-                damaged = true;
-                problems.push((
-                    path.to_path_buf(),
-                    format!("frame at offset {}: {reason}", frame.start),
-                ));
-                false
-            }
-        };
-        for (chunk, loc) in frame.records() {
-            located.entry(chunk).or_insert(loc);
-            if ok {
-                verified.insert(chunk);
-            }
+impl Scanned {
+    /// Sorts out what one pass over the pack at `path` found, noting each
+    /// problem in pack order.
+    fn new(path: &Path, pass: PackPass, problems: &mut Vec<(PathBuf, String)>) -> Self {
+        let mut damaged = false;
+        if let Err((offset, reason)) = pass.end {
+            damaged = true;
+            problems.push((
+                path.to_path_buf(),
+                format!("at offset {offset}: {reason}; whatever follows is unreadable"),
+            ));
         }
-    }
-    Scanned {
-        len: bytes.len() as u64,
-        located,
-        verified,
-        damaged,
+        let count = pass.frames.iter().map(|f| f.header.chunks.len()).sum();
+        let mut chunks = Vec::with_capacity(count);
+        for (frame, result) in pass.frames.iter().zip(pass.results) {
+            let ok = match result {
+                Ok(()) => true,
+                Err(reason) => {
+                    damaged = true;
+                    problems.push((
+                        path.to_path_buf(),
+                        format!("frame at offset {}: {reason}", frame.start),
+                    ));
+                    false
+                }
+            };
+            chunks.extend(frame.locations().map(|(id, loc)| Found {
+                id,
+                loc,
+                verified: ok,
+            }));
+        }
+        // Stable: of a chunk found twice, the first place comes first.
+        chunks.par_sort_by(|a, b| a.id.cmp(&b.id));
+        chunks.dedup_by(|later, first| {
+            let same = later.id == first.id;
+            if same {
+                first.verified |= later.verified;
+            }
+            same
+        });
+        Self {
+            len: pass.len,
+            chunks,
+            damaged,
+        }
     }
 }
 
-/// What is wrong with record `i` of `index`, checked against its pack.
-fn record_problem(index: &Index<Vec<u8>>, i: usize, scanned: &Scanned) -> Option<String> {
+/// Checks every record of `index` (at `idx`) against the pack it indexes,
+/// noting each problem, and every chunk it names that does not read back;
+/// returns whether any record is wrong.
+fn check_records(
+    index: &Index<Vec<u8>>,
+    scanned: &Scanned,
+    idx: &Path,
+    check: &mut PackCheck,
+) -> bool {
+    let mut wrong = false;
+    // Both are sorted by id (a good index is in strict order): walk them
+    // side by side.
+    let mut found = scanned.chunks.iter().peekable();
+    for i in 0..index.len() {
+        let chunk = index.id_at(i);
+        while found.next_if(|f| f.id < chunk).is_some() {}
+        let here = found.peek().filter(|f| f.id == chunk);
+        if let Some(reason) = record_problem(index, i, scanned.len, here.map(|f| &f.loc)) {
+            check.problems.push((idx.to_path_buf(), reason));
+            wrong = true;
+        }
+        if !here.is_some_and(|f| f.verified) {
+            check.unreadable.insert(chunk);
+        }
+    }
+    wrong
+}
+
+/// What is wrong with record `i` of `index`, checked against its pack of
+/// `pack_len` bytes, which holds the chunk at `found` (if it does).
+fn record_problem(
+    index: &Index<Vec<u8>>,
+    i: usize,
+    pack_len: u64,
+    found: Option<&Location>,
+) -> Option<String> {
     let chunk = index.id_at(i);
     let Some(loc) = index.location_at(i) else {
         return Some(format!("record {i} ({chunk}) has an unknown codec"));
     };
-    if let Err(reason) = loc.check(scanned.len) {
+    if let Err(reason) = loc.check(pack_len) {
         return Some(format!("record {i} ({chunk}): {reason}"));
     }
-    match scanned.located.get(&chunk) {
+    match found {
         Some(found) if *found == loc => None,
         Some(found) => Some(format!(
             "record {i} places {chunk} at payload offset {}, the pack holds it at {}",

@@ -37,6 +37,7 @@ pub(crate) mod pack;
 mod read;
 mod refs;
 mod stats;
+mod verify;
 mod write;
 
 use std::collections::HashSet;

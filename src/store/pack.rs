@@ -176,25 +176,26 @@ impl ScannedFrame {
 
     /// The location of each of its chunks.
     pub(crate) fn records(&self) -> Vec<Record> {
+        self.locations().collect()
+    }
+
+    /// The location of each of its chunks, in payload order.
+    pub(crate) fn locations(&self) -> impl Iterator<Item = Record> + '_ {
         let mut offset_in_frame = 0;
         let frame_chunks = u8::try_from(self.header.chunks.len()).unwrap_or(u8::MAX);
-        self.header
-            .chunks
-            .iter()
-            .map(|&(id, len)| {
-                let loc = Location {
-                    payload_offset: self.payload_offset,
-                    stored_len: self.header.stored_len,
-                    raw_len: self.header.raw_len,
-                    offset_in_frame,
-                    len,
-                    codec: self.header.codec,
-                    frame_chunks,
-                };
-                offset_in_frame += len;
-                (id, loc)
-            })
-            .collect()
+        self.header.chunks.iter().map(move |&(id, len)| {
+            let loc = Location {
+                payload_offset: self.payload_offset,
+                stored_len: self.header.stored_len,
+                raw_len: self.header.raw_len,
+                offset_in_frame,
+                len,
+                codec: self.header.codec,
+                frame_chunks,
+            };
+            offset_in_frame += len;
+            (id, loc)
+        })
     }
 
     /// The frame's bytes (header and payload) within the pack's `bytes`.
@@ -211,6 +212,40 @@ impl ScannedFrame {
             .get(self.payload_offset as usize..self.end() as usize)
             .ok_or("the pack ends inside this frame")?;
         let raw = frame::decode_payload(self.header.codec, stored, self.header.raw_len)?;
+        self.check_chunks(&raw)?;
+        Ok(raw)
+    }
+
+    /// Checks the frame whose stored payload is `stored`, as
+    /// [`decode_verified`](Self::decode_verified) does, without keeping what
+    /// it decodes: a zstd payload is decompressed into `scratch` (whose
+    /// allocation is reused), a raw one is checked where it lies.
+    pub(crate) fn verify(&self, stored: &[u8], scratch: &mut Vec<u8>) -> Result<(), String> {
+        if stored.len() != self.header.stored_len as usize {
+            return Err("the pack ends inside this frame".into());
+        }
+        match self.header.codec {
+            frame::Codec::Raw => {
+                if self.header.raw_len > frame::MAX_FRAME_RAW {
+                    return Err(format!(
+                        "frame of {} bytes exceeds the limit",
+                        self.header.raw_len
+                    ));
+                }
+                if stored.len() != self.header.raw_len as usize {
+                    return Err("raw frame of the wrong length".into());
+                }
+                self.check_chunks(stored)
+            }
+            frame::Codec::Zstd => {
+                frame::decompress_into(self.header.codec, stored, self.header.raw_len, scratch)?;
+                self.check_chunks(scratch)
+            }
+        }
+    }
+
+    /// Checks that `raw`, the decoded payload, holds the chunks of the table.
+    fn check_chunks(&self, raw: &[u8]) -> Result<(), String> {
         let mut at = 0usize;
         for (id, len) in &self.header.chunks {
             let chunk = raw
@@ -221,40 +256,93 @@ impl ScannedFrame {
             }
             at += *len as usize;
         }
-        Ok(raw)
+        Ok(())
     }
 }
+
+/// The frames of a pack, up to the first that is bad; then `Err` with where
+/// that one starts and what is wrong with it.
+pub(crate) type Walked = (Vec<ScannedFrame>, Result<(), (u64, String)>);
 
 /// Walks the frames of a whole pack's bytes (parsing headers, not decoding
 /// payloads). Stops with an error at the first frame whose header is bad or
 /// that runs past the end, giving the frames found before it.
-pub(crate) fn frames(bytes: &[u8]) -> (Vec<ScannedFrame>, Result<(), (u64, String)>) {
-    let mut out = Vec::new();
-    if bytes.get(..PACK_MAGIC.len()) != Some(&PACK_MAGIC[..]) {
-        return (out, Err((0, "bad pack magic".into())));
+pub(crate) fn frames(bytes: &[u8]) -> Walked {
+    let read_at = |at: u64, buf: &mut [u8]| {
+        let from = bytes.get(at as usize..).unwrap_or_default();
+        let n = buf.len().min(from.len());
+        buf[..n].copy_from_slice(&from[..n]);
+        Ok::<_, std::convert::Infallible>(n)
+    };
+    match walk(bytes.len() as u64, read_at) {
+        Ok(walked) => walked,
+        Err(never) => match never {},
     }
-    let mut at = PACK_MAGIC.len();
-    while at < bytes.len() {
-        let header = match FrameHeader::parse(&bytes[at..]) {
+}
+
+/// Walks the frames of the pack `file` (at `path`, for messages) of `len`
+/// bytes, as [`frames`] does over bytes in memory, reading only the headers.
+pub(crate) fn frames_in_file(file: &File, path: &Path, len: u64) -> Result<Walked> {
+    walk(len, |at, buf| read_full_at(file, buf, at)).map_err(|e| Error::io("read", path, e))
+}
+
+/// Fills `buf` from `file` at `offset`, stopping short only at the end of the
+/// file; returns how much was read.
+pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// The walk behind [`frames`] and [`frames_in_file`]: `read_at(offset, buf)`
+/// fills `buf` from the pack at `offset` (less at its end) and says how much.
+fn walk<E>(
+    len: u64,
+    mut read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, E>,
+) -> Result<Walked, E> {
+    let mut out = Vec::new();
+    let mut magic = [0u8; PACK_MAGIC.len()];
+    if read_at(0, &mut magic)? != PACK_MAGIC.len() || magic != PACK_MAGIC {
+        return Ok((out, Err((0, "bad pack magic".into()))));
+    }
+    let mut at = PACK_MAGIC.len() as u64;
+    let mut header = Vec::new();
+    while at < len {
+        // The fixed part says how long the table is; read both (never past
+        // the end of the pack, whatever the count claims) and parse them.
+        header.resize(frame::FRAME_FIXED_LEN, 0);
+        let mut n = read_at(at, &mut header)?;
+        if n == frame::FRAME_FIXED_LEN {
+            let count = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
+            let table = u64::from(count) * frame::TABLE_ROW_LEN as u64;
+            let want = (frame::FRAME_FIXED_LEN as u64 + table).min(len - at);
+            header.resize(want as usize, 0);
+            n = read_at(at, &mut header)?;
+        }
+        let parsed = match FrameHeader::parse(&header[..n]) {
             Ok(h) => h,
-            Err(reason) => return (out, Err((at as u64, reason))),
+            Err(reason) => return Ok((out, Err((at, reason)))),
         };
-        let payload_offset = at + header.encoded_len();
-        let end = payload_offset + header.stored_len as usize;
-        if end > bytes.len() {
-            return (
-                out,
-                Err((at as u64, "the pack ends inside this frame".into())),
-            );
+        let payload_offset = at + parsed.encoded_len() as u64;
+        let end = payload_offset + u64::from(parsed.stored_len);
+        if end > len {
+            return Ok((out, Err((at, "the pack ends inside this frame".into()))));
         }
         out.push(ScannedFrame {
-            start: at as u64,
-            payload_offset: payload_offset as u64,
-            header,
+            start: at,
+            payload_offset,
+            header: parsed,
         });
         at = end;
     }
-    (out, Ok(()))
+    Ok((out, Ok(())))
 }
 
 /// Walks the frames of a whole pack's bytes, returning every chunk's location;

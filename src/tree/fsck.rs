@@ -2,10 +2,11 @@
 //! ref, and every image, layer and snapshot they reach, down to the presence
 //! of every chunk of every file.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::digest::ImageId;
+use crate::digest::{ChunkId, ImageId};
 use crate::error::Result;
 use crate::store::{Store, TagName};
 use crate::tree::gc::{Root, Walk, roots};
@@ -121,7 +122,28 @@ impl Store {
             self.refresh()?;
             self
         };
-        let check = work.check_packs(options.repair)?;
+        let mut repaired_view = None;
+        let (check, walked) = if options.repair {
+            let check = work.check_packs(true)?;
+            // After a repair, a fresh handle sees the rebuilt and moved files.
+            let view = repaired_view.insert(Store::open_unlocked(self.path())?);
+            let walked = walk_roots(view, &HashSet::new())?;
+            (check, walked)
+        } else {
+            // The walk from the refs runs beside the check of the packs,
+            // counting the chunks no index names; only if the packs turn out
+            // to hold damaged chunks must it be done again, counting those.
+            let none = HashSet::new();
+            let (check, walked) =
+                rayon::join(|| work.check_packs(false), || walk_roots(work, &none));
+            let check = check?;
+            let walked = if check.unreadable.is_empty() {
+                walked?
+            } else {
+                walk_roots(work, &check.unreadable)?
+            };
+            (check, walked)
+        };
         report.chunks_checked = check.chunks_checked;
         report.bytes_checked = check.bytes_checked;
         report
@@ -130,16 +152,11 @@ impl Store {
         report
             .repaired
             .extend(check.repaired.into_iter().map(|(p, w)| problem(p, w)));
-        // After a repair, a fresh handle sees the rebuilt and moved files.
-        let repaired_view;
-        let view: &Store = if options.repair {
-            repaired_view = Store::open_unlocked(self.path())?;
-            &repaired_view
-        } else {
-            work
-        };
-
-        walk_roots(view, &check.unreadable, check.orphans, &mut report)?;
+        report.images_checked = walked.images_checked;
+        report.problems.extend(walked.problems);
+        report.affected_images = walked.affected_images;
+        sort_orphans(&walked.live, walked.complete, check.orphans, &mut report);
+        let view = repaired_view.as_ref().unwrap_or(work);
         for (path, reason) in view.damaged_indexes() {
             if !report.problems.iter().any(|p| p.path == path) {
                 report
@@ -151,16 +168,23 @@ impl Store {
     }
 }
 
-/// Walks every ref down to the chunks, reporting damage; then sorts the packs
-/// without index into problems and garbage.
-fn walk_roots(
-    view: &Store,
-    unreadable: &std::collections::HashSet<crate::digest::ChunkId>,
-    orphans: Vec<(PathBuf, Vec<crate::digest::ChunkId>)>,
-    report: &mut FsckReport,
-) -> Result<()> {
+/// What the walk from the refs found.
+struct Walked {
+    problems: Vec<Problem>,
+    affected_images: Vec<AffectedImage>,
+    images_checked: u64,
+    /// Every chunk reached.
+    live: HashSet<ChunkId>,
+    /// Whether every ref parsed and everything it reaches read.
+    complete: bool,
+}
+
+/// Walks every ref down to the chunks, reporting damage: objects that do not
+/// read, and chunks that no index names or that are `unreadable`.
+fn walk_roots(view: &Store, unreadable: &HashSet<ChunkId>) -> Result<Walked> {
     let mut walk = Walk::new(view, Some(unreadable));
     let mut complete = true;
+    let mut report = FsckReport::default();
     for (path, root) in roots(view)? {
         match root {
             Err(reason) => {
@@ -215,11 +239,26 @@ fn walk_roots(
             }
         }
     }
-    // A pack without an index loses something only if it holds a chunk
-    // that no index names and that a root reaches (or might: when the
-    // walk was incomplete, assume so).
+    Ok(Walked {
+        problems: report.problems,
+        affected_images: report.affected_images,
+        images_checked: report.images_checked,
+        live: walk.live,
+        complete,
+    })
+}
+
+/// Sorts the packs without index into problems and garbage: such a pack
+/// loses something only if it holds a chunk that no index names and that a
+/// root reaches (or might: when the walk was not `complete`, assume so).
+fn sort_orphans(
+    live: &HashSet<ChunkId>,
+    complete: bool,
+    orphans: Vec<(PathBuf, Vec<ChunkId>)>,
+    report: &mut FsckReport,
+) {
     for (path, unindexed) in orphans {
-        let reached = unindexed.iter().filter(|c| walk.live.contains(c)).count();
+        let reached = unindexed.iter().filter(|c| live.contains(c)).count();
         if reached > 0 || (!complete && !unindexed.is_empty()) {
             report.problems.push(problem(
                 path,
@@ -233,5 +272,4 @@ fn walk_roots(
             report.garbage.push(path);
         }
     }
-    Ok(())
 }

@@ -58,6 +58,85 @@ fn a_flipped_bit_anywhere_in_a_pack_is_found() {
     assert!(store.fsck(&FsckOptions::default()).unwrap().is_clean());
 }
 
+/// fsck reads a pack in pieces of a few MiB, in parallel, hashing each piece
+/// and decoding the frames that start in it: in a pack of several pieces, a
+/// flipped bit at every MiB boundary (and beside it), in a frame header, in a
+/// raw frame's payload and in the last byte is found, and no read returns
+/// wrong bytes.
+#[test]
+fn a_flipped_bit_in_a_pack_of_many_pieces_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    let contents = files(7, 40, 60);
+    let id = make_image(&store, "a", &contents);
+    store.flush().unwrap();
+    drop(store);
+    let pack = packs_with(&path, ".pack").remove(0);
+    let original = std::fs::read(&pack).unwrap();
+    let len = original.len();
+    assert!(len > 7 << 20, "the pack has {len} bytes");
+    let mut offsets = vec![0, len - 1];
+    for mib in (1 << 20..len).step_by(1 << 20) {
+        offsets.extend([mib - 1, mib, mib + 1]);
+    }
+    // Frame headers: the codec, the chunk count and the table of a few frames.
+    let headers: Vec<usize> = original
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"LSFR")
+        .map(|(at, _)| at)
+        .collect();
+    assert!(headers.len() > 12, "{} frames", headers.len());
+    for &at in headers.iter().step_by(headers.len() / 6) {
+        offsets.extend([at + 4, at + 16, at + 30]);
+    }
+    // Inside a large (raw, incompressible) file's bytes.
+    let big = &contents[0].1;
+    let raw_at = original
+        .windows(64)
+        .position(|w| w == &big[50_000..50_064])
+        .expect("the file is stored raw");
+    offsets.push(raw_at + 17);
+    for at in offsets {
+        let mut bytes = original.clone();
+        bytes[at] ^= 1 << (at % 8);
+        std::fs::write(&pack, &bytes).unwrap();
+        let store = Store::open(&path).unwrap();
+        let report = store.fsck(&FsckOptions::default()).unwrap();
+        assert!(
+            report.problems.iter().any(|p| p.path == pack),
+            "flip at {at} not found: {:?}",
+            report.problems
+        );
+        match read_image(&store, &id) {
+            Ok(read) => {
+                let mut read = read;
+                read.sort();
+                let mut expected = contents.clone();
+                expected.sort();
+                assert!(read == expected, "flip at {at}: wrong bytes read");
+            }
+            Err(err) => assert!(
+                err.to_string().contains(&pack.display().to_string()),
+                "flip at {at}: {err}"
+            ),
+        }
+        if at == raw_at + 17 {
+            assert!(
+                report.affected_images.len() == 1
+                    && report
+                        .problems
+                        .iter()
+                        .any(|p| p.what.contains("does not match")),
+                "{report:?}"
+            );
+        }
+    }
+    std::fs::write(&pack, &original).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert!(store.fsck(&FsckOptions::default()).unwrap().is_clean());
+}
+
 #[test]
 fn a_deleted_index_is_rebuilt_by_repair() {
     let dir = tempfile::tempdir().unwrap();
