@@ -40,6 +40,18 @@ impl Compression {
     }
 }
 
+impl Compression {
+    /// The level used when `level` is asked: the default if `None` (gzip 6,
+    /// zstd 3), clamped to what the codec takes; 0 without compression.
+    pub(crate) fn level(self, level: Option<i32>) -> i32 {
+        match self {
+            Compression::Gzip => level.unwrap_or(6).clamp(0, 9),
+            Compression::Zstd => level.unwrap_or(3).clamp(1, 19),
+            Compression::None => 0,
+        }
+    }
+}
+
 impl FromStr for Compression {
     type Err = Error;
 
@@ -78,10 +90,7 @@ impl<W: Write> ParallelCompressor<W> {
     /// `level`: gzip 0–9, zstd 1–19; `None` takes 6 for gzip, 3 for zstd.
     pub(crate) fn new(inner: W, compression: Compression, level: Option<i32>) -> Self {
         let (tx, rx) = mpsc::channel();
-        let level = level.unwrap_or(match compression {
-            Compression::Gzip => 6,
-            _ => 3,
-        });
+        let level = compression.level(level);
         Self {
             inner,
             compression,
