@@ -21,7 +21,7 @@ use crate::fsutil::reflink::reflink_or_copy;
 use crate::oci::cache::{ExportRecord, OciCache, file_matches};
 use crate::oci::compress::{Compression, ParallelCompressor};
 use crate::oci::config;
-use crate::oci::digest::{HashingReader, HashingWriter, chain_ids, sha256_digest, sha256_hex};
+use crate::oci::digest::{HashingReader, chain_ids, sha256_digest, sha256_hex};
 use crate::oci::tar::{read_layer_tar, write_layer_tar};
 use crate::store::Store;
 use crate::tree::{Image, Snapshot};
@@ -212,19 +212,17 @@ pub(crate) fn export_layer_now(
     let tmp = durable::unique_tmp_path(dir, ".tmp-layer");
     let result = (|| {
         let file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let blob = BufWriter::with_capacity(1 << 20, file);
         let compressor = ParallelCompressor::new(blob, options.compression, Some(level));
-        let tar = write_layer_tar(store, &layer, HashingWriter::new(compressor))?;
-        let (compressor, diff_id, _) = tar.finish();
-        let blob = compressor
+        let done = write_layer_tar(store, &layer, compressor)?
             .finish()
             .map_err(|e| Error::io("write", &tmp, e))?;
-        let (buffered, digest, size) = blob.finish();
-        let file = buffered
+        let file = done
+            .inner
             .into_inner()
             .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
         durable::sync_file(&file, &tmp)?;
-        Ok::<_, Error>((diff_id, digest, size))
+        Ok::<_, Error>((done.plain_digest, done.digest, done.len))
     })();
     let (diff_id, digest, size) = match result {
         Ok(r) => r,
