@@ -238,7 +238,7 @@ impl ImagePush<'_> {
             self.repo,
             &dest.reference,
             manifest_bytes.clone(),
-            &manifest.descriptor.media_type().to_string(),
+            manifest.descriptor.media_type().as_ref(),
         )?;
         self.report.manifest_digest = manifest.descriptor.digest().to_string();
         Ok((self.report, manifest_bytes))

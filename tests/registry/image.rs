@@ -367,38 +367,8 @@ fn pull_fetches_only_the_layers_the_store_lacks_whichever_oci_path_brought_the_o
     assert_eq!(checkout(&fresh, &id, &root.join("out-fresh")), expected);
     let all_gets = gets;
 
-    // Stores that hold the base layer, each from another OCI path.
-    let base_layout = root.join("base-layout");
-    export_layout(&src, &base, &base_layout, None, &ExportOptions::default()).unwrap();
-    let imported = Store::create(root.join("imported"), &StoreOptions::default()).unwrap();
-    import_layout(&imported, &base_layout, None, &ImportOptions::default()).unwrap();
-    let pulled = Store::create(root.join("pulled"), &StoreOptions::default()).unwrap();
-    reg.pull_image(&pulled, &base_ref, None, &|_| {}).unwrap();
-    let exported = Store::create(root.join("exported"), &StoreOptions::default()).unwrap();
-    let own_base = commit(&exported, &base_tree, None);
-    export_layout(
-        &exported,
-        &own_base,
-        &root.join("own-layout"),
-        None,
-        &ExportOptions::default(),
-    )
-    .unwrap();
-    let pushed = Store::create(root.join("pushed"), &StoreOptions::default()).unwrap();
-    let own_base = commit(&pushed, &base_tree, None);
-    reg.push_image(
-        &pushed,
-        &own_base,
-        &reference(&server, "demo/elsewhere:base"),
-        &PushOptions::default(),
-    )
-    .unwrap();
-    for (how, store) in [
-        ("imported from a layout", &imported),
-        ("pulled", &pulled),
-        ("exported", &exported),
-        ("pushed", &pushed),
-    ] {
+    let holders = stores_holding(&src, &base, &base_tree, &server, root);
+    for (how, store) in &holders {
         let (id, report, gets) = pull_counting(&server, store, &child_ref);
         assert_eq!(
             (report.blobs_fetched, report.layers_skipped),
@@ -432,4 +402,49 @@ fn pull_fetches_only_the_layers_the_store_lacks_whichever_oci_path_brought_the_o
         "{report:?}"
     );
     assert_eq!(gets, vec![all_gets[0].clone()]);
+}
+
+/// Stores that hold image `base` of `src` (committed from `base_tree`), each
+/// from another OCI path, named by it.
+fn stores_holding(
+    src: &Store,
+    base: &ImageId,
+    base_tree: &Path,
+    server: &Server,
+    root: &Path,
+) -> Vec<(&'static str, Store)> {
+    let reg = registry(server);
+    let new = |name: &str| Store::create(root.join(name), &StoreOptions::default()).unwrap();
+    let base_layout = root.join("base-layout");
+    export_layout(src, base, &base_layout, None, &ExportOptions::default()).unwrap();
+    let imported = new("imported");
+    import_layout(&imported, &base_layout, None, &ImportOptions::default()).unwrap();
+    let pulled = new("pulled");
+    reg.pull_image(&pulled, &reference(server, "demo/app:base"), None, &|_| {})
+        .unwrap();
+    let exported = new("exported");
+    let own_base = commit(&exported, base_tree, None);
+    export_layout(
+        &exported,
+        &own_base,
+        &root.join("own-layout"),
+        None,
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    let pushed = new("pushed");
+    let own_base = commit(&pushed, base_tree, None);
+    reg.push_image(
+        &pushed,
+        &own_base,
+        &reference(server, "demo/elsewhere:base"),
+        &PushOptions::default(),
+    )
+    .unwrap();
+    vec![
+        ("imported from a layout", imported),
+        ("pulled", pulled),
+        ("exported", exported),
+        ("pushed", pushed),
+    ]
 }
