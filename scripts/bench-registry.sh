@@ -2,7 +2,10 @@
 # Push of an OCI image layout to a loopback registry (docker-registry on
 # 127.0.0.1): layerstore's Registry::push_layout (examples/push_layout.rs)
 # against `skopeo copy oci:… docker://…`, each into a fresh registry; then an
-# unchanged re-push. RUNS runs each (default 3); medians printed.
+# unchanged re-push. Then the same for an image of a layerstore store: its
+# first push (export included), an unchanged re-push, `skopeo copy` of its
+# export-oci layout, and a push after export-oci (the export's blobs uploaded,
+# nothing compressed again). RUNS runs each (default 3); medians printed.
 #
 #   scripts/bench-registry.sh [SOURCE_DIR...]
 #
@@ -76,7 +79,7 @@ done
 rm -rf "$WORK/tree"
 "$LS" export-oci img "$WORK/exported:img" >/dev/null
 
-ours=() ; repush=() ; skopeo_t=() ; img=() ; img_repush=() ; img_skopeo=()
+ours=() ; repush=() ; skopeo_t=() ; img=() ; img_repush=() ; img_skopeo=() ; img_reuse=()
 for run in $(seq "$RUNS"); do
     start_registry
     ours+=("$(seconds "$PUSH" "$WORK/layout:img" "127.0.0.1:$PORT/bench/img:v1" --insecure)")
@@ -91,7 +94,13 @@ for run in $(seq "$RUNS"); do
     img_repush+=("$(seconds "$LS" push img "127.0.0.1:$PORT/bench/img:v1" --insecure)")
     start_registry
     img_skopeo+=("$(seconds skopeo copy -q --dest-tls-verify=false "oci:$WORK/exported:img" "docker://127.0.0.1:$PORT/bench/img:v1")")
-    echo "run $run: layerstore push IMAGE ${img[-1]} s, re-push ${img_repush[-1]} s, skopeo copy of its export ${img_skopeo[-1]} s" >&2
+    # A store image exported (export-oci) before: the push uploads the
+    # export's blobs instead of compressing the layers again.
+    rm -rf "$LAYERSTORE_DIR/cache/oci" "$WORK/exported-again"
+    "$LS" export-oci img "$WORK/exported-again:img" >/dev/null
+    start_registry
+    img_reuse+=("$(seconds "$LS" push img "127.0.0.1:$PORT/bench/img:v1" --insecure)")
+    echo "run $run: layerstore push IMAGE ${img[-1]} s, re-push ${img_repush[-1]} s, skopeo copy of its export ${img_skopeo[-1]} s, push after export-oci ${img_reuse[-1]} s" >&2
 done
 printf 'layerstore push (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${ours[@]}" | median)"
 printf 'skopeo copy    (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${skopeo_t[@]}" | median)"
@@ -99,3 +108,4 @@ printf 'unchanged re-push (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${re
 printf 'layerstore push IMAGE, export included (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${img[@]}" | median)"
 printf 'skopeo copy of the exported layout (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${img_skopeo[@]}" | median)"
 printf 'unchanged re-push of the IMAGE (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${img_repush[@]}" | median)"
+printf 'layerstore push IMAGE after export-oci, blobs reused (median of %s): %s s\n' "$RUNS" "$(printf '%s\n' "${img_reuse[@]}" | median)"

@@ -8,11 +8,19 @@
 # caches ($COMPARE_WORK/rootfs/bookworm-minbase, 206 MB); without it, a tree of
 # about 200 MB is copied from this machine's /usr/share and /usr/lib.
 # Everything is written under $COMPARE_WORK (default /work/data/compare). Per run
-# (RUNS, default 3): wall time of `layerstore export-oci` into a fresh layout
-# with gzip and with zstd layers (the image was committed once, before), of
-# `umoci repack` of the same tree unpacked into an umoci bundle, and of
-# `tar -C TREE -c . | gzip -6`. Prints each run and the medians; raw figures go
-# to $COMPARE_WORK/results-oci-<date>.tsv. Needs root (umoci keeps owners).
+# (RUNS, default 3; the tools interleaved within each run): wall time and CPU
+# time (user + system, of the process and its children) of `layerstore
+# export-oci` into a fresh layout with gzip and with zstd layers (the image was
+# committed once, before), of `umoci repack` of the same tree unpacked into an
+# umoci bundle, and of `tar -C TREE -c . | gzip -6`. CPU seconds are the figure
+# to trust on a machine shared with other work: there, wall time also measures
+# how much of the machine each tool could get. Prints each run and the medians;
+# raw figures go to $COMPARE_WORK/results-oci-<date>.tsv. Needs root (umoci keeps
+# owners).
+#
+# Levels: layerstore gzip is libdeflate level 6 in independent 1 MiB members,
+# zstd level 3 in 1 MiB frames; umoci 0.4.7 uses pgzip (klauspost/compress) at
+# its default level, in 256 KiB blocks; gzip -6 is zlib level 6.
 set -euo pipefail
 {
 RUNS=${RUNS:-3}
@@ -54,7 +62,14 @@ umoci new --image "$SCRATCH/umoci-base:t" >/dev/null
 umoci unpack --image "$SCRATCH/umoci-base:t" "$SCRATCH/bundle" >/dev/null
 cp -a "$TREE/." "$SCRATCH/bundle/rootfs/"
 cat /dev/null > "$RESULTS"
-timed() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
+# "wall cpu" of a command, cpu = user + system of it and its children.
+timed() {
+    local out
+    out=$(mktemp)
+    /usr/bin/time -o "$out" -f "%e %U %S" "$@" >/dev/null
+    awk '{printf "%s\t%.2f", $1, $2 + $3}' "$out"
+    rm -f "$out"
+}
 tar -C "$TREE" -c . >/dev/null  # warm the page cache
 for run in $(seq 1 "$RUNS"); do
     rm -rf "$SCRATCH"/l-*
@@ -69,9 +84,16 @@ for run in $(seq 1 "$RUNS"); do
     # umoci repack leaves the bundle's mtree at the new image: undo for the next run.
     rm -rf "$SCRATCH/l-umoci"
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Columns: run, then wall and cpu of gzip, zstd, umoci, tar|gzip, then the four sizes.
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { cut -f"$1" "$RESULTS" | median; }
-echo "median seconds: layerstore gzip $(col 2), layerstore zstd $(col 3), umoci repack $(col 4), tar|gzip -6 $(col 5)"
-echo "median bytes:   layerstore gzip $(col 6), layerstore zstd $(col 7), umoci layout $(col 8), tar.gz $(col 9)"
+ratio() { echo "scale=2; $1 / $2" | bc; }
+g=$(col 2); z=$(col 4); u=$(col 6); t=$(col 8)
+gc=$(col 3); zc=$(col 5); uc=$(col 7); tc=$(col 9)
+echo "median wall s:  layerstore gzip $g, layerstore zstd $z, umoci repack $u, tar|gzip -6 $t"
+echo "median cpu s:   layerstore gzip $gc, layerstore zstd $zc, umoci repack $uc, tar|gzip -6 $tc"
+echo "wall ratios:    gzip/umoci $(ratio "$g" "$u"), gzip/(tar|gzip) $(ratio "$g" "$t"), gzip/zstd $(ratio "$g" "$z")"
+echo "cpu ratios:     gzip/umoci $(ratio "$gc" "$uc"), gzip/(tar|gzip) $(ratio "$gc" "$tc"), gzip/zstd $(ratio "$gc" "$zc")"
+echo "median bytes:   layerstore gzip $(col 10), layerstore zstd $(col 11), umoci layout $(col 12), tar.gz $(col 13)"
 echo "results: $RESULTS"
 }

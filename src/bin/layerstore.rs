@@ -1141,11 +1141,18 @@ fn push(cli: &Cli, image: &str, dest: &str, insecure: bool) -> CmdResult {
                 "bytes_uploaded": report.bytes_uploaded,
                 "blobs_present": report.blobs_present,
                 "blobs_mounted": report.blobs_mounted,
+                "layers_exported": report.layers_exported,
+                "layers_reused": report.layers_reused,
             })
         );
     } else {
         println!("blobs uploaded: {}", report.blobs_uploaded);
         println!("blobs already present: {}", report.blobs_present);
+        println!("layers exported: {}", report.layers_exported);
+        println!(
+            "layers reused from an earlier export: {}",
+            report.layers_reused
+        );
         println!("manifest: {}", report.manifest_digest);
     }
     Ok(())

@@ -14,12 +14,14 @@ use oci_spec::image::{
     Descriptor, Digest, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
 };
 
-use crate::digest::ImageId;
+use crate::digest::{ImageId, LayerId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
+use crate::fsutil::reflink::reflink_or_copy;
+use crate::oci::cache::{ExportRecord, OciCache, file_matches};
 use crate::oci::compress::{Compression, ParallelCompressor};
 use crate::oci::config;
-use crate::oci::digest::{HashingReader, HashingWriter, sha256_digest, sha256_hex};
+use crate::oci::digest::{HashingReader, chain_ids, sha256_digest, sha256_hex};
 use crate::oci::tar::{read_layer_tar, write_layer_tar};
 use crate::store::Store;
 use crate::tree::{Image, Snapshot};
@@ -119,41 +121,41 @@ pub fn export_blobs(
     fs_err::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let img: Image = store.image(image)?;
     let mut layers = Vec::with_capacity(img.layers().len());
+    let mut digests = Vec::with_capacity(img.layers().len());
     let mut diff_ids = Vec::with_capacity(img.layers().len());
     for id in img.layers() {
-        let layer = store.layer(id)?;
-        let tmp = durable::unique_tmp_path(dir, ".tmp-layer");
-        let result = (|| {
-            let file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-            let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-            let compressor = ParallelCompressor::new(blob, options.compression, options.level);
-            let tar = write_layer_tar(store, &layer, HashingWriter::new(compressor))?;
-            let (compressor, diff_id, _) = tar.finish();
-            let blob = compressor
-                .finish()
-                .map_err(|e| Error::io("write", &tmp, e))?;
-            let (buffered, digest, size) = blob.finish();
-            let file = buffered
-                .into_inner()
-                .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
-            durable::sync_file(&file, &tmp)?;
-            Ok::<_, Error>((diff_id, digest, size))
-        })();
-        let (diff_id, digest, size) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        let path = place(dir, &tmp, &digest)?;
+        let record = export_layer(store, id, dir, options)?;
         layers.push(ExportedBlob {
-            descriptor: descriptor(options.compression.media_type(), size, &digest)?,
-            path,
+            descriptor: descriptor(
+                options.compression.media_type(),
+                record.size,
+                &record.digest,
+            )?,
+            path: record.path,
         });
-        diff_ids.push(diff_id);
+        digests.push(record.digest);
+        diff_ids.push(record.diff_id);
     }
-    let config_bytes = config::to_oci(img.config(), img.history(), diff_ids.clone())?;
+    // Best effort: a store that cannot be written to still exports.
+    let _ = OciCache::new(store).record_layers(&digests, &diff_ids, img.layers());
+    let (config, manifest) = write_config_and_manifest(dir, &img, &layers, diff_ids.clone())?;
+    Ok(OciExport {
+        manifest,
+        config,
+        layers,
+        diff_ids,
+    })
+}
+
+/// Writes the config and manifest blobs of `img` whose layer blobs are
+/// `layers` (their `DiffIDs`: `diff_ids`) into `dir`.
+pub(crate) fn write_config_and_manifest(
+    dir: &Path,
+    img: &Image,
+    layers: &[ExportedBlob],
+    diff_ids: Vec<String>,
+) -> Result<(ExportedBlob, ExportedBlob)> {
+    let config_bytes = config::to_oci(img.config(), img.history(), diff_ids)?;
     let config = write_blob(dir, MediaType::ImageConfig, &config_bytes)?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
@@ -172,12 +174,107 @@ pub fn export_blobs(
         MediaType::ImageManifest,
         &config::canonical_json(&manifest)?,
     )?;
-    Ok(OciExport {
-        manifest,
-        config,
-        layers,
-        diff_ids,
-    })
+    Ok((config, manifest))
+}
+
+/// Writes layer `id` of `store` as a compressed blob into `dir`, named by
+/// its digest: a copy (a reflink where the filesystem can) of the blob an
+/// earlier export of the layer with the same compression and level wrote,
+/// when that file is still intact; else exported now ([`export_layer_now`]).
+pub(crate) fn export_layer(
+    store: &Store,
+    id: &LayerId,
+    dir: &Path,
+    options: &ExportOptions,
+) -> Result<ExportRecord> {
+    let level = options.compression.level(options.level);
+    if let Some(earlier) = OciCache::new(store).export_of(id, options.compression, level) {
+        if let Some(path) = copy_blob(dir, &earlier)? {
+            return Ok(ExportRecord { path, ..earlier });
+        }
+    }
+    export_layer_now(store, id, dir, options)
+}
+
+/// Writes layer `id` of `store` as a compressed blob into `dir`, named by
+/// its digest, streamed from the store through a parallel compressor (no
+/// layer is held in memory), hashing both the compressed blob (its digest)
+/// and the tar (its `DiffID`). The export is remembered in the store's OCI
+/// cache.
+pub(crate) fn export_layer_now(
+    store: &Store,
+    id: &LayerId,
+    dir: &Path,
+    options: &ExportOptions,
+) -> Result<ExportRecord> {
+    let level = options.compression.level(options.level);
+    let layer = store.layer(id)?;
+    let tmp = durable::unique_tmp_path(dir, ".tmp-layer");
+    let result = (|| {
+        let file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let blob = BufWriter::with_capacity(1 << 20, file);
+        let compressor = ParallelCompressor::new(blob, options.compression, Some(level));
+        let done = write_layer_tar(store, &layer, compressor)?
+            .finish()
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        let file = done
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
+        durable::sync_file(&file, &tmp)?;
+        Ok::<_, Error>((done.plain_digest, done.digest, done.len))
+    })();
+    let (diff_id, digest, size) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let path = place(dir, &tmp, &digest)?;
+    let record = ExportRecord {
+        digest,
+        size,
+        diff_id,
+        path: std::path::absolute(&path).unwrap_or_else(|_| path.clone()),
+    };
+    // Best effort, as in export_blobs.
+    let _ = OciCache::new(store).record_export(id, options.compression, level, &record);
+    Ok(ExportRecord { path, ..record })
+}
+
+/// The blob of an earlier export copied into `dir` (a reflink where the
+/// filesystem can), if its file is still there with its size and digest;
+/// `None` otherwise.
+fn copy_blob(dir: &Path, earlier: &ExportRecord) -> Result<Option<PathBuf>> {
+    let Some(hex) = sha256_hex(&earlier.digest) else {
+        return Ok(None);
+    };
+    let dest = dir.join(hex);
+    if file_matches(&dest, earlier.size, &earlier.digest) {
+        return Ok(Some(dest));
+    }
+    let Ok(src) = File::open(&earlier.path) else {
+        return Ok(None);
+    };
+    let tmp = durable::unique_tmp_path(dir, ".tmp-layer");
+    let copied = File::create(&tmp)
+        .map_err(|e| Error::io("create", &tmp, e))
+        .and_then(|file| {
+            reflink_or_copy(&src, &earlier.path, &file, &tmp)?;
+            Ok(file)
+        });
+    // Checked where it now is: the source may have changed since.
+    match copied {
+        Ok(file) if file_matches(&tmp, earlier.size, &earlier.digest) => {
+            durable::sync_file(&file, &tmp)?;
+            place(dir, &tmp, &earlier.digest).map(Some)
+        }
+        _ => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(None)
+        }
+    }
 }
 
 pub(crate) fn descriptor(media_type: MediaType, size: u64, digest: &str) -> Result<Descriptor> {
@@ -225,6 +322,10 @@ fn place(dir: &Path, tmp: &Path, digest: &str) -> Result<PathBuf> {
 /// once, file contents going straight into the store. Layer tars are read
 /// strictly (see [`Error::Oci`]).
 ///
+/// A layer the store already holds from any OCI import or export (the same
+/// blob digest, known to decode to the config's `DiffID`, over the same
+/// layers below) is neither opened nor read: that layer is used as it is.
+///
 /// # Errors
 /// [`Error::Oci`] naming the blob for anything malformed, hostile or not
 /// matching its descriptor; `open_blob`'s errors; the store's errors.
@@ -238,27 +339,25 @@ where
     F: FnMut(&Descriptor) -> Result<R>,
     R: Read,
 {
-    import_blobs_with(store, manifest, open_blob, &|_| None, options)
-}
-
-/// [`import_blobs`], except that a layer blob for which `known` names a
-/// stored layer (registry pull: a layer imported or exported before) is
-/// neither opened nor read: that layer is used as it is.
-pub(crate) fn import_blobs_with<F, R>(
-    store: &Store,
-    manifest: &[u8],
-    mut open_blob: F,
-    known: &dyn Fn(&str) -> Option<crate::digest::LayerId>,
-    options: &ImportOptions,
-) -> Result<ImageId>
-where
-    F: FnMut(&Descriptor) -> Result<R>,
-    R: Read,
-{
     let manifest = ImageManifest::from_reader(manifest).map_err(|e| Error::Oci {
         what: "image manifest".into(),
         reason: e.to_string(),
     })?;
+    import_manifest(store, &manifest, open_blob, options).map(|(id, _)| id)
+}
+
+/// [`import_blobs`] of a parsed manifest; also returns how many layers were
+/// known (not read).
+pub(crate) fn import_manifest<F, R>(
+    store: &Store,
+    manifest: &ImageManifest,
+    mut open_blob: F,
+    options: &ImportOptions,
+) -> Result<(ImageId, u64)>
+where
+    F: FnMut(&Descriptor) -> Result<R>,
+    R: Read,
+{
     let config_desc = manifest.config();
     let config_bytes = read_json_blob(open_blob(config_desc)?, config_desc, options)?;
     let what_config = format!("config {}", config_desc.digest());
@@ -279,11 +378,17 @@ where
         });
     }
     let (image_config, history) = config::from_oci(&oci_config, diff_ids.len(), &what_config)?;
+    let cache = OciCache::new(store);
+    let chains = chain_ids(diff_ids);
     let mut tree = Snapshot::empty();
     let mut layer_ids = Vec::with_capacity(diff_ids.len());
-    for (desc, diff_id) in manifest.layers().iter().zip(diff_ids) {
-        let layer = match known(desc.digest().as_ref()) {
-            Some(id) => store.layer(&id)?,
+    let mut known = 0;
+    for ((desc, diff_id), chain) in manifest.layers().iter().zip(diff_ids).zip(&chains) {
+        let layer = match cache.known_layer(desc.digest().as_ref(), diff_id, chain) {
+            Some(id) => {
+                known += 1;
+                store.layer(&id)?
+            }
             None => import_layer(store, open_blob(desc)?, desc, diff_id, &tree, options)?,
         };
         tree = layer.apply(&tree).map_err(|e| Error::Oci {
@@ -296,7 +401,13 @@ where
     let image = Image::new(layer_ids, rootfs, image_config, history)?;
     let id = store.put_image(&image)?;
     store.flush()?;
-    Ok(id)
+    let digests: Vec<String> = manifest
+        .layers()
+        .iter()
+        .map(|d| d.digest().to_string())
+        .collect();
+    cache.record_layers(&digests, diff_ids, image.layers())?;
+    Ok((id, known))
 }
 
 fn check_digest(desc: &Descriptor, digest: &str, size: u64) -> Result<()> {

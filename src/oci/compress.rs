@@ -6,14 +6,18 @@
 //! every reader decodes as one (what `pigz` does); the cut points depend only
 //! on the input, so the output is reproducible whatever the thread count.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use oci_spec::image::MediaType;
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::oci::digest::format_digest;
 
 /// How layers are compressed in an exported image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -40,6 +44,18 @@ impl Compression {
     }
 }
 
+impl Compression {
+    /// The level used when `level` is asked: the default if `None` (gzip 6,
+    /// zstd 3), clamped to what the codec takes; 0 without compression.
+    pub(crate) fn level(self, level: Option<i32>) -> i32 {
+        match self {
+            Compression::Gzip => level.unwrap_or(6).clamp(0, 9),
+            Compression::Zstd => level.unwrap_or(3).clamp(1, 19),
+            Compression::None => 0,
+        }
+    }
+}
+
 impl FromStr for Compression {
     type Err = Error;
 
@@ -60,91 +76,177 @@ const BLOCK: usize = 1 << 20;
 
 type Done = (u64, io::Result<Vec<u8>>);
 
-/// A writer that compresses blocks in parallel and writes them in order.
-pub(crate) struct ParallelCompressor<W: Write> {
-    inner: W,
+/// What [`ParallelCompressor::finish`] hands back.
+pub(crate) struct Compressed<W> {
+    /// The inner writer, everything written.
+    pub(crate) inner: W,
+    /// `sha256:` of the uncompressed input (a layer's `DiffID`).
+    pub(crate) plain_digest: String,
+    /// `sha256:` and length of the compressed output (the blob's digest).
+    pub(crate) digest: String,
+    pub(crate) len: u64,
+}
+
+/// A writer that compresses blocks in parallel and writes them in order: a
+/// pipeline whose stages overlap, so that the thread feeding it (reading a
+/// layer out of the store, making its tar) does nothing else.
+///
+/// - the caller's thread cuts the input into blocks;
+/// - a hashing thread computes the input's sha256 (serial by nature);
+/// - the rayon pool compresses blocks;
+/// - a writing thread puts compressed blocks back in order, hashes them and
+///   writes them to the inner writer.
+///
+/// At most `max_in_flight` blocks are between the caller and the file at
+/// any time (a bounded channel of permits), so memory stays bounded.
+pub(crate) struct ParallelCompressor<W: Write + Send + 'static> {
     compression: Compression,
     level: i32,
     buf: Vec<u8>,
     submitted: u64,
-    written: u64,
-    ready: BTreeMap<u64, io::Result<Vec<u8>>>,
-    tx: mpsc::Sender<Done>,
-    rx: mpsc::Receiver<Done>,
-    max_in_flight: u64,
+    /// Compressed blocks, to the writing thread.
+    done: mpsc::Sender<Done>,
+    /// One permit per block in flight; the writing thread frees them.
+    permits: mpsc::SyncSender<()>,
+    /// Blocks of input, to the hashing thread.
+    plain: mpsc::SyncSender<Arc<Vec<u8>>>,
+    hasher: std::thread::JoinHandle<String>,
+    writer: std::thread::JoinHandle<io::Result<(W, String, u64)>>,
+    /// Set by the writing thread when the inner writer failed.
+    failed: Arc<AtomicBool>,
 }
 
-impl<W: Write> ParallelCompressor<W> {
+impl<W: Write + Send + 'static> ParallelCompressor<W> {
     /// `level`: gzip 0–9, zstd 1–19; `None` takes 6 for gzip, 3 for zstd.
     pub(crate) fn new(inner: W, compression: Compression, level: Option<i32>) -> Self {
-        let (tx, rx) = mpsc::channel();
-        let level = level.unwrap_or(match compression {
-            Compression::Gzip => 6,
-            _ => 3,
+        let level = compression.level(level);
+        let max_in_flight = 2 * rayon::current_num_threads() + 2;
+        let (plain, plain_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(max_in_flight);
+        let hasher = std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            for block in plain_rx {
+                hasher.update(&block[..]);
+            }
+            format_digest(&hasher.finalize())
+        });
+        let (permits, permits_rx) = mpsc::sync_channel(max_in_flight);
+        let (done, done_rx) = mpsc::channel::<Done>();
+        let failed = Arc::new(AtomicBool::new(false));
+        let writer_failed = Arc::clone(&failed);
+        let writer = std::thread::spawn(move || {
+            write_in_order(inner, &done_rx, &permits_rx, &writer_failed)
         });
         Self {
-            inner,
             compression,
             level,
             buf: Vec::with_capacity(BLOCK),
             submitted: 0,
-            written: 0,
-            ready: BTreeMap::new(),
-            tx,
-            rx,
-            max_in_flight: 2 * rayon::current_num_threads() as u64 + 2,
+            done,
+            permits,
+            plain,
+            hasher,
+            writer,
+            failed,
         }
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("writing the compressed blocks failed"));
+        }
+        // Waits while `max_in_flight` blocks are on their way.
+        self.permits
+            .send(())
+            .map_err(|_| io::Error::other("the writing thread vanished"))?;
+        let block = Arc::new(std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK)));
+        self.plain
+            .send(Arc::clone(&block))
+            .map_err(|_| io::Error::other("the hashing thread vanished"))?;
         let (compression, level, index) = (self.compression, self.level, self.submitted);
         self.submitted += 1;
+        let done = self.done.clone();
         if rayon::current_thread_index().is_some() {
             // Already on the pool: blocking here on other pool tasks could
             // deadlock, so compress inline.
-            self.ready
-                .insert(index, compress_block(&block, compression, level));
+            let _ = done.send((index, compress_block(&block, compression, level)));
         } else {
-            let tx = self.tx.clone();
             rayon::spawn(move || {
-                let _ = tx.send((index, compress_block(&block, compression, level)));
+                let _ = done.send((index, compress_block(&block, compression, level)));
             });
-        }
-        while self.submitted - self.written > self.max_in_flight {
-            self.write_next()?;
         }
         Ok(())
     }
 
-    fn write_next(&mut self) -> io::Result<()> {
-        loop {
-            if let Some(done) = self.ready.remove(&self.written) {
-                self.inner.write_all(&done?)?;
-                self.written += 1;
-                return Ok(());
-            }
-            let (i, done) = self
-                .rx
-                .recv()
-                .map_err(|_| io::Error::other("a compression task vanished"))?;
-            self.ready.insert(i, done);
-        }
-    }
-
-    /// Compresses and writes what is buffered; returns the inner writer.
-    pub(crate) fn finish(mut self) -> io::Result<W> {
+    /// Compresses and writes what is buffered; returns the inner writer and
+    /// the digests.
+    pub(crate) fn finish(mut self) -> io::Result<Compressed<W>> {
         if !self.buf.is_empty() || self.submitted == 0 {
             self.submit()?;
         }
-        while self.written < self.submitted {
-            self.write_next()?;
-        }
-        Ok(self.inner)
+        let Self {
+            done,
+            plain,
+            hasher,
+            writer,
+            ..
+        } = self;
+        drop((done, plain));
+        let vanished = || io::Error::other("a thread of the compressor vanished");
+        let plain_digest = hasher.join().map_err(|_| vanished())?;
+        let (inner, digest, len) = writer.join().map_err(|_| vanished())??;
+        Ok(Compressed {
+            inner,
+            plain_digest,
+            digest,
+            len,
+        })
     }
 }
 
-impl<W: Write> Write for ParallelCompressor<W> {
+/// The writing thread: compressed blocks in order into `inner`, hashed; a
+/// permit freed per block (also after a failure, so that the caller never
+/// waits for ever). Returns the writer, the digest and the length.
+fn write_in_order<W: Write>(
+    mut inner: W,
+    done: &mpsc::Receiver<Done>,
+    permits: &mpsc::Receiver<()>,
+    failed: &AtomicBool,
+) -> io::Result<(W, String, u64)> {
+    let mut ready: BTreeMap<u64, io::Result<Vec<u8>>> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    let mut error: Option<io::Error> = None;
+    for (i, block) in done {
+        ready.insert(i, block);
+        while let Some(block) = ready.remove(&next) {
+            next += 1;
+            if error.is_none() {
+                let written = block.and_then(|b| {
+                    inner.write_all(&b)?;
+                    hasher.update(&b);
+                    len += b.len() as u64;
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    failed.store(true, Ordering::Relaxed);
+                    error = Some(e);
+                }
+            }
+            let _ = permits.recv();
+        }
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if !ready.is_empty() {
+        return Err(io::Error::other("a compression task vanished"));
+    }
+    inner.flush()?;
+    Ok((inner, format_digest(&hasher.finalize()), len))
+}
+
+impl<W: Write + Send + 'static> Write for ParallelCompressor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = data.len().min(BLOCK - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
@@ -159,26 +261,65 @@ impl<W: Write> Write for ParallelCompressor<W> {
     }
 }
 
+/// One block as a gzip member (libdeflate: no file name, mtime 0, OS
+/// "unknown": nothing from the machine), a zstd frame, or as it is. Each
+/// pool thread keeps its compressor between blocks (their tables cost more
+/// to set up than a small block to compress); a block's bytes do not depend
+/// on what the compressor did before.
 fn compress_block(block: &[u8], compression: Compression, level: i32) -> io::Result<Vec<u8>> {
+    thread_local! {
+        static GZIP: RefCell<Option<(i32, libdeflater::Compressor)>> = const { RefCell::new(None) };
+        static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    }
     match compression {
         Compression::None => Ok(block.to_vec()),
-        Compression::Gzip => {
-            // No file name, mtime 0, OS "unknown": nothing from the machine.
-            let mut enc = flate2::GzBuilder::new().operating_system(255).write(
-                Vec::with_capacity(block.len() / 2),
-                flate2::Compression::new(level.clamp(0, 9).unsigned_abs()),
-            );
-            enc.write_all(block)?;
-            enc.finish()
-        }
-        Compression::Zstd => zstd::bulk::compress(block, level),
+        Compression::Gzip => GZIP.with_borrow_mut(|slot| {
+            let compressor = match slot {
+                Some((l, c)) if *l == level => c,
+                _ => {
+                    let lvl = libdeflater::CompressionLvl::new(level.clamp(0, 9))
+                        .map_err(|e| io::Error::other(format!("gzip level {level}: {e:?}")))?;
+                    &mut slot.insert((level, libdeflater::Compressor::new(lvl))).1
+                }
+            };
+            let mut out = vec![0; compressor.gzip_compress_bound(block.len())];
+            let n = compressor
+                .gzip_compress(block, &mut out)
+                .map_err(io::Error::other)?;
+            out.truncate(n);
+            Ok(out)
+        }),
+        Compression::Zstd => ZSTD.with_borrow_mut(|slot| {
+            let compressor = match slot {
+                Some((l, c)) if *l == level => c,
+                _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+            };
+            compressor.compress(block)
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::digest::sha256_digest;
     use std::io::Read;
+
+    #[test]
+    fn a_reused_compressor_gives_the_bytes_of_a_fresh_one() {
+        let a: Vec<u8> = (0..BLOCK).map(|i| (i % 7) as u8).collect();
+        let b: Vec<u8> = (0..BLOCK).map(|i| ((i * 31) % 253) as u8).collect();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let level = c.level(None);
+            let (b1, b2, a1) = (b.clone(), b.clone(), a.clone());
+            let fresh = std::thread::spawn(move || compress_block(&b1, c, level).unwrap());
+            let after = std::thread::spawn(move || {
+                compress_block(&a1, c, level).unwrap();
+                compress_block(&b2, c, level).unwrap()
+            });
+            assert_eq!(fresh.join().unwrap(), after.join().unwrap(), "{c:?}");
+        }
+    }
 
     #[test]
     fn parallel_blocks_decode_as_one_stream_and_are_reproducible() {
@@ -186,10 +327,16 @@ mod tests {
         for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
             let mut w = ParallelCompressor::new(Vec::new(), c, None);
             w.write_all(&data).unwrap();
-            let out = w.finish().unwrap();
+            let done = w.finish().unwrap();
+            let out = done.inner;
+            assert_eq!(done.plain_digest, sha256_digest(&data));
+            assert_eq!(
+                (done.digest, done.len),
+                (sha256_digest(&out), out.len() as u64)
+            );
             let mut w2 = ParallelCompressor::new(Vec::new(), c, None);
             w2.write_all(&data).unwrap();
-            assert_eq!(out, w2.finish().unwrap(), "{c:?} reproducible");
+            assert_eq!(out, w2.finish().unwrap().inner, "{c:?} reproducible");
             let mut back = Vec::new();
             match c {
                 Compression::Gzip => {

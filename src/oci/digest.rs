@@ -1,7 +1,7 @@
 //! OCI digests (`sha256:<hex>`), computed while bytes stream past, and caps
 //! on how many bytes a stream may yield.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256};
 
@@ -91,45 +91,6 @@ impl<R: Read> Read for HashingReader<R> {
         }
         self.hasher.update(&buf[..n]);
         Ok(n)
-    }
-}
-
-/// A writer that hashes and counts what passes through it.
-pub(crate) struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub(crate) fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    /// The inner writer, and the digest and length of everything written.
-    pub(crate) fn finish(self) -> (W, String, u64) {
-        (
-            self.inner,
-            format_digest(&self.hasher.finalize()),
-            self.count,
-        )
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -1,38 +1,50 @@
-//! Pushing a store's image: the registry side of `push IMAGE`. The OCI
-//! export of the image (layer tars, config, manifest) is the `oci` layout
-//! code's; this part decides whether an export is needed at all, and moves
-//! what it produced.
+//! Pushing a store's image: the registry side of `push IMAGE` and
+//! `pull … --tag`. The OCI export of a layer (tar, compression) is the `oci`
+//! blobs code's; this part decides which layers need one at all, and moves
+//! what they produced.
 //!
-//! An unchanged re-push must not re-export (compressing every layer again
-//! costs seconds per hundred megabytes): the manifest last pushed for the
-//! image is remembered in the store's transfer cache, and when the registry
-//! confirms (HEAD) every blob it names, only the manifest is put.
+//! A push exports a layer only when the registry lacks its blob and no
+//! earlier export of it (same compression and level, its file intact) is at
+//! hand: the store's OCI cache ([`OciCache`]) remembers each export's digest
+//! and `DiffID`, so a layer exported before costs a HEAD when the registry has
+//! it, and an upload of the earlier file when it does not. An unchanged
+//! re-push puts the remembered manifest once the registry confirms (HEAD)
+//! every blob it names.
 
+use std::collections::HashSet;
 use std::path::Path;
 
-use super::blobs::{ExportOptions, ImportOptions, import_blobs_with};
-use super::cache::TransferCache;
+use super::blobs::{
+    ExportOptions, ExportedBlob, ImportOptions, descriptor, export_layer_now, import_blobs,
+    write_config_and_manifest,
+};
+use super::cache::{ExportRecord, OciCache, file_matches};
 use super::compress::Compression;
-use super::layout::export_layout;
+use super::digest::chain_ids;
 use super::registry::{Registry, RegistryRef};
 use super::transfer::{Layout, Manifest, PullReport, PushOptions, PushReport, sha256};
-use crate::digest::ImageId;
+use crate::digest::{ImageId, LayerId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
 use crate::store::Store;
 use crate::store::TagName;
+use crate::tree::Image;
 
 /// Pushing and pulling store images
 impl Registry {
-    /// Pushes `image` of `store` to `dest` (layers gzip-compressed, as
-    /// registries expect): each blob the repository lacks is mounted from
-    /// `options.mount_from` where offered, else uploaded; an unchanged
-    /// re-push exports nothing and uploads nothing (see
-    /// [`Registry::push_image_with`]).
+    /// Pushes `image` of `store` to `dest`, layers gzip-compressed (level 6)
+    /// as registries expect. For each layer: nothing moves if the repository
+    /// has its blob (known without exporting when the layer was exported or
+    /// pushed before); else it is mounted from `options.mount_from` where
+    /// offered, else uploaded — from the file an earlier export wrote when
+    /// that is intact, else exported now. An unchanged re-push exports
+    /// nothing and uploads nothing. The report says how many layers were
+    /// exported and how many reused an earlier export.
     ///
     /// # Errors
     /// [`Error::ObjectNotFound`] if the image is incomplete in the store; the
-    /// export's errors; as [`Registry::push_layout`] otherwise.
+    /// export's errors; [`Error::Registry`] if the registry refuses or fails;
+    /// [`Error::Io`] naming the file if a blob cannot be written or read.
     pub fn push_image(
         &self,
         store: &Store,
@@ -40,17 +52,42 @@ impl Registry {
         dest: &RegistryRef,
         options: &PushOptions<'_>,
     ) -> Result<PushReport> {
-        let export = |layout: &Path| {
-            let options = ExportOptions::new(Compression::Gzip);
-            export_layout(store, image, layout, None, &options).map(|_| ())
-        };
-        self.push_image_with(store, image, dest, options, &export)
+        let cache = OciCache::new(store);
+        if let Some(report) = self.repush_cached(&cache, image, dest)? {
+            return Ok(report);
+        }
+        let img = store.image(image)?;
+        let dir = durable::unique_tmp_path(&store.path().join("tmp"), "oci-push");
+        let result = std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))
+            .and_then(|()| {
+                let push = ImagePush {
+                    registry: self,
+                    store,
+                    cache: &cache,
+                    dir: &dir,
+                    repo: dest.repository.as_str(),
+                    options,
+                    report: PushReport::default(),
+                    done: HashSet::new(),
+                };
+                push.push(&img, dest)
+            })
+            .and_then(|(report, manifest)| {
+                cache.record_pushed(image, &manifest)?;
+                Ok(report)
+            });
+        let _ = std::fs::remove_dir_all(&dir);
+        result
     }
 
     /// Pulls image `src` into `store`, fetching only the layer blobs whose
-    /// layers the store lacks (known from earlier pulls and pushes through
-    /// this store), verifying every blob as it streams; tags it `tag` once it
-    /// is durable. Returns the image id and what moved.
+    /// layers the store lacks: a layer it holds from any OCI path (imported
+    /// from a layout or a `docker save` archive, pulled, exported, pushed) is
+    /// recognised by its blob digest and the `DiffID` the config gives, over
+    /// the same layers below (`ChainID`). Every fetched blob is verified as
+    /// it streams; the image is tagged `tag` once it is durable. Returns the
+    /// image id and what moved.
     ///
     /// # Errors
     /// [`Error::ImageNotFound`] if the registry has no such image;
@@ -64,25 +101,18 @@ impl Registry {
         tag: Option<&TagName>,
         progress: &dyn Fn(&PullReport),
     ) -> Result<(ImageId, PullReport)> {
-        let cache = TransferCache::new(store);
+        let cache = OciCache::new(store);
         let layout = durable::unique_tmp_path(&store.path().join("tmp"), "oci-pull");
         let result = (|| {
-            let have = |digest: &str| cache.layer_for(digest).is_some();
-            let report = self.pull_layout(src, &layout, "pulled", &have, progress)?;
+            let skip = |manifest: &Manifest, config: &[u8]| known_layers(&cache, manifest, config);
+            let report = self.pull_layout_with(src, &layout, "pulled", &skip, progress)?;
             let lay = Layout { root: &layout };
-            let (manifest, digest) = lay.manifest(None)?;
+            let (manifest, _) = lay.manifest(None)?;
             let open = |desc: &oci_spec::image::Descriptor| {
                 let path = lay.blob_path(desc.digest().as_ref())?;
                 std::fs::File::open(&path).map_err(|e| Error::io("open blob", &path, e))
             };
-            let known = |digest: &str| cache.layer_for(digest);
-            let id = import_blobs_with(store, &manifest, open, &known, &ImportOptions::default())?;
-            let parsed = Manifest::parse(&manifest, &digest)?;
-            let layers = store.image(&id)?.layers().to_vec();
-            for (blob, layer) in parsed.layers.iter().zip(&layers) {
-                cache.record_layer(&blob.digest, layer)?;
-            }
-            store.flush()?;
+            let id = import_blobs(store, &manifest, open, &ImportOptions::default())?;
             if let Some(tag) = tag {
                 store.set_tag(tag, &id)?;
             }
@@ -92,52 +122,11 @@ impl Registry {
         result
     }
 
-    /// Pushes `image` of `store` to `dest`. `export` writes the image into
-    /// the (absent) OCI layout directory it is given, as that layout's only
-    /// manifest; it is called only when the registry lacks a blob of the
-    /// manifest last pushed for this image (or none was), so an unchanged
-    /// re-push costs a HEAD per blob and one manifest PUT. What was pushed
-    /// is remembered in `<store>/cache/oci/`.
-    ///
-    /// # Errors
-    /// What `export` returns; as [`Registry::push_layout`] otherwise.
-    pub fn push_image_with(
-        &self,
-        store: &Store,
-        image: &ImageId,
-        dest: &RegistryRef,
-        options: &PushOptions<'_>,
-        export: &dyn Fn(&Path) -> Result<()>,
-    ) -> Result<PushReport> {
-        let cache = TransferCache::new(store);
-        if let Some(report) = self.repush_cached(&cache, image, dest)? {
-            return Ok(report);
-        }
-        let layout = durable::unique_tmp_path(&store.path().join("tmp"), "oci-push");
-        let result = export(&layout).and_then(|()| {
-            let report = self.push_layout(&layout, None, dest, options)?;
-            let (manifest, digest) = Layout { root: &layout }.manifest(None)?;
-            // Remember which blob holds which layer, so that pulling an image
-            // that shares them fetches none of them.
-            let parsed = Manifest::parse(&manifest, &digest)?;
-            let layers = store.image(image)?.layers().to_vec();
-            if layers.len() == parsed.layers.len() {
-                for (blob, layer) in parsed.layers.iter().zip(&layers) {
-                    cache.record_layer(&blob.digest, layer)?;
-                }
-            }
-            cache.record_pushed(image, &manifest)?;
-            Ok(report)
-        });
-        let _ = std::fs::remove_dir_all(&layout);
-        result
-    }
-
     /// The fast path of an unchanged re-push: the remembered manifest, put
     /// again if the registry holds every blob it names.
     fn repush_cached(
         &self,
-        cache: &TransferCache<'_>,
+        cache: &OciCache<'_>,
         image: &ImageId,
         dest: &RegistryRef,
     ) -> Result<Option<PushReport>> {
@@ -169,5 +158,165 @@ impl Registry {
             manifest_digest: digest,
             ..PushReport::default()
         }))
+    }
+}
+
+/// Which layers of `manifest` the store holds already, from the config's
+/// `DiffIDs` (all false if the config has none that fit).
+fn known_layers(cache: &OciCache<'_>, manifest: &Manifest, config: &[u8]) -> Vec<bool> {
+    let diff_ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(config)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/rootfs/diff_ids")?
+                .as_array()?
+                .iter()
+                .map(|d| d.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != manifest.layers.len() {
+        return vec![false; manifest.layers.len()];
+    }
+    let chains = chain_ids(&diff_ids);
+    manifest
+        .layers
+        .iter()
+        .zip(&diff_ids)
+        .zip(&chains)
+        .map(|((blob, diff_id), chain)| cache.known_layer(&blob.digest, diff_id, chain).is_some())
+        .collect()
+}
+
+/// One push of a store image.
+struct ImagePush<'a> {
+    registry: &'a Registry,
+    store: &'a Store,
+    cache: &'a OciCache<'a>,
+    /// Where blobs exported (or linked) for this push go.
+    dir: &'a Path,
+    repo: &'a str,
+    options: &'a PushOptions<'a>,
+    report: PushReport,
+    /// Blobs dealt with (an image may name one twice).
+    done: HashSet<String>,
+}
+
+impl ImagePush<'_> {
+    /// Pushes every layer, then the config and the manifest; returns the
+    /// report and the manifest's bytes.
+    fn push(mut self, img: &Image, dest: &RegistryRef) -> Result<(PushReport, Vec<u8>)> {
+        let gzip = ExportOptions::new(Compression::Gzip);
+        let mut layers = Vec::with_capacity(img.layers().len());
+        let mut diff_ids = Vec::with_capacity(img.layers().len());
+        for id in img.layers() {
+            let record = self.push_layer(id, &gzip)?;
+            layers.push(ExportedBlob {
+                descriptor: descriptor(gzip.compression.media_type(), record.size, &record.digest)?,
+                path: record.path,
+            });
+            diff_ids.push(record.diff_id);
+        }
+        let digests: Vec<String> = layers
+            .iter()
+            .map(|l| l.descriptor.digest().to_string())
+            .collect();
+        self.cache
+            .record_layers(&digests, &diff_ids, img.layers())?;
+        let (config, manifest) = write_config_and_manifest(self.dir, img, &layers, diff_ids)?;
+        let config_digest = config.descriptor.digest().to_string();
+        if !self.settled(&config_digest)? {
+            self.upload(
+                &config_digest,
+                &config.path,
+                config.descriptor.size(),
+                false,
+            )?;
+        }
+        let manifest_bytes =
+            fs_err::read(&manifest.path).map_err(|e| Error::io("read", &manifest.path, e))?;
+        self.registry.put_manifest(
+            self.repo,
+            &dest.reference,
+            manifest_bytes.clone(),
+            manifest.descriptor.media_type().as_ref(),
+        )?;
+        self.report.manifest_digest = manifest.descriptor.digest().to_string();
+        Ok((self.report, manifest_bytes))
+    }
+
+    /// One layer: its blob's descriptor, and the blob moved if the
+    /// repository lacks it.
+    fn push_layer(&mut self, id: &LayerId, gzip: &ExportOptions) -> Result<ExportRecord> {
+        let level = gzip.compression.level(gzip.level);
+        // Exported before: the digest is known, so the registry can be asked
+        // before anything is compressed, and the earlier file uploaded if it
+        // is intact.
+        let earlier = self.cache.export_of(id, gzip.compression, level);
+        if let Some(earlier) = &earlier {
+            if self.settled(&earlier.digest)? {
+                return Ok(earlier.clone());
+            }
+            if file_matches(&earlier.path, earlier.size, &earlier.digest) {
+                self.report.layers_reused += 1;
+                self.upload(&earlier.digest, &earlier.path, earlier.size, true)?;
+                return Ok(earlier.clone());
+            }
+        }
+        let record = export_layer_now(self.store, id, self.dir, gzip)?;
+        self.report.layers_exported += 1;
+        // Same bytes as the earlier export: the registry was asked already.
+        let asked = earlier.is_some_and(|e| e.digest == record.digest);
+        if asked || !self.settled(&record.digest)? {
+            self.upload(&record.digest, &record.path, record.size, true)?;
+        }
+        Ok(record)
+    }
+
+    /// Whether blob `digest` needs no upload: dealt with already in this
+    /// push, present in the repository, or mounted from another one.
+    fn settled(&mut self, digest: &str) -> Result<bool> {
+        if self.done.contains(digest) {
+            return Ok(true);
+        }
+        let settled = if self.registry.has_blob(self.repo, digest)? {
+            self.report.blobs_present += 1;
+            true
+        } else if self.mount_any(digest)? {
+            self.report.blobs_mounted += 1;
+            true
+        } else {
+            false
+        };
+        if settled {
+            self.done.insert(digest.to_owned());
+            self.progress();
+        }
+        Ok(settled)
+    }
+
+    fn mount_any(&self, digest: &str) -> Result<bool> {
+        for source in self.options.mount_from.iter().filter(|s| *s != self.repo) {
+            if self.registry.mount_blob(self.repo, source, digest)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn upload(&mut self, digest: &str, path: &Path, size: u64, is_layer: bool) -> Result<()> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io("open blob", path, e))?;
+        self.registry.push_blob(self.repo, digest, size, file)?;
+        self.report.blobs_uploaded += 1;
+        self.report.bytes_uploaded += size;
+        self.report.layers_uploaded += u64::from(is_layer);
+        self.done.insert(digest.to_owned());
+        self.progress();
+        Ok(())
+    }
+
+    fn progress(&self) {
+        if let Some(progress) = self.options.progress {
+            progress(&self.report);
+        }
     }
 }

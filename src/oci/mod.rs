@@ -18,7 +18,6 @@
 //! the OCI image spec are those of the [`oci_spec`] crate.
 
 mod blobs;
-#[cfg(feature = "registry")]
 mod cache;
 mod compress;
 mod config;

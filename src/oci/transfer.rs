@@ -54,6 +54,12 @@ pub struct PushReport {
     pub blobs_present: u64,
     /// Blobs mounted from another repository (no bytes moved).
     pub blobs_mounted: u64,
+    /// Layers of a store image tarred and compressed for this push
+    /// ([`Registry::push_image`]; a layout push exports nothing).
+    pub layers_exported: u64,
+    /// Layers of a store image whose blob an earlier export had written, its
+    /// file taken as it is instead of exporting again.
+    pub layers_reused: u64,
     /// The digest of the manifest pushed (`sha256:…`).
     pub manifest_digest: String,
 }
@@ -193,7 +199,7 @@ impl Layout<'_> {
         Ok(self.root.join("blobs/sha256").join(hex))
     }
 
-    fn read_small(path: &Path) -> Result<Vec<u8>> {
+    pub(crate) fn read_small(path: &Path) -> Result<Vec<u8>> {
         let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_MANIFEST + 1), &mut bytes)
@@ -357,6 +363,23 @@ impl Registry {
         have: &dyn Fn(&str) -> bool,
         progress: &dyn Fn(&PullReport),
     ) -> Result<PullReport> {
+        let skip = |manifest: &Manifest, _config: &[u8]| {
+            manifest.layers.iter().map(|l| have(&l.digest)).collect()
+        };
+        self.pull_layout_with(src, layout, name, &skip, progress)
+    }
+
+    /// [`Registry::pull_layout`], the layers to leave out decided by `skip`
+    /// from the manifest and the config (fetched and verified first): one
+    /// flag per layer of the manifest.
+    pub(crate) fn pull_layout_with(
+        &self,
+        src: &RegistryRef,
+        layout: &Path,
+        name: &str,
+        skip: &dyn Fn(&Manifest, &[u8]) -> Vec<bool>,
+        progress: &dyn Fn(&PullReport),
+    ) -> Result<PullReport> {
         let repo = src.repository.as_str();
         let (manifest_bytes, digest) = self.manifest(repo, &src.reference)?;
         if manifest_bytes.len() as u64 > MAX_MANIFEST {
@@ -386,21 +409,34 @@ impl Registry {
             manifest_digest: digest.clone(),
             ..PullReport::default()
         };
-        let blobs = std::iter::once((&manifest.config, false))
-            .chain(manifest.layers.iter().map(|l| (l, true)));
-        for (blob, is_layer) in blobs {
-            if is_layer && have(&blob.digest) {
-                report.layers_skipped += 1;
-                progress(&report);
-                continue;
-            }
+        let fetch = |blob: &Descriptor, report: &mut PullReport| -> Result<PathBuf> {
             let path = lay.blob_path(&blob.digest)?;
             if !path.exists() {
                 self.fetch_to(repo, blob, &tmp, &path)?;
             }
             report.blobs_fetched += 1;
             report.bytes_fetched += blob.size;
-            progress(&report);
+            progress(report);
+            Ok(path)
+        };
+        // The config first: what to skip may depend on its DiffIDs.
+        let config_path = fetch(&manifest.config, &mut report)?;
+        let config = Layout::read_small(&config_path)?;
+        if sha256(&config) != manifest.config.digest {
+            return Err(Error::corrupt(
+                &config_path,
+                0,
+                "the config does not match its digest",
+            ));
+        }
+        let skipped = skip(&manifest, &config);
+        for (i, blob) in manifest.layers.iter().enumerate() {
+            if skipped.get(i).copied().unwrap_or(false) {
+                report.layers_skipped += 1;
+                progress(&report);
+                continue;
+            }
+            fetch(blob, &mut report)?;
         }
         std::fs::remove_dir(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
         lay.write_blob(&digest, &manifest_bytes)?;

@@ -71,6 +71,9 @@ fn export_is_reproducible_whatever_the_thread_count() {
         let one = dir.path().join(format!("one-{c:?}"));
         let two = dir.path().join(format!("two-{c:?}"));
         export_layout(&store, &id, &one, None, &opts).unwrap();
+        // Without the store's record of the first export, the second one
+        // compresses every layer again instead of linking the first's blobs.
+        std::fs::remove_dir_all(store.path().join("cache/oci")).unwrap();
         rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
@@ -80,6 +83,39 @@ fn export_is_reproducible_whatever_the_thread_count() {
         assert_eq!(a.len(), 3 + 3, "{c:?}: 3 layers, config, manifest, index");
         assert_eq!(a, b, "{c:?}: two exports differ");
     }
+}
+
+#[test]
+fn a_re_export_takes_the_earlier_blobs_only_while_they_are_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path(), "a");
+    let id = make_image(&store, dir.path());
+    let opts = ExportOptions::new(Compression::Gzip);
+    let (one, two, three) = (
+        dir.path().join("one"),
+        dir.path().join("two"),
+        dir.path().join("three"),
+    );
+    export_layout(&store, &id, &one, None, &opts).unwrap();
+    export_layout(&store, &id, &two, None, &opts).unwrap();
+    let first = files_of(&one);
+    assert_eq!(files_of(&two), first);
+    // A blob of the first layout changed in place: the next export does not
+    // take it, and still writes the right bytes.
+    let (name, _) = first
+        .iter()
+        .filter(|(n, _)| *n != "index.json")
+        .max_by_key(|(_, b)| b.len())
+        .unwrap();
+    let damaged = one.join("blobs/sha256").join(name);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let last = bytes.len() - 9;
+    bytes[last] ^= 0xff;
+    std::fs::write(&damaged, &bytes).unwrap();
+    export_layout(&store, &id, &three, None, &opts).unwrap();
+    assert_eq!(files_of(&three), first);
+    // The second layout's copy was its own: unchanged.
+    assert_eq!(files_of(&two), first);
 }
 
 #[test]

@@ -53,9 +53,27 @@ fn push_then_pull_with_the_cli() {
     let first = ok(&layerstore(&src, &["push", "app", &dest, "--insecure"]));
     assert_eq!(figure(&first, "blobs uploaded"), 2, "{first}");
     assert_eq!(figure(&first, "blobs already present"), 0, "{first}");
+    assert_eq!(figure(&first, "layers exported"), 1, "{first}");
     let again = ok(&layerstore(&src, &["push", "app", &dest, "--insecure"]));
     assert_eq!(figure(&again, "blobs uploaded"), 0, "{again}");
     assert_eq!(figure(&again, "blobs already present"), 2, "{again}");
+    assert_eq!(figure(&again, "layers exported"), 0, "{again}");
+    // After export-oci, a push to another repository uploads that export's
+    // blob instead of compressing the layer again.
+    let layout = dir.path().join("layout");
+    ok(&layerstore(
+        &src,
+        &["export-oci", "app", &format!("{}:app", layout.display())],
+    ));
+    let other = format!("{}/cli/other:v1", server.host);
+    let reused = ok(&layerstore(&src, &["push", "app", &other, "--insecure"]));
+    assert_eq!(figure(&reused, "blobs uploaded"), 2, "{reused}");
+    assert_eq!(figure(&reused, "layers exported"), 0, "{reused}");
+    assert_eq!(
+        figure(&reused, "layers reused from an earlier export"),
+        1,
+        "{reused}"
+    );
 
     ok(&layerstore(&target, &["init"]));
     let pulled = ok(&layerstore(

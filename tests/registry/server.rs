@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub const BINARY: &str = "/usr/bin/docker-registry";
@@ -34,6 +34,8 @@ pub struct Server {
     child: Child,
     pub host: String,
     pub storage: PathBuf,
+    access_log: PathBuf,
+    error_log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -81,17 +83,25 @@ impl Server {
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
+        // The access log (one line per request, on stdout): what clients
+        // really asked for, counted by `blob_gets`.
+        let access_log = dir.path().join("access.log");
+        // Its own log into a file too: a pipe nobody drains would fill up
+        // (every 404 is logged) and stall the registry.
+        let error_log = dir.path().join("error.log");
         let child = Command::new(BINARY)
             .arg("serve")
             .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(std::fs::File::create(&access_log).unwrap())
+            .stderr(std::fs::File::create(&error_log).unwrap())
             .spawn()
             .unwrap();
         let mut server = Self {
             child,
             host: format!("127.0.0.1:{port}"),
             storage,
+            access_log,
+            error_log,
             _dir: dir,
         };
         server.wait_ready();
@@ -103,10 +113,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    e.read_to_string(&mut err).unwrap();
-                }
+                let err = std::fs::read_to_string(&self.error_log).unwrap_or_default();
                 panic!("docker-registry exited ({status}): {err}");
             }
             if let Ok(mut conn) = TcpStream::connect(&self.host) {
@@ -127,6 +134,21 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The digests of the blobs the registry has served whole (`GET
+    /// /v2/<repo>/blobs/<digest>` answered 200), in order, from its access log.
+    pub fn blob_gets(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.access_log).unwrap();
+        log.lines()
+            .filter_map(|line| {
+                let request = line.split('"').nth(1)?;
+                let status = line.split('"').nth(2)?.split_whitespace().next()?;
+                let path = request.strip_prefix("GET ")?.split(' ').next()?;
+                let (_, digest) = path.split_once("/blobs/")?;
+                (status == "200").then(|| digest.to_owned())
+            })
+            .collect()
     }
 
     /// The blob files the registry stores (its own view, not ours).
