@@ -199,7 +199,7 @@ pub(crate) fn encode(
     raw: &[u8],
     level: i32,
 ) -> std::io::Result<EncodedFrame> {
-    encode_with(chunks, raw, compress(raw, level)?)
+    Ok(encode_with(chunks, raw, &compress(raw, level)?))
 }
 
 /// As [`encode`], for a group of metadata objects: compressed with a window
@@ -211,20 +211,16 @@ pub(crate) fn encode_objects(
     raw: &[u8],
     level: i32,
 ) -> std::io::Result<EncodedFrame> {
-    encode_with(chunks, raw, compress_long(raw, level)?)
+    Ok(encode_with(chunks, raw, &compress_long(raw, level)?))
 }
 
-fn encode_with(
-    chunks: Vec<(ChunkId, u32)>,
-    raw: &[u8],
-    compressed: Vec<u8>,
-) -> std::io::Result<EncodedFrame> {
+fn encode_with(chunks: Vec<(ChunkId, u32)>, raw: &[u8], compressed: &[u8]) -> EncodedFrame {
     debug_assert_eq!(
         chunks.iter().map(|(_, l)| u64::from(*l)).sum::<u64>(),
         raw.len() as u64
     );
     let (codec, payload): (Codec, &[u8]) = if compressed.len() < raw.len() {
-        (Codec::Zstd, &compressed)
+        (Codec::Zstd, compressed)
     } else {
         (Codec::Raw, raw)
     };
@@ -238,11 +234,11 @@ fn encode_with(
     header.write_to(&mut bytes);
     let payload_start = bytes.len();
     bytes.extend_from_slice(payload);
-    Ok(EncodedFrame {
+    EncodedFrame {
         bytes,
         payload_start,
         header,
-    })
+    }
 }
 
 /// Decodes a frame payload to exactly `raw_len` bytes. Never panics and never

@@ -352,6 +352,10 @@ struct Linked {
     xattrs: Xattrs,
 }
 
+/// An entry, and for a regular file the stat of the file whose content it
+/// holds, for the next stat cache (`None` if it changed while read).
+type Stated = (Entry, Option<FileStat>);
+
 /// A regular file's content, read (or taken from the stat cache).
 #[derive(Debug)]
 struct ReadFile {
@@ -454,7 +458,7 @@ impl<'s> Scan<'s> {
 
     /// Walks the tree a level at a time. Returns every entry but those of
     /// files with several links, which come back apart.
-    fn walk(&self) -> Result<(Vec<(Entry, Option<FileStat>)>, Vec<Linked>)> {
+    fn walk(&self) -> Result<(Vec<Stated>, Vec<Linked>)> {
         let mut entries = Vec::new();
         let mut linked = Vec::new();
         let mut level = vec![Pending {
@@ -675,7 +679,7 @@ impl<'s> Scan<'s> {
 
     /// The entries of the files with several links: per (device, inode), the
     /// first path in order is the file, read once; the others link to it.
-    fn link_groups(&self, linked: Vec<Linked>) -> Result<Vec<(Entry, Option<FileStat>)>> {
+    fn link_groups(&self, linked: Vec<Linked>) -> Result<Vec<Stated>> {
         let mut groups: BTreeMap<(u64, u64), Vec<Linked>> = BTreeMap::new();
         for file in linked {
             groups
@@ -684,14 +688,14 @@ impl<'s> Scan<'s> {
                 .push(file);
         }
         let groups: Vec<Vec<Linked>> = groups.into_values().collect();
-        let entries: Vec<Vec<(Entry, Option<FileStat>)>> = groups
+        let entries: Vec<Vec<Stated>> = groups
             .into_par_iter()
             .map(|group| self.link_group(group))
             .collect::<Result<_>>()?;
         Ok(entries.into_iter().flatten().collect())
     }
 
-    fn link_group(&self, mut group: Vec<Linked>) -> Result<Vec<(Entry, Option<FileStat>)>> {
+    fn link_group(&self, mut group: Vec<Linked>) -> Result<Vec<Stated>> {
         group.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         let mut members = group.into_iter();
         // If the first path vanished or was replaced, the next one leads.
