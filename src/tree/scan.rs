@@ -169,7 +169,10 @@ impl Store {
     /// of being read is read again), and every chunk is still in the store.
     /// [`ScanOutcome::files_read`] and [`ScanOutcome::files_from_cache`] say
     /// how it went. The cache lives in `<store>/cache/stat/`; a damaged one is
-    /// ignored with a warning.
+    /// ignored with a warning. It names the scan's snapshot, which the scan
+    /// stores (as [`Store::put_snapshot`]) unless it is the previous scan's;
+    /// a snapshot too large to be one object (64 MiB encoded) is not stored
+    /// and no cache is saved, with a warning.
     ///
     /// The store is not flushed: call [`Store::flush`] to make the content
     /// durable.
@@ -294,19 +297,29 @@ impl Store {
             // The cache names the snapshot, stored: the previous one if
             // nothing changed (no need to encode it again).
             let tree_id = match &scan.cache {
-                Some(cache) if *cache.tree() == snapshot => cache.tree_id(),
-                _ => self.put_snapshot(&snapshot)?,
+                Some(cache) if *cache.tree() == snapshot => Some(cache.tree_id()),
+                _ => match self.put_snapshot(&snapshot) {
+                    Ok(id) => Some(id),
+                    // Too large to be one object: no cache, but the scan stands.
+                    Err(err @ Error::InvalidArgument(_)) => {
+                        scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+                        None
+                    }
+                    Err(err) => return Err(err),
+                },
             };
-            let mut records = Records::new(stats.len());
-            for (index, stat) in stats.iter().enumerate() {
-                if let Some(stat) = stat {
-                    records.set(index, stat);
+            if let Some(tree_id) = tree_id {
+                let mut records = Records::new(stats.len());
+                for (index, stat) in stats.iter().enumerate() {
+                    if let Some(stat) = stat {
+                        records.set(index, stat);
+                    }
                 }
-            }
-            let bytes =
-                CacheFile::encode(canonical.as_os_str().as_bytes(), started, tree_id, records);
-            if let Err(err) = CacheFile::write(self, &cache_path, &bytes) {
-                scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+                let root = canonical.as_os_str().as_bytes();
+                let bytes = CacheFile::encode(root, started, tree_id, records);
+                if let Err(err) = CacheFile::write(self, &cache_path, &bytes) {
+                    scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+                }
             }
         }
         let mut warnings = scan
