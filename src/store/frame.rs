@@ -177,6 +177,21 @@ fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     })
 }
 
+/// Compresses `raw` at `level` with a window that spans all of it and zstd's
+/// long-distance matcher, so that a run repeated megabytes later (a layer
+/// holding the same entries as the snapshot next to it) costs next to
+/// nothing. The output is a plain zstd frame: any decoder reads it.
+fn compress_long(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    use zstd::stream::raw::CParameter;
+    // The smallest window that covers the input (zstd's minimum is 2^10);
+    // MAX_FRAME_RAW (64 MiB) keeps it within what every decoder accepts.
+    let window_log = usize::BITS - raw.len().max(1 << 10).saturating_sub(1).leading_zeros();
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    compressor.set_parameter(CParameter::WindowLog(window_log))?;
+    compressor.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
+    compressor.compress(raw)
+}
+
 /// Encodes the chunks (ids and bytes) whose concatenation is `raw` as a frame:
 /// zstd at `level`, or raw if compression does not shrink it.
 pub(crate) fn encode(
@@ -184,13 +199,28 @@ pub(crate) fn encode(
     raw: &[u8],
     level: i32,
 ) -> std::io::Result<EncodedFrame> {
+    Ok(encode_with(chunks, raw, &compress(raw, level)?))
+}
+
+/// As [`encode`], for a group of metadata objects: compressed with a window
+/// spanning the whole group and long-distance matching (see
+/// [`compress_long`]), so objects that repeat one another are stored about
+/// once. Reading it is no different.
+pub(crate) fn encode_objects(
+    chunks: Vec<(ChunkId, u32)>,
+    raw: &[u8],
+    level: i32,
+) -> std::io::Result<EncodedFrame> {
+    Ok(encode_with(chunks, raw, &compress_long(raw, level)?))
+}
+
+fn encode_with(chunks: Vec<(ChunkId, u32)>, raw: &[u8], compressed: &[u8]) -> EncodedFrame {
     debug_assert_eq!(
         chunks.iter().map(|(_, l)| u64::from(*l)).sum::<u64>(),
         raw.len() as u64
     );
-    let compressed = compress(raw, level)?;
     let (codec, payload): (Codec, &[u8]) = if compressed.len() < raw.len() {
-        (Codec::Zstd, &compressed)
+        (Codec::Zstd, compressed)
     } else {
         (Codec::Raw, raw)
     };
@@ -204,11 +234,11 @@ pub(crate) fn encode(
     header.write_to(&mut bytes);
     let payload_start = bytes.len();
     bytes.extend_from_slice(payload);
-    Ok(EncodedFrame {
+    EncodedFrame {
         bytes,
         payload_start,
         header,
-    })
+    }
 }
 
 thread_local! {
@@ -302,6 +332,39 @@ mod tests {
         let frame = frame_of(&[&noise], 3);
         assert_eq!(frame.header.codec, Codec::Raw);
         assert_eq!(&frame.bytes[frame.payload_start..], &noise[..]);
+    }
+
+    #[test]
+    fn an_object_group_stores_a_repeated_run_about_once() {
+        let mut noise = vec![0u8; 6 << 20];
+        blake3::Hasher::new().finalize_xof().fill(&mut noise);
+        let mut second = noise.clone();
+        second.extend_from_slice(b"tail");
+        let chunks = vec![
+            (ChunkId::of(&noise), noise.len() as u32),
+            (ChunkId::of(&second), second.len() as u32),
+        ];
+        let raw = [&noise[..], &second[..]].concat();
+        let frame = encode_objects(chunks, &raw, 3).unwrap();
+        assert_eq!(frame.header.codec, Codec::Zstd);
+        // 6 MiB of noise twice: stored once, plus a little.
+        let payload = &frame.bytes[frame.payload_start..];
+        assert!(
+            payload.len() < noise.len() + (64 << 10),
+            "{}",
+            payload.len()
+        );
+        assert_eq!(
+            decode_payload(Codec::Zstd, payload, raw.len() as u32).unwrap(),
+            raw
+        );
+        // A small group works too (the window's lower bound).
+        let tiny = encode_objects(vec![(ChunkId::of(b"ab"), 2)], b"ab", 3).unwrap();
+        let payload = &tiny.bytes[tiny.payload_start..];
+        assert_eq!(
+            decode_payload(tiny.header.codec, payload, 2).unwrap(),
+            b"ab"
+        );
     }
 
     #[test]

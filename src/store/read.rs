@@ -29,7 +29,9 @@ impl Store {
     pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let pending = self.lock_pending().lookup(id);
         let (bytes, path, offset) = match pending {
-            Some(PendingChunk::Grouped { .. }) => unreachable!("lookup copies grouped chunks out"),
+            Some(PendingChunk::Grouped { .. } | PendingChunk::Object { .. }) => {
+                unreachable!("lookup copies grouped chunks out")
+            }
             Some(PendingChunk::Sealing { bytes, offset, len }) => {
                 let slice = bytes
                     .get(offset as usize..offset as usize + len as usize)

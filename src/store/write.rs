@@ -38,6 +38,10 @@ pub(crate) struct Pending {
     pub(super) chunks: HashMap<ChunkId, PendingChunk>,
     group: Vec<(ChunkId, u32)>,
     group_bytes: Vec<u8>,
+    /// Metadata objects put since the last flush: one frame at the next
+    /// flush (see [`Store::put_object`]).
+    objects: Vec<(ChunkId, u32)>,
+    object_bytes: Vec<u8>,
     writer: Option<PackWriter>,
     /// Frame-cache number of the current writer.
     writer_seq: u64,
@@ -106,11 +110,23 @@ impl Pending {
     }
 }
 
+/// Which open group [`Store::seal`] seals.
+#[derive(Clone, Copy)]
+enum Group {
+    /// Small chunks of content.
+    Chunks,
+    /// Metadata objects.
+    Objects,
+}
+
 /// Where a pending chunk's bytes are.
 #[derive(Clone)]
 pub(crate) enum PendingChunk {
     /// In the open group, at this offset of `group_bytes`.
     Grouped { offset: u32, len: u32 },
+    /// A metadata object in the open object group, at this offset of
+    /// `object_bytes`.
+    Object { offset: u32, len: u32 },
     /// In a group being compressed.
     Sealing {
         bytes: Arc<Vec<u8>>,
@@ -131,9 +147,14 @@ impl Pending {
     /// copied out (they move when the group is sealed), as `Sealing`.
     pub(crate) fn lookup(&self, id: &ChunkId) -> Option<PendingChunk> {
         match self.chunks.get(id)? {
-            PendingChunk::Grouped { offset, len } => {
-                let bytes = self
-                    .group_bytes
+            state @ (PendingChunk::Grouped { offset, len }
+            | PendingChunk::Object { offset, len }) => {
+                let from = if matches!(state, PendingChunk::Object { .. }) {
+                    &self.object_bytes
+                } else {
+                    &self.group_bytes
+                };
+                let bytes = from
                     .get(*offset as usize..*offset as usize + *len as usize)?
                     .to_vec();
                 Some(PendingChunk::Sealing {
@@ -261,6 +282,11 @@ impl Store {
     /// chunk, not cut by the chunker, so that its id is the BLAKE3 of its bytes
     /// and every read of it is verified like a chunk's.
     ///
+    /// The objects put between two flushes go into one frame (up to 64 MiB of
+    /// them), compressed with a window spanning them all and long-distance
+    /// matching: a commit's snapshot and its layer, which hold the same
+    /// entries when the layer is the image's only one, are stored about once.
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the object is empty or larger than a frame
     /// may be (64 MiB); otherwise as [`Store::put_bytes`].
@@ -272,7 +298,30 @@ impl Store {
                 frame::MAX_FRAME_RAW
             )));
         }
-        Ok(self.put_chunk(bytes)?.id)
+        let id = ChunkId::of(bytes);
+        if self.is_committed(&id) {
+            return Ok(id);
+        }
+        let mut pending = self.lock_pending();
+        if pending.chunks.contains_key(&id) || self.is_committed(&id) {
+            return Ok(id);
+        }
+        if pending.object_bytes.len() + bytes.len() > frame::MAX_FRAME_RAW as usize {
+            self.seal(pending, Group::Objects)?;
+            pending = self.lock_pending();
+            if pending.chunks.contains_key(&id) || self.is_committed(&id) {
+                return Ok(id);
+            }
+        }
+        pending.found(&id);
+        let offset = pending.object_bytes.len() as u32;
+        let len = bytes.len() as u32;
+        pending.object_bytes.extend_from_slice(bytes);
+        pending.objects.push((id, len));
+        pending
+            .chunks
+            .insert(id, PendingChunk::Object { offset, len });
+        Ok(id)
     }
 
     /// Stores one chunk unless it is already stored.
@@ -302,7 +351,7 @@ impl Store {
                 },
             );
             if pending.group_bytes.len() >= GROUP_TARGET {
-                self.seal_group(pending)?;
+                self.seal(pending, Group::Chunks)?;
             }
             return Ok(chunk);
         }
@@ -321,13 +370,27 @@ impl Store {
         Ok(chunk)
     }
 
-    /// Compresses the open group outside the lock and appends it.
-    fn seal_group(&self, mut pending: MutexGuard<'_, Pending>) -> Result<()> {
-        let ids = std::mem::take(&mut pending.group);
-        let bytes = Arc::new(std::mem::take(&mut pending.group_bytes));
+    /// Compresses the open group of chunks or objects outside the lock and
+    /// appends it.
+    fn seal(&self, mut pending: MutexGuard<'_, Pending>, which: Group) -> Result<()> {
+        let (ids, bytes) = match which {
+            Group::Chunks => (
+                std::mem::take(&mut pending.group),
+                std::mem::take(&mut pending.group_bytes),
+            ),
+            Group::Objects => (
+                std::mem::take(&mut pending.objects),
+                std::mem::take(&mut pending.object_bytes),
+            ),
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let bytes = Arc::new(bytes);
         for (id, _) in &ids {
             if let Some(state) = pending.chunks.get_mut(id)
-                && let PendingChunk::Grouped { offset, len } = *state
+                && let PendingChunk::Grouped { offset, len } | PendingChunk::Object { offset, len } =
+                    *state
             {
                 *state = PendingChunk::Sealing {
                     bytes: Arc::clone(&bytes),
@@ -338,7 +401,10 @@ impl Store {
         }
         pending.in_flight += 1;
         drop(pending);
-        let encoded = frame::encode(ids.clone(), &bytes, self.config.zstd_level);
+        let encoded = match which {
+            Group::Chunks => frame::encode(ids.clone(), &bytes, self.config.zstd_level),
+            Group::Objects => frame::encode_objects(ids.clone(), &bytes, self.config.zstd_level),
+        };
         let mut pending = self.lock_pending();
         pending.in_flight -= 1;
         let result = encoded
@@ -421,7 +487,11 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         let mut pending = self.lock_pending();
         if !pending.group.is_empty() {
-            self.seal_group(pending)?;
+            self.seal(pending, Group::Chunks)?;
+            pending = self.lock_pending();
+        }
+        if !pending.objects.is_empty() {
+            self.seal(pending, Group::Objects)?;
             pending = self.lock_pending();
         }
         while pending.in_flight > 0 {
@@ -430,7 +500,7 @@ impl Store {
                 .wait(pending)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        if !pending.group.is_empty() {
+        if !pending.group.is_empty() || !pending.objects.is_empty() {
             drop(pending);
             return self.flush();
         }

@@ -87,7 +87,16 @@ fn merge<'a>(old: &'a Snapshot, new: &'a Snapshot, mut out: impl FnMut(Step<'a>)
     // A path of `old` whose descendants are gone with it (deleted, or replaced
     // by a non-directory). Descendants are contiguous, so one suffices.
     let mut gone: Option<&TreePath> = None;
-    // Regular files upserted so far: hard links to them are re-emitted.
+    // Regular files upserted so far that some hard link of `new` names: links
+    // to them are re-emitted. (Only those: hashing every file's path costs
+    // more than the rest of a large diff.)
+    let link_targets: HashSet<&TreePath> = new
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Hardlink { target } => Some(target),
+            _ => None,
+        })
+        .collect();
     let mut upserted_files: HashSet<&TreePath> = HashSet::new();
     loop {
         let order = match (old.get(i), new.get(j)) {
@@ -108,7 +117,7 @@ fn merge<'a>(old: &'a Snapshot, new: &'a Snapshot, mut out: impl FnMut(Step<'a>)
             std::cmp::Ordering::Greater => {
                 let b = &new[j];
                 j += 1;
-                if b.is_file() {
+                if b.is_file() && !link_targets.is_empty() && link_targets.contains(&b.path) {
                     upserted_files.insert(&b.path);
                 }
                 out(Step::Upsert(b, ChangeKind::Added));
@@ -123,7 +132,7 @@ fn merge<'a>(old: &'a Snapshot, new: &'a Snapshot, mut out: impl FnMut(Step<'a>)
                     if a.is_dir() && !b.is_dir() {
                         gone = Some(&a.path);
                     }
-                    if b.is_file() {
+                    if b.is_file() && !link_targets.is_empty() && link_targets.contains(&b.path) {
                         upserted_files.insert(&b.path);
                     }
                     out(Step::Upsert(b, ChangeKind::Modified));

@@ -25,6 +25,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Seek};
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,7 +44,7 @@ use crate::store::chunk_list::ChunkList;
 use crate::tree::entry::{Entry, EntryKind, Metadata, Timestamp};
 use crate::tree::path::TreePath;
 use crate::tree::snapshot::Snapshot;
-use crate::tree::statcache::{self, CacheFile, CachedFile, FileStat};
+use crate::tree::statcache::{self, CacheFile, FileStat, Loaded, Records};
 
 /// How [`Store::scan`] works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +169,10 @@ impl Store {
     /// of being read is read again), and every chunk is still in the store.
     /// [`ScanOutcome::files_read`] and [`ScanOutcome::files_from_cache`] say
     /// how it went. The cache lives in `<store>/cache/stat/`; a damaged one is
-    /// ignored with a warning.
+    /// ignored with a warning. It names the scan's snapshot, which the scan
+    /// stores (as [`Store::put_snapshot`]) unless it is the previous scan's;
+    /// a snapshot too large to be one object (64 MiB encoded) is not stored
+    /// and no cache is saved, with a warning.
     ///
     /// The store is not flushed: call [`Store::flush`] to make the content
     /// durable.
@@ -222,43 +226,46 @@ impl Store {
         let dir = dir.as_ref();
         let canonical = fs_err::canonicalize(dir).map_err(|e| Error::io("open", dir, e))?;
         let root = Root::open(&canonical)?;
-        let mut files = Vec::new();
+        let mut records = Records::new(tree.entries().len());
+        let mut recorded = 0;
         let mut newest = Timestamp::EPOCH;
-        for entry in tree.entries() {
-            let EntryKind::File { size, chunks } = &entry.kind else {
+        for (index, entry) in tree.entries().iter().enumerate() {
+            let EntryKind::File { size, .. } = &entry.kind else {
                 continue;
             };
             let Ok(st) = root.lstat(entry.path.as_bytes()) else {
                 continue;
             };
             let now = file_stat(&st);
-            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || now.size != *size {
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+                || now.size != *size
+                || now.mtime != entry.meta.mtime
+            {
                 continue;
             }
-            // As on disk (a checkout may have left out privileged ones).
-            let Ok(mut xattrs) = root.xattrs(entry.path.as_bytes()) else {
+            // As on disk (a checkout may have left out privileged ones): the
+            // cache gives the tree's, so a file whose differ is left out.
+            let Ok(xattrs) = root.xattrs(entry.path.as_bytes()) else {
                 continue;
             };
-            xattrs.sort();
+            if !xattrs
+                .iter()
+                .map(|(k, v)| (k, v))
+                .eq(entry.meta.xattrs.iter())
+            {
+                continue;
+            }
             newest = newest.max(now.mtime).max(now.ctime);
-            files.push(CachedFile {
-                path: entry.path.as_bytes().to_vec(),
-                dev: now.dev,
-                ino: now.ino,
-                size: now.size,
-                mtime: now.mtime,
-                ctime: now.ctime,
-                chunks: chunks.clone(),
-                xattrs,
-            });
+            records.set(index, &now);
+            recorded += 1;
         }
         wait_for_clock_past(&canonical, newest)?;
-        let recorded = files.len() as u64;
+        let tree_id = self.put_snapshot(tree)?;
         // The cache trusts timestamps older than its start less a margin
         // (statcache::cutoff); every recorded time is older than this start,
         // and the wait above made any later change distinguishable.
         let started = Timestamp::new(newest.secs.saturating_add(2), 0);
-        let bytes = CacheFile::encode(canonical.as_os_str().as_bytes(), started, files);
+        let bytes = CacheFile::encode(canonical.as_os_str().as_bytes(), started, tree_id, records);
         let cache_path = statcache::cache_path(self, canonical.as_os_str().as_bytes());
         CacheFile::write(self, &cache_path, &bytes)?;
         Ok(recorded)
@@ -278,17 +285,41 @@ impl Store {
             scan.cache = scan.load_cache(&cache_path, canonical.as_os_str().as_bytes());
         }
 
-        let (mut entries, linked) = scan.walk()?;
-        entries.extend(scan.link_groups(linked)?);
-        let snapshot = Snapshot::from_entries(entries)?;
+        let (mut found, linked) = scan.walk()?;
+        found.extend(scan.link_groups(linked)?);
+        // Sorted with their stats, which become the cache's records in the
+        // snapshot's order. Paths are unique (a repeat is refused below).
+        found.par_sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
+        let (entries, stats): (Vec<Entry>, Vec<Option<FileStat>>) = found.into_iter().unzip();
+        let snapshot = Snapshot::from_sorted(entries)?;
 
-        if let Some(fresh) = scan.fresh.take() {
-            let files = fresh
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let bytes = CacheFile::encode(canonical.as_os_str().as_bytes(), started, files);
-            if let Err(err) = CacheFile::write(self, &cache_path, &bytes) {
-                scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+        if scan.save_cache {
+            // The cache names the snapshot, stored: the previous one if
+            // nothing changed (no need to encode it again).
+            let tree_id = match &scan.cache {
+                Some(cache) if *cache.tree() == snapshot => Some(cache.tree_id()),
+                _ => match self.put_snapshot(&snapshot) {
+                    Ok(id) => Some(id),
+                    // Too large to be one object: no cache, but the scan stands.
+                    Err(err @ Error::InvalidArgument(_)) => {
+                        scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+                        None
+                    }
+                    Err(err) => return Err(err),
+                },
+            };
+            if let Some(tree_id) = tree_id {
+                let mut records = Records::new(stats.len());
+                for (index, stat) in stats.iter().enumerate() {
+                    if let Some(stat) = stat {
+                        records.set(index, stat);
+                    }
+                }
+                let root = canonical.as_os_str().as_bytes();
+                let bytes = CacheFile::encode(root, started, tree_id, records);
+                if let Err(err) = CacheFile::write(self, &cache_path, &bytes) {
+                    scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+                }
             }
         }
         let mut warnings = scan
@@ -311,9 +342,9 @@ struct Scan<'s> {
     store: &'s Store,
     root: Root,
     /// The previous scan's stat cache, if it is used and could be read.
-    cache: Option<CacheFile>,
-    /// What this scan learns for the next one's cache (`None`: not saved).
-    fresh: Option<Mutex<Vec<CachedFile>>>,
+    cache: Option<Loaded>,
+    /// Whether this scan saves a stat cache for the next one.
+    save_cache: bool,
     warnings: Mutex<Vec<ScanWarning>>,
     files_read: AtomicU64,
     bytes_read: AtomicU64,
@@ -334,9 +365,26 @@ struct Linked {
     xattrs: Xattrs,
 }
 
+/// An entry, and for a regular file the stat of the file whose content it
+/// holds, for the next stat cache (`None` if it changed while read).
+type Stated = (Entry, Option<FileStat>);
+
+/// A regular file's content, read (or taken from the stat cache).
+#[derive(Debug)]
+struct ReadFile {
+    chunks: ChunkList,
+    /// Its stat once read.
+    stat: Stat,
+    /// Whether it did not change while read: then the content is that of the
+    /// file with this stat, and the next stat cache may record it.
+    stable: bool,
+}
+
 /// What examining one name of a directory gives.
 enum Found {
-    Entry(Entry),
+    /// An entry; for a regular file, the stat of the file whose content it
+    /// holds, for the next stat cache (`None` if it changed while read).
+    Entry(Entry, Option<FileStat>),
     Dir(Pending),
     Linked(Linked),
 }
@@ -347,7 +395,7 @@ impl<'s> Scan<'s> {
             store,
             root,
             cache: None,
-            fresh: use_stat_cache.then(|| Mutex::new(Vec::new())),
+            save_cache: use_stat_cache,
             warnings: Mutex::new(Vec::new()),
             files_read: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
@@ -381,7 +429,7 @@ impl<'s> Scan<'s> {
         }
     }
 
-    fn load_cache(&self, path: &Path, root: &[u8]) -> Option<CacheFile> {
+    fn load_cache(&self, path: &Path, root: &[u8]) -> Option<Loaded> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
@@ -391,19 +439,39 @@ impl<'s> Scan<'s> {
                 return None;
             }
         };
-        match CacheFile::decode(&bytes, root) {
-            Ok(cache) => Some(cache),
+        let cache = match CacheFile::decode(&bytes, root) {
+            Ok(cache) => cache,
             Err(err) => {
                 let detail = format!("'{}': {err}", path.display());
                 self.warn(&TreePath::ROOT, ScanWarningKind::StatCacheIgnored, detail);
-                None
+                return None;
             }
+        };
+        // Not in the store any more (never flushed, or collected): a miss,
+        // like chunks gone; damaged: say so.
+        let tree = match self.store.snapshot(&cache.snapshot_id()) {
+            Ok(tree) => tree,
+            Err(Error::ObjectNotFound { .. }) => return None,
+            Err(err) => {
+                let detail = format!("'{}': its snapshot: {err}", path.display());
+                self.warn(&TreePath::ROOT, ScanWarningKind::StatCacheIgnored, detail);
+                return None;
+            }
+        };
+        let loaded = cache.with_tree(tree);
+        if loaded.is_none() {
+            let detail = format!(
+                "'{}': its records do not match its snapshot",
+                path.display()
+            );
+            self.warn(&TreePath::ROOT, ScanWarningKind::StatCacheIgnored, detail);
         }
+        loaded
     }
 
     /// Walks the tree a level at a time. Returns every entry but those of
     /// files with several links, which come back apart.
-    fn walk(&self) -> Result<(Vec<Entry>, Vec<Linked>)> {
+    fn walk(&self) -> Result<(Vec<Stated>, Vec<Linked>)> {
         let mut entries = Vec::new();
         let mut linked = Vec::new();
         let mut level = vec![Pending {
@@ -418,7 +486,7 @@ impl<'s> Scan<'s> {
             level = Vec::new();
             for found in found.into_iter().flatten() {
                 match found {
-                    Found::Entry(entry) => entries.push(entry),
+                    Found::Entry(entry, stat) => entries.push((entry, stat)),
                     Found::Dir(dir) => level.push(dir),
                     Found::Linked(file) => linked.push(file),
                 }
@@ -449,18 +517,31 @@ impl<'s> Scan<'s> {
         }
         let own = Entry::dir(pending.path.clone(), metadata(&st, dir.xattrs()?));
         let names = dir.names()?;
+        // Where the directory's descendants were in the previous scan's tree:
+        // its children are looked up there, not in the whole tree.
+        let near = self
+            .cache
+            .as_ref()
+            .map_or(0..0, |cache| cache.range_of(&pending.path));
         let children: Vec<Option<Found>> = names
             .par_iter()
-            .map(|name| self.examine(&dir, &pending.path, name))
+            .map(|name| self.examine(&dir, &pending.path, name, &near))
             .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(children.len() + 1);
-        out.push(Found::Entry(own));
+        out.push(Found::Entry(own, None));
         out.extend(children.into_iter().flatten());
         Ok(out)
     }
 
-    /// What the child `name` of `dir` (at `parent`) is.
-    fn examine(&self, dir: &Dir, parent: &TreePath, name: &[u8]) -> Result<Option<Found>> {
+    /// What the child `name` of `dir` (at `parent`) is. `near`: the range of
+    /// the stat cache's tree where `parent`'s descendants are.
+    fn examine(
+        &self,
+        dir: &Dir,
+        parent: &TreePath,
+        name: &[u8],
+        near: &Range<usize>,
+    ) -> Result<Option<Found>> {
         let path = parent.join(name)?;
         let Some(st) = self.tolerate(&path, dir.lstat(name))? else {
             return Ok(None);
@@ -491,17 +572,22 @@ impl<'s> Scan<'s> {
         }
         if file_type == FileType::RegularFile
             && st.st_nlink <= 1
-            && let Some((chunks, xattrs)) = self.cached(&path, &st)
+            && let Some(old) = self.cached(&path, &st, near)
         {
-            return Ok(Some(Found::Entry(Entry::new(
-                path,
-                file_kind(chunks),
-                metadata(&st, xattrs),
-            ))));
+            let meta = Metadata {
+                xattrs: old.meta.xattrs.clone(),
+                ..metadata(&st, Vec::new())
+            };
+            let kind = old.kind.clone();
+            return Ok(Some(Found::Entry(
+                Entry::new(path, kind, meta),
+                Some(file_stat(&st)),
+            )));
         }
         let Some(xattrs) = self.tolerate(&path, dir.child_xattrs(name))? else {
             return Ok(None);
         };
+        let mut stat = None;
         let (kind, st) = match file_type {
             FileType::RegularFile if st.st_nlink > 1 => {
                 return Ok(Some(Found::Linked(Linked {
@@ -512,8 +598,11 @@ impl<'s> Scan<'s> {
             }
             FileType::RegularFile => {
                 let shown = dir.child_path(name);
-                match self.read_content(&path, &st, &xattrs, &shown, || dir.open_file(name))? {
-                    Some((chunks, after)) => (file_kind(chunks), after),
+                match self.read_content(&path, &st, &shown, || dir.open_file(name))? {
+                    Some(read) => {
+                        stat = read.stable.then(|| file_stat(&read.stat));
+                        (file_kind(read.chunks), read.stat)
+                    }
                     None => return Ok(None),
                 }
             }
@@ -525,26 +614,24 @@ impl<'s> Scan<'s> {
             FileType::BlockDevice => (EntryKind::BlockDevice { rdev: rdev(&st) }, st),
             _ => (EntryKind::Fifo, st),
         };
-        Ok(Some(Found::Entry(Entry::new(
-            path,
-            kind,
-            metadata(&st, xattrs),
-        ))))
+        Ok(Some(Found::Entry(
+            Entry::new(path, kind, metadata(&st, xattrs)),
+            stat,
+        )))
     }
 
-    /// The chunks and xattrs of the regular file at `path` whose `lstat` was
-    /// `st`, from the stat cache, if it may be trusted for that file (see
-    /// [`crate::tree::statcache`]): then neither its content nor its xattrs are
-    /// read.
-    fn cached(&self, path: &TreePath, st: &Stat) -> Option<(ChunkList, Xattrs)> {
+    /// The previous scan's entry of the regular file at `path` whose `lstat`
+    /// was `st` (its chunks and xattrs), from the stat cache, if it may be
+    /// trusted for that file (see [`crate::tree::statcache`]): then neither
+    /// its content nor its xattrs are read.
+    fn cached(&self, path: &TreePath, st: &Stat, near: &Range<usize>) -> Option<&Entry> {
         let now = file_stat(st);
         let cached = self
             .cache
             .as_ref()?
-            .lookup(path.as_bytes(), &now, |id| self.store.contains(id))?;
+            .lookup(path, near, &now, |id| self.store.contains(id))?;
         self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-        self.remember(path, now, &cached.chunks, &cached.xattrs);
-        Some((cached.chunks.clone(), cached.xattrs.clone()))
+        Some(cached)
     }
 
     /// The chunks of the regular file at `path` whose `lstat` was `st` and
@@ -554,10 +641,9 @@ impl<'s> Scan<'s> {
         &self,
         path: &TreePath,
         st: &Stat,
-        xattrs: &[(Vec<u8>, Vec<u8>)],
         shown: &Path,
         open: impl FnOnce() -> Result<File>,
-    ) -> Result<Option<(ChunkList, Stat)>> {
+    ) -> Result<Option<ReadFile>> {
         let Some(mut file) = self.tolerate(path, open())? else {
             return Ok(None);
         };
@@ -579,8 +665,11 @@ impl<'s> Scan<'s> {
             let stable = file_stat(&before) == file_stat(&after)
                 && chunks.content_len() == file_stat(&after).size;
             if stable {
-                self.remember(path, file_stat(&after), &chunks, xattrs);
-                return Ok(Some((chunks, after)));
+                return Ok(Some(ReadFile {
+                    chunks,
+                    stat: after,
+                    stable: true,
+                }));
             }
             if second {
                 let detail = format!(
@@ -589,7 +678,11 @@ impl<'s> Scan<'s> {
                     chunks.content_len()
                 );
                 self.warn(path, ScanWarningKind::ChangedWhileRead, detail);
-                return Ok(Some((chunks, after)));
+                return Ok(Some(ReadFile {
+                    chunks,
+                    stat: after,
+                    stable: false,
+                }));
             }
             second = true;
             before = after;
@@ -597,35 +690,9 @@ impl<'s> Scan<'s> {
         }
     }
 
-    /// Notes `chunks` as the content of `path` with stat `now`, for the next
-    /// scan's cache.
-    fn remember(
-        &self,
-        path: &TreePath,
-        now: FileStat,
-        chunks: &ChunkList,
-        xattrs: &[(Vec<u8>, Vec<u8>)],
-    ) {
-        if let Some(fresh) = &self.fresh {
-            fresh
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(CachedFile {
-                    path: path.as_bytes().to_vec(),
-                    dev: now.dev,
-                    ino: now.ino,
-                    size: now.size,
-                    mtime: now.mtime,
-                    ctime: now.ctime,
-                    chunks: chunks.clone(),
-                    xattrs: xattrs.to_vec(),
-                });
-        }
-    }
-
     /// The entries of the files with several links: per (device, inode), the
     /// first path in order is the file, read once; the others link to it.
-    fn link_groups(&self, linked: Vec<Linked>) -> Result<Vec<Entry>> {
+    fn link_groups(&self, linked: Vec<Linked>) -> Result<Vec<Stated>> {
         let mut groups: BTreeMap<(u64, u64), Vec<Linked>> = BTreeMap::new();
         for file in linked {
             groups
@@ -634,38 +701,53 @@ impl<'s> Scan<'s> {
                 .push(file);
         }
         let groups: Vec<Vec<Linked>> = groups.into_values().collect();
-        let entries: Vec<Vec<Entry>> = groups
+        let entries: Vec<Vec<Stated>> = groups
             .into_par_iter()
             .map(|group| self.link_group(group))
             .collect::<Result<_>>()?;
         Ok(entries.into_iter().flatten().collect())
     }
 
-    fn link_group(&self, mut group: Vec<Linked>) -> Result<Vec<Entry>> {
+    fn link_group(&self, mut group: Vec<Linked>) -> Result<Vec<Stated>> {
         group.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         let mut members = group.into_iter();
         // If the first path vanished or was replaced, the next one leads.
         while let Some(first) = members.next() {
             let shown = self.full(&first.path);
-            let found = if let Some((chunks, _)) = self.cached(&first.path, &first.stat) {
-                Some((chunks, first.stat))
+            let near = self
+                .cache
+                .as_ref()
+                .map_or(0..0, |cache| cache.range_of(&first.path));
+            let found = if let Some(EntryKind::File { chunks, .. }) = self
+                .cached(&first.path, &first.stat, &near)
+                .map(|e| &e.kind)
+            {
+                Some(ReadFile {
+                    chunks: chunks.clone(),
+                    stat: first.stat,
+                    stable: true,
+                })
             } else {
                 let open = || self.root.open_read(first.path.as_bytes());
-                self.read_content(&first.path, &first.stat, &first.xattrs, &shown, open)?
+                self.read_content(&first.path, &first.stat, &shown, open)?
             };
-            let Some((chunks, after)) = found else {
+            let Some(read) = found else {
                 continue;
             };
             let target = first.path.clone();
-            let mut out = vec![Entry::new(
-                first.path,
-                file_kind(chunks),
-                metadata(&after, first.xattrs),
+            let stat = read.stable.then(|| file_stat(&read.stat));
+            let mut out = vec![(
+                Entry::new(
+                    first.path,
+                    file_kind(read.chunks),
+                    metadata(&read.stat, first.xattrs),
+                ),
+                stat,
             )];
-            out.extend(
-                members
-                    .map(|m| Entry::hardlink(m.path, target.clone(), metadata(&m.stat, m.xattrs))),
-            );
+            out.extend(members.map(|m| {
+                let meta = metadata(&m.stat, m.xattrs);
+                (Entry::hardlink(m.path, target.clone(), meta), None)
+            }));
             return Ok(out);
         }
         Ok(Vec::new())
@@ -879,13 +961,18 @@ mod tests {
         let root = canonical.as_os_str().as_bytes();
         let path = statcache::cache_path(&fx.store, root);
         let cache = CacheFile::decode(&std::fs::read(&path).unwrap(), root).unwrap();
-        let (_, mut files) = cache.into_parts();
-        for file in &mut files {
-            if let Some(chunks) = chunks {
-                file.chunks = chunks.clone();
+        let (_, tree_id, records) = cache.into_parts();
+        let mut entries = fx.store.snapshot(&tree_id).unwrap().into_entries();
+        for entry in &mut entries {
+            if let (Some(chunks), EntryKind::File { .. }) = (chunks, &entry.kind) {
+                entry.kind = file_kind(chunks.clone());
             }
         }
-        let bytes = CacheFile::encode(root, started, files);
+        let tree_id = fx
+            .store
+            .put_snapshot(&Snapshot::from_sorted(entries).unwrap())
+            .unwrap();
+        let bytes = CacheFile::encode_parts(root, started, tree_id, records);
         CacheFile::write(&fx.store, &path, &bytes).unwrap();
     }
 
@@ -931,7 +1018,7 @@ mod tests {
 
         // Listed, then gone before it is examined.
         assert!(
-            scan.examine(&root_dir, &TreePath::ROOT, b"gone")
+            scan.examine(&root_dir, &TreePath::ROOT, b"gone", &(0..0))
                 .unwrap()
                 .is_none()
         );
@@ -958,13 +1045,13 @@ mod tests {
         let f = TreePath::new("f").unwrap();
         let shown = fx.tree.join("f");
         let got = scan
-            .read_content(&f, &d, &[], &shown, || root_dir.open_file(b"f"))
+            .read_content(&f, &d, &shown, || root_dir.open_file(b"f"))
             .unwrap();
         assert!(got.is_none());
         // A file replaced by a link between lstat and open.
         let st = rustix::fs::lstat(&shown).unwrap();
         let got = scan
-            .read_content(&f, &st, &[], &shown, || root_dir.open_file(b"l"))
+            .read_content(&f, &st, &shown, || root_dir.open_file(b"l"))
             .unwrap();
         assert!(got.is_none());
 
@@ -992,20 +1079,20 @@ mod tests {
         let dir = scan.root.open_dir(b"").unwrap();
         let st = dir.lstat(b"status").unwrap();
         let path = TreePath::new("status").unwrap();
-        let (chunks, _) = scan
-            .read_content(&path, &st, &[], Path::new("/proc/self/status"), || {
+        let read = scan
+            .read_content(&path, &st, Path::new("/proc/self/status"), || {
                 dir.open_file(b"status")
             })
             .unwrap()
             .unwrap();
-        assert!(chunks.content_len() > 0);
+        assert!(read.chunks.content_len() > 0);
         assert_eq!(scan.files_read.load(Ordering::Relaxed), 2);
         assert_eq!(
             kinds(&scan),
             [("status".to_owned(), ScanWarningKind::ChangedWhileRead)]
         );
         // What changed while read is not remembered for the cache.
-        assert!(scan.fresh.as_ref().unwrap().lock().unwrap().is_empty());
+        assert!(!read.stable);
     }
 
     #[test]
@@ -1020,7 +1107,7 @@ mod tests {
             Err(Error::io("open", &shown, source))
         };
         let err = scan
-            .read_content(&TreePath::new("f").unwrap(), &st, &[], &shown, denied)
+            .read_content(&TreePath::new("f").unwrap(), &st, &shown, denied)
             .unwrap_err();
         assert!(err.to_string().contains(&*shown.to_string_lossy()), "{err}");
         assert!(kinds(&scan).is_empty());
