@@ -31,7 +31,8 @@ pub(crate) struct PackCheck {
     /// Bytes of packs and indexes read.
     pub(crate) bytes_checked: u64,
     /// Chunks that an index names but that do not read back (their frame is
-    /// damaged or missing); empty after a repair, which unindexes them.
+    /// damaged or missing, or their pack cannot be read); after a repair,
+    /// which unindexes damaged frames, only those of packs that cannot be read.
     pub(crate) unreadable: HashSet<ChunkId>,
     /// Without repair: packs with no index, and the chunks in them that no
     /// index names (whether that loses anything depends on reachability).
@@ -42,6 +43,9 @@ pub(crate) struct PackCheck {
 enum IdxState {
     Good(Index<Vec<u8>>),
     Bad,
+    /// Reading it failed: repair moves it to `quarantine/` before writing a
+    /// new one, as it never deletes what it could not look at.
+    Unreadable,
 }
 
 /// What a pack's bytes hold.
@@ -69,25 +73,7 @@ impl Store {
     pub(crate) fn check_packs(&self, repair: bool) -> Result<PackCheck> {
         let mut check = PackCheck::default();
         let dir = self.packs_dir();
-        let (mut pack_ids, mut idx_ids) = (Vec::new(), Vec::new());
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
-            let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(id) = name
-                .strip_suffix(".pack")
-                .and_then(|h| PackId::from_hex(h).ok())
-            {
-                pack_ids.push(id);
-            } else if let Some(id) = name
-                .strip_suffix(".idx")
-                .and_then(|h| PackId::from_hex(h).ok())
-            {
-                idx_ids.push(id);
-            }
-        }
-        pack_ids.sort();
-        idx_ids.sort();
+        let (pack_ids, idx_ids) = list_packs(&dir)?;
         let pack_path = |id: &PackId| dir.join(format!("{}.pack", id.to_hex()));
         let idx_path = |id: &PackId| dir.join(format!("{}.idx", id.to_hex()));
 
@@ -113,9 +99,24 @@ impl Store {
             .par_iter()
             .map(|id| verify::pass(&pack_path(id)))
             .collect();
+        let mut left_unreadable = HashSet::new();
         for (id, pass) in pack_ids.iter().zip(passes) {
             let path = pack_path(id);
-            let pass = pass?;
+            let pass = match pass {
+                Ok(pass) => pass,
+                Err(err) => {
+                    // A failing disk, say: reported, and the other packs are
+                    // still checked. Nothing of it can be copied out, and it
+                    // may read again later: repair leaves it where it is.
+                    check
+                        .problems
+                        .push((path, format!("cannot be read: {err}")));
+                    if let Some(IdxState::Good(index)) = indexes.get(id) {
+                        left_unreadable.extend((0..index.len()).map(|i| index.id_at(i)));
+                    }
+                    continue;
+                }
+            };
             check.bytes_checked += pass.len;
             // A pack is named by the hash of its bytes: this catches a change
             // anywhere, even one the frames' own checks let through (a flip in
@@ -131,7 +132,7 @@ impl Store {
             }
             check.chunks_checked += scanned.chunks.iter().filter(|f| f.verified).count() as u64;
             let state = indexes.get(id);
-            let mut index_wrong = matches!(state, Some(IdxState::Bad));
+            let mut index_wrong = matches!(state, Some(IdxState::Bad | IdxState::Unreadable));
             if let Some(IdxState::Good(index)) = state {
                 index_wrong = check_records(index, &scanned, &idx_path(id), &mut check);
             }
@@ -153,16 +154,26 @@ impl Store {
             } else if index_wrong || state.is_none() {
                 let mut records: Vec<_> = scanned.chunks.iter().map(|f| (f.id, f.loc)).collect();
                 let idx = idx_path(id);
+                let moved = if matches!(state, Some(IdxState::Unreadable)) {
+                    let to = quarantine(&self.root, &idx)?;
+                    format!("; the unreadable one moved to '{}'", to.display())
+                } else {
+                    String::new()
+                };
                 durable::write_atomic(&self.tmp_dir(), &idx, &index::encode(&mut records))?;
                 check.repaired.push((
                     idx,
-                    format!("index rebuilt from its pack ({} chunks)", records.len()),
+                    format!(
+                        "index rebuilt from its pack ({} chunks){moved}",
+                        records.len()
+                    ),
                 ));
             }
         }
         if repair {
             check.unreadable.clear();
         }
+        check.unreadable.extend(left_unreadable);
         Ok(check)
     }
 
@@ -179,22 +190,32 @@ impl Store {
         let mut indexes = HashMap::new();
         for id in idx_ids {
             let path = idx_path(id);
-            let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
-            check.bytes_checked += bytes.len() as u64;
-            let state = match Index::new(bytes) {
-                Err(reason) => {
+            let state = match std::fs::read(&path) {
+                Err(err) => {
+                    // A failing disk, say: repair rebuilds it from its pack.
                     check
                         .problems
-                        .push((path.clone(), format!("bad index header: {reason}")));
-                    IdxState::Bad
+                        .push((path.clone(), format!("cannot be read: {err}")));
+                    IdxState::Unreadable
                 }
-                Ok(index) => match index.verify() {
-                    Err(reason) => {
-                        check.problems.push((path.clone(), reason));
-                        IdxState::Bad
+                Ok(bytes) => {
+                    check.bytes_checked += bytes.len() as u64;
+                    match Index::new(bytes) {
+                        Err(reason) => {
+                            check
+                                .problems
+                                .push((path.clone(), format!("bad index header: {reason}")));
+                            IdxState::Bad
+                        }
+                        Ok(index) => match index.verify() {
+                            Err(reason) => {
+                                check.problems.push((path.clone(), reason));
+                                IdxState::Bad
+                            }
+                            Ok(()) => IdxState::Good(index),
+                        },
                     }
-                    Ok(()) => IdxState::Good(index),
-                },
+                }
             };
             if pack_ids.binary_search(id).is_err() {
                 check.problems.push((
@@ -375,6 +396,30 @@ fn record_problem(
             "record {i} names {chunk}, which no readable frame of the pack holds"
         )),
     }
+}
+
+/// The ids of the packs and of the indexes in `dir`, each sorted.
+fn list_packs(dir: &Path) -> Result<(Vec<PackId>, Vec<PackId>)> {
+    let (mut pack_ids, mut idx_ids) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(id) = name
+            .strip_suffix(".pack")
+            .and_then(|h| PackId::from_hex(h).ok())
+        {
+            pack_ids.push(id);
+        } else if let Some(id) = name
+            .strip_suffix(".idx")
+            .and_then(|h| PackId::from_hex(h).ok())
+        {
+            idx_ids.push(id);
+        }
+    }
+    pack_ids.sort();
+    idx_ids.sort();
+    Ok((pack_ids, idx_ids))
 }
 
 /// Moves `path` into `<root>/quarantine/` (under a new name if taken);

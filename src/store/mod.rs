@@ -334,22 +334,42 @@ impl Store {
     }
 
     /// Loads the indexes of `ids`, skipping (and remembering) those whose
-    /// header is damaged.
+    /// header is damaged or that cannot be read (a failing disk, say), so
+    /// that the store still opens and `fsck` can say what is wrong. Their
+    /// chunks read as missing; gc leaves their packs alone (an index is
+    /// there).
     fn load_packs(&self, ids: Vec<PackId>) -> Result<Vec<Arc<Pack>>> {
         let mut loaded = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.load_pack(id) {
-                Ok(pack) => loaded.push(Arc::new(pack)),
-                Err(Error::Corrupt { path, reason, .. }) => {
-                    let mut bad = self
-                        .bad_indexes
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if !bad.iter().any(|(p, _)| *p == path) {
-                        bad.push((path, reason));
-                    }
+            let skipped = match self.load_pack(id) {
+                Ok(pack) => {
+                    loaded.push(Arc::new(pack));
+                    continue;
+                }
+                Err(Error::Corrupt { path, reason, .. }) => (path, reason),
+                // The process's own limits (open files, memory) say nothing
+                // about the index: those fail the open.
+                Err(Error::Io { path, source, .. })
+                    if !matches!(
+                        rustix::io::Errno::from_io_error(&source),
+                        Some(
+                            rustix::io::Errno::MFILE
+                                | rustix::io::Errno::NFILE
+                                | rustix::io::Errno::NOMEM
+                        )
+                    ) =>
+                {
+                    (path, format!("cannot be read: {source}"))
                 }
                 Err(other) => return Err(other),
+            };
+            let (path, reason) = skipped;
+            let mut bad = self
+                .bad_indexes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !bad.iter().any(|(p, _)| *p == path) {
+                bad.push((path, reason));
             }
         }
         Ok(loaded)

@@ -125,9 +125,10 @@ impl Store {
         let mut repaired_view = None;
         let (check, walked) = if options.repair {
             let check = work.check_packs(true)?;
-            // After a repair, a fresh handle sees the rebuilt and moved files.
+            // After a repair, a fresh handle sees the rebuilt and moved files;
+            // what is still unreadable is in packs that could not be read.
             let view = repaired_view.insert(Store::open_unlocked(self.path())?);
-            let walked = walk_roots(view, &HashSet::new())?;
+            let walked = walk_roots(view, &check.unreadable)?;
             (check, walked)
         } else {
             // The walk from the refs runs beside the check of the packs,

@@ -232,3 +232,104 @@ fn a_truncated_pack_is_quarantined_and_the_image_named() {
         report.problems
     );
 }
+
+/// A pack or index that cannot be read at all (a failing disk; here a
+/// directory where the file was, which reads as `EISDIR`) is a problem named
+/// by its path, not the end of fsck: the other packs are still verified, the
+/// images it holds are named, and repair leaves the pack where it is.
+#[test]
+fn a_pack_that_cannot_be_read_is_reported_and_the_rest_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    let a = files(7, 2, 10);
+    let a_id = make_image(&store, "a", &a);
+    store.flush().unwrap();
+    let first_pack = packs_with(&path, ".pack");
+    make_image(&store, "b", &files(8, 3, 10));
+    store.flush().unwrap();
+    drop(store);
+    let b_pack = packs_with(&path, ".pack")
+        .into_iter()
+        .find(|p| !first_pack.contains(p))
+        .unwrap();
+    let b_idx = b_pack.with_extension("idx");
+    let saved = dir.path().join("saved.pack");
+    std::fs::rename(&b_pack, &saved).unwrap();
+    std::fs::create_dir(&b_pack).unwrap();
+
+    let store = Store::open(&path).unwrap();
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    let on_b: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.path == b_pack)
+        .collect();
+    assert!(
+        on_b.iter().any(|p| p.what.contains("cannot be read")),
+        "{report:?}"
+    );
+    assert!(report.chunks_checked > 0, "the other pack was not checked");
+    let tags: Vec<_> = report
+        .affected_images
+        .iter()
+        .map(|a| a.tag.to_string())
+        .collect();
+    assert_eq!(tags, ["b:latest"], "{report:?}");
+
+    let report = store.fsck(&repair()).unwrap();
+    assert!(
+        b_pack.is_dir(),
+        "repair moved or removed the unreadable pack"
+    );
+    assert!(b_idx.is_file());
+    let tags: Vec<_> = report
+        .affected_images
+        .iter()
+        .map(|a| a.tag.to_string())
+        .collect();
+    assert_eq!(tags, ["b:latest"], "{report:?}");
+    assert_image(&store, &a_id, &a);
+
+    // The disk recovers: everything is whole again.
+    std::fs::remove_dir(&b_pack).unwrap();
+    std::fs::rename(&saved, &b_pack).unwrap();
+    let store = Store::open(&path).unwrap();
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// An index that cannot be read is reported, and repair rebuilds it from its
+/// pack.
+#[test]
+fn an_index_that_cannot_be_read_is_rebuilt_by_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    let a = files(9, 2, 10);
+    let a_id = make_image(&store, "a", &a);
+    store.flush().unwrap();
+    drop(store);
+    let idx = packs_with(&path, ".idx").remove(0);
+    std::fs::remove_file(&idx).unwrap();
+    std::fs::create_dir(&idx).unwrap();
+
+    let store = Store::open(&path).unwrap();
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.path == idx && p.what.contains("cannot be read")),
+        "{report:?}"
+    );
+    let report = store.fsck(&repair()).unwrap();
+    assert!(idx.is_file(), "index not rebuilt: {report:?}");
+    assert!(
+        path.join("quarantine")
+            .join(idx.file_name().unwrap())
+            .is_dir(),
+        "the unreadable index was not kept in quarantine/"
+    );
+    let store = Store::open(&path).unwrap();
+    assert!(store.fsck(&FsckOptions::default()).unwrap().is_clean());
+    assert_image(&store, &a_id, &a);
+}
