@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use layerstore::mount::{
-    CommitOptions, Containers, MountBackend, OverlayBackend, PrepareOptions, ViewSpec,
+    BaseTree, CommitOptions, Containers, MountBackend, OverlayBackend, PrepareOptions, ViewSpec,
 };
 use layerstore::{CheckoutOptions, History, ImageId, ScanOptions, Snapshot, Store, StoreOptions};
 
@@ -184,12 +184,13 @@ fn bench(c: &mut Criterion) {
         let state = tmp.path().join("state");
         std::fs::create_dir(&state).expect("state");
         std::fs::create_dir_all(&target).expect("target");
+        let base = BaseTree::given(tree.clone());
         let spec = ViewSpec {
             name: "bench",
             state: &state,
             target: Some(&target),
             image,
-            base: &tree,
+            base: &base,
             read_only: false,
         };
         group.bench_function(format!("backend-mount/{label}"), |b| {

@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MountBackend, Usage, ViewFiles, ViewSpec};
+use super::{BaseTree, MountBackend, Usage, ViewFiles, ViewSpec};
 use crate::digest::{ChunkId, ImageId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
 use crate::store::{Store, TagName};
-use crate::tree::{History, Snapshot, Timestamp};
+use crate::tree::{History, Timestamp};
 
 /// The pin group holding each container's parent and last committed image.
 const PIN_GROUP: &str = "containers";
@@ -309,7 +309,7 @@ impl Containers<'_> {
         f: impl FnOnce(&dyn MountBackend, &ViewSpec<'_>) -> Result<T>,
     ) -> Result<T> {
         let backend = self.backend(name, &meta.backend)?;
-        let base = self.store.image_tree(&meta.image)?;
+        let base = BaseTree::lazy(self.store, meta.image);
         let state = self.dir(name)?;
         f(backend.as_ref(), &view_spec(name, meta, &state, &base))
     }
@@ -547,10 +547,11 @@ impl Containers<'_> {
                 reason: "a read-only view cannot be committed".to_owned(),
             });
         }
-        let (layer, base) = self.with_view(name, &meta, |b, v| {
-            Ok((b.changes(self.store, v)?, v.base.clone()))
-        })?;
-        let tree = layer.apply(&base)?;
+        let backend = self.backend(name, &meta.backend)?;
+        let base = BaseTree::lazy(self.store, meta.image);
+        let state = self.dir(name)?;
+        let layer = backend.changes(self.store, &view_spec(name, &meta, &state, &base))?;
+        let tree = layer.apply(base.get()?)?;
         let history = History {
             created_by: format!("layerstore container commit {name}"),
             comment: options.message.clone(),
@@ -694,9 +695,9 @@ impl Containers<'_> {
     pub fn files(&self, name: &str) -> Result<Box<dyn ViewFiles + '_>> {
         let meta = self.read_meta(name)?;
         let backend = self.backend(name, &meta.backend)?;
-        // One tree, one view: `with_view` cannot hand out what borrows the
-        // backend, so the check and the file access share this spec.
-        let base = self.store.image_tree(&meta.image)?;
+        // One view: `with_view` cannot hand out what borrows the backend, so
+        // the check and the file access share this spec.
+        let base = BaseTree::lazy(self.store, meta.image);
         let state = self.dir(name)?;
         let spec = view_spec(name, &meta, &state, &base);
         if !backend.is_mounted(&spec)? {
@@ -715,7 +716,7 @@ fn view_spec<'a>(
     name: &'a str,
     meta: &'a Meta,
     state: &'a Path,
-    base: &'a Snapshot,
+    base: &'a BaseTree<'a>,
 ) -> ViewSpec<'a> {
     ViewSpec {
         name,

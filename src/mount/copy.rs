@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
 
-use super::{MountBackend, Usage, ViewSpec};
+use super::{BaseTree, MountBackend, Usage, ViewSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::confine::{self, Root};
 use crate::fsutil::{durable, reflink};
@@ -279,9 +279,9 @@ pub(crate) struct CopyStats {
 }
 
 /// The shared checkout of `base`, made if missing: `containers/.base/<id>`.
-fn base_checkout(store: &Store, base: &Snapshot) -> Result<(PathBuf, Vec<TreePath>)> {
+fn base_checkout(store: &Store, base: &BaseTree<'_>) -> Result<(PathBuf, Vec<TreePath>)> {
     let dir = store.path().join("containers").join(".base");
-    let id = base.id().to_hex();
+    let id = base.id()?.to_hex();
     let done = dir.join(&id);
     let skipped_file = dir.join(format!("{id}.skipped"));
     if done.is_dir() {
@@ -293,7 +293,7 @@ fn base_checkout(store: &Store, base: &Snapshot) -> Result<(PathBuf, Vec<TreePat
         skip_devices: !is_root(),
         ..CheckoutOptions::default()
     };
-    let outcome = match store.checkout(base, &tmp, &options) {
+    let outcome = match store.checkout(base.get()?, &tmp, &options) {
         Ok(outcome) => outcome,
         Err(err) => {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -312,17 +312,17 @@ fn base_checkout(store: &Store, base: &Snapshot) -> Result<(PathBuf, Vec<TreePat
     Ok((done, outcome.skipped_devices))
 }
 
-fn users_dir(store: &Store, base: &Snapshot) -> PathBuf {
-    store
+fn users_dir(store: &Store, base: &BaseTree<'_>) -> Result<PathBuf> {
+    Ok(store
         .path()
         .join("containers")
         .join(".base")
-        .join(format!("{}.users", base.id().to_hex()))
+        .join(format!("{}.users", base.id()?.to_hex())))
 }
 
 /// Records the container as a user of its base checkout.
 fn add_user(store: &Store, view: &ViewSpec<'_>) -> Result<()> {
-    let dir = users_dir(store, view.base);
+    let dir = users_dir(store, view.base)?;
     fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
     durable::write_atomic(&dir, &dir.join(view.name), b"")
 }
@@ -330,7 +330,7 @@ fn add_user(store: &Store, view: &ViewSpec<'_>) -> Result<()> {
 /// Forgets the container as a user of its base checkout, and deletes the
 /// checkout when it was the last.
 fn drop_user(store: &Store, view: &ViewSpec<'_>) -> Result<()> {
-    let dir = users_dir(store, view.base);
+    let dir = users_dir(store, view.base)?;
     match std::fs::remove_file(dir.join(view.name)) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -419,8 +419,8 @@ impl MountBackend for CopyBackend {
                 let _ = clear_dir(target);
                 return Err(err);
             }
-            store.seed_stat_cache(target, view.base)?;
-            super::rescan::record(store, view.state, target, view.base)?;
+            store.seed_stat_cache(target, view.base.get()?)?;
+            super::rescan::record(store, view.state, target, view.base.get()?)?;
         }
         if view.read_only && is_root() {
             bind_read_only(target)?;
@@ -469,6 +469,7 @@ impl MountBackend for CopyBackend {
             Some(tree) => tree,
             None => store.scan(&dir, &ScanOptions::default())?.snapshot,
         };
+        let base = view.base.get()?;
         let skipped = read_paths(&view.state.join(SKIPPED))?;
         if !skipped.is_empty() {
             // Devices this process could not create are the image's still.
@@ -477,14 +478,14 @@ impl MountBackend for CopyBackend {
                 .iter()
                 .filter(|p| !present.contains(p))
                 .filter(|p| p.parent().is_some_and(|d| present.contains(&d)))
-                .filter_map(|p| view.base.get(p).cloned())
+                .filter_map(|p| base.get(p).cloned())
                 .collect();
             if !extra.is_empty() {
                 extra.extend(tree.into_entries());
                 tree = Snapshot::from_entries(extra)?;
             }
         }
-        Ok(view.base.diff(&tree))
+        Ok(base.diff(&tree))
     }
 
     fn usage(&self, store: &Store, view: &ViewSpec<'_>) -> Result<Usage> {

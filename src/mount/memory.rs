@@ -178,8 +178,8 @@ impl MountBackend for MemoryBackend {
 
     fn mount(&self, store: &Store, view: &ViewSpec<'_>) -> Result<()> {
         let tree = match saved(store, view)? {
-            Some(layer) => layer.apply(view.base)?,
-            None => view.base.clone(),
+            Some(layer) => layer.apply(view.base.get()?)?,
+            None => view.base.get()?.clone(),
         };
         let live = Live {
             name: view.name.to_owned(),
@@ -230,7 +230,7 @@ impl MountBackend for MemoryBackend {
         match self.get(view) {
             Some(live) => {
                 let tree = snapshot(store, &lock(&live))?;
-                Ok(view.base.diff(&tree))
+                Ok(view.base.get()?.diff(&tree))
             }
             None => Ok(saved(store, view)?.unwrap_or_else(Layer::empty)),
         }

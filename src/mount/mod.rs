@@ -29,6 +29,7 @@
 //! recorded as refs (`refs/containers/<name>/…`), which garbage collection
 //! keeps like tags.
 
+mod base;
 mod container;
 pub(crate) mod copy;
 mod files;
@@ -41,9 +42,10 @@ use std::path::Path;
 use crate::digest::ImageId;
 use crate::error::Result;
 use crate::store::Store;
-use crate::tree::{Layer, Metadata, Snapshot, TreePath};
+use crate::tree::{Layer, Metadata, TreePath};
 
 pub use self::{
+    base::BaseTree,
     container::{CommitOptions, ContainerInfo, Containers, PrepareOptions, validate_name},
     copy::CopyBackend,
     files::DirFiles,
@@ -83,8 +85,11 @@ pub struct ViewSpec<'a> {
     pub target: Option<&'a Path>,
     /// The image the view is of.
     pub image: ImageId,
-    /// That image's tree.
-    pub base: &'a Snapshot,
+    /// That image's tree, read from the store when a backend first asks for
+    /// it ([`BaseTree::get`]): a backend that can do without it (overlay's
+    /// mount, every backend's `is_mounted`) makes the call cost the same
+    /// whatever the image's size.
+    pub base: &'a BaseTree<'a>,
     /// A read-only view: every write through it fails (`EROFS` where the
     /// backend can enforce it on the directory, a clear error otherwise).
     pub read_only: bool,

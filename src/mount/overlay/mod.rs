@@ -39,9 +39,10 @@ use self::kernel::OverlaySpec;
 use super::{MountBackend, Usage, ViewSpec};
 use crate::digest::ImageId;
 use crate::error::{Error, Result};
+use crate::fsutil::confine::Root;
 use crate::fsutil::durable::sync_dir;
 use crate::store::Store;
-use crate::tree::{CheckoutOptions, Layer, Snapshot};
+use crate::tree::{CheckoutOptions, Entry, Layer, Metadata, Snapshot, Timestamp, TreePath};
 
 /// The upper directory in a container's state directory.
 const UPPER: &str = "upper";
@@ -134,14 +135,19 @@ fn target<'v>(view: &ViewSpec<'v>) -> Result<&'v Path> {
 
 /// Makes the upper and work directories of a new container: the upper one
 /// with the base's root metadata (overlayfs shows the root with the upper
-/// directory's), through a temporary name so that it appears whole.
-fn create_upper(store: &Store, view: &ViewSpec<'_>) -> Result<()> {
+/// directory's), through a temporary name so that it appears whole. `top` is
+/// the topmost lower directory of the image's layers, if it has any.
+fn create_upper(store: &Store, view: &ViewSpec<'_>, top: Option<&Path>) -> Result<()> {
     let upper = upper_dir(view);
     let work = view.state.join(WORK);
     if !upper.is_dir() {
         let tmp = view.state.join(".upper-tmp");
         remove_tree(&tmp)?;
-        let root_only = Snapshot::from_sorted(vec![view.base.root().clone()])?;
+        let root = match top {
+            Some(top) => Entry::dir(TreePath::ROOT, root_metadata(top)?),
+            None => view.base.get()?.root().clone(),
+        };
+        let root_only = Snapshot::from_sorted(vec![root])?;
         store.checkout(&root_only, &tmp, &CheckoutOptions::default())?;
         std::fs::rename(&tmp, &upper).map_err(|e| Error::io("rename into place", &upper, e))?;
         sync_dir(view.state)?;
@@ -151,6 +157,32 @@ fn create_upper(store: &Store, view: &ViewSpec<'_>) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io("create directory", &work, e)),
     }
+}
+
+/// The image's root metadata, read from the root of its topmost extracted
+/// layer (each layer's directory has the root as the tree has it at that
+/// layer, see [`extract`]) rather than from the image's tree, which would
+/// cost time in proportion to the image's size. overlayfs's own xattrs are
+/// left out, as everywhere in a layer's directory.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "the widths of struct stat's fields differ by architecture"
+)]
+fn root_metadata(top: &Path) -> Result<Metadata> {
+    let dir = Root::open(top)?.open_dir(b"")?;
+    let st = dir.stat()?;
+    let xattrs = dir
+        .xattrs()?
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with(extract::OVERLAY_XATTR_PREFIX))
+        .collect();
+    Ok(Metadata {
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: Timestamp::new(st.st_mtime as i64, st.st_mtime_nsec as u32),
+        xattrs,
+    })
 }
 
 impl MountBackend for OverlayBackend {
@@ -181,10 +213,11 @@ impl MountBackend for OverlayBackend {
                 },
             )
         } else {
+            let top = lowers.first().cloned();
             if lowers.is_empty() {
                 lowers.push(cache.empty_dir(0)?);
             }
-            create_upper(store, view)?;
+            create_upper(store, view, top.as_deref())?;
             let (upper, work) = (upper_dir(view), view.state.join(WORK));
             kernel::mount(
                 target,
@@ -212,7 +245,7 @@ impl MountBackend for OverlayBackend {
         if view.read_only || !upper.is_dir() {
             return Ok(Layer::empty());
         }
-        upper::layer_from_upper(store, &upper, view.base)
+        upper::layer_from_upper(store, &upper, view.base.get()?)
     }
 
     fn usage(&self, _store: &Store, view: &ViewSpec<'_>) -> Result<Usage> {
@@ -223,7 +256,7 @@ impl MountBackend for OverlayBackend {
         }
         // The root is always in the upper directory; it counts when changed.
         let root = std::fs::symlink_metadata(&upper).map_err(|e| Error::io("stat", &upper, e))?;
-        let base = &view.base.root().meta;
+        let base = &view.base.get()?.root().meta;
         let mtime = (root.mtime(), u32::try_from(root.mtime_nsec()).unwrap_or(0));
         if (root.mode() & 0o7777, root.uid(), root.gid(), mtime)
             != (
