@@ -183,3 +183,59 @@ fn ten_containers_share_the_layers_and_a_busy_one_is_not_unmounted() {
             .all(|e| e.unwrap().file_name() == "empty")
     );
 }
+
+/// Extraction does not wait for the disk: a layer extracted in this boot is
+/// `<chain>.unsynced-<boot id>` until gc syncs it and renames it to `<chain>`,
+/// which it does also while a container stacks it: the container goes on
+/// reading, writing and committing, and mounts again over the new names.
+#[test]
+fn gc_syncs_and_renames_the_layers_a_mounted_container_stacks() {
+    if !require_root("overlay extraction") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = new_store(tmp.path());
+    let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    write_tree(&v1, &[("a", "1")]);
+    write_tree(&v2, &[("a", "1"), ("b", "2")]);
+    let image = image_of(&store, &[&v1, &v2]);
+    let containers = containers(&store);
+    let target = tmp.path().join("c");
+    containers
+        .prepare("c", &image, &target_options(&target))
+        .unwrap();
+    let layers = store.path().join("mounts/layers");
+    let names = || {
+        let mut names: Vec<String> = std::fs::read_dir(&layers)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "empty")
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names();
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(before.iter().all(|n| n.contains(".unsynced-")), "{before:?}");
+
+    store.gc(&GcOptions::default()).unwrap();
+    assert!(OverlayBackend::prune(&store).unwrap().is_empty());
+    let after = names();
+    let expected: Vec<String> = before
+        .iter()
+        .map(|n| n.split(".unsynced-").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(after, expected);
+
+    assert_eq!(std::fs::read_to_string(target.join("b")).unwrap(), "2");
+    std::fs::write(target.join("c"), "3").unwrap();
+    let child = containers.commit("c", &CommitOptions::default()).unwrap();
+    containers.unmount("c").unwrap();
+    containers.mount("c", None).unwrap();
+    assert_eq!(std::fs::read_to_string(target.join("a")).unwrap(), "1");
+    assert_eq!(std::fs::read_to_string(target.join("c")).unwrap(), "3");
+    assert_eq!(names()[..2], expected[..], "nothing extracted again");
+    let tree = store.image_tree(&child).unwrap();
+    assert!(tree.get(&TreePath::new("c").unwrap()).is_some());
+    containers.remove("c").unwrap();
+}
