@@ -45,7 +45,7 @@ trap 'for m in $(grep " $WORK/" /proc/mounts | cut -d" " -f2); do umount "$m" ||
 
 now() { date +%s%N; }
 # Milliseconds that "$@" takes (output discarded).
-ms() { local s e; s=$(now); "$@" >/dev/null; e=$(now); echo $(((e - s) / 1000)) | awk '{printf "%.1f", $1 / 1000}'; }
+ms() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo $(((t1 - t0) / 1000)) | awk '{printf "%.1f", $1 / 1000}'; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 edit3() { # change one file, add one, delete one
     echo "changed $2" >>"$1/Makefile"

@@ -17,9 +17,9 @@
 //! does not decode or names a tree the store lacks — makes it give up, and
 //! the caller does a full [`Store::scan`](crate::Store::scan).
 
-use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 use rustix::fs::{FileType, Stat};
@@ -29,12 +29,14 @@ use crate::digest::SnapshotId;
 use crate::error::{Error, Result};
 use crate::fsutil::confine::Root;
 use crate::store::Store;
+use crate::tree::snapshot;
 use crate::tree::{Entry, EntryKind, Metadata, Snapshot, Timestamp, TreePath};
 
 /// The file, in the container's state, holding the last walk's record.
 const RECORD: &str = "copy-stat";
-/// The first bytes of the record, with its version.
-const MAGIC: &[u8] = b"layerstore-copy-stat 1\n";
+/// The first bytes of the record, with its version (a record of another
+/// version does not decode, and the walk gives up once).
+const MAGIC: &[u8] = b"layerstore-copy-stat 2\n";
 
 /// What the walk compares of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,12 +72,12 @@ impl Key {
     }
 }
 
-/// The last walk: the tree it found (stored) and each path's key; `racy`
-/// keys are not trusted.
+/// The last walk: the tree it found (stored) and the key of each of its
+/// entries, in the tree's order; `racy` keys are not trusted.
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     tree: SnapshotId,
-    keys: Vec<(Vec<u8>, Key, bool)>,
+    keys: Vec<(Key, bool)>,
 }
 
 /// The change time a new file gets now, in `dir`.
@@ -93,16 +95,8 @@ fn load(state: &Path) -> Option<Record> {
     postcard::from_bytes(bytes.strip_prefix(MAGIC)?).ok()
 }
 
-fn save(
-    store: &Store,
-    state: &Path,
-    tree: &Snapshot,
-    keys: Vec<(Vec<u8>, Key, bool)>,
-) -> Result<()> {
-    let record = Record {
-        tree: store.put_snapshot(tree)?,
-        keys,
-    };
+fn save(state: &Path, tree: SnapshotId, keys: Vec<(Key, bool)>) -> Result<()> {
+    let record = Record { tree, keys };
     let mut bytes = MAGIC.to_vec();
     bytes
         .extend(postcard::to_allocvec(&record).map_err(|e| {
@@ -122,8 +116,8 @@ pub(crate) fn forget(state: &Path) {
 /// Records `tree` as what `dir` holds now (just materialised from it), so
 /// that the next [`rescan`] reads only what changes after this.
 pub(crate) fn record(store: &Store, state: &Path, dir: &Path, tree: &Snapshot) -> Result<()> {
-    if let Some((found, keys)) = walk(store, state, dir, None, Some(tree))? {
-        save(store, state, &found, keys)
+    if let Some(walked) = walk(store, state, dir, None, Some(tree))? {
+        save(state, store.put_snapshot(&walked.tree)?, walked.keys)
     } else {
         forget(state);
         Ok(())
@@ -139,37 +133,49 @@ pub(crate) fn rescan(store: &Store, state: &Path, dir: &Path) -> Result<Option<S
     let Ok(previous) = store.snapshot(&record.tree) else {
         return Ok(None);
     };
-    let keys: HashMap<Vec<u8>, (Key, bool)> = record
-        .keys
-        .into_iter()
-        .map(|(path, key, racy)| (path, (key, racy)))
-        .collect();
-    if let Some((found, keys)) = walk(store, state, dir, Some(&keys), Some(&previous))? {
-        save(store, state, &found, keys)?;
-        Ok(Some(found))
+    if record.keys.len() != previous.entries().len() {
+        return Ok(None);
+    }
+    if let Some(walked) = walk(store, state, dir, Some(&record.keys), Some(&previous))? {
+        // Nothing changed: the tree and the record are the previous ones.
+        if !walked.changed {
+            return Ok(Some(previous));
+        }
+        save(state, store.put_snapshot(&walked.tree)?, walked.keys)?;
+        Ok(Some(walked.tree))
     } else {
         forget(state);
         Ok(None)
     }
 }
 
-type Walked = (Snapshot, Vec<(Vec<u8>, Key, bool)>);
-type KeyRecord = (Vec<u8>, Key, bool);
+/// What a walk found: the tree, each entry's key in the tree's order, and
+/// whether anything differs from the previous walk's tree and keys.
+struct Walked {
+    tree: Snapshot,
+    keys: Vec<(Key, bool)>,
+    changed: bool,
+}
+
+/// An entry found, with its key and whether the key is racy.
+type Keyed = (Entry, Key, bool);
 
 /// What one walk shares between its threads.
 struct Walk<'a> {
     store: &'a Store,
     root: Root,
-    keys: Option<&'a HashMap<Vec<u8>, (Key, bool)>>,
+    /// The previous walk's keys, in `previous`'s order.
+    keys: Option<&'a [(Key, bool)]>,
     previous: Option<&'a Snapshot>,
     racy_from: Timestamp,
+    /// Set when an entry is not the previous walk's (or its key differs).
+    changed: AtomicBool,
 }
 
-/// What visiting one directory found: its entry and its children's, their
-/// keys, and the subdirectories to visit next.
+/// What visiting one directory found: its entry and its children's, with
+/// their keys, and the subdirectories to visit next.
 struct Visit {
-    entries: Vec<Entry>,
-    keys: Vec<KeyRecord>,
+    entries: Vec<Keyed>,
     dirs: Vec<TreePath>,
 }
 
@@ -190,9 +196,11 @@ impl Walk<'_> {
     /// The previous walk's entry for `path`, if it may be reused for what
     /// has `key` now.
     fn reuse(&self, path: &TreePath, key: &Key) -> Option<Entry> {
-        let old = self.previous?.get(path)?;
+        let previous = self.previous?;
+        let index = snapshot::find(previous.entries(), path)?;
+        let old = &previous.entries()[index];
         if let Some(keys) = self.keys {
-            let (was, racy) = keys.get(path.as_bytes())?;
+            let (was, racy) = keys.get(index)?;
             if *racy || was != key {
                 return None;
             }
@@ -217,8 +225,13 @@ impl Walk<'_> {
         (kind_agrees && written).then(|| old.clone())
     }
 
-    fn record(&self, path: &TreePath, key: Key) -> KeyRecord {
-        (path.as_bytes().to_vec(), key, key.ctime >= self.racy_from)
+    /// `entry` with its key, noting whether it is the previous walk's.
+    fn keyed(&self, entry: Entry, key: Key, reused: bool) -> Keyed {
+        let racy = key.ctime >= self.racy_from;
+        if !reused || racy {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        (entry, key, racy)
     }
 
     fn visit(&self, path: &TreePath) -> Result<Option<Visit>> {
@@ -227,16 +240,18 @@ impl Walk<'_> {
         let st = opened.stat()?;
         let key = Key::of(&st);
         let own = match self.reuse(path, &key) {
-            Some(entry) => entry,
-            None => Entry::dir(path.clone(), metadata(&st, opened.xattrs()?)),
+            Some(entry) => self.keyed(entry, key, true),
+            None => self.keyed(
+                Entry::dir(path.clone(), metadata(&st, opened.xattrs()?)),
+                key,
+                false,
+            ),
         };
         let names = opened.names()?;
         let mut out = Visit {
             entries: Vec::with_capacity(names.len() + 1),
-            keys: Vec::with_capacity(names.len() + 1),
             dirs: Vec::new(),
         };
-        out.keys.push(self.record(path, key));
         out.entries.push(own);
         for name in names {
             let child = path.join(&name)?;
@@ -248,7 +263,7 @@ impl Walk<'_> {
                 continue;
             }
             let entry = if let Some(entry) = self.reuse(&child, &key) {
-                entry
+                self.keyed(entry, key, true)
             } else {
                 let kind = match file_type {
                     FileType::RegularFile if st.st_nlink == 1 => {
@@ -272,9 +287,8 @@ impl Walk<'_> {
                     _ => return Ok(None),
                 };
                 let xattrs = or_give_up!(opened.child_xattrs(&name));
-                Entry::new(child.clone(), kind, metadata(&st, xattrs))
+                self.keyed(Entry::new(child, kind, metadata(&st, xattrs)), key, false)
             };
-            out.keys.push(self.record(&child, key));
             out.entries.push(entry);
         }
         Ok(Some(out))
@@ -289,7 +303,7 @@ fn walk(
     store: &Store,
     state: &Path,
     dir: &Path,
-    keys: Option<&HashMap<Vec<u8>, (Key, bool)>>,
+    keys: Option<&[(Key, bool)]>,
     previous: Option<&Snapshot>,
 ) -> Result<Option<Walked>> {
     if previous.is_some_and(|p| {
@@ -316,9 +330,9 @@ fn walk(
         keys,
         previous,
         racy_from,
+        changed: AtomicBool::new(false),
     };
-    let mut entries = Vec::new();
-    let mut out_keys = Vec::new();
+    let mut entries: Vec<Keyed> = Vec::new();
     let mut level = vec![TreePath::ROOT];
     while !level.is_empty() {
         let visits: Vec<Option<Visit>> = level
@@ -331,12 +345,23 @@ fn walk(
                 return Ok(None);
             };
             entries.extend(visit.entries);
-            out_keys.extend(visit.keys);
             next.extend(visit.dirs);
         }
         level = next;
     }
-    Ok(Some((Snapshot::from_entries(entries)?, out_keys)))
+    entries.par_sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
+    // An entry gone since: fewer entries, each the previous walk's.
+    let changed =
+        walk.changed.into_inner() || previous.is_none_or(|p| p.entries().len() != entries.len());
+    let (entries, keys): (Vec<Entry>, Vec<(Key, bool)>) = entries
+        .into_iter()
+        .map(|(entry, key, racy)| (entry, (key, racy)))
+        .unzip();
+    Ok(Some(Walked {
+        tree: Snapshot::from_sorted(entries)?,
+        keys,
+        changed,
+    }))
 }
 
 /// An entry's metadata from its `stat` and xattrs, as `Store::scan` records it.
@@ -439,6 +464,34 @@ mod tests {
         std::fs::write(dir.join("new"), "NOVEMBER").unwrap();
         let quick = rescan(&store, &state, &dir).unwrap().unwrap();
         assert_eq!(quick, full_scan(&store, &dir));
+    }
+
+    /// An unchanged tree is the previous walk's, and its record is not
+    /// written again (nor the tree stored again).
+    #[test]
+    fn an_unchanged_walk_rewrites_nothing() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, dir, state, tree) = setup(tmp.path());
+        // What was just written is racy: past the clock's tick, one walk
+        // reads it again and records it as settled.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(
+            rescan(&store, &state, &dir).unwrap().unwrap().id(),
+            tree.id()
+        );
+        let before = std::fs::metadata(state.join(RECORD)).unwrap();
+        let again = rescan(&store, &state, &dir).unwrap().unwrap();
+        assert_eq!(again.id(), tree.id());
+        let after = std::fs::metadata(state.join(RECORD)).unwrap();
+        assert_eq!(before.ino(), after.ino(), "the record was written again");
+        // A deletion alone is seen, and recorded.
+        std::fs::remove_file(dir.join("d/e/f")).unwrap();
+        let quick = rescan(&store, &state, &dir).unwrap().unwrap();
+        assert_eq!(quick, full_scan(&store, &dir));
+        assert!(quick.get(&TreePath::new("d/e/f").unwrap()).is_none());
+        let after = std::fs::metadata(state.join(RECORD)).unwrap();
+        assert_ne!(before.ino(), after.ino());
     }
 
     #[test]

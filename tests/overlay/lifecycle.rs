@@ -216,7 +216,10 @@ fn gc_syncs_and_renames_the_layers_a_mounted_container_stacks() {
     };
     let before = names();
     assert_eq!(before.len(), 2, "{before:?}");
-    assert!(before.iter().all(|n| n.contains(".unsynced-")), "{before:?}");
+    assert!(
+        before.iter().all(|n| n.contains(".unsynced-")),
+        "{before:?}"
+    );
 
     store.gc(&GcOptions::default()).unwrap();
     assert!(OverlayBackend::prune(&store).unwrap().is_empty());
