@@ -467,7 +467,12 @@ impl MountBackend for CopyBackend {
         };
         let mut tree = match super::rescan::rescan(store, view.state, &dir)? {
             Some(tree) => tree,
-            None => store.scan(&dir, &ScanOptions::default())?.snapshot,
+            None => {
+                let tree = store.scan(&dir, &ScanOptions::default())?.snapshot;
+                // So that the next commit walks quickly again.
+                super::rescan::record(store, view.state, &dir, &tree)?;
+                tree
+            }
         };
         let base = view.base.get()?;
         let skipped = read_paths(&view.state.join(SKIPPED))?;

@@ -351,3 +351,29 @@ fn the_shared_base_checkout_goes_with_its_last_container() {
     c.remove("two").unwrap();
     assert_eq!(checkouts(), 0, "gone with its last user");
 }
+
+/// The copy backend's quick walk keeps a record in the container's state;
+/// when that record is lost or unreadable, a commit scans the whole target
+/// and writes a new record, so the next commit is quick again.
+#[test]
+fn a_copy_commit_without_its_walk_record_writes_a_new_one() {
+    let (dir, store) = store();
+    let target = dir.path().join("target");
+    let c = Containers::new(&store);
+    let base = base_image(&c);
+    c.prepare("box", &base, &copy_at(&target)).unwrap();
+    let record = store.path().join("containers/box/copy-stat");
+    assert!(record.is_file(), "no walk record after prepare");
+    std::fs::write(&record, b"garbage").unwrap();
+    std::fs::write(target.join("one"), b"1").unwrap();
+    let first = c.commit("box", &CommitOptions::default()).unwrap();
+    assert!(store.image_tree(&first).unwrap().get(&p("one")).is_some());
+    let written = std::fs::read(&record).unwrap();
+    assert_ne!(written, b"garbage", "no new record after a full scan");
+    std::fs::remove_file(target.join("one")).unwrap();
+    let second = c.commit("box", &CommitOptions::default()).unwrap();
+    let tree = store.image_tree(&second).unwrap();
+    assert!(tree.get(&p("one")).is_none());
+    assert!(tree.get(&p("base-file")).is_some());
+    c.remove("box").unwrap();
+}
