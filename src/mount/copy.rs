@@ -465,14 +465,13 @@ impl MountBackend for CopyBackend {
         let Some(dir) = Self::tree_dir(view)? else {
             return Ok(Layer::empty());
         };
-        let mut tree = match super::rescan::rescan(store, view.state, &dir)? {
-            Some(tree) => tree,
-            None => {
-                let tree = store.scan(&dir, &ScanOptions::default())?.snapshot;
-                // So that the next commit walks quickly again.
-                super::rescan::record(store, view.state, &dir, &tree)?;
-                tree
-            }
+        let mut tree = if let Some(tree) = super::rescan::rescan(store, view.state, &dir)? {
+            tree
+        } else {
+            let tree = store.scan(&dir, &ScanOptions::default())?.snapshot;
+            // So that the next commit walks quickly again.
+            super::rescan::record(store, view.state, &dir, &tree)?;
+            tree
         };
         let base = view.base.get()?;
         let skipped = read_paths(&view.state.join(SKIPPED))?;
