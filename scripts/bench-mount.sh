@@ -17,7 +17,8 @@
 # store under $BENCH_WORK (default /work/data/bench-mount), made once with
 # `commit TREE`; then every measurement runs RUNS times (default 5), the
 # binaries interleaved in each round, and the medians are printed, with the
-# ratios the targets name computed within each round.
+# ratios the targets name computed within each round. Every measurement starts
+# after a `sync` (not timed).
 set -euo pipefail
 {
 RUNS=5
@@ -45,7 +46,9 @@ trap 'for m in $(grep " $WORK/" /proc/mounts | cut -d" " -f2); do umount "$m" ||
 
 now() { date +%s%N; }
 # Milliseconds that "$@" takes (output discarded).
-ms() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo $(((t1 - t0) / 1000)) | awk '{printf "%.1f", $1 / 1000}'; }
+# Each measurement starts with nothing dirty in the page cache: the writeback
+# of one step's gigabytes would otherwise land in the next one's fsyncs.
+ms() { local t0 t1; sync; t0=$(now); "$@" >/dev/null; t1=$(now); echo $(((t1 - t0) / 1000)) | awk '{printf "%.1f", $1 / 1000}'; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 edit3() { # change one file, add one, delete one
     echo "changed $2" >>"$1/Makefile"
