@@ -315,10 +315,20 @@ impl Store {
                         records.set(index, stat);
                     }
                 }
-                let root = canonical.as_os_str().as_bytes();
-                let bytes = CacheFile::encode(root, started, tree_id, records);
-                if let Err(err) = CacheFile::write(self, &cache_path, &bytes) {
-                    scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+                // Unchanged, and nothing read (a file read because it was
+                // racy becomes trusted only under a newer scan start): the
+                // cache on disk says all there is.
+                let same = *scan.files_read.get_mut() == 0
+                    && scan
+                        .cache
+                        .as_ref()
+                        .is_some_and(|c| c.tree_id() == tree_id && c.has_records(&records));
+                if !same {
+                    let root = canonical.as_os_str().as_bytes();
+                    let bytes = CacheFile::encode(root, started, tree_id, records);
+                    if let Err(err) = CacheFile::write(self, &cache_path, &bytes) {
+                        scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+                    }
                 }
             }
         }
@@ -974,6 +984,32 @@ mod tests {
             .unwrap();
         let bytes = CacheFile::encode_parts(root, started, tree_id, records);
         CacheFile::write(&fx.store, &path, &bytes).unwrap();
+    }
+
+    /// A rescan that finds the same tree and reads nothing leaves the cache
+    /// file as it is; one that reads a file writes it again.
+    #[test]
+    fn an_unchanged_rescan_leaves_the_cache_file_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let fx = fixture();
+        std::fs::write(fx.tree.join("a"), b"alpha").unwrap();
+        std::fs::write(fx.tree.join("b"), b"bravo").unwrap();
+        let canonical = std::fs::canonicalize(&fx.tree).unwrap();
+        let path = statcache::cache_path(&fx.store, canonical.as_os_str().as_bytes());
+        let first = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(first.files_read, 2);
+        // Files as new as the scan are racy; a scan start well after them
+        // makes the cache trusted for them.
+        tamper(&fx, None, Timestamp::new(now().secs + 10, 0));
+        let written = std::fs::metadata(&path).unwrap().ino();
+        let second = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(second.files_read, 0, "{second:?}");
+        assert_eq!(second.snapshot.id(), first.snapshot.id());
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), written);
+        std::fs::write(fx.tree.join("b"), b"BRAVO").unwrap();
+        let fourth = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
+        assert_eq!(fourth.files_read, 1);
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), written);
     }
 
     #[test]

@@ -339,6 +339,13 @@ impl Loaded {
         self.cache.snapshot
     }
 
+    /// Whether `records` are this cache's, byte for byte: a scan that found
+    /// the same tree with the same records need not write the cache again
+    /// (the older scan start it keeps only makes the racy rule stricter).
+    pub(crate) fn has_records(&self, records: &Records) -> bool {
+        self.cache.records == records.bytes
+    }
+
     /// The record of entry `index`: device, inode, ctime.
     fn record(&self, index: usize) -> Option<(u64, u64, Timestamp)> {
         let at = index.checked_mul(RECORD_LEN)?;
