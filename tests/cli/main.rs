@@ -54,23 +54,14 @@ fn every_kind(dir: &Path) {
     std::fs::hard_link(dir.join("file"), dir.join("sub/hard")).unwrap();
     let odd = std::ffi::OsStr::from_bytes(b"name\nwith newline \xff");
     std::fs::write(dir.join(odd), b"odd").unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        dir.join("fifo"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o640),
-        0,
-    )
-    .unwrap();
+    common::mknod(&dir.join("fifo"), rustix::fs::FileType::Fifo, 0o640, (0, 0));
     if rustix::process::geteuid().is_root() {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            dir.join("null"),
+        common::mknod(
+            &dir.join("null"),
             rustix::fs::FileType::CharacterDevice,
-            rustix::fs::Mode::from_raw_mode(0o666),
-            rustix::fs::makedev(1, 3),
-        )
-        .unwrap();
+            0o666,
+            (1, 3),
+        );
         std::os::unix::fs::lchown(dir.join("file"), Some(1234), Some(5678)).unwrap();
     } else {
         assert!(

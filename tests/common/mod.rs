@@ -25,6 +25,19 @@ fn skips_forbidden() -> bool {
     std::env::var_os("LAYERSTORE_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
 }
 
+/// Makes a fifo, or (as root) a character or block device `major:minor`, at
+/// `path` with permissions `mode`.
+pub fn mknod(path: &Path, kind: rustix::fs::FileType, mode: u32, (major, minor): (u32, u32)) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        kind,
+        rustix::fs::Mode::from_raw_mode(mode),
+        rustix::fs::makedev(major, minor),
+    )
+    .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+}
+
 /// Whether the process is root. When it is not, says loudly that `what` is
 /// skipped and returns false; with `LAYERSTORE_REQUIRE_PRIVILEGED=1`, fails.
 pub fn require_root(what: &str) -> bool {

@@ -52,14 +52,12 @@ pub(crate) fn make_fixture(root: &Path) {
     .unwrap();
     std::os::unix::fs::symlink("hosts", root.join("etc/hosts-link")).unwrap();
     std::os::unix::fs::symlink("t".repeat(180), root.join("etc/long-link")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        root.join("fifo"),
+    common::mknod(
+        &root.join("fifo"),
         rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o640),
-        0,
-    )
-    .unwrap();
+        0o640,
+        (0, 0),
+    );
     let chmod = |p: &str, mode: u32| {
         rustix::fs::chmod(root.join(p), rustix::fs::Mode::from_raw_mode(mode)).unwrap();
     };
@@ -77,22 +75,18 @@ pub(crate) fn make_fixture(root: &Path) {
         }
     }
     if is_root() {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            root.join("null"),
+        common::mknod(
+            &root.join("null"),
             rustix::fs::FileType::CharacterDevice,
-            rustix::fs::Mode::from_raw_mode(0o666),
-            rustix::fs::makedev(1, 3),
-        )
-        .unwrap();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            root.join("loop9"),
+            0o666,
+            (1, 3),
+        );
+        common::mknod(
+            &root.join("loop9"),
             rustix::fs::FileType::BlockDevice,
-            rustix::fs::Mode::from_raw_mode(0o660),
-            rustix::fs::makedev(7, 9),
-        )
-        .unwrap();
+            0o660,
+            (7, 9),
+        );
         let own = |p: &str, uid: u32, gid: u32| {
             rustix::fs::chownat(
                 rustix::fs::CWD,

@@ -38,23 +38,14 @@ fn write_source(src: &Path, outside: &Path) {
     std::fs::hard_link(src.join("small0"), src.join("d/hard")).unwrap();
     std::os::unix::fs::symlink("../outside/sentinel", src.join("escape")).unwrap();
     std::os::unix::fs::symlink(outside, src.join("d/absolute")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        src.join("fifo"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o640),
-        0,
-    )
-    .unwrap();
+    crate::common::mknod(&src.join("fifo"), rustix::fs::FileType::Fifo, 0o640, (0, 0));
     if rustix::process::geteuid().is_root() {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            src.join("d/null"),
+        crate::common::mknod(
+            &src.join("d/null"),
             rustix::fs::FileType::CharacterDevice,
-            rustix::fs::Mode::from_raw_mode(0o666),
-            rustix::fs::makedev(1, 3),
-        )
-        .unwrap();
+            0o666,
+            (1, 3),
+        );
     }
     if user_xattrs_supported(src) {
         for (path, value) in [("small1", &b"file"[..]), ("d", b"dir")] {

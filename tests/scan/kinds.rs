@@ -35,39 +35,17 @@ fn build_tree(fx: &Fixture) -> (bool, bool) {
     std::fs::write(fx.at(b"two\nlines"), b"newline").unwrap();
     std::fs::create_dir(fx.at(b"\xff\xfe dir")).unwrap();
     std::fs::write(fx.at(b"\xff\xfe dir/x"), b"x").unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        fx.at(b"pipe"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o640),
-        0,
-    )
-    .unwrap();
+    crate::common::mknod(&fx.at(b"pipe"), rustix::fs::FileType::Fifo, 0o640, (0, 0));
 
     let privileged = require_root("owners and devices in the scan test");
     if privileged {
         std::os::unix::fs::lchown(fx.at(b"setuid"), Some(1234), Some(5678)).unwrap();
         std::os::unix::fs::lchown(fx.at(b"link"), Some(42), Some(43)).unwrap();
         for (name, file_type, rdev) in [
-            (
-                &b"null"[..],
-                rustix::fs::FileType::CharacterDevice,
-                rustix::fs::makedev(1, 3),
-            ),
-            (
-                b"loop",
-                rustix::fs::FileType::BlockDevice,
-                rustix::fs::makedev(7, 1234),
-            ),
+            (&b"null"[..], rustix::fs::FileType::CharacterDevice, (1, 3)),
+            (b"loop", rustix::fs::FileType::BlockDevice, (7, 1234)),
         ] {
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                fx.at(name),
-                file_type,
-                rustix::fs::Mode::from_raw_mode(0o600),
-                rdev,
-            )
-            .unwrap();
+            crate::common::mknod(&fx.at(name), file_type, 0o600, rdev);
         }
     }
     // Modes after owners: a chown clears setuid and setgid.

@@ -84,14 +84,7 @@ fn random_tree(root: &Path, seed: u64) {
                 std::fs::hard_link(target, &path).unwrap();
             }
             _ => {
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    &path,
-                    rustix::fs::FileType::Fifo,
-                    rustix::fs::Mode::from_raw_mode(0o640),
-                    0,
-                )
-                .unwrap();
+                crate::common::mknod(&path, rustix::fs::FileType::Fifo, 0o640, (0, 0));
             }
         }
     }
