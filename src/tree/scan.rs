@@ -347,6 +347,14 @@ impl Store {
     }
 }
 
+/// What the walk found so far, shared by its tasks.
+#[derive(Default)]
+struct Walked {
+    entries: Vec<Stated>,
+    linked: Vec<Linked>,
+    error: Option<Error>,
+}
+
 /// The state of one scan, shared by its threads.
 struct Scan<'s> {
     store: &'s Store,
@@ -482,27 +490,59 @@ impl<'s> Scan<'s> {
     /// Walks the tree a level at a time. Returns every entry but those of
     /// files with several links, which come back apart.
     fn walk(&self) -> Result<(Vec<Stated>, Vec<Linked>)> {
-        let mut entries = Vec::new();
-        let mut linked = Vec::new();
-        let mut level = vec![Pending {
-            path: TreePath::ROOT,
-            expect: None,
-        }];
-        while !level.is_empty() {
-            let found: Vec<Vec<Found>> = level
-                .par_iter()
-                .map(|dir| self.list(dir))
-                .collect::<Result<_>>()?;
-            level = Vec::new();
-            for found in found.into_iter().flatten() {
-                match found {
-                    Found::Entry(entry, stat) => entries.push((entry, stat)),
-                    Found::Dir(dir) => level.push(dir),
-                    Found::Linked(file) => linked.push(file),
-                }
+        let found = Mutex::new(Walked::default());
+        // Each directory is a task that spawns its subdirectories' tasks:
+        // the threads steal work from one another, with no wait for a whole
+        // depth of the tree to finish before the next starts.
+        rayon::scope(|scope| {
+            self.visit(
+                scope,
+                Pending {
+                    path: TreePath::ROOT,
+                    expect: None,
+                },
+                &found,
+            );
+        });
+        let found = found
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match found.error {
+            Some(err) => Err(err),
+            None => Ok((found.entries, found.linked)),
+        }
+    }
+
+    /// Lists the directory `pending` into `found` and spawns a task for each
+    /// of its subdirectories. After an error anywhere, nothing more is
+    /// listed; the first error is kept.
+    fn visit<'a>(&'a self, scope: &rayon::Scope<'a>, pending: Pending, found: &'a Mutex<Walked>) {
+        let lock = || {
+            found
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if lock().error.is_some() {
+            return;
+        }
+        let listed = match self.list(&pending) {
+            Ok(listed) => listed,
+            Err(err) => {
+                lock().error.get_or_insert(err);
+                return;
+            }
+        };
+        let (mut entries, mut linked) = (Vec::new(), Vec::new());
+        for item in listed {
+            match item {
+                Found::Entry(entry, stat) => entries.push((entry, stat)),
+                Found::Dir(dir) => scope.spawn(move |scope| self.visit(scope, dir, found)),
+                Found::Linked(file) => linked.push(file),
             }
         }
-        Ok((entries, linked))
+        let mut found = lock();
+        found.entries.append(&mut entries);
+        found.linked.append(&mut linked);
     }
 
     /// The directory `pending` itself and what its children are. Nothing if
