@@ -495,14 +495,11 @@ impl<'s> Scan<'s> {
         // the threads steal work from one another, with no wait for a whole
         // depth of the tree to finish before the next starts.
         rayon::scope(|scope| {
-            self.visit(
-                scope,
-                Pending {
-                    path: TreePath::ROOT,
-                    expect: None,
-                },
-                &found,
-            );
+            let root = Pending {
+                path: TreePath::ROOT,
+                expect: None,
+            };
+            self.visit(scope, &root, &found);
         });
         let found = found
             .into_inner()
@@ -516,7 +513,7 @@ impl<'s> Scan<'s> {
     /// Lists the directory `pending` into `found` and spawns a task for each
     /// of its subdirectories. After an error anywhere, nothing more is
     /// listed; the first error is kept.
-    fn visit<'a>(&'a self, scope: &rayon::Scope<'a>, pending: Pending, found: &'a Mutex<Walked>) {
+    fn visit<'a>(&'a self, scope: &rayon::Scope<'a>, pending: &Pending, found: &'a Mutex<Walked>) {
         let lock = || {
             found
                 .lock()
@@ -525,7 +522,7 @@ impl<'s> Scan<'s> {
         if lock().error.is_some() {
             return;
         }
-        let listed = match self.list(&pending) {
+        let listed = match self.list(pending) {
             Ok(listed) => listed,
             Err(err) => {
                 lock().error.get_or_insert(err);
@@ -536,7 +533,7 @@ impl<'s> Scan<'s> {
         for item in listed {
             match item {
                 Found::Entry(entry, stat) => entries.push((entry, stat)),
-                Found::Dir(dir) => scope.spawn(move |scope| self.visit(scope, dir, found)),
+                Found::Dir(dir) => scope.spawn(move |scope| self.visit(scope, &dir, found)),
                 Found::Linked(file) => linked.push(file),
             }
         }
