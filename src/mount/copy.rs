@@ -465,7 +465,12 @@ impl MountBackend for CopyBackend {
         let Some(dir) = Self::tree_dir(view)? else {
             return Ok(Layer::empty());
         };
-        let mut tree = if let Some(tree) = super::rescan::rescan(store, view.state, &dir)? {
+        // The base tree is decoded while the walk waits on the filesystem.
+        let (walked, base) = rayon::join(
+            || super::rescan::rescan(store, view.state, &dir),
+            || view.base.get(),
+        );
+        let mut tree = if let Some(tree) = walked? {
             tree
         } else {
             let tree = store.scan(&dir, &ScanOptions::default())?.snapshot;
@@ -473,7 +478,7 @@ impl MountBackend for CopyBackend {
             super::rescan::record(store, view.state, &dir, &tree)?;
             tree
         };
-        let base = view.base.get()?;
+        let base = base?;
         let skipped = read_paths(&view.state.join(SKIPPED))?;
         if !skipped.is_empty() {
             // Devices this process could not create are the image's still.

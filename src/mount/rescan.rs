@@ -20,6 +20,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 use rustix::fs::{FileType, Stat};
@@ -29,6 +30,7 @@ use crate::digest::SnapshotId;
 use crate::error::{Error, Result};
 use crate::fsutil::confine::Root;
 use crate::store::Store;
+use crate::tree::Children;
 use crate::tree::snapshot;
 use crate::tree::{Entry, EntryKind, Metadata, Snapshot, Timestamp, TreePath};
 
@@ -172,11 +174,13 @@ struct Walk<'a> {
     changed: AtomicBool,
 }
 
-/// What visiting one directory found: its entry and its children's, with
-/// their keys, and the subdirectories to visit next.
-struct Visit {
+/// What the walk's tasks have found so far.
+#[derive(Default)]
+struct Found {
     entries: Vec<Keyed>,
-    dirs: Vec<TreePath>,
+    /// A visit gave up: the caller scans.
+    gave_up: bool,
+    error: Option<Error>,
 }
 
 /// `Ok(None)` for "give up" from inside a visit.
@@ -192,15 +196,13 @@ macro_rules! or_give_up {
     };
 }
 
-impl Walk<'_> {
-    /// The previous walk's entry for `path`, if it may be reused for what
-    /// has `key` now.
-    fn reuse(&self, path: &TreePath, key: &Key) -> Option<Entry> {
-        let previous = self.previous?;
-        let index = snapshot::find(previous.entries(), path)?;
-        let old = &previous.entries()[index];
+impl<'a> Walk<'a> {
+    /// The previous walk's entry at `index`, if it may be reused for what has
+    /// `key` now.
+    fn reuse(&self, index: Option<usize>, key: &Key) -> Option<Entry> {
+        let old = &self.previous?.entries()[index?];
         if let Some(keys) = self.keys {
-            let (was, racy) = keys.get(index)?;
+            let (was, racy) = keys.get(index?)?;
             if *racy || was != key {
                 return None;
             }
@@ -234,12 +236,44 @@ impl Walk<'_> {
         (entry, key, racy)
     }
 
-    fn visit(&self, path: &TreePath) -> Result<Option<Visit>> {
+    /// Lists the directory `path` into `found` and spawns a task for each of
+    /// its subdirectories, so no thread waits for a whole depth of the tree.
+    /// After a give-up or an error anywhere, nothing more is listed.
+    fn visit(&'a self, scope: &rayon::Scope<'a>, path: &TreePath, found: &'a Mutex<Found>) {
+        let lock = || found.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let found = lock();
+            if found.gave_up || found.error.is_some() {
+                return;
+            }
+        }
+        match self.list(path) {
+            Ok(Some((mut entries, dirs))) => {
+                for dir in dirs {
+                    scope.spawn(move |scope| self.visit(scope, &dir, found));
+                }
+                lock().entries.append(&mut entries);
+            }
+            Ok(None) => lock().gave_up = true,
+            Err(err) => {
+                lock().error.get_or_insert(err);
+            }
+        }
+    }
+
+    /// The directory `path`'s own entry and its children's that are not
+    /// directories, with their keys, and its subdirectories. The previous
+    /// walk's entries are found by merging its children with the sorted names
+    /// (no search of the whole tree per entry).
+    fn list(&self, path: &TreePath) -> Result<Option<(Vec<Keyed>, Vec<TreePath>)>> {
         let rel: &[u8] = if path.is_root() { b"" } else { path.as_bytes() };
         let opened = or_give_up!(self.root.open_dir(rel));
         let st = opened.stat()?;
         let key = Key::of(&st);
-        let own = match self.reuse(path, &key) {
+        let own_index = self
+            .previous
+            .and_then(|p| snapshot::find(p.entries(), path));
+        let own = match self.reuse(own_index, &key) {
             Some(entry) => self.keyed(entry, key, true),
             None => self.keyed(
                 Entry::dir(path.clone(), metadata(&st, opened.xattrs()?)),
@@ -247,22 +281,32 @@ impl Walk<'_> {
                 false,
             ),
         };
-        let names = opened.names()?;
-        let mut out = Visit {
-            entries: Vec::with_capacity(names.len() + 1),
-            dirs: Vec::new(),
+        // The previous walk's children of this directory, in order.
+        let mut previous = match (self.previous, own_index) {
+            (Some(p), Some(i)) if p.entries()[i].is_dir() => Some(p.children_of(path)),
+            _ => None,
         };
-        out.entries.push(own);
+        let mut candidate = previous.as_mut().and_then(Children::next_indexed);
+        let mut names = opened.names()?;
+        // Siblings sort by name bytes in tree order.
+        names.sort_unstable();
+        let mut entries = Vec::with_capacity(names.len() + 1);
+        let mut dirs = Vec::new();
+        entries.push(own);
         for name in names {
             let child = path.join(&name)?;
             let st = or_give_up!(opened.lstat(&name));
             let key = Key::of(&st);
             let file_type = FileType::from_raw_mode(st.st_mode);
             if file_type == FileType::Directory {
-                out.dirs.push(child);
+                dirs.push(child);
                 continue;
             }
-            let entry = if let Some(entry) = self.reuse(&child, &key) {
+            while candidate.is_some_and(|(_, e)| e.path < child) {
+                candidate = previous.as_mut().and_then(Children::next_indexed);
+            }
+            let index = candidate.filter(|(_, e)| e.path == child).map(|(i, _)| i);
+            let entry = if let Some(entry) = self.reuse(index, &key) {
                 self.keyed(entry, key, true)
             } else {
                 let kind = match file_type {
@@ -289,16 +333,16 @@ impl Walk<'_> {
                 let xattrs = or_give_up!(opened.child_xattrs(&name));
                 self.keyed(Entry::new(child, kind, metadata(&st, xattrs)), key, false)
             };
-            out.entries.push(entry);
+            entries.push(entry);
         }
-        Ok(Some(out))
+        Ok(Some((entries, dirs)))
     }
 }
 
-/// Walks `dir`, one depth at a time, the directories of a depth in parallel.
-/// With `keys`, an entry whose key is trusted and unchanged is taken from
-/// `previous`; without, every entry is taken from `previous` (`record` after
-/// a materialisation) when its kind and metadata agree. Others are read.
+/// Walks `dir`, a task per directory. With `keys`, an entry whose key is
+/// trusted and unchanged is taken from `previous`; without, every entry is
+/// taken from `previous` (`record` after a materialisation) when its kind and
+/// metadata agree. Others are read.
 fn walk(
     store: &Store,
     state: &Path,
@@ -332,22 +376,18 @@ fn walk(
         racy_from,
         changed: AtomicBool::new(false),
     };
-    let mut entries: Vec<Keyed> = Vec::new();
-    let mut level = vec![TreePath::ROOT];
-    while !level.is_empty() {
-        let visits: Vec<Option<Visit>> = level
-            .par_iter()
-            .map(|path| walk.visit(path))
-            .collect::<Result<_>>()?;
-        let mut next = Vec::new();
-        for visit in visits {
-            let Some(visit) = visit else {
-                return Ok(None);
-            };
-            entries.extend(visit.entries);
-            next.extend(visit.dirs);
-        }
-        level = next;
+    let found = Mutex::new(Found::default());
+    rayon::scope(|scope| walk.visit(scope, &TreePath::ROOT, &found));
+    let Found {
+        mut entries,
+        gave_up,
+        error,
+    } = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if let Some(err) = error {
+        return Err(err);
+    }
+    if gave_up {
+        return Ok(None);
     }
     entries.par_sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
     // An entry gone since: fewer entries, each the previous walk's.

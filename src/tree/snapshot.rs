@@ -122,19 +122,23 @@ impl Snapshot {
     /// [`Snapshot::entries`]. Empty if `dir` is absent or not a directory.
     #[must_use]
     pub fn descendants_of(&self, dir: &TreePath) -> &[Entry] {
+        self.descendants_at(dir).1
+    }
+
+    /// As [`Snapshot::descendants_of`], and the index of its first entry.
+    fn descendants_at(&self, dir: &TreePath) -> (usize, &[Entry]) {
         let start = self.entries.partition_point(|e| e.path <= *dir);
         let rest = &self.entries[start..];
         let len = rest.partition_point(|e| dir.is_ancestor_of(&e.path));
-        &rest[..len]
+        (start, &rest[..len])
     }
 
     /// The entries directly in `dir`, in order, skipping over the subtrees of
     /// subdirectories by binary search.
     #[must_use]
     pub fn children_of(&self, dir: &TreePath) -> Children<'_> {
-        Children {
-            rest: self.descendants_of(dir),
-        }
+        let (at, rest) = self.descendants_at(dir);
+        Children { rest, at }
     }
 }
 
@@ -151,19 +155,30 @@ impl<'a> IntoIterator for &'a Snapshot {
 pub struct Children<'a> {
     /// The remaining descendants of the directory; the first is a child.
     rest: &'a [Entry],
+    /// The index of `rest[0]` in the snapshot's entries.
+    at: usize,
 }
 
-impl<'a> Iterator for Children<'a> {
-    type Item = &'a Entry;
-    fn next(&mut self) -> Option<&'a Entry> {
+impl<'a> Children<'a> {
+    /// The next child and its index in [`Snapshot::entries`].
+    pub(crate) fn next_indexed(&mut self) -> Option<(usize, &'a Entry)> {
         let (child, after) = self.rest.split_first()?;
         let skip = if child.is_dir() {
             after.partition_point(|e| child.path.is_ancestor_of(&e.path))
         } else {
             0
         };
+        let index = self.at;
         self.rest = &after[skip..];
-        Some(child)
+        self.at += 1 + skip;
+        Some((index, child))
+    }
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = &'a Entry;
+    fn next(&mut self) -> Option<&'a Entry> {
+        self.next_indexed().map(|(_, child)| child)
     }
 }
 
@@ -345,6 +360,14 @@ mod tests {
         );
         assert!(s.children_of(&p("b")).next().is_none());
         assert!(s.children_of(&p("zz")).next().is_none());
+        // The indexes are the children's places among all entries.
+        let mut children = s.children_of(&p("a"));
+        let mut indexed = Vec::new();
+        while let Some((i, child)) = children.next_indexed() {
+            assert_eq!(&s.entries()[i], child);
+            indexed.push(i);
+        }
+        assert_eq!(indexed, [2, 3, 5]); // "", a, a/c, a/d, a/d/x, a/e, a.b, b
         assert_eq!(s.iter().count(), 8);
     }
 
