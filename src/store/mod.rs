@@ -43,7 +43,7 @@ mod write;
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,8 @@ pub struct Store {
     pending_changed: Condvar,
     cache: FrameCache,
     pack_seq: AtomicU64,
+    /// Where in `committed.packs` the last chunk looked for was found.
+    last_hit: AtomicUsize,
 }
 
 /// The packs whose indexes are on disk.
@@ -256,6 +258,7 @@ impl Store {
             pending: Mutex::new(write::Pending::default()),
             pending_changed: Condvar::new(),
             cache: FrameCache::new(FRAME_CACHE_BYTES),
+            last_hit: AtomicUsize::new(0),
             pack_seq: AtomicU64::new(0),
             root,
         };
@@ -425,29 +428,37 @@ impl Store {
         })
     }
 
-    /// The committed pack and location of `id`, newest pack first.
+    /// The committed pack and location of `id`.
     fn find_committed(&self, id: &ChunkId) -> Option<(Arc<Pack>, Result<Location>)> {
-        let committed = self
-            .committed
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        committed
-            .packs
-            .iter()
-            .rev()
-            .find_map(|pack| pack.find(id).map(|loc| (Arc::clone(pack), loc)))
+        self.search_packs(|pack| pack.find(id).map(|loc| (Arc::clone(pack), loc)))
     }
 
     fn is_committed(&self, id: &ChunkId) -> bool {
+        self.search_packs(|pack| pack.index.find(id)).is_some()
+    }
+
+    /// The first answer of `find` among the committed packs: the pack that
+    /// answered last is asked first (the chunks of one file or tree mostly
+    /// sit in one pack, and a store committed to many times has many packs),
+    /// then the others, newest first.
+    fn search_packs<T>(&self, find: impl Fn(&Arc<Pack>) -> Option<T>) -> Option<T> {
         let committed = self
             .committed
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        committed
+        let hint = self.last_hit.load(Ordering::Relaxed);
+        if let Some(found) = committed.packs.get(hint).and_then(&find) {
+            return Some(found);
+        }
+        let (i, found) = committed
             .packs
             .iter()
+            .enumerate()
             .rev()
-            .any(|p| p.index.find(id).is_some())
+            .filter(|(i, _)| *i != hint)
+            .find_map(|(i, pack)| find(pack).map(|found| (i, found)))?;
+        self.last_hit.store(i, Ordering::Relaxed);
+        Some(found)
     }
 }
 
