@@ -22,8 +22,12 @@ use crate::store::lock::DirLock;
 /// chunk alone; at 128 KiB, 0.826× (`benches/source_tree.rs`). Larger chunks
 /// gain little from company and stay alone, so reading one costs one frame.
 pub(crate) const GROUP_BELOW: usize = 128 << 10;
-/// A shared frame is sealed once its chunks add up to this much.
-pub(crate) const GROUP_TARGET: usize = 512 << 10;
+/// A shared frame is sealed once its chunks add up to this much: the top of
+/// DESIGN.md's 256 KiB–1 MiB. Four Debian root filesystems committed in order
+/// (`scripts/compare-peers.sh --rootfs`) stored 257.3 MB with 512 KiB frames,
+/// 252.6 MB with 1 MiB, at the same speed; a cold read of a small chunk
+/// decodes up to twice as much (a warm one is served from the frame cache).
+pub(crate) const GROUP_TARGET: usize = 1 << 20;
 /// A pack is finished and indexed once it grows past this.
 pub(crate) const PACK_TARGET: u64 = 256 << 20;
 /// `put_reader` reads and chunks this much at a time (bounds its memory).

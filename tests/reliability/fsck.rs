@@ -67,7 +67,7 @@ fn a_flipped_bit_anywhere_in_a_pack_is_found() {
 fn a_flipped_bit_in_a_pack_of_many_pieces_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let (store, path) = new_store(dir.path());
-    let contents = files(7, 40, 60);
+    let contents = files(7, 40, 400);
     let id = make_image(&store, "a", &contents);
     store.flush().unwrap();
     drop(store);
