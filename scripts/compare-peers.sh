@@ -134,12 +134,15 @@ HOSTNAME_=$(hostname)
 } >"$RESULTS"
 rec() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$SCENARIO" "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"; }
 
-# tm CMD...: runs CMD (output to the log), sets T (wall seconds, from the clock)
+# tm CMD...: syncs, runs CMD (output to the log), sets T (wall seconds, from the clock)
 # and RSS (peak resident set in MB, from /usr/bin/time -v).
 T=0 RSS=0
 tm() {
     local tf=$TMPF.time t0 t1
     echo "+ $*" >>"$LOG"
+    # Nothing dirty when the clock starts: the writeback of an earlier step
+    # (a 1.3 GB extraction, a first commit) must not land in this one.
+    sync
     t0=$(date +%s%N)
     if ! /usr/bin/time -v -o "$tf" "$@" >>"$LOG" 2>&1; then
         note "FAILED: $*"; tail -n 20 "$LOG" >&2; return 1
