@@ -381,6 +381,9 @@ struct Linked {
     path: TreePath,
     stat: Stat,
     xattrs: Xattrs,
+    /// Its chunks from the stat cache, if the cache may be trusted for it
+    /// (then its xattrs came from there too).
+    cached: Option<ChunkList>,
 }
 
 /// An entry, and for a regular file the stat of the file whose content it
@@ -617,10 +620,28 @@ impl<'s> Scan<'s> {
             }
             _ => {}
         }
-        if file_type == FileType::RegularFile
-            && st.st_nlink <= 1
-            && let Some(old) = self.cached(&path, &st, near)
+        let cached = match file_type {
+            FileType::RegularFile => self.lookup_cache(&path, &st, near),
+            _ => None,
+        };
+        // A file with other links is grouped after the walk; one whose other
+        // links are outside the tree (a `cp -al` copy of it, say) is a group
+        // of one, and takes its chunks and xattrs from the cache all the same.
+        if st.st_nlink > 1
+            && let Some(old) = cached
+            && let EntryKind::File { chunks, .. } = &old.kind
         {
+            return Ok(Some(Found::Linked(Linked {
+                cached: Some(chunks.clone()),
+                xattrs: old.meta.xattrs.clone().into_iter().collect(),
+                path,
+                stat: st,
+            })));
+        }
+        if st.st_nlink <= 1
+            && let Some(old) = cached
+        {
+            self.files_from_cache.fetch_add(1, Ordering::Relaxed);
             let meta = Metadata {
                 xattrs: old.meta.xattrs.clone(),
                 ..metadata(&st, Vec::new())
@@ -641,6 +662,7 @@ impl<'s> Scan<'s> {
                     path,
                     stat: st,
                     xattrs,
+                    cached: None,
                 })));
             }
             FileType::RegularFile => {
@@ -671,14 +693,11 @@ impl<'s> Scan<'s> {
     /// was `st` (its chunks and xattrs), from the stat cache, if it may be
     /// trusted for that file (see [`crate::tree::statcache`]): then neither
     /// its content nor its xattrs are read.
-    fn cached(&self, path: &TreePath, st: &Stat, near: &Range<usize>) -> Option<&Entry> {
+    fn lookup_cache(&self, path: &TreePath, st: &Stat, near: &Range<usize>) -> Option<&Entry> {
         let now = file_stat(st);
-        let cached = self
-            .cache
+        self.cache
             .as_ref()?
-            .lookup(path, near, &now, |id| self.store.contains(id))?;
-        self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-        Some(cached)
+            .lookup(path, near, &now, |id| self.store.contains(id))
     }
 
     /// The chunks of the regular file at `path` whose `lstat` was `st` and
@@ -761,16 +780,11 @@ impl<'s> Scan<'s> {
         // If the first path vanished or was replaced, the next one leads.
         while let Some(first) = members.next() {
             let shown = self.full(&first.path);
-            let near = self
-                .cache
-                .as_ref()
-                .map_or(0..0, |cache| cache.range_of(&first.path));
-            let found = if let Some(EntryKind::File { chunks, .. }) = self
-                .cached(&first.path, &first.stat, &near)
-                .map(|e| &e.kind)
-            {
+            // The walk looked the file up in the stat cache already.
+            let found = if let Some(chunks) = first.cached {
+                self.files_from_cache.fetch_add(1, Ordering::Relaxed);
                 Some(ReadFile {
-                    chunks: chunks.clone(),
+                    chunks,
                     stat: first.stat,
                     stable: true,
                 })

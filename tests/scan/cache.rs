@@ -212,3 +212,69 @@ fn xattrs_come_from_the_cache_and_an_xattr_change_is_seen() {
     assert_eq!(third.files_read, 1);
     assert_ne!(third.snapshot.id(), first.snapshot.id());
 }
+
+/// Files whose other links are outside the tree (a `cp -al` copy of it, a
+/// package manager's shared store) take the stat cache like any other: a
+/// rescan reads none of them and takes their xattrs from the cache; a change
+/// made through the outside link is seen.
+#[test]
+fn files_linked_from_outside_the_tree_take_the_cache() {
+    let fx = Fixture::new();
+    populate(&fx);
+    let outside = fx.tree.parent().unwrap().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for i in 0..20 {
+        std::fs::hard_link(
+            fx.at(format!("d/f{i}").as_bytes()),
+            outside.join(format!("f{i}")),
+        )
+        .unwrap();
+    }
+    let xattrs = crate::user_xattrs_supported(&fx.tree);
+    let set = |path: &std::path::Path, value: &[u8]| {
+        rustix::fs::lsetxattr(path, "user.note", value, rustix::fs::XattrFlags::empty()).unwrap();
+    };
+    let note = |out: &layerstore::ScanOutcome| {
+        entry(out, b"d/f5")
+            .meta
+            .xattrs
+            .get(&b"user.note"[..])
+            .cloned()
+    };
+    if xattrs {
+        set(&fx.at(b"d/f5"), b"inside");
+    }
+    wait_until_settled();
+
+    let first = fx.scan();
+    assert_eq!(first.files_read, 22, "20 + top + one read for h1/h2");
+    let second = fx.scan();
+    assert_eq!((second.files_read, second.bytes_read), (0, 0));
+    assert_eq!(second.files_from_cache, 22);
+    assert_eq!(second.snapshot, first.snapshot);
+    if xattrs {
+        assert_eq!(note(&second), Some(b"inside".to_vec()));
+    }
+
+    // Through the outside links: same-size content with the mtime put back,
+    // and an xattr.
+    rewrite_keeping_size_and_mtime(&outside.join("f7"), b"CONTENT 0007");
+    if xattrs {
+        set(&outside.join("f5"), b"outside");
+    }
+    let third = fx.scan();
+    assert_eq!(content(&fx, &third, b"d/f7"), b"CONTENT 0007");
+    let changed = if xattrs {
+        assert_eq!(note(&third), Some(b"outside".to_vec()));
+        2
+    } else {
+        1
+    };
+    assert_eq!(third.files_read, changed);
+    assert_eq!(third.files_from_cache, 22 - changed);
+    let uncached = fx.scan_with(&ScanOptions {
+        use_stat_cache: false,
+        threads: None,
+    });
+    assert_eq!(uncached.snapshot, third.snapshot);
+}
