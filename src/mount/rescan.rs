@@ -200,9 +200,10 @@ impl<'a> Walk<'a> {
     /// The previous walk's entry at `index`, if it may be reused for what has
     /// `key` now.
     fn reuse(&self, index: Option<usize>, key: &Key) -> Option<Entry> {
-        let old = &self.previous?.entries()[index?];
+        let index = index?;
+        let old = &self.previous?.entries()[index];
         if let Some(keys) = self.keys {
-            let (was, racy) = keys.get(index?)?;
+            let (was, racy) = keys.get(index)?;
             if *racy || was != key {
                 return None;
             }
