@@ -57,6 +57,52 @@ pub fn snapshot(bytes: &[u8]) {
             snapshot.encode() == bytes,
             "snapshot re-encodes differently"
         );
+        // As the store holds it: one object per directory, read back whole.
+        let objects: std::collections::HashMap<_, _> =
+            crate::tree::directory::encode_tree(&snapshot)
+                .into_iter()
+                .collect();
+        let root = crate::ChunkId::from_bytes(*snapshot.id().as_bytes());
+        let load = |id: &crate::ChunkId| crate::tree::directory::Directory::decode(&objects[id]);
+        let again = load(&root).and_then(|dir| crate::tree::directory::assemble(dir, &load));
+        assert!(
+            again.as_ref().ok() == Some(&snapshot),
+            "stored as directories, the snapshot reads back as {again:?}"
+        );
+    }
+}
+
+/// Decodes a directory object; what decodes re-encodes to the same bytes.
+/// Read as a tree whose subdirectories are all the empty directory, it
+/// assembles to a snapshot or an error; and when the subdirectories it names
+/// are that empty directory, the snapshot stores under this object's id.
+pub fn directory(bytes: &[u8]) {
+    use crate::tree::codec::{ObjectKind, encode};
+    use crate::tree::directory::{self, Directory, Node};
+    let Ok(dir) = Directory::decode(bytes) else {
+        return;
+    };
+    assert!(
+        encode(ObjectKind::Directory, &dir) == bytes,
+        "directory re-encodes differently"
+    );
+    let empty = Directory {
+        meta: crate::Metadata::default(),
+        children: Vec::new(),
+    };
+    let empty_id = crate::ChunkId::of(&encode(ObjectKind::Directory, &empty));
+    let only_empty = dir
+        .children
+        .iter()
+        .all(|c| !matches!(c.node, Node::Dir(id, _) if id != *empty_id.as_bytes()));
+    let load = |_: &crate::ChunkId| Ok(empty.clone());
+    if let Ok(tree) = directory::assemble(dir, &load)
+        && only_empty
+    {
+        assert!(
+            *tree.id().as_bytes() == *crate::ChunkId::of(bytes).as_bytes(),
+            "the directory's tree stores under another id"
+        );
     }
 }
 

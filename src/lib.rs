@@ -61,7 +61,7 @@ pub use crate::{
     tree::{
         AffectedImage, Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry,
         EntryKind, FsckOptions, FsckReport, History, Image, ImageConfig, Layer, Metadata, Problem,
-        ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind, Snapshot, SyncOptions, SyncReport,
-        Timestamp, TreePath, flatten,
+        ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind, Snapshot, StoredTree, SyncOptions,
+        SyncReport, Timestamp, TreePath, flatten,
     },
 };

@@ -1,14 +1,16 @@
 //! The tree a view is of, decoded from the store only when a backend asks for
 //! it: mounting over extracted layers (`overlay`), checking whether a view is
 //! live, or reading its files never needs the whole tree of the image, and
-//! decoding it costs time in proportion to the image's size.
+//! decoding it costs time in proportion to the image's size. Single paths
+//! (what an overlay commit compares its upper directory against) are read a
+//! directory at a time ([`StoredTree`]).
 
 use std::sync::OnceLock;
 
 use crate::digest::{ImageId, SnapshotId};
 use crate::error::Result;
 use crate::store::Store;
-use crate::tree::Snapshot;
+use crate::tree::{Entry, EntryKind, Snapshot, StoredTree, TreePath};
 
 /// The flattened tree of a view's image, as [`ViewSpec::base`](super::ViewSpec::base)
 /// gives it: decoded once, on the first call of [`BaseTree::get`], or given
@@ -31,6 +33,8 @@ use crate::tree::Snapshot;
 pub struct BaseTree<'s> {
     source: Source<'s>,
     tree: OnceLock<Snapshot>,
+    /// The image's tree read by path, when the whole tree is not needed.
+    stored: OnceLock<StoredTree<'s>>,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,7 @@ impl<'s> BaseTree<'s> {
         Self {
             source: Source::Image(store, image),
             tree: OnceLock::new(),
+            stored: OnceLock::new(),
         }
     }
 
@@ -57,6 +62,7 @@ impl<'s> BaseTree<'s> {
         Self {
             source: Source::Given,
             tree: OnceLock::from(tree),
+            stored: OnceLock::new(),
         }
     }
 
@@ -92,6 +98,82 @@ impl<'s> BaseTree<'s> {
             (Source::Image(store, image), _) => Ok(store.image(image)?.rootfs()),
             (Source::Given, Some(tree)) => Ok(tree.id()),
             (Source::Given, None) => unreachable!("a given tree is set when made"),
+        }
+    }
+
+    /// The tree read by path, when it is an image's and was not read whole.
+    fn stored(&self) -> Result<Option<&StoredTree<'s>>> {
+        if self.tree.get().is_some() {
+            return Ok(None);
+        }
+        if let Some(stored) = self.stored.get() {
+            return Ok(Some(stored));
+        }
+        let Source::Image(store, image) = &self.source else {
+            return Ok(None);
+        };
+        let stored = StoredTree::new(store, store.image(image)?.rootfs());
+        Ok(Some(self.stored.get_or_init(|| stored)))
+    }
+
+    /// The root directory's entry, reading only the root directory of an
+    /// image's tree (or the whole tree, if it was read).
+    ///
+    /// # Errors
+    /// As [`StoredTree::root`].
+    pub fn root(&self) -> Result<Entry> {
+        match self.stored()? {
+            Some(stored) => stored.root(),
+            None => Ok(self.get()?.root().clone()),
+        }
+    }
+
+    /// The entry at `path`, reading only the directories on the way.
+    ///
+    /// # Errors
+    /// As [`StoredTree::get`].
+    pub fn entry(&self, path: &TreePath) -> Result<Option<Entry>> {
+        match self.stored()? {
+            Some(stored) => stored.get(path),
+            None => Ok(self.get()?.get(path).cloned()),
+        }
+    }
+
+    /// The entries directly in `dir`, in order.
+    ///
+    /// # Errors
+    /// As [`StoredTree::children`].
+    pub fn children(&self, dir: &TreePath) -> Result<Vec<Entry>> {
+        match self.stored()? {
+            Some(stored) => stored.children(dir),
+            None => Ok(self.get()?.children_of(dir).cloned().collect()),
+        }
+    }
+
+    /// Every entry strictly beneath `dir`, in order.
+    ///
+    /// # Errors
+    /// As [`StoredTree::descendants`].
+    pub fn descendants(&self, dir: &TreePath) -> Result<Vec<Entry>> {
+        match self.stored()? {
+            Some(stored) => stored.descendants(dir),
+            None => Ok(self.get()?.descendants_of(dir).to_vec()),
+        }
+    }
+
+    /// Every hard link of the tree, in order.
+    ///
+    /// # Errors
+    /// As [`StoredTree::hardlinks`].
+    pub fn hardlinks(&self) -> Result<Vec<Entry>> {
+        match self.stored()? {
+            Some(stored) => stored.hardlinks(),
+            None => Ok(self
+                .get()?
+                .iter()
+                .filter(|e| matches!(e.kind, EntryKind::Hardlink { .. }))
+                .cloned()
+                .collect()),
         }
     }
 

@@ -551,16 +551,17 @@ impl Containers<'_> {
         let base = BaseTree::lazy(self.store, meta.image);
         let state = self.dir(name)?;
         let layer = backend.changes(self.store, &view_spec(name, &meta, &state, &base))?;
-        let tree = layer.apply(base.get()?)?;
+        // Only the directories the layer changes are read and written.
+        let rootfs = self.store.apply_layer(&base.id()?, &layer)?;
         let history = History {
             created_by: format!("layerstore container commit {name}"),
             comment: options.message.clone(),
             created: Some(now()),
             empty_layer: false,
         };
-        let image = self
-            .store
-            .put_child_image(Some(&meta.image), &layer, &tree, None, history)?;
+        let image =
+            self.store
+                .put_child_image_of(Some(&meta.image), &layer, rootfs, None, history)?;
         self.store.flush()?;
         self.pin(name, &meta, Some(image))?;
         if let Some(tag) = &options.tag {

@@ -28,6 +28,11 @@ pub(crate) const GROUP_BELOW: usize = 128 << 10;
 /// 252.6 MB with 1 MiB, at the same speed; a cold read of a small chunk
 /// decodes up to twice as much (a warm one is served from the frame cache).
 pub(crate) const GROUP_TARGET: usize = 1 << 20;
+/// Metadata objects (a tree's directories, layers, images) share frames of
+/// up to this much (one larger object has a frame of its own): reading one
+/// small object, an image say, decodes at most this much, however large the
+/// tree stored beside it.
+pub(crate) const OBJECT_FRAME_TARGET: usize = 1 << 20;
 /// A pack is finished and indexed once it grows past this.
 pub(crate) const PACK_TARGET: u64 = 256 << 20;
 /// `put_reader` reads and chunks this much at a time (bounds its memory).
@@ -310,7 +315,9 @@ impl Store {
         if pending.chunks.contains_key(&id) || self.is_committed(&id) {
             return Ok(id);
         }
-        if pending.object_bytes.len() + bytes.len() > frame::MAX_FRAME_RAW as usize {
+        if !pending.object_bytes.is_empty()
+            && pending.object_bytes.len() + bytes.len() > OBJECT_FRAME_TARGET
+        {
             self.seal(pending, Group::Objects)?;
             pending = self.lock_pending();
             if pending.chunks.contains_key(&id) || self.is_committed(&id) {

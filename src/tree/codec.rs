@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! offset 0  4 bytes  magic "LSOB" (layerstore object)
-//!        4  1 byte   kind: 1 snapshot, 2 layer, 3 image
+//!        4  1 byte   kind: 1 snapshot (the flat encoding), 2 layer, 3 image,
+//!                    4 directory (how the store holds trees)
 //!        5  1 byte   reserved, 0
 //!        6  2 bytes  format version, little-endian (1)
 //!        8  …        postcard body, to the end (no trailing bytes)
@@ -31,6 +32,7 @@ pub(crate) enum ObjectKind {
     Snapshot = 1,
     Layer = 2,
     Image = 3,
+    Directory = 4,
 }
 
 impl ObjectKind {
@@ -39,6 +41,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Layer => "layer",
             ObjectKind::Image => "image",
+            ObjectKind::Directory => "directory",
         }
     }
 }

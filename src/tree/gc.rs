@@ -8,9 +8,11 @@ use std::path::Path;
 
 use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::error::{Error, Result};
+use crate::store::chunk_list::ChunkList;
 use crate::store::gc::{GcOptions, GcReport};
 use crate::store::{Store, TagName};
 use crate::tree::codec;
+use crate::tree::directory::{MAX_DEPTH, Node};
 use crate::tree::entry::{Entry, EntryKind};
 
 /// What is wrong below an object: how many chunk references are missing or
@@ -110,15 +112,50 @@ impl<'a> Walk<'a> {
         Ok(damage)
     }
 
-    /// Marks snapshot `id` and the chunks of its files.
+    /// Marks snapshot `id`: its directory objects and the chunks of its
+    /// files.
     pub(crate) fn snapshot(&mut self, id: SnapshotId) -> Result<Damage> {
-        let key = ChunkId::from_bytes(*id.as_bytes());
+        self.directory(ChunkId::from_bytes(*id.as_bytes()), 0)
+    }
+
+    /// Marks directory object `key`, `depth` directories below a root, and
+    /// everything beneath it; a directory met again (in another tree, or
+    /// twice in one) is not read again.
+    fn directory(&mut self, key: ChunkId, depth: usize) -> Result<Damage> {
         if let Some(done) = self.objects.get(&key) {
             return Ok(done.clone());
         }
-        let damage = match self.read(key, "snapshot", |s| s.snapshot(&id))? {
+        if depth > MAX_DEPTH {
+            let reason = format!("directory {key}: more than {MAX_DEPTH} directories deep");
+            return match self.checking {
+                Some(_) => Ok(Damage {
+                    missing: 1,
+                    first: Some(reason),
+                }),
+                None => Err(Error::Malformed {
+                    what: "directory",
+                    reason,
+                }),
+            };
+        }
+        let damage = match self.read(key, "directory", |s| s.directory(&key))? {
             Err(damage) => damage,
-            Ok(snapshot) => self.entries(snapshot.entries(), "snapshot", key),
+            Ok(dir) => {
+                let mut damage = Damage::default();
+                for child in &dir.children {
+                    match &child.node {
+                        Node::Dir(id, _) => {
+                            damage.add(&self.directory(ChunkId::from_bytes(*id), depth + 1)?);
+                        }
+                        Node::Leaf(EntryKind::File { chunks, .. }, _) => {
+                            let name = crate::tree::path::escape(&child.name);
+                            self.chunks(chunks, &name, "directory", key, &mut damage);
+                        }
+                        Node::Leaf(..) => {}
+                    }
+                }
+                damage
+            }
         };
         self.objects.insert(key, damage.clone());
         Ok(damage)
@@ -127,25 +164,38 @@ impl<'a> Walk<'a> {
     fn entries(&mut self, entries: &[Entry], kind: &str, object: ChunkId) -> Damage {
         let mut damage = Damage::default();
         for entry in entries {
-            let EntryKind::File { chunks, .. } = &entry.kind else {
-                continue;
-            };
-            for chunk in chunks.chunks() {
-                self.live.insert(chunk.id);
-                if let Some(unreadable) = self.checking
-                    && (unreadable.contains(&chunk.id) || !self.store.contains(&chunk.id))
-                {
-                    damage.missing += 1;
-                    if damage.first.is_none() {
-                        damage.first = Some(format!(
-                            "file '{}' of {kind} {object}: chunk {} is missing or damaged",
-                            entry.path, chunk.id
-                        ));
-                    }
-                }
+            if let EntryKind::File { chunks, .. } = &entry.kind {
+                let path = entry.path.to_string();
+                self.chunks(chunks, &path, kind, object, &mut damage);
             }
         }
         damage
+    }
+
+    /// Marks the chunks of the file at `path` of `object` (when checking, a
+    /// missing or unreadable one is damage).
+    fn chunks(
+        &mut self,
+        chunks: &ChunkList,
+        path: &str,
+        kind: &str,
+        object: ChunkId,
+        damage: &mut Damage,
+    ) {
+        for chunk in chunks.chunks() {
+            self.live.insert(chunk.id);
+            if let Some(unreadable) = self.checking
+                && (unreadable.contains(&chunk.id) || !self.store.contains(&chunk.id))
+            {
+                damage.missing += 1;
+                if damage.first.is_none() {
+                    damage.first = Some(format!(
+                        "file '{path}' of {kind} {object}: chunk {} is missing or damaged",
+                        chunk.id
+                    ));
+                }
+            }
+        }
     }
 
     /// Marks a pinned id: an object (followed) or a plain chunk.
@@ -162,7 +212,7 @@ impl<'a> Walk<'a> {
         match kind {
             k if k == codec::ObjectKind::Image as u8 => self.image(ImageId::from_bytes(raw)),
             k if k == codec::ObjectKind::Layer as u8 => self.layer(LayerId::from_bytes(raw)),
-            k if k == codec::ObjectKind::Snapshot as u8 => {
+            k if k == codec::ObjectKind::Directory as u8 => {
                 self.snapshot(SnapshotId::from_bytes(raw))
             }
             _ => Ok(Damage::default()),

@@ -11,6 +11,7 @@
 pub(crate) mod checkout;
 pub(crate) mod codec;
 pub(crate) mod diff;
+pub(crate) mod directory;
 pub(crate) mod entry;
 pub(crate) mod fsck;
 pub(crate) mod gc;
@@ -21,6 +22,7 @@ pub(crate) mod path;
 pub(crate) mod scan;
 pub(crate) mod snapshot;
 pub(crate) mod statcache;
+pub(crate) mod stored;
 pub(crate) mod sync;
 
 pub use self::{
@@ -33,5 +35,6 @@ pub use self::{
     path::TreePath,
     scan::{ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind},
     snapshot::{Children, Snapshot},
+    stored::StoredTree,
     sync::{SyncOptions, SyncReport},
 };

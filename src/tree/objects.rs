@@ -1,9 +1,12 @@
 //! Tree objects in the store: layers, snapshots and images as metadata objects,
 //! images resolved from tags, ids and id prefixes, images flattened and made.
 
+use rayon::prelude::*;
+
 use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::error::{Error, Result};
 use crate::store::{Store, TagName};
+use crate::tree::directory::{self, Directory};
 use crate::tree::image::{History, Image, ImageConfig};
 use crate::tree::layer::Layer;
 use crate::tree::snapshot::Snapshot;
@@ -39,21 +42,37 @@ impl Store {
         Layer::decode(&self.object("layer", *id.as_bytes())?)
     }
 
-    /// Stores a snapshot; returns its id.
+    /// Stores a snapshot, one object per directory (those already stored,
+    /// as in an earlier version of the tree, are not written again); returns
+    /// its id, [`Snapshot::id`].
     ///
     /// # Errors
     /// As [`Store::put_bytes`].
     pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        let id = self.put_object(&snapshot.encode())?;
-        Ok(SnapshotId::from_bytes(*id.as_bytes()))
+        let objects = directory::encode_tree(snapshot);
+        let root = objects
+            .last()
+            .map_or_else(|| unreachable!("every tree has a root"), |(id, _)| *id);
+        // New directories are compressed a frame at a time on each thread.
+        objects
+            .par_iter()
+            .filter(|(id, _)| !self.contains(id))
+            .try_for_each(|(_, bytes)| self.put_object(bytes).map(drop))?;
+        Ok(SnapshotId::from_bytes(*root.as_bytes()))
     }
 
-    /// The snapshot `id`.
+    /// The snapshot `id`, read whole.
     ///
     /// # Errors
-    /// As [`Store::layer`].
+    /// As [`Store::layer`], for any of its directories.
     pub fn snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        Snapshot::decode(&self.object("snapshot", *id.as_bytes())?)
+        let root = self.directory(&ChunkId::from_bytes(*id.as_bytes()))?;
+        directory::assemble(root, &|id| self.directory(id))
+    }
+
+    /// The directory object `id` of a stored tree.
+    pub(crate) fn directory(&self, id: &ChunkId) -> Result<Directory> {
+        Directory::decode(&self.object("directory", *id.as_bytes())?)
     }
 
     /// Stores an image, after checking that its layers and its tree are stored.
@@ -166,6 +185,25 @@ impl Store {
         config: Option<ImageConfig>,
         history: History,
     ) -> Result<ImageId> {
+        let rootfs = self.put_snapshot(tree)?;
+        self.put_child_image_of(parent, layer, rootfs, config, history)
+    }
+
+    /// As [`Store::put_child_image`], with the image's tree given by the id
+    /// of a stored tree: what [`Store::apply_layer`] returns for `parent`'s
+    /// tree and `layer`, so that the new image is made without reading the
+    /// parent's tree whole.
+    ///
+    /// # Errors
+    /// As [`Store::put_image`] (a `rootfs` not stored is an error).
+    pub fn put_child_image_of(
+        &self,
+        parent: Option<&ImageId>,
+        layer: &Layer,
+        rootfs: SnapshotId,
+        config: Option<ImageConfig>,
+        history: History,
+    ) -> Result<ImageId> {
         let (mut layers, mut records, parent_config) = match parent {
             Some(id) => {
                 let image = self.image(id)?;
@@ -182,7 +220,6 @@ impl Store {
             empty_layer: false,
             ..history
         });
-        let rootfs = self.put_snapshot(tree)?;
         let image = Image::new(layers, rootfs, config.unwrap_or(parent_config), records)?;
         self.put_image(&image)
     }

@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use crate::digest::SnapshotId;
 use crate::error::{Error, Result};
 use crate::tree::codec::{self, ObjectKind};
+use crate::tree::directory::MAX_DEPTH;
 use crate::tree::entry::{Entry, EntryKind, Metadata};
 use crate::tree::path::TreePath;
 
@@ -14,7 +15,8 @@ use crate::tree::path::TreePath;
 ///
 /// A `Snapshot` is always valid: paths are unique and sorted, every entry's
 /// parent is a directory of the snapshot, and every hard link names a regular
-/// file that sorts before it. Its [`id`](Snapshot::id) depends only on the
+/// file that sorts before it, and directories nest at most 4096 deep. Its
+/// [`id`](Snapshot::id) depends only on the
 /// entries, not on the order they were found in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Snapshot {
@@ -61,8 +63,10 @@ impl Snapshot {
         Self::from_sorted(entries)
     }
 
-    /// The canonical encoding: header (magic, kind, version) and a `postcard`
-    /// body holding the entries in order.
+    /// The flat canonical encoding: header (magic, kind, version) and a
+    /// `postcard` body holding the entries in order; a tree in one buffer, for
+    /// exchange. (The store holds trees one directory per object instead; see
+    /// [`Snapshot::id`].)
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(ObjectKind::Snapshot, &self.entries)
@@ -79,10 +83,13 @@ impl Snapshot {
         Self::from_sorted(codec::decode(ObjectKind::Snapshot, bytes)?)
     }
 
-    /// BLAKE3 of [`Snapshot::encode`].
+    /// The tree's id: the id of its root directory's object as the store
+    /// holds it ([`Store::put_snapshot`](crate::Store::put_snapshot)), one
+    /// object per directory, each naming its subdirectories by id. Equal
+    /// trees have equal ids, whatever made them.
     #[must_use]
     pub fn id(&self) -> SnapshotId {
-        SnapshotId::of(&self.encode())
+        crate::tree::directory::tree_id(self)
     }
 
     /// The entries, sorted by path; the root comes first.
@@ -242,6 +249,12 @@ fn validate(entries: &[Entry]) -> Result<()> {
             return Err(invalid(&entry.path, reason));
         }
         if entry.is_dir() {
+            if dirs.len() > MAX_DEPTH {
+                return Err(invalid(
+                    &entry.path,
+                    format!("more than {MAX_DEPTH} directories deep"),
+                ));
+            }
             dirs.push(&entry.path);
         }
         if let EntryKind::Hardlink { target } = &entry.kind {
@@ -376,7 +389,6 @@ mod tests {
         let s = Snapshot::from_entries(vec![dir(""), dir("a"), file("a/b")]).unwrap();
         let bytes = s.encode();
         assert_eq!(Snapshot::decode(&bytes).unwrap(), s);
-        assert_eq!(s.id(), SnapshotId::of(&bytes));
         for cut in 0..bytes.len() {
             assert!(Snapshot::decode(&bytes[..cut]).is_err());
         }

@@ -102,10 +102,17 @@ impl Store {
                 take(id, self.layer(layer)?.upserts(), self.read_chunk(&id)?);
             }
         }
-        let rootfs = ChunkId::from_bytes(*img.rootfs().as_bytes());
-        if seen.insert(rootfs) {
-            let tree = self.snapshot(&img.rootfs())?;
-            take(rootfs, tree.entries(), self.read_chunk(&rootfs)?);
+        // The tree's directory objects, children first: read whole and
+        // encoded again (the encoding is canonical, so these are the stored
+        // objects; the target skips those it has).
+        let tree = self.snapshot(&img.rootfs())?;
+        let mut dirs = crate::tree::directory::encode_tree(&tree);
+        dirs.retain(|(id, _)| seen.insert(*id));
+        if let Some((root, bytes)) = dirs.pop() {
+            for (id, bytes) in dirs {
+                take(id, &[], bytes);
+            }
+            take(root, tree.entries(), bytes);
         }
         let image_chunk = ChunkId::from_bytes(*image.as_bytes());
         objects.push((image_chunk, self.read_chunk(&image_chunk)?));

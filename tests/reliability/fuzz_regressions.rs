@@ -4,19 +4,20 @@
 
 use std::path::Path;
 
-use layerstore::{Entry, History, Metadata, Snapshot, TreePath, fuzzing};
+use layerstore::{ChunkId, Entry, History, Metadata, Snapshot, TreePath, fuzzing};
 
 use super::new_store;
 
 /// A fuzz target's entry point.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 10] = [
+const TARGETS: [(&str, Target); 11] = [
     ("config", fuzzing::config),
     ("index", fuzzing::index),
     ("frame", fuzzing::frame),
     ("pack", fuzzing::pack),
     ("snapshot", fuzzing::snapshot),
+    ("directory", fuzzing::directory),
     ("layer", fuzzing::layer),
     ("image", fuzzing::image),
     ("store_model", fuzzing::store_model),
@@ -106,9 +107,17 @@ fn write_fuzz_seeds() {
     let image = store
         .put_child_image(Some(&base), &layer, &upper, None, History::default())
         .unwrap();
-    let seeds: [(&str, &str, Vec<u8>); 6] = [
+    let stored = |tree: &Snapshot| {
+        let id = store.put_snapshot(tree).unwrap();
+        store
+            .read_chunk(&ChunkId::from_bytes(*id.as_bytes()))
+            .unwrap()
+    };
+    let seeds: [(&str, &str, Vec<u8>); 8] = [
         ("snapshot", "seed-snapshot-0", lower.encode()),
         ("snapshot", "seed-snapshot-1", upper.encode()),
+        ("directory", "seed-directory-0", stored(&lower)),
+        ("directory", "seed-directory-1", stored(&upper)),
         ("layer", "seed-layer-0", layer.encode()),
         (
             "layer",

@@ -8,3 +8,4 @@ mod model;
 mod objects;
 mod oci;
 mod properties;
+mod stored;

@@ -145,7 +145,7 @@ fn create_upper(store: &Store, view: &ViewSpec<'_>, top: Option<&Path>) -> Resul
         remove_tree(&tmp)?;
         let root = match top {
             Some(top) => Entry::dir(TreePath::ROOT, root_metadata(top)?),
-            None => view.base.get()?.root().clone(),
+            None => view.base.root()?,
         };
         let root_only = Snapshot::from_sorted(vec![root])?;
         store.checkout(&root_only, &tmp, &CheckoutOptions::default())?;
@@ -245,7 +245,7 @@ impl MountBackend for OverlayBackend {
         if view.read_only || !upper.is_dir() {
             return Ok(Layer::empty());
         }
-        upper::layer_from_upper(store, &upper, view.base.get()?)
+        upper::layer_from_upper(store, &upper, view.base)
     }
 
     fn usage(&self, _store: &Store, view: &ViewSpec<'_>) -> Result<Usage> {
@@ -256,7 +256,7 @@ impl MountBackend for OverlayBackend {
         }
         // The root is always in the upper directory; it counts when changed.
         let root = std::fs::symlink_metadata(&upper).map_err(|e| Error::io("stat", &upper, e))?;
-        let base = &view.base.get()?.root().meta;
+        let base = view.base.root()?.meta;
         let mtime = (root.mtime(), u32::try_from(root.mtime_nsec()).unwrap_or(0));
         if (root.mode() & 0o7777, root.uid(), root.gid(), mtime)
             != (

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::Result;
+use crate::mount::BaseTree;
 use crate::mount::overlay::extract::{OPAQUE_XATTR, OVERLAY_XATTR_PREFIX};
 use crate::store::Store;
 use crate::tree::{Entry, EntryKind, Layer, ScanOptions, Snapshot, TreePath};
@@ -30,7 +31,7 @@ use crate::tree::{Entry, EntryKind, Layer, ScanOptions, Snapshot, TreePath};
 /// # Errors
 /// [`Store::scan`]'s errors (naming the path); [`crate::Error::InvalidTree`]
 /// if the changes do not make a layer.
-pub(crate) fn layer_from_upper(store: &Store, upper: &Path, base: &Snapshot) -> Result<Layer> {
+pub(crate) fn layer_from_upper(store: &Store, upper: &Path, base: &BaseTree<'_>) -> Result<Layer> {
     let scanned = store.scan(upper, &ScanOptions::default())?.snapshot;
     // Directories moved from the lower layers (overlayfs's redirects): their
     // lower contents are elsewhere in the base, so each becomes an opaque
@@ -49,9 +50,9 @@ pub(crate) fn layer_from_upper(store: &Store, upper: &Path, base: &Snapshot) -> 
     let mut whiteouts = Vec::new();
     let mut opaque_dirs = Vec::new();
     for dir in &moved {
-        let origin = lower_origin(&scanned, base, dir);
-        merged_subtree(&scanned, base, dir, origin.as_ref(), &mut upserts);
-        if base.get(dir).is_some_and(Entry::is_dir) {
+        let origin = lower_origin(&scanned, base, dir)?;
+        merged_subtree(&scanned, base, dir, origin.as_ref(), &mut upserts)?;
+        if base.entry(dir)?.is_some_and(|e| e.is_dir()) {
             opaque_dirs.push(dir.clone());
         }
     }
@@ -65,16 +66,17 @@ pub(crate) fn layer_from_upper(store: &Store, upper: &Path, base: &Snapshot) -> 
         strip_overlay_xattrs(&mut entry);
         // Only a directory the base has can hide anything (overlayfs also
         // marks directories it creates new, with nothing below, opaque).
-        if is_opaque && !entry.path.is_root() && base.get(&entry.path).is_some_and(Entry::is_dir) {
+        let lower = base.entry(&entry.path)?;
+        if is_opaque && !entry.path.is_root() && lower.as_ref().is_some_and(Entry::is_dir) {
             opaque_dirs.push(entry.path.clone());
         }
-        if base.get(&entry.path) == Some(&entry) {
+        if lower.as_ref() == Some(&entry) {
             continue;
         }
         upserts.push(entry);
     }
     upserts.sort_by(|a, b| a.path.cmp(&b.path));
-    upserts.extend(split_links(base, &upserts, &whiteouts, &opaque_dirs));
+    upserts.extend(split_links(base, &upserts, &whiteouts, &opaque_dirs)?);
     Layer::new(upserts, whiteouts, opaque_dirs)
 }
 
@@ -105,20 +107,33 @@ fn strip_overlay_xattrs(entry: &mut Entry) {
 /// its redirect (absolute, or relative to its parent's origin), else its
 /// parent's origin joined with its name; `None` below an opaque directory or
 /// where the base has no directory.
-fn lower_origin(scanned: &Snapshot, base: &Snapshot, dir: &TreePath) -> Option<TreePath> {
+fn lower_origin(
+    scanned: &Snapshot,
+    base: &BaseTree<'_>,
+    dir: &TreePath,
+) -> Result<Option<TreePath>> {
     if dir.is_root() {
-        return Some(TreePath::ROOT);
+        return Ok(Some(TreePath::ROOT));
     }
     let entry = scanned.get(dir);
+    let parent_origin = |base| match dir.parent() {
+        Some(parent) => lower_origin(scanned, base, &parent),
+        None => Ok(None),
+    };
     let origin = match entry.and_then(redirect) {
-        Some(r) if r.first() == Some(&b'/') => TreePath::new(r.get(1..)?.to_vec()).ok(),
-        Some(r) => lower_origin(scanned, base, &dir.parent()?)?.join(r).ok(),
+        Some(r) if r.first() == Some(&b'/') => {
+            r.get(1..).and_then(|r| TreePath::new(r.to_vec()).ok())
+        }
+        Some(r) => parent_origin(base)?.and_then(|o| o.join(r).ok()),
         None if entry.is_some_and(is_opaque) => None,
-        None => lower_origin(scanned, base, &dir.parent()?)?
-            .join(dir.file_name()?)
-            .ok(),
-    }?;
-    base.get(&origin).filter(|e| e.is_dir()).map(|_| origin)
+        None => {
+            parent_origin(base)?.and_then(|o| dir.file_name().and_then(|name| o.join(name).ok()))
+        }
+    };
+    let Some(origin) = origin else {
+        return Ok(None);
+    };
+    Ok(base.entry(&origin)?.filter(Entry::is_dir).map(|_| origin))
 }
 
 /// Pushes to `out` every entry beneath the upper directory `dir` (and `dir`
@@ -126,13 +141,13 @@ fn lower_origin(scanned: &Snapshot, base: &Snapshot, dir: &TreePath) -> Option<T
 /// beneath `origin` that no upper entry or whiteout replaces, moved to `dir`.
 fn merged_subtree(
     scanned: &Snapshot,
-    base: &Snapshot,
+    base: &BaseTree<'_>,
     dir: &TreePath,
     origin: Option<&TreePath>,
     out: &mut Vec<Entry>,
-) {
+) -> Result<()> {
     let Some(upper_dir) = scanned.get(dir) else {
-        return;
+        return Ok(());
     };
     let mut entry = upper_dir.clone();
     strip_overlay_xattrs(&mut entry);
@@ -147,8 +162,8 @@ fn merged_subtree(
             continue;
         }
         if child.is_dir() {
-            let child_origin = lower_origin(scanned, base, &child.path);
-            merged_subtree(scanned, base, &child.path, child_origin.as_ref(), out);
+            let child_origin = lower_origin(scanned, base, &child.path)?;
+            merged_subtree(scanned, base, &child.path, child_origin.as_ref(), out)?;
         } else {
             let mut entry = child.clone();
             strip_overlay_xattrs(&mut entry);
@@ -156,45 +171,57 @@ fn merged_subtree(
         }
     }
     let Some(origin) = origin else {
-        return;
+        return Ok(());
     };
-    for child in base.children_of(origin) {
+    for child in base.children(origin)? {
         let Some(name) = child.path.file_name() else {
             continue;
         };
         if names.contains(name) {
             continue;
         }
-        for e in std::iter::once(child).chain(base.descendants_of(&child.path)) {
-            if let Some(moved) = rebase(base, e, origin, dir) {
+        let below = base.descendants(&child.path)?;
+        for e in std::iter::once(&child).chain(&below) {
+            if let Some(moved) = rebase(base, e, origin, dir)? {
                 out.push(moved);
             }
         }
     }
+    Ok(())
 }
 
 /// `entry` of the base, beneath `from`, moved beneath `to`; a hard link to a
 /// file outside `from` becomes a copy of it.
-fn rebase(base: &Snapshot, entry: &Entry, from: &TreePath, to: &TreePath) -> Option<Entry> {
+fn rebase(
+    base: &BaseTree<'_>,
+    entry: &Entry,
+    from: &TreePath,
+    to: &TreePath,
+) -> Result<Option<Entry>> {
     let moved = |path: &TreePath| -> Option<TreePath> {
         let rel = path.as_bytes().get(from.as_bytes().len()..)?;
         let rel = if from.is_root() { rel } else { rel.get(1..)? };
         to.join(rel).ok()
     };
-    let path = moved(&entry.path)?;
+    let Some(path) = moved(&entry.path) else {
+        return Ok(None);
+    };
     let mut out = Entry::new(path, entry.kind.clone(), entry.meta.clone());
     if let EntryKind::Hardlink { target } = &entry.kind {
         if from.is_ancestor_of(target) {
-            out.kind = EntryKind::Hardlink {
-                target: moved(target)?,
+            let Some(target) = moved(target) else {
+                return Ok(None);
             };
+            out.kind = EntryKind::Hardlink { target };
         } else {
-            let file = base.get(target)?;
-            out.kind = file.kind.clone();
-            out.meta = file.meta.clone();
+            let Some(file) = base.entry(target)? else {
+                return Ok(None);
+            };
+            out.kind = file.kind;
+            out.meta = file.meta;
         }
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// Hard links of `base` whose target the changes replace or delete, while
@@ -203,11 +230,11 @@ fn rebase(base: &Snapshot, entry: &Entry, from: &TreePath, to: &TreePath) -> Opt
 /// so they become files of their own, the old content and metadata, the
 /// further links of one group linked to the first.
 fn split_links(
-    base: &Snapshot,
+    base: &BaseTree<'_>,
     upserts: &[Entry],
     whiteouts: &[TreePath],
     opaque_dirs: &[TreePath],
-) -> Vec<Entry> {
+) -> Result<Vec<Entry>> {
     let upserted = |path: &TreePath| upserts.binary_search_by(|e| e.path.cmp(path)).is_ok();
     let touched = |path: &TreePath| {
         upserted(path)
@@ -216,9 +243,10 @@ fn split_links(
                 .any(|w| w == path || w.is_ancestor_of(path))
             || opaque_dirs.iter().any(|o| o.is_ancestor_of(path))
     };
+    let links = base.hardlinks()?;
     let mut firsts: HashMap<&TreePath, TreePath> = HashMap::new();
     let mut out = Vec::new();
-    for entry in base {
+    for entry in &links {
         let EntryKind::Hardlink { target } = &entry.kind else {
             continue;
         };
@@ -231,16 +259,12 @@ fn split_links(
                 first.clone(),
                 entry.meta.clone(),
             ));
-        } else if let Some(file) = base.get(target) {
-            out.push(Entry::new(
-                entry.path.clone(),
-                file.kind.clone(),
-                file.meta.clone(),
-            ));
+        } else if let Some(file) = base.entry(target)? {
+            out.push(Entry::new(entry.path.clone(), file.kind, file.meta));
             firsts.insert(target, entry.path.clone());
         }
     }
-    out
+    Ok(out)
 }
 
 /// Whether `entry` is an overlayfs whiteout: a `0:0` character device.
@@ -314,7 +338,17 @@ mod privileged {
         changed.unwrap();
         let seen = seen.unwrap().snapshot;
 
-        let layer = layer_from_upper(&store, &upper, &base).unwrap();
+        // The base read a directory at a time (as a commit does) and read
+        // whole give one layer.
+        let lazy = BaseTree::lazy(&store, image.id());
+        let layer = layer_from_upper(&store, &upper, &lazy).unwrap();
+        assert!(!lazy.is_loaded());
+        let given = BaseTree::given(base.clone());
+        assert_eq!(layer_from_upper(&store, &upper, &given).unwrap(), layer);
+        assert_eq!(
+            store.apply_layer(&image.rootfs(), &layer).unwrap(),
+            layer.apply(&base).unwrap().id()
+        );
         assert_eq!(layer.whiteouts(), [p("a/b"), p("d"), p("s")]);
         // The moved directories are new here: nothing below them to hide.
         assert_eq!(layer.opaque_dirs(), [p("o")]);

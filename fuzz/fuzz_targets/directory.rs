@@ -1,0 +1,8 @@
+//! Raw bytes into a stored tree's directory object: decoding returns, never
+//! panics or over-allocates; what decodes re-encodes to the same bytes and
+//! reads back as a tree (see `layerstore::fuzzing::directory`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    layerstore::fuzzing::directory(data);
+});
