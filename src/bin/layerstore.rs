@@ -11,7 +11,8 @@ use layerstore::build::{BuildOptions, Builder};
 use layerstore::mount::{CommitOptions, Containers, PrepareOptions};
 use layerstore::{
     CheckoutOptions, EntryKind, Error, FsckOptions, GcOptions, History, ImageConfig, ImageId,
-    ScanOptions, Snapshot, Store, StoreOptions, SyncOptions, SyncReport, TagName, Timestamp,
+    ScanOptions, Snapshot, SnapshotId, Store, StoreOptions, SyncOptions, SyncReport, TagName,
+    Timestamp,
 };
 use serde_json::json;
 
@@ -721,10 +722,6 @@ fn commit(
     let store = open(cli)?;
     let tag = tag.map(tag_name).transpose()?;
     let parent = parent.map(|p| store.resolve_image(p)).transpose()?;
-    let base = match &parent {
-        Some(id) => store.image_tree(id)?,
-        None => Snapshot::empty(),
-    };
     let bar = spinner(cli, format!("scanning {}", dir.display()));
     let scanned = store.scan(dir, &ScanOptions::default());
     finish(bar);
@@ -732,7 +729,13 @@ fn commit(
     for warning in &scanned.warnings {
         eprintln!("layerstore: warning: {warning}");
     }
-    let layer = base.diff(&scanned.snapshot);
+    // The scan stored the tree: the layer from the parent's tree reads only
+    // the directories that differ.
+    let layer = match (&parent, scanned.snapshot_id) {
+        (Some(id), Some(tree)) => store.diff_stored(&store.image(id)?.rootfs(), &tree)?,
+        (Some(id), None) => store.image_tree(id)?.diff(&scanned.snapshot),
+        (None, _) => Snapshot::empty().diff(&scanned.snapshot),
+    };
     let created = now();
     let config = match &parent {
         Some(id) => store.image(id)?.config().clone(),
@@ -748,13 +751,11 @@ fn commit(
         created: Some(created),
         empty_layer: false,
     };
-    let id = store.put_child_image(
-        parent.as_ref(),
-        &layer,
-        &scanned.snapshot,
-        Some(config),
-        history,
-    )?;
+    let rootfs = match scanned.snapshot_id {
+        Some(id) => id,
+        None => store.put_snapshot(&scanned.snapshot)?,
+    };
+    let id = store.put_child_image_of(parent.as_ref(), &layer, rootfs, Some(config), history)?;
     // Durable before it is named: a tag never points at a partial image.
     store.flush()?;
     if let Some(tag) = &tag {
@@ -782,9 +783,15 @@ fn tree_of(store: &Store, what: &str) -> Result<Snapshot, Failure> {
 
 fn diff(cli: &Cli, a: &str, b: &str, exit_code: bool) -> CmdResult {
     let store = open(cli)?;
-    let old = tree_of(&store, a)?;
-    let new = tree_of(&store, b)?;
-    let changes = old.changes(&new);
+    let changes = if Path::new(a).is_dir() || Path::new(b).is_dir() {
+        tree_of(&store, a)?.changes(&tree_of(&store, b)?)
+    } else {
+        // Two images: only the directories that differ are read.
+        let rootfs = |what: &str| -> Result<SnapshotId, Failure> {
+            Ok(store.image(&store.resolve_image(what)?)?.rootfs())
+        };
+        store.changes_stored(&rootfs(a)?, &rootfs(b)?)?
+    };
     if cli.json {
         let list: Vec<_> = changes
             .iter()

@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::confine::{self, Root};
 use crate::fsutil::{durable, reflink};
 use crate::store::Store;
-use crate::tree::{CheckoutOptions, Entry, Layer, ScanOptions, Snapshot, TreePath};
+use crate::tree::{CheckoutOptions, Layer, ScanOptions, Snapshot, TreePath};
 
 /// The container's tree while unmounted.
 const ROOTFS: &str = "rootfs";
@@ -465,36 +465,37 @@ impl MountBackend for CopyBackend {
         let Some(dir) = Self::tree_dir(view)? else {
             return Ok(Layer::empty());
         };
-        // The base tree is decoded while the walk waits on the filesystem.
-        let (walked, base) = rayon::join(
-            || super::rescan::rescan(store, view.state, &dir),
-            || view.base.get(),
-        );
-        let mut tree = if let Some(tree) = walked? {
-            tree
-        } else {
-            let tree = store.scan(&dir, &ScanOptions::default())?.snapshot;
-            // So that the next commit walks quickly again.
-            super::rescan::record(store, view.state, &dir, &tree)?;
-            tree
-        };
-        let base = base?;
+        let (mut tree, mut id) =
+            if let Some(walked) = super::rescan::rescan(store, view.state, &dir)? {
+                walked
+            } else {
+                let scanned = store.scan(&dir, &ScanOptions::default())?;
+                // So that the next commit walks quickly again.
+                super::rescan::record(store, view.state, &dir, &scanned.snapshot)?;
+                let id = match scanned.snapshot_id {
+                    Some(id) => id,
+                    None => store.put_snapshot(&scanned.snapshot)?,
+                };
+                (scanned.snapshot, id)
+            };
         let skipped = read_paths(&view.state.join(SKIPPED))?;
         if !skipped.is_empty() {
             // Devices this process could not create are the image's still.
             let present: BTreeSet<&TreePath> = tree.entries().iter().map(|e| &e.path).collect();
-            let mut extra: Vec<Entry> = skipped
-                .iter()
-                .filter(|p| !present.contains(p))
-                .filter(|p| p.parent().is_some_and(|d| present.contains(&d)))
-                .filter_map(|p| base.get(p).cloned())
-                .collect();
+            let mut extra = Vec::new();
+            for path in &skipped {
+                if !present.contains(path) && path.parent().is_some_and(|d| present.contains(&d)) {
+                    extra.extend(view.base.entry(path)?);
+                }
+            }
             if !extra.is_empty() {
                 extra.extend(tree.into_entries());
                 tree = Snapshot::from_entries(extra)?;
+                id = store.put_snapshot(&tree)?;
             }
         }
-        Ok(base.diff(&tree))
+        // Both trees are stored: only the directories that differ are read.
+        store.diff_stored(&view.base.id()?, &id)
     }
 
     fn usage(&self, store: &Store, view: &ViewSpec<'_>) -> Result<Usage> {

@@ -126,9 +126,14 @@ pub(crate) fn record(store: &Store, state: &Path, dir: &Path, tree: &Snapshot) -
     }
 }
 
-/// The tree in `dir` now, by the quick walk; `None` if the walk gave up (or
-/// there is no usable record): then the caller scans.
-pub(crate) fn rescan(store: &Store, state: &Path, dir: &Path) -> Result<Option<Snapshot>> {
+/// The tree in `dir` now, by the quick walk, and its id (it is stored);
+/// `None` if the walk gave up (or there is no usable record): then the
+/// caller scans.
+pub(crate) fn rescan(
+    store: &Store,
+    state: &Path,
+    dir: &Path,
+) -> Result<Option<(Snapshot, SnapshotId)>> {
     let Some(record) = load(state) else {
         return Ok(None);
     };
@@ -141,10 +146,11 @@ pub(crate) fn rescan(store: &Store, state: &Path, dir: &Path) -> Result<Option<S
     if let Some(walked) = walk(store, state, dir, Some(&record.keys), Some(&previous))? {
         // Nothing changed: the tree and the record are the previous ones.
         if !walked.changed {
-            return Ok(Some(previous));
+            return Ok(Some((previous, record.tree)));
         }
-        save(state, store.put_snapshot(&walked.tree)?, walked.keys)?;
-        Ok(Some(walked.tree))
+        let id = store.put_snapshot(&walked.tree)?;
+        save(state, id, walked.keys)?;
+        Ok(Some((walked.tree, id)))
     } else {
         forget(state);
         Ok(None)
@@ -463,7 +469,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (store, dir, state, tree) = setup(tmp.path());
         // Unchanged: the same tree, nothing read.
-        let again = rescan(&store, &state, &dir).unwrap().unwrap();
+        let again = rescan(&store, &state, &dir).unwrap().unwrap().0;
         assert_eq!(again.id(), tree.id());
         assert_eq!(again.id(), full_scan(&store, &dir).id());
         // Every kind of change, including same-size content with the old
@@ -498,12 +504,12 @@ mod tests {
             )
             .unwrap();
         }
-        let quick = rescan(&store, &state, &dir).unwrap().unwrap();
+        let quick = rescan(&store, &state, &dir).unwrap().unwrap().0;
         assert_eq!(quick, full_scan(&store, &dir));
         assert_ne!(quick.id(), tree.id());
         // And again right away (everything just written is racy).
         std::fs::write(dir.join("new"), "NOVEMBER").unwrap();
-        let quick = rescan(&store, &state, &dir).unwrap().unwrap();
+        let quick = rescan(&store, &state, &dir).unwrap().unwrap().0;
         assert_eq!(quick, full_scan(&store, &dir));
     }
 
@@ -518,17 +524,17 @@ mod tests {
         // reads it again and records it as settled.
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert_eq!(
-            rescan(&store, &state, &dir).unwrap().unwrap().id(),
+            rescan(&store, &state, &dir).unwrap().unwrap().0.id(),
             tree.id()
         );
         let before = std::fs::metadata(state.join(RECORD)).unwrap();
-        let again = rescan(&store, &state, &dir).unwrap().unwrap();
+        let again = rescan(&store, &state, &dir).unwrap().unwrap().0;
         assert_eq!(again.id(), tree.id());
         let after = std::fs::metadata(state.join(RECORD)).unwrap();
         assert_eq!(before.ino(), after.ino(), "the record was written again");
         // A deletion alone is seen, and recorded.
         std::fs::remove_file(dir.join("d/e/f")).unwrap();
-        let quick = rescan(&store, &state, &dir).unwrap().unwrap();
+        let quick = rescan(&store, &state, &dir).unwrap().unwrap().0;
         assert_eq!(quick, full_scan(&store, &dir));
         assert!(quick.get(&TreePath::new("d/e/f").unwrap()).is_none());
         let after = std::fs::metadata(state.join(RECORD)).unwrap();

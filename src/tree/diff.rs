@@ -81,8 +81,7 @@ enum Step<'a> {
 
 /// Merges `old` and `new`, calling `out` for each upsert and whiteout, in path
 /// order.
-fn merge<'a>(old: &'a Snapshot, new: &'a Snapshot, mut out: impl FnMut(Step<'a>)) {
-    let (old, new) = (old.entries(), new.entries());
+fn merge<'a>(old: &'a [Entry], new: &'a [Entry], mut out: impl FnMut(Step<'a>)) {
     let (mut i, mut j) = (0, 0);
     // A path of `old` whose descendants are gone with it (deleted, or replaced
     // by a non-directory). Descendants are contiguous, so one suffices.
@@ -149,13 +148,7 @@ impl Snapshot {
     /// rules for what is upserted and what is whited out.
     #[must_use]
     pub fn diff(&self, newer: &Snapshot) -> Layer {
-        let mut upserts = Vec::new();
-        let mut whiteouts = Vec::new();
-        merge(self, newer, |step| match step {
-            Step::Upsert(e, _) => upserts.push(e.clone()),
-            Step::Whiteout(p) => whiteouts.push(p.clone()),
-        });
-        Layer::from_canonical_parts(upserts, whiteouts, Vec::new())
+        diff_entries(self.entries(), newer.entries())
     }
 
     /// The paths that differ between `self` and `newer`, sorted by path:
@@ -164,19 +157,37 @@ impl Snapshot {
     /// its old descendants).
     #[must_use]
     pub fn changes(&self, newer: &Snapshot) -> Vec<Change> {
-        let mut changes = Vec::new();
-        merge(self, newer, |step| {
-            changes.push(match step {
-                Step::Upsert(e, kind) => Change {
-                    kind,
-                    path: e.path.clone(),
-                },
-                Step::Whiteout(p) => Change {
-                    kind: ChangeKind::Deleted,
-                    path: p.clone(),
-                },
-            });
-        });
-        changes
+        changes_of_entries(self.entries(), newer.entries())
     }
+}
+
+/// [`Snapshot::diff`] of two sorted entry lists. They need not be whole
+/// trees: parts equal in both and holding no hard link may be left out of
+/// both (what a diff of stored trees does).
+pub(crate) fn diff_entries(old: &[Entry], new: &[Entry]) -> Layer {
+    let mut upserts = Vec::new();
+    let mut whiteouts = Vec::new();
+    merge(old, new, |step| match step {
+        Step::Upsert(e, _) => upserts.push(e.clone()),
+        Step::Whiteout(p) => whiteouts.push(p.clone()),
+    });
+    Layer::from_canonical_parts(upserts, whiteouts, Vec::new())
+}
+
+/// [`Snapshot::changes`] of two sorted entry lists, as [`diff_entries`].
+pub(crate) fn changes_of_entries(old: &[Entry], new: &[Entry]) -> Vec<Change> {
+    let mut changes = Vec::new();
+    merge(old, new, |step| {
+        changes.push(match step {
+            Step::Upsert(e, kind) => Change {
+                kind,
+                path: e.path.clone(),
+            },
+            Step::Whiteout(p) => Change {
+                kind: ChangeKind::Deleted,
+                path: p.clone(),
+            },
+        });
+    });
+    changes
 }

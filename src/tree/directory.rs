@@ -285,8 +285,7 @@ pub(crate) fn expand(
 ) -> Result<()> {
     struct Open {
         path: TreePath,
-        dir: Directory,
-        next: usize,
+        children: std::vec::IntoIter<Child>,
         /// Hard links found beneath it so far, and what its parent says.
         links: u64,
         declared: u64,
@@ -298,8 +297,7 @@ pub(crate) fn expand(
     let first_depth = path.depth();
     let mut stack = vec![Open {
         path: path.clone(),
-        dir,
-        next: 0,
+        children: dir.children.into_iter(),
         links: 0,
         declared: 0,
     }];
@@ -308,7 +306,7 @@ pub(crate) fn expand(
         let Some(top) = stack.last_mut() else {
             break;
         };
-        let Some(child) = top.dir.children.get(top.next) else {
+        let Some(child) = top.children.next() else {
             let done = stack.pop().unwrap_or_else(|| unreachable!("just seen"));
             if let Some(parent) = stack.last_mut() {
                 if done.links != done.declared {
@@ -321,17 +319,17 @@ pub(crate) fn expand(
             }
             continue;
         };
-        top.next += 1;
         if out.len() >= MAX_TREE_ENTRIES {
             return Err(bad(format!(
                 "the tree has more than {MAX_TREE_ENTRIES} entries"
             )));
         }
-        let path = top.path.join(&child.name)?;
-        match &child.node {
+        // `Directory::decode` checked that the name is one valid component.
+        let path = top.path.join_name(&child.name);
+        match child.node {
             Node::Leaf(kind, meta) => {
-                top.links += child.node.links();
-                out.push(Entry::new(path, kind.clone(), meta.clone()));
+                top.links += u64::from(matches!(kind, EntryKind::Hardlink { .. }));
+                out.push(Entry::new(path, kind, meta));
             }
             Node::Dir(id, declared) => {
                 if depth > MAX_DEPTH {
@@ -339,13 +337,11 @@ pub(crate) fn expand(
                         "'{path}' is more than {MAX_DEPTH} directories deep"
                     )));
                 }
-                let declared = *declared;
-                let dir = load(&ChunkId::from_bytes(*id))?;
-                out.push(Entry::dir(path.clone(), dir.meta.clone()));
+                let dir = load(&ChunkId::from_bytes(id))?;
+                out.push(Entry::dir(path.clone(), dir.meta));
                 stack.push(Open {
                     path,
-                    dir,
-                    next: 0,
+                    children: dir.children.into_iter(),
                     links: 0,
                     declared,
                 });

@@ -1,6 +1,8 @@
 //! Tree objects in the store: layers, snapshots and images as metadata objects,
 //! images resolved from tags, ids and id prefixes, images flattened and made.
 
+use std::collections::HashMap;
+
 use rayon::prelude::*;
 
 use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
@@ -67,7 +69,45 @@ impl Store {
     /// As [`Store::layer`], for any of its directories.
     pub fn snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let root = self.directory(&ChunkId::from_bytes(*id.as_bytes()))?;
-        directory::assemble(root, &|id| self.directory(id))
+        let read = std::sync::Mutex::new(self.directories_beneath(&root)?);
+        directory::assemble(root, &|id| {
+            let taken = read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(id);
+            // A directory met twice (equal subtrees) is read again.
+            taken.map_or_else(|| self.directory(id), Ok)
+        })
+    }
+
+    /// Every directory object beneath `root`, read a level at a time, each
+    /// level's in parallel.
+    fn directories_beneath(&self, root: &Directory) -> Result<HashMap<ChunkId, Directory>> {
+        let mut read = HashMap::new();
+        let mut level: Vec<ChunkId> = root
+            .children
+            .iter()
+            .filter_map(|c| c.node.dir_id())
+            .collect();
+        for _ in 0..=directory::MAX_DEPTH {
+            level.sort_unstable();
+            level.dedup();
+            level.retain(|id| !read.contains_key(id));
+            if level.is_empty() {
+                break;
+            }
+            let dirs: Vec<Directory> = level
+                .par_iter()
+                .map(|id| self.directory(id))
+                .collect::<Result<_>>()?;
+            let next = dirs
+                .iter()
+                .flat_map(|d| d.children.iter().filter_map(|c| c.node.dir_id()))
+                .collect();
+            read.extend(level.drain(..).zip(dirs));
+            level = next;
+        }
+        Ok(read)
     }
 
     /// The directory object `id` of a stored tree.

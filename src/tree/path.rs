@@ -59,6 +59,18 @@ impl TreePath {
         Self(bytes)
     }
 
+    /// This path followed by `name`, one component already known to be valid
+    /// (not empty, `.` or `..`; no `/` or NUL).
+    pub(crate) fn join_name(&self, name: &[u8]) -> TreePath {
+        let mut bytes = Vec::with_capacity(self.0.len() + 1 + name.len());
+        bytes.extend_from_slice(&self.0);
+        if !self.is_root() {
+            bytes.push(b'/');
+        }
+        bytes.extend_from_slice(name);
+        Self::from_trusted(bytes)
+    }
+
     /// Whether this is the root directory.
     #[must_use]
     pub fn is_root(&self) -> bool {

@@ -35,6 +35,7 @@ use rayon::prelude::*;
 use rustix::fs::{FileType, Stat};
 use rustix::io::Errno;
 
+use crate::digest::SnapshotId;
 use crate::error::{Error, Result};
 use crate::fsutil::confine::Root;
 use crate::fsutil::dir::Dir;
@@ -85,6 +86,11 @@ pub struct ScanOutcome {
     pub bytes_read: u64,
     /// How many files' chunk lists came from the stat cache, unread.
     pub files_from_cache: u64,
+    /// The id under which the scan stored the tree, if it did (it does when
+    /// it saves the stat cache, which names the tree): pass it to
+    /// [`Store::put_child_image_of`] or [`Store::diff_stored`] rather than
+    /// storing or reading the tree again.
+    pub snapshot_id: Option<SnapshotId>,
 }
 
 /// Something a scan left out, or could not do, without failing.
@@ -293,6 +299,7 @@ impl Store {
         let (entries, stats): (Vec<Entry>, Vec<Option<FileStat>>) = found.into_iter().unzip();
         let snapshot = Snapshot::from_sorted(entries)?;
 
+        let mut snapshot_id = None;
         if scan.save_cache {
             // The cache names the snapshot, stored: the previous one if
             // nothing changed (no need to encode it again).
@@ -300,7 +307,8 @@ impl Store {
                 Some(cache) if *cache.tree() == snapshot => Some(cache.tree_id()),
                 _ => match self.put_snapshot(&snapshot) {
                     Ok(id) => Some(id),
-                    // Too large to be one object: no cache, but the scan stands.
+                    // A directory too large to be one object: no cache, but
+                    // the scan stands.
                     Err(err @ Error::InvalidArgument(_)) => {
                         scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
                         None
@@ -308,6 +316,7 @@ impl Store {
                     Err(err) => return Err(err),
                 },
             };
+            snapshot_id = tree_id;
             if let Some(tree_id) = tree_id {
                 let mut records = Records::new(stats.len());
                 for (index, stat) in stats.iter().enumerate() {
@@ -343,6 +352,7 @@ impl Store {
             files_read: scan.files_read.into_inner(),
             bytes_read: scan.bytes_read.into_inner(),
             files_from_cache: scan.files_from_cache.into_inner(),
+            snapshot_id,
         })
     }
 }

@@ -11,6 +11,7 @@ use crate::digest::{ChunkId, SnapshotId};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::tree::codec::{self, ObjectKind};
+use crate::tree::diff::{self, Change};
 use crate::tree::directory::{self, Child, Directory, Node};
 use crate::tree::entry::{Entry, EntryKind, Metadata};
 use crate::tree::layer::Layer;
@@ -463,4 +464,137 @@ impl Edit {
         }
         Ok((*id.as_bytes(), links))
     }
+}
+
+/// Stored trees compared
+impl Store {
+    /// The layer that turns the stored tree `old` into the stored tree `new`:
+    /// [`Snapshot::diff`](crate::Snapshot::diff) of the two, reading only the
+    /// directories that differ (equal subtrees have equal ids) and those with
+    /// hard links beneath them.
+    ///
+    /// # Errors
+    /// As [`StoredTree::get`], for the directories read.
+    pub fn diff_stored(&self, old: &SnapshotId, new: &SnapshotId) -> Result<Layer> {
+        let (a, b) = self.differing_entries(old, new)?;
+        Ok(diff::diff_entries(&a, &b))
+    }
+
+    /// The paths that differ between the stored trees `old` and `new`:
+    /// [`Snapshot::changes`](crate::Snapshot::changes) of the two, read as
+    /// [`Store::diff_stored`] reads them.
+    ///
+    /// # Errors
+    /// As [`Store::diff_stored`].
+    pub fn changes_stored(&self, old: &SnapshotId, new: &SnapshotId) -> Result<Vec<Change>> {
+        let (a, b) = self.differing_entries(old, new)?;
+        Ok(diff::changes_of_entries(&a, &b))
+    }
+
+    /// The entries of `old` and of `new` that a diff of the two can tell
+    /// apart, each list sorted: equal subtrees without hard links are left
+    /// out of both, and a subtree that only `old` has is its top alone.
+    fn differing_entries(
+        &self,
+        old: &SnapshotId,
+        new: &SnapshotId,
+    ) -> Result<(Vec<Entry>, Vec<Entry>)> {
+        let trees = [StoredTree::new(self, *old), StoredTree::new(self, *new)];
+        let (old_root, new_root) = (trees[0].root_dir()?, trees[1].root_dir()?);
+        let mut out = (
+            vec![Entry::dir(TreePath::ROOT, old_root.meta.clone())],
+            vec![Entry::dir(TreePath::ROOT, new_root.meta.clone())],
+        );
+        if old != new || old_root.children.iter().any(|c| c.node.links() > 0) {
+            compare(&trees, &TreePath::ROOT, &old_root, &new_root, &mut out, 0)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Pushes the entries beneath `path` that [`Store::differing_entries`]
+/// keeps, merging the children of `old` and `new` (the directory at `path`
+/// in each tree) by name.
+fn compare(
+    trees: &[StoredTree<'_>; 2],
+    path: &TreePath,
+    old: &Directory,
+    new: &Directory,
+    out: &mut (Vec<Entry>, Vec<Entry>),
+    depth: usize,
+) -> Result<()> {
+    use std::cmp::Ordering;
+    if depth > directory::MAX_DEPTH {
+        return Err(Error::Malformed {
+            what: "directory",
+            reason: format!(
+                "'{path}' is more than {} directories deep",
+                directory::MAX_DEPTH
+            ),
+        });
+    }
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let (a, b) = (old.children.get(i), new.children.get(j));
+        let order = match (a, b) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(a), Some(b)) => a.name.cmp(&b.name),
+        };
+        match (order, a, b) {
+            (Ordering::Less, Some(a), _) => {
+                i += 1;
+                // Gone: its descendants go with it unlisted.
+                out.0.push(trees[0].entry(a, path.join_name(&a.name))?);
+            }
+            (Ordering::Greater, _, Some(b)) => {
+                j += 1;
+                push_subtree(&trees[1], path.join_name(&b.name), b, &mut out.1)?;
+            }
+            (Ordering::Equal, Some(a), Some(b)) => {
+                i += 1;
+                j += 1;
+                let child = path.join_name(&a.name);
+                if a.node == b.node {
+                    // Equal: only hard links beneath can be told apart (one
+                    // whose target file changed elsewhere is listed again).
+                    if a.node.links() > 0 {
+                        push_subtree(&trees[0], child.clone(), a, &mut out.0)?;
+                        push_subtree(&trees[1], child, b, &mut out.1)?;
+                    }
+                    continue;
+                }
+                if let (Some(da), Some(db)) = (a.node.dir_id(), b.node.dir_id()) {
+                    let (da, db) = (trees[0].load(&da)?, trees[1].load(&db)?);
+                    out.0.push(Entry::dir(child.clone(), da.meta.clone()));
+                    out.1.push(Entry::dir(child.clone(), db.meta.clone()));
+                    compare(trees, &child, &da, &db, out, depth + 1)?;
+                } else {
+                    // Replaced (a directory's old descendants go with it
+                    // unlisted), or a changed entry.
+                    out.0.push(trees[0].entry(a, child.clone())?);
+                    push_subtree(&trees[1], child, b, &mut out.1)?;
+                }
+            }
+            _ => unreachable!("the order follows from which child there is"),
+        }
+    }
+}
+
+/// Pushes `child` at `path` and, for a directory, everything beneath it.
+fn push_subtree(
+    tree: &StoredTree<'_>,
+    path: TreePath,
+    child: &Child,
+    out: &mut Vec<Entry>,
+) -> Result<()> {
+    let Some(id) = child.node.dir_id() else {
+        out.push(tree.entry(child, path)?);
+        return Ok(());
+    };
+    let dir = tree.load(&id)?;
+    out.push(Entry::dir(path.clone(), dir.meta.clone()));
+    let load = |id: &ChunkId| tree.load(id).map(|d| (*d).clone());
+    directory::expand((*dir).clone(), &path, &load, out)
 }
