@@ -20,6 +20,7 @@
 //! large tree be found by reading only the directories that have some, and a
 //! changed directory be written without reading its unchanged children.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{ChunkId, SnapshotId};
@@ -181,14 +182,85 @@ impl Child {
 pub(crate) fn encode_tree(tree: &Snapshot) -> Vec<(ChunkId, Vec<u8>)> {
     let entries = tree.entries();
     let mut out = Vec::new();
-    // The directories enclosing the current entry, the root first.
-    let mut stack = vec![Open::new(&entries[0])];
-    for entry in &entries[1..] {
-        while !stack
-            .last()
-            .is_some_and(|d| d.entry.path.is_ancestor_of(&entry.path))
+    encode_subtree(&entries[0], &entries[1..], 0, &mut out);
+    out
+}
+
+/// Encoded directory objects with their ids.
+type Objects = Vec<(ChunkId, Vec<u8>)>;
+
+/// Subtrees this many directories deep, or smaller than
+/// [`PARALLEL_BELOW`] entries, are encoded on one thread.
+const PARALLEL_DEPTH: usize = 4;
+const PARALLEL_BELOW: usize = 2048;
+
+/// Pushes to `out` the objects of the directory `dir` and of every directory
+/// in `below` (its descendants, in order), children first; returns `dir`'s
+/// object id and the count of hard links in `below`. Subdirectories of a
+/// large directory near the top are encoded in parallel.
+fn encode_subtree(
+    dir: &Entry,
+    below: &[Entry],
+    depth: usize,
+    out: &mut Vec<(ChunkId, Vec<u8>)>,
+) -> ([u8; 32], u64) {
+    if depth >= PARALLEL_DEPTH || below.len() < PARALLEL_BELOW {
+        return encode_sequential(dir, below, out);
+    }
+    // Each child, with its descendants (contiguous after it).
+    let mut kids = Vec::new();
+    let mut rest = below;
+    while let Some((child, after)) = rest.split_first() {
+        let n = if child.is_dir() {
+            after.partition_point(|e| child.path.is_ancestor_of(&e.path))
+        } else {
+            0
+        };
+        kids.push((child, &after[..n]));
+        rest = &after[n..];
+    }
+    let encoded: Vec<Option<(Objects, [u8; 32], u64)>> = kids
+        .par_iter()
+        .map(|(child, sub)| {
+            child.is_dir().then(|| {
+                let mut objects = Vec::new();
+                let (id, links) = encode_subtree(child, sub, depth + 1, &mut objects);
+                (objects, id, links)
+            })
+        })
+        .collect();
+    let mut open = Open::new(dir);
+    for ((child, _), encoded) in kids.iter().zip(encoded) {
+        let name = child.path.file_name().unwrap_or_default();
+        let node = if let Some((objects, id, links)) = encoded {
+            out.extend(objects);
+            open.links += links;
+            NodeRef::Dir(id, links)
+        } else {
+            open.links += u64::from(matches!(child.kind, EntryKind::Hardlink { .. }));
+            NodeRef::Leaf(&child.kind, &child.meta)
+        };
+        open.children.push(ChildRef { name, node });
+    }
+    let mut stack = vec![open];
+    close(&mut stack, out)
+}
+
+/// [`encode_subtree`] on this thread: one pass over `below`, keeping the
+/// directories that enclose the current entry open.
+fn encode_sequential(
+    dir: &Entry,
+    below: &[Entry],
+    out: &mut Vec<(ChunkId, Vec<u8>)>,
+) -> ([u8; 32], u64) {
+    let mut stack = vec![Open::new(dir)];
+    for entry in below {
+        while stack.len() > 1
+            && !stack
+                .last()
+                .is_some_and(|d| d.entry.path.is_ancestor_of(&entry.path))
         {
-            close(&mut stack, &mut out);
+            close(&mut stack, out);
         }
         if entry.is_dir() {
             stack.push(Open::new(entry));
@@ -200,10 +272,12 @@ pub(crate) fn encode_tree(tree: &Snapshot) -> Vec<(ChunkId, Vec<u8>)> {
             });
         }
     }
-    while !stack.is_empty() {
-        close(&mut stack, &mut out);
+    loop {
+        let closed = close(&mut stack, out);
+        if stack.is_empty() {
+            return closed;
+        }
     }
-    out
 }
 
 /// A directory being gathered by [`encode_tree`].
@@ -224,10 +298,11 @@ impl<'a> Open<'a> {
 }
 
 /// Encodes the innermost open directory and names it in its parent (the next
-/// one out: a snapshot's parents precede their children).
-fn close(stack: &mut Vec<Open<'_>>, out: &mut Vec<(ChunkId, Vec<u8>)>) {
+/// one out: a snapshot's parents precede their children); returns its id and
+/// its count of hard links.
+fn close(stack: &mut Vec<Open<'_>>, out: &mut Vec<(ChunkId, Vec<u8>)>) -> ([u8; 32], u64) {
     let Some(done) = stack.pop() else {
-        return;
+        unreachable!("closing a directory that is not open");
     };
     let bytes = codec::encode(
         ObjectKind::Directory,
@@ -236,15 +311,16 @@ fn close(stack: &mut Vec<Open<'_>>, out: &mut Vec<(ChunkId, Vec<u8>)>) {
             children: done.children,
         },
     );
-    let id = ChunkId::of(&bytes);
-    out.push((id, bytes));
+    let id = *ChunkId::of(&bytes).as_bytes();
+    out.push((ChunkId::from_bytes(id), bytes));
     if let Some(parent) = stack.last_mut() {
         parent.links += done.links;
         parent.children.push(ChildRef {
             name: done.entry.path.file_name().unwrap_or_default(),
-            node: NodeRef::Dir(*id.as_bytes(), done.links),
+            node: NodeRef::Dir(id, done.links),
         });
     }
+    (id, done.links)
 }
 
 /// The id of `tree` as stored: its root directory object's id.
@@ -349,4 +425,156 @@ pub(crate) fn expand(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::chunk_list::ChunkList;
+    use crate::tree::entry::Timestamp;
+
+    fn p(s: &str) -> TreePath {
+        TreePath::new(s).unwrap()
+    }
+
+    /// A tree large enough for the parallel encoding: nested directories,
+    /// files, and hard links across directories.
+    fn wide_tree() -> Snapshot {
+        let mut entries = vec![Entry::dir(TreePath::ROOT, Metadata::default())];
+        for a in 0..6 {
+            entries.push(Entry::dir(p(&format!("d{a}")), Metadata::new(0o755)));
+            for b in 0..30 {
+                let dir = format!("d{a}/s{b:02}");
+                entries.push(Entry::dir(p(&dir), Metadata::new(0o750)));
+                for f in 0..25 {
+                    let mut meta = Metadata::new(0o644);
+                    meta.mtime = Timestamp::new(i64::from(a * 1000 + b * 30 + f), 7);
+                    entries.push(Entry::file(
+                        p(&format!("{dir}/f{f:02}")),
+                        ChunkList::new(),
+                        meta,
+                    ));
+                }
+                if b % 7 == 3 {
+                    entries.push(Entry::hardlink(
+                        p(&format!("{dir}/link")),
+                        p(&format!("d0/s00/f{:02}", b % 25)),
+                        Metadata::new(0o644),
+                    ));
+                }
+            }
+        }
+        Snapshot::from_entries(entries).unwrap()
+    }
+
+    #[test]
+    fn parallel_and_sequential_encodings_agree_and_read_back() {
+        let tree = wide_tree();
+        assert!(tree.entries().len() > PARALLEL_BELOW * 2);
+        let parallel = encode_tree(&tree);
+        let mut sequential = Vec::new();
+        let (root, links) =
+            encode_sequential(&tree.entries()[0], &tree.entries()[1..], &mut sequential);
+        assert_eq!(links, 6 * 4); // b = 3, 10, 17, 24 in each of 6 directories
+        assert_eq!(parallel.last().map(|(id, _)| *id.as_bytes()), Some(root));
+        let mut a: Vec<_> = parallel.iter().map(|(id, _)| *id).collect();
+        let mut b: Vec<_> = sequential.iter().map(|(id, _)| *id).collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+        // Children come before their parents.
+        let position: std::collections::HashMap<ChunkId, usize> = parallel
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
+        for (i, (_, bytes)) in parallel.iter().enumerate() {
+            for child in Directory::decode(bytes).unwrap().children {
+                if let Some(id) = child.node.dir_id() {
+                    assert!(position[&id] < i);
+                }
+            }
+        }
+        let objects: std::collections::HashMap<_, _> = parallel.into_iter().collect();
+        let load = |id: &ChunkId| Directory::decode(&objects[id]);
+        let root = load(&ChunkId::from_bytes(root)).unwrap();
+        assert_eq!(assemble(root, &load).unwrap(), tree);
+    }
+
+    #[test]
+    fn wrong_link_counts_and_bad_names_are_refused() {
+        let tree = wide_tree();
+        let objects: std::collections::HashMap<_, _> = encode_tree(&tree).into_iter().collect();
+        let root_id = ChunkId::from_bytes(*tree.id().as_bytes());
+        let mut root = Directory::decode(&objects[&root_id]).unwrap();
+        if let Node::Dir(_, links) = &mut root.children[0].node {
+            *links += 1;
+        }
+        let load = |id: &ChunkId| Directory::decode(&objects[id]);
+        assert!(matches!(
+            assemble(root, &load),
+            Err(Error::Malformed {
+                what: "directory",
+                ..
+            })
+        ));
+        for name in [&b""[..], b".", b"..", b"a/b", b"a\0"] {
+            let dir = Directory {
+                meta: Metadata::default(),
+                children: vec![Child {
+                    name: name.to_vec(),
+                    node: Node::Leaf(EntryKind::Fifo, Metadata::default()),
+                }],
+            };
+            let bytes = codec::encode(ObjectKind::Directory, &dir);
+            assert!(Directory::decode(&bytes).is_err(), "{name:?}");
+        }
+        let unsorted = Directory {
+            meta: Metadata::default(),
+            children: ["b", "a"]
+                .iter()
+                .map(|n| Child {
+                    name: n.as_bytes().to_vec(),
+                    node: Node::Leaf(EntryKind::Fifo, Metadata::default()),
+                })
+                .collect(),
+        };
+        let bytes = codec::encode(ObjectKind::Directory, &unsorted);
+        assert!(Directory::decode(&bytes).is_err());
+        let leaf_dir = Directory {
+            meta: Metadata::default(),
+            children: vec![Child {
+                name: b"d".to_vec(),
+                node: Node::Leaf(EntryKind::Dir, Metadata::default()),
+            }],
+        };
+        let bytes = codec::encode(ObjectKind::Directory, &leaf_dir);
+        assert!(Directory::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn trees_nest_at_most_max_depth() {
+        let mut entries = vec![Entry::dir(TreePath::ROOT, Metadata::default())];
+        let mut path = Vec::new();
+        for _ in 0..=MAX_DEPTH {
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.push(b'd');
+            entries.push(Entry::dir(
+                TreePath::new(path.clone()).unwrap(),
+                Metadata::default(),
+            ));
+        }
+        assert!(matches!(
+            Snapshot::from_sorted(entries.clone()),
+            Err(Error::InvalidTree { .. })
+        ));
+        entries.pop();
+        let tree = Snapshot::from_sorted(entries).unwrap();
+        let objects: std::collections::HashMap<_, _> = encode_tree(&tree).into_iter().collect();
+        let load = |id: &ChunkId| Directory::decode(&objects[id]);
+        let root = load(&ChunkId::from_bytes(*tree.id().as_bytes())).unwrap();
+        assert_eq!(assemble(root, &load).unwrap(), tree);
+    }
 }
