@@ -274,3 +274,78 @@ fn sort_orphans(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::digest::ChunkId;
+    use crate::store::{Store, TagName};
+    use crate::tree::codec::{self, ObjectKind};
+    use crate::tree::directory::{Child, Node};
+    use crate::tree::{
+        Entry, FsckOptions, History, Image, ImageConfig, Metadata, Snapshot, TreePath,
+    };
+
+    /// A directory object whose count of hard links beneath a subdirectory is
+    /// wrong (what would let a later change leave a link dangling unseen) is
+    /// reported, naming the directory.
+    #[test]
+    fn a_wrong_count_of_hard_links_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::create(tmp.path().join("s"), &crate::StoreOptions::default()).unwrap();
+        let p = |s: &str| TreePath::new(s).unwrap();
+        let tree = Snapshot::from_entries(vec![
+            Entry::dir(TreePath::ROOT, Metadata::default()),
+            Entry::dir(p("z"), Metadata::new(0o755)),
+            Entry::file(
+                p("z/f"),
+                store.put_bytes(b"x").unwrap(),
+                Metadata::new(0o644),
+            ),
+            Entry::hardlink(p("z/l"), p("z/f"), Metadata::new(0o644)),
+        ])
+        .unwrap();
+        let good = store.put_snapshot(&tree).unwrap();
+        let root = store
+            .directory(&ChunkId::from_bytes(*good.as_bytes()))
+            .unwrap();
+        let Node::Dir(z, 1) = root.children[0].node else {
+            panic!("z holds one link: {root:?}");
+        };
+        let mut bad = root.clone();
+        bad.children = vec![Child {
+            name: b"z".to_vec(),
+            node: Node::Dir(z, 0),
+        }];
+        let bad = store
+            .put_object(&codec::encode(ObjectKind::Directory, &bad))
+            .unwrap();
+        let layer = store.put_layer(&Snapshot::empty().diff(&tree)).unwrap();
+        for (name, rootfs) in [
+            ("good", good),
+            ("bad", crate::SnapshotId::from_bytes(*bad.as_bytes())),
+        ] {
+            let image = Image::new(
+                vec![layer],
+                rootfs,
+                ImageConfig::default(),
+                vec![History::default()],
+            )
+            .unwrap();
+            let id = store.put_image(&image).unwrap();
+            store
+                .set_tag(&name.parse::<TagName>().unwrap(), &id)
+                .unwrap();
+        }
+        store.flush().unwrap();
+        let report = store.fsck(&FsckOptions::default()).unwrap();
+        assert_eq!(report.affected_images.len(), 1, "{:?}", report.problems);
+        assert_eq!(report.affected_images[0].tag.to_string(), "bad:latest");
+        assert!(
+            report.affected_images[0]
+                .what
+                .contains("is said to hold 0 hard links, holds 1"),
+            "{}",
+            report.affected_images[0].what
+        );
+    }
+}

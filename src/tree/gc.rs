@@ -42,6 +42,8 @@ pub(crate) struct Walk<'a> {
     /// Every chunk reached, objects included.
     pub(crate) live: HashSet<ChunkId>,
     objects: HashMap<ChunkId, Damage>,
+    /// The hard links found beneath each directory object walked.
+    links: HashMap<ChunkId, u64>,
     /// `None` (gc): an object that does not read is an error, and file chunks
     /// are not looked up. `Some` (fsck): objects that do not read, and file
     /// chunks that are missing or in this set of unreadable ones, are counted
@@ -55,6 +57,7 @@ impl<'a> Walk<'a> {
             store,
             live: HashSet::new(),
             objects: HashMap::new(),
+            links: HashMap::new(),
             checking,
         }
     }
@@ -142,18 +145,38 @@ impl<'a> Walk<'a> {
             Err(damage) => damage,
             Ok(dir) => {
                 let mut damage = Damage::default();
+                let mut links = 0u64;
                 for child in &dir.children {
+                    let name = crate::tree::path::escape(&child.name);
                     match &child.node {
-                        Node::Dir(id, _) => {
-                            damage.add(&self.directory(ChunkId::from_bytes(*id), depth + 1)?);
+                        Node::Dir(id, declared) => {
+                            let id = ChunkId::from_bytes(*id);
+                            damage.add(&self.directory(id, depth + 1)?);
+                            let Some(&found) = self.links.get(&id) else {
+                                continue;
+                            };
+                            links = links.saturating_add(found);
+                            // A wrong count would let a change elsewhere
+                            // leave a link dangling unseen.
+                            if found != *declared && self.checking.is_some() {
+                                damage.missing += 1;
+                                damage.first.get_or_insert_with(|| {
+                                    format!(
+                                        "directory {key}: '{name}' is said to hold {declared} \
+                                         hard links, holds {found}"
+                                    )
+                                });
+                            }
                         }
                         Node::Leaf(EntryKind::File { chunks, .. }, _) => {
-                            let name = crate::tree::path::escape(&child.name);
                             self.chunks(chunks, &name, "directory", key, &mut damage);
                         }
-                        Node::Leaf(..) => {}
+                        Node::Leaf(kind, _) => {
+                            links += u64::from(matches!(kind, EntryKind::Hardlink { .. }));
+                        }
                     }
                 }
+                self.links.insert(key, links);
                 damage
             }
         };
