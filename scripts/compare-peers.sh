@@ -23,7 +23,8 @@
 # time of the four commits and the store's size after each.
 #
 # Ratios are layerstore ÷ peer, computed within each run, then the median taken.
-# The page cache is warmed before each run; nothing is dropped from it.
+# The page cache is warmed before each run; nothing is dropped from it. Each
+# timed step starts after `sync`, once the disk has been idle for a second.
 #
 # Environment: COMPARE_WORK, RESULTS, RUNS (default 3), LAYERSTORE (a binary to
 # use instead of building target/release/layerstore), MIRROR (debootstrap mirror,
@@ -134,15 +135,38 @@ HOSTNAME_=$(hostname)
 } >"$RESULTS"
 rec() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$SCENARIO" "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"; }
 
-# tm CMD...: syncs, runs CMD (output to the log), sets T (wall seconds, from the clock)
-# and RSS (peak resident set in MB, from /usr/bin/time -v).
+# The block device under $WORK, for settle(): its /sys/class/block/*/stat.
+DISK_STAT=
+disk_dev=$(findmnt -no SOURCE -T "$WORK" 2>/dev/null || true)
+[[ -n $disk_dev && -r /sys/class/block/${disk_dev##*/}/stat ]] && DISK_STAT=/sys/class/block/${disk_dev##*/}/stat
+# settle: sync, then wait (at most 60 s) until the disk has done no reads,
+# writes or discards for a second. Removing a 1.3 GB tree on a file system
+# mounted with `discard` keeps the device busy discarding for many seconds
+# after `sync` returns; a step timed then pays for the step before it.
+settle() {
+    sync
+    [[ -n $DISK_STAT ]] || return 0
+    local a b i
+    a=$(<"$DISK_STAT")
+    for ((i = 0; i < 60; i++)); do
+        sleep 1
+        b=$(<"$DISK_STAT")
+        [[ $a == "$b" ]] && return 0
+        a=$b
+    done
+    note "the disk was still busy after 60 s; measuring anyway"
+}
+
+# tm CMD...: settles, runs CMD (output to the log), sets T (wall seconds, from the
+# clock) and RSS (peak resident set in MB, from /usr/bin/time -v).
 T=0 RSS=0
 tm() {
     local tf=$TMPF.time t0 t1
     echo "+ $*" >>"$LOG"
-    # Nothing dirty when the clock starts: the writeback of an earlier step
-    # (a 1.3 GB extraction, a first commit) must not land in this one.
-    sync
+    # Nothing dirty and the disk idle when the clock starts: the writeback or
+    # discards of an earlier step (a 1.3 GB extraction removed, a first
+    # commit) must not land in this one.
+    settle
     t0=$(date +%s%N)
     if ! /usr/bin/time -v -o "$tf" "$@" >>"$LOG" 2>&1; then
         note "FAILED: $*"; tail -n 20 "$LOG" >&2; return 1

@@ -17,17 +17,21 @@ use crate::store::frame;
 use crate::store::index::Location;
 use crate::store::lock::DirLock;
 
-/// Chunks shorter than this are grouped with others into shared frames. At
-/// 32 KiB a Linux source tree stored in 0.878× the bytes of compressing each
-/// chunk alone; at 128 KiB, 0.826× (`benches/source_tree.rs`). Larger chunks
-/// gain little from company and stay alone, so reading one costs one frame.
-pub(crate) const GROUP_BELOW: usize = 128 << 10;
-/// A shared frame is sealed once its chunks add up to this much: the top of
-/// DESIGN.md's 256 KiB–1 MiB. Four Debian root filesystems committed in order
-/// (`scripts/compare-peers.sh --rootfs`) stored 257.3 MB with 512 KiB frames,
-/// 252.6 MB with 1 MiB, at the same speed; a cold read of a small chunk
-/// decodes up to twice as much (a warm one is served from the frame cache).
-pub(crate) const GROUP_TARGET: usize = 1 << 20;
+/// Chunks shorter than this are grouped with others into shared frames:
+/// with the store's chunker (at most 256 KiB a chunk) that is every chunk.
+/// A chunk as large as half a frame would gain little from company and make
+/// its neighbours' reads decode it too, so it keeps a frame of its own.
+/// Grouping only chunks under 128 KiB, as before, stored four Debian root
+/// filesystems (`scripts/compare-peers.sh --rootfs`) in 1.5 MB more and a
+/// Linux source tree in 5.7 MB more.
+pub(crate) const GROUP_BELOW: usize = 1 << 20;
+/// A shared frame is sealed once its chunks add up to this much: zstd's
+/// window at level 3, so every chunk can match against any other in its
+/// frame. Four Debian root filesystems stored 257.3 MB with 512 KiB frames,
+/// 252.6 MB with 1 MiB, 250.2 MB with 2 MiB, at the same speed; a cold read
+/// of a small chunk decodes up to the whole frame (about 2 ms here), a warm
+/// one is served from the frame cache.
+pub(crate) const GROUP_TARGET: usize = 2 << 20;
 /// Metadata objects (a tree's directories, layers, images) share frames of
 /// up to this much (one larger object has a frame of its own): reading one
 /// small object, an image say, decodes at most this much, however large the
@@ -291,10 +295,10 @@ impl Store {
     /// chunk, not cut by the chunker, so that its id is the BLAKE3 of its bytes
     /// and every read of it is verified like a chunk's.
     ///
-    /// The objects put between two flushes go into one frame (up to 64 MiB of
-    /// them), compressed with a window spanning them all and long-distance
-    /// matching: a commit's snapshot and its layer, which hold the same
-    /// entries when the layer is the image's only one, are stored about once.
+    /// The objects put between two flushes share frames of up to
+    /// [`OBJECT_FRAME_TARGET`] (a larger object has one of its own),
+    /// compressed with a window spanning the frame and long-distance
+    /// matching.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the object is empty or larger than a frame
@@ -351,6 +355,11 @@ impl Store {
                 return Ok(chunk);
             }
             pending.found(&id);
+            if pending.group_bytes.is_empty() {
+                // Room for the whole group: growing it by doubling would copy
+                // every chunk again.
+                pending.group_bytes.reserve(GROUP_TARGET + GROUP_BELOW);
+            }
             let offset = pending.group_bytes.len() as u32;
             pending.group_bytes.extend_from_slice(data);
             pending.group.push((id, chunk.len));

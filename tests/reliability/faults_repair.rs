@@ -16,8 +16,8 @@ use std::time::Duration;
 use layerstore::{FsckOptions, ImageId, Store, StoreOptions, fault};
 
 use super::faults::{EIO, ENOSPC, assert_names_fault, fsck_clean, leave_dead_writers_file};
-use super::packs_with;
 use super::sources::{assert_checks_out, commit_dir, copy_dir, write_source};
+use super::{packs_with, random_bytes};
 
 /// A damaged store: what it holds and which pack is damaged.
 struct Fixture {
@@ -65,6 +65,9 @@ fn fixture() -> Fixture {
         src("d", 14),
         src("y", 15),
     );
+    // More of c than one shared frame holds (2 MiB): the pack's first frame
+    // then holds c's chunks alone, which the other store also has.
+    std::fs::write(c_src.join("sub/more"), random_bytes(5 << 19, 13_000)).unwrap();
     let (a, a_pack) = commit_pack(&store, &template, &[&a_src]);
     let (b, b_pack) = commit_pack(&store, &template, &[&b_src]);
     let (c, cc_pack) = commit_pack(&store, &template, &[&c_src, &d_src]);
@@ -96,7 +99,7 @@ fn fixture() -> Fixture {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x10;
     std::fs::write(&b_idx, bytes).unwrap();
-    // Inside the payload of the first frame: c's large random file.
+    // Inside the payload of the first frame, which holds c's chunks alone.
     let mut bytes = std::fs::read(&cc_pack).unwrap();
     bytes[4000] ^= 0x01;
     std::fs::write(&cc_pack, bytes).unwrap();

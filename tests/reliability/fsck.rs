@@ -86,7 +86,7 @@ fn a_flipped_bit_in_a_pack_of_many_pieces_is_found() {
         .filter(|(_, w)| *w == b"LSFR")
         .map(|(at, _)| at)
         .collect();
-    assert!(headers.len() > 12, "{} frames", headers.len());
+    assert!(headers.len() >= 6, "{} frames", headers.len());
     for &at in headers.iter().step_by(headers.len() / 6) {
         offsets.extend([at + 4, at + 16, at + 30]);
     }
