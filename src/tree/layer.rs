@@ -63,6 +63,18 @@ impl Layer {
         Ok(layer)
     }
 
+    /// The layer that makes `tree` of the empty tree: what
+    /// `Snapshot::empty().diff(&tree)` gives (every entry, the root only if
+    /// its metadata is not the empty tree's), without copying the entries.
+    #[must_use]
+    pub fn of_tree(tree: Snapshot) -> Self {
+        let mut upserts = tree.into_entries();
+        if upserts.first() == Snapshot::empty().entries().first() {
+            upserts.remove(0);
+        }
+        Self::from_canonical_parts(upserts, Vec::new(), Vec::new())
+    }
+
     /// A layer from parts already sorted and valid (the diff's output).
     pub(crate) fn from_canonical_parts(
         upserts: Vec<Entry>,

@@ -20,7 +20,6 @@
 //! A rescan skips reading files that have not changed, through the stat cache
 //! ([`crate::tree::statcache`], whose module docs give the exact rule).
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
@@ -768,20 +767,38 @@ impl<'s> Scan<'s> {
 
     /// The entries of the files with several links: per (device, inode), the
     /// first path in order is the file, read once; the others link to it.
-    fn link_groups(&self, linked: Vec<Linked>) -> Result<Vec<Stated>> {
-        let mut groups: BTreeMap<(u64, u64), Vec<Linked>> = BTreeMap::new();
-        for file in linked {
-            groups
-                .entry((dev(&file.stat), ino(&file.stat)))
-                .or_default()
-                .push(file);
+    fn link_groups(&self, mut linked: Vec<Linked>) -> Result<Vec<Stated>> {
+        let inode = |file: &Linked| (dev(&file.stat), ino(&file.stat));
+        linked.par_sort_unstable_by_key(inode);
+        // Runs of one inode. A run of one (a file whose other links are
+        // outside the tree, as in a `cp -al` copy) is the common case and
+        // needs no group of its own.
+        let mut lone = Vec::new();
+        let mut groups = Vec::new();
+        let mut files = linked.into_iter().peekable();
+        while let Some(first) = files.next() {
+            let key = inode(&first);
+            if files.peek().is_some_and(|next| inode(next) == key) {
+                let mut group = vec![first];
+                while let Some(next) = files.next_if(|next| inode(next) == key) {
+                    group.push(next);
+                }
+                groups.push(group);
+            } else {
+                lone.push(first);
+            }
         }
-        let groups: Vec<Vec<Linked>> = groups.into_values().collect();
-        let entries: Vec<Vec<Stated>> = groups
+        let mut out: Vec<Stated> = lone
+            .into_par_iter()
+            .map(|file| self.lead(file))
+            .filter_map(Result::transpose)
+            .collect::<Result<_>>()?;
+        let grouped: Vec<Vec<Stated>> = groups
             .into_par_iter()
             .map(|group| self.link_group(group))
             .collect::<Result<_>>()?;
-        Ok(entries.into_iter().flatten().collect())
+        out.extend(grouped.into_iter().flatten());
+        Ok(out)
     }
 
     fn link_group(&self, mut group: Vec<Linked>) -> Result<Vec<Stated>> {
@@ -789,32 +806,11 @@ impl<'s> Scan<'s> {
         let mut members = group.into_iter();
         // If the first path vanished or was replaced, the next one leads.
         while let Some(first) = members.next() {
-            let shown = self.full(&first.path);
-            // The walk looked the file up in the stat cache already.
-            let found = if let Some(chunks) = first.cached {
-                self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-                Some(ReadFile {
-                    chunks,
-                    stat: first.stat,
-                    stable: true,
-                })
-            } else {
-                let open = || self.root.open_read(first.path.as_bytes());
-                self.read_content(&first.path, &first.stat, &shown, open)?
-            };
-            let Some(read) = found else {
+            let target = first.path.clone();
+            let Some(lead) = self.lead(first)? else {
                 continue;
             };
-            let target = first.path.clone();
-            let stat = read.stable.then(|| file_stat(&read.stat));
-            let mut out = vec![(
-                Entry::new(
-                    first.path,
-                    file_kind(read.chunks),
-                    metadata(&read.stat, first.xattrs),
-                ),
-                stat,
-            )];
+            let mut out = vec![lead];
             out.extend(members.map(|m| {
                 let meta = metadata(&m.stat, m.xattrs);
                 (Entry::hardlink(m.path, target.clone(), meta), None)
@@ -822,6 +818,34 @@ impl<'s> Scan<'s> {
             return Ok(out);
         }
         Ok(Vec::new())
+    }
+
+    /// The entry of the file that a group of links leads with: its content
+    /// read, or taken from the stat cache; `None` (after a warning) if it
+    /// vanished or was replaced.
+    fn lead(&self, first: Linked) -> Result<Option<Stated>> {
+        // The walk looked the file up in the stat cache already.
+        let found = if let Some(chunks) = first.cached {
+            self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+            Some(ReadFile {
+                chunks,
+                stat: first.stat,
+                stable: true,
+            })
+        } else {
+            let shown = self.full(&first.path);
+            let open = || self.root.open_read(first.path.as_bytes());
+            self.read_content(&first.path, &first.stat, &shown, open)?
+        };
+        Ok(found.map(|read| {
+            let stat = read.stable.then(|| file_stat(&read.stat));
+            let entry = Entry::new(
+                first.path,
+                file_kind(read.chunks),
+                metadata(&read.stat, first.xattrs),
+            );
+            (entry, stat)
+        }))
     }
 
     /// The full path of `path`, for messages.

@@ -4,7 +4,7 @@
     reason = "quickcheck properties take their arguments by value"
 )]
 
-use layerstore::{ChangeKind, Layer, Snapshot, flatten};
+use layerstore::{ChangeKind, Entry, Layer, Metadata, Snapshot, TreePath, flatten};
 use quickcheck::{QuickCheck, TestResult};
 
 use crate::arbitrary::{ArbTree, TreePair};
@@ -171,4 +171,20 @@ fn decoding_random_bytes_after_a_valid_header_never_panics() {
     QuickCheck::new()
         .tests(5000)
         .quickcheck(prop as fn(Vec<u8>) -> bool);
+}
+
+#[test]
+fn the_layer_of_a_whole_tree_is_its_diff_from_the_empty_tree() {
+    fn prop(t: ArbTree, default_root: bool) -> bool {
+        let mut entries = t.0.into_entries();
+        if default_root {
+            // The root the empty tree has: then it is no upsert.
+            entries[0] = Entry::dir(TreePath::ROOT, Metadata::default());
+        }
+        let tree = Snapshot::from_sorted(entries).unwrap();
+        let expected = Snapshot::empty().diff(&tree);
+        let layer = Layer::of_tree(tree.clone());
+        layer == expected && layer.apply(&Snapshot::empty()).unwrap() == tree
+    }
+    qc().quickcheck(prop as fn(ArbTree, bool) -> bool);
 }
