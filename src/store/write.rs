@@ -45,6 +45,16 @@ const READ_BLOCK: usize = 8 << 20;
 /// hands it to the pool, so that cutting overlaps hashing and compressing.
 const PIPELINE_BATCH: usize = 4 << 20;
 
+/// The size of the read buffer each thread keeps between calls of
+/// [`Store::put_reader`] (a larger one, grown for a large file, is freed).
+const READ_BUFFER_KEPT: usize = 256 << 10;
+
+thread_local! {
+    /// [`Store::put_reader`]'s buffer on this thread (empty while in use: a
+    /// nested call, on a thread that stole work while waiting, gets its own).
+    static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Chunks written by this process but not yet in a committed index.
 #[derive(Default)]
 pub(crate) struct Pending {
@@ -238,26 +248,57 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Io`] naming `what` if reading fails, or the pack if writing does.
-    pub fn put_reader(&self, mut reader: impl Read, what: &Path) -> Result<ChunkList> {
-        let mut list = ChunkList::new();
-        let mut buf: Vec<u8> = Vec::new();
-        let mut at_end = false;
-        while !at_end {
-            // Read up to a block past the carried bytes. `take` + `read_to_end`
-            // grows the buffer with the data, so a small file costs its size,
-            // not a block.
-            let want = (READ_BLOCK + self.chunker.max_size()).saturating_sub(buf.len());
-            let before = buf.len();
-            (&mut reader)
-                .take(want as u64)
-                .read_to_end(&mut buf)
-                .map_err(|e| Error::io("read", what, e))?;
-            at_end = buf.len() - before < want;
-            let (ranges, carry) = self.chunker.split(&buf, at_end);
-            list.extend_from(&self.put_ranges(&buf, &ranges)?);
-            buf.drain(..carry);
+    pub fn put_reader(&self, reader: impl Read, what: &Path) -> Result<ChunkList> {
+        // A scan reads tens of thousands of small files on each thread: one
+        // buffer per thread for them, not one grown from nothing per file.
+        let mut buf = READ_BUFFER.take();
+        let result = self.put_reader_into(&mut buf, reader, what);
+        if buf.len() <= READ_BUFFER_KEPT {
+            READ_BUFFER.set(buf);
         }
-        Ok(list)
+        result
+    }
+
+    /// [`Store::put_reader`] through `buf`, which it grows as the content
+    /// needs, up to a block, and reads into without clearing: a small file
+    /// costs one `read` for its bytes and one to see its end.
+    fn put_reader_into(
+        &self,
+        buf: &mut Vec<u8>,
+        mut reader: impl Read,
+        what: &Path,
+    ) -> Result<ChunkList> {
+        let block = READ_BLOCK + self.chunker.max_size();
+        if buf.len() < READ_BUFFER_KEPT {
+            buf.resize(READ_BUFFER_KEPT, 0);
+        }
+        let mut list = ChunkList::new();
+        let mut filled = 0;
+        loop {
+            let mut at_end = false;
+            while filled < block {
+                if filled == buf.len() {
+                    buf.resize((2 * buf.len()).min(block), 0);
+                }
+                match reader.read(&mut buf[filled..]) {
+                    Ok(0) => {
+                        at_end = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io("read", what, e)),
+                }
+            }
+            let (ranges, carry) = self.chunker.split(&buf[..filled], at_end);
+            list.extend_from(&self.put_ranges(&buf[..filled], &ranges)?);
+            if at_end {
+                return Ok(list);
+            }
+            // The bytes after the last cut start the next block.
+            buf.copy_within(carry..filled, 0);
+            filled -= carry;
+        }
     }
 
     /// Stores the contents of the file at `path`.

@@ -212,6 +212,73 @@ fn put_file_and_put_reader_agree_with_put_bytes() {
     assert!(store.put_bytes(&[]).unwrap().is_empty());
 }
 
+/// A reader that hands out at most a few bytes at a time and is sometimes
+/// interrupted, as a pipe or a socket may be.
+struct Stutter<'a> {
+    data: &'a [u8],
+    calls: usize,
+}
+
+impl std::io::Read for Stutter<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        if self.calls % 7 == 0 {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let n = out
+            .len()
+            .min(self.data.len())
+            .min(1 + self.calls * 7919 % 300_000);
+        out[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn put_reader_takes_short_and_interrupted_reads_and_any_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let data = mixed(19 << 20, 5);
+    let path = dir.path().join("input");
+    // Around the buffer each thread keeps (256 KiB) and a read block (8 MiB
+    // and a chunk), where the buffer grows and the content is cut.
+    for len in [
+        0,
+        1,
+        4095,
+        256 << 10,
+        (256 << 10) + 1,
+        3 << 20,
+        (8 << 20) + (256 << 10) + 1,
+        19 << 20,
+    ] {
+        let part = &data[..len];
+        let stutter = Stutter {
+            data: part,
+            calls: 0,
+        };
+        let list = store.put_reader(stutter, &path).unwrap();
+        assert_eq!(list, layerstore::ChunkList::of(part), "{len} bytes");
+        assert_eq!(
+            store.put_reader(std::io::Cursor::new(part), &path).unwrap(),
+            list,
+            "{len} bytes"
+        );
+    }
+    store.flush().unwrap();
+    let list = store
+        .put_reader(
+            Stutter {
+                data: &data,
+                calls: 0,
+            },
+            &path,
+        )
+        .unwrap();
+    assert_eq!(store.read_all(&list).unwrap(), data);
+}
+
 #[test]
 fn put_bytes_gives_one_chunk_list_whatever_the_thread_count() {
     let data = mixed(13 << 20, 21);
