@@ -106,10 +106,26 @@ pub fn directory(bytes: &[u8]) {
     }
 }
 
-/// Decodes a layer; what decodes re-encodes to the same bytes.
+/// Decodes a layer, and a stored layer object; what decodes re-encodes to
+/// the same bytes, and a stored object's id is the layer's.
 pub fn layer(bytes: &[u8]) {
     if let Ok(layer) = crate::Layer::decode(bytes) {
         assert!(layer.encode() == bytes, "layer re-encodes differently");
+    }
+    match crate::tree::layer::decode_stored(bytes) {
+        Ok(crate::tree::layer::StoredLayer::Flat(layer)) => {
+            assert!(
+                layer.id() == crate::LayerId::of(bytes),
+                "a stored layer has another id"
+            );
+        }
+        Ok(crate::tree::layer::StoredLayer::OfTree(tree)) => {
+            assert!(
+                crate::tree::layer::encode_of_tree(&tree) == bytes,
+                "a layer of a tree re-encodes differently"
+            );
+        }
+        Err(_) => {}
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! format = layerstore
-//! version = 2
+//! version = 3
 //! chunker = fastcdc-v2020
 //! chunk-min = 16384
 //! chunk-avg = 65536
@@ -18,10 +18,11 @@
 
 use std::fmt::Write as _;
 
-/// The store format this build reads and writes. Version 2 stores a tree as
-/// one object per directory; version 1 (development builds before it) held
-/// each tree as one object, and is refused by name.
-pub const FORMAT_VERSION: u32 = 2;
+/// The store format this build reads and writes. Version 3 stores a layer
+/// that makes a whole tree (a commit without a parent) as the tree's id;
+/// version 2 stored it entry by entry, and version 1 each tree as one
+/// object. Both were development builds, and are refused by name.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The chunker's minimum, average and maximum chunk sizes. Part of the format:
 /// a store chunks with the parameters it was created with.
@@ -232,7 +233,7 @@ mod tests {
         let text = Config::new(&StoreOptions::default())
             .unwrap()
             .render()
-            .replace("version = 2", "version = 9");
+            .replace("version = 3", "version = 9");
         assert_eq!(
             Config::parse(text.as_bytes()),
             Err(ConfigError::UnsupportedVersion(9))
@@ -251,7 +252,7 @@ mod tests {
             good.replace("level = 3", "level = x"),
             format!("{good}extra = 1\n"),
             format!("{good}level = 4\n"),
-            good.replace("version = 2\n", ""),
+            good.replace("version = 3\n", ""),
         ];
         for case in cases {
             assert!(

@@ -3,7 +3,8 @@
 //! ```text
 //! offset 0  4 bytes  magic "LSOB" (layerstore object)
 //!        4  1 byte   kind: 1 snapshot (the flat encoding), 2 layer, 3 image,
-//!                    4 directory (how the store holds trees)
+//!                    4 directory (how the store holds trees), 5 layer of a
+//!                    whole tree (how the store holds such a layer)
 //!        5  1 byte   reserved, 0
 //!        6  2 bytes  format version, little-endian (1)
 //!        8  …        postcard body, to the end (no trailing bytes)
@@ -33,13 +34,14 @@ pub(crate) enum ObjectKind {
     Layer = 2,
     Image = 3,
     Directory = 4,
+    LayerOfTree = 5,
 }
 
 impl ObjectKind {
     const fn name(self) -> &'static str {
         match self {
             ObjectKind::Snapshot => "snapshot",
-            ObjectKind::Layer => "layer",
+            ObjectKind::Layer | ObjectKind::LayerOfTree => "layer",
             ObjectKind::Image => "image",
             ObjectKind::Directory => "directory",
         }

@@ -180,9 +180,16 @@ impl Child {
 /// The encoded directory objects of `tree`, children before their parents,
 /// with their ids: the root's comes last, and its id is the tree's.
 pub(crate) fn encode_tree(tree: &Snapshot) -> Vec<(ChunkId, Vec<u8>)> {
-    let entries = tree.entries();
+    encode_entries(tree.entries())
+}
+
+/// [`encode_tree`] of the entries of a valid tree (as a snapshot's, checked
+/// by the caller): the root first, then the rest in order.
+pub(crate) fn encode_entries(entries: &[Entry]) -> Vec<(ChunkId, Vec<u8>)> {
     let mut out = Vec::new();
-    encode_subtree(&entries[0], &entries[1..], 0, &mut out);
+    if let Some((root, below)) = entries.split_first() {
+        encode_subtree(root, below, 0, &mut out);
+    }
     out
 }
 
@@ -325,7 +332,12 @@ fn close(stack: &mut Vec<Open<'_>>, out: &mut Vec<(ChunkId, Vec<u8>)>) -> ([u8; 
 
 /// The id of `tree` as stored: its root directory object's id.
 pub(crate) fn tree_id(tree: &Snapshot) -> SnapshotId {
-    let objects = encode_tree(tree);
+    entries_id(tree.entries())
+}
+
+/// [`tree_id`] of the entries of a valid tree, as [`encode_entries`] takes.
+pub(crate) fn entries_id(entries: &[Entry]) -> SnapshotId {
+    let objects = encode_entries(entries);
     let (root, _) = objects.last().unwrap_or_else(|| unreachable!("a root"));
     SnapshotId::from_bytes(*root.as_bytes())
 }

@@ -14,6 +14,7 @@ use crate::store::{Store, TagName};
 use crate::tree::codec;
 use crate::tree::directory::{MAX_DEPTH, Node};
 use crate::tree::entry::{Entry, EntryKind};
+use crate::tree::layer::{self, StoredLayer};
 
 /// What is wrong below an object: how many chunk references are missing or
 /// unreadable, and the first problem met.
@@ -107,9 +108,12 @@ impl<'a> Walk<'a> {
         if let Some(done) = self.objects.get(&key) {
             return Ok(done.clone());
         }
-        let damage = match self.read(key, "layer", |s| s.layer(&id))? {
+        let read = |s: &Store| layer::decode_stored(&s.object("layer", *id.as_bytes())?);
+        let damage = match self.read(key, "layer", read)? {
             Err(damage) => damage,
-            Ok(layer) => self.entries(layer.upserts(), "layer", key),
+            Ok(StoredLayer::Flat(layer)) => self.entries(layer.upserts(), "layer", key),
+            // A layer of a whole tree keeps the tree.
+            Ok(StoredLayer::OfTree(tree)) => self.snapshot(tree)?,
         };
         self.objects.insert(key, damage.clone());
         Ok(damage)
@@ -234,7 +238,11 @@ impl<'a> Walk<'a> {
         let raw = *id.as_bytes();
         match kind {
             k if k == codec::ObjectKind::Image as u8 => self.image(ImageId::from_bytes(raw)),
-            k if k == codec::ObjectKind::Layer as u8 => self.layer(LayerId::from_bytes(raw)),
+            k if k == codec::ObjectKind::Layer as u8
+                || k == codec::ObjectKind::LayerOfTree as u8 =>
+            {
+                self.layer(LayerId::from_bytes(raw))
+            }
             k if k == codec::ObjectKind::Directory as u8 => {
                 self.snapshot(SnapshotId::from_bytes(raw))
             }

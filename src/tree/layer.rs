@@ -1,12 +1,15 @@
 //! A change set over a lower tree, with the OCI layer rules.
 
-use crate::digest::LayerId;
+use std::borrow::Cow;
+
+use crate::digest::{LayerId, SnapshotId};
 use crate::error::{Error, Result};
 use crate::tree::codec::{self, ObjectKind};
 use crate::tree::diff::Change;
-use crate::tree::entry::Entry;
+use crate::tree::directory;
+use crate::tree::entry::{Entry, Metadata};
 use crate::tree::path::TreePath;
-use crate::tree::snapshot::Snapshot;
+use crate::tree::snapshot::{self, Snapshot};
 
 /// An immutable change set over a lower tree, with the semantics of an OCI
 /// image layer:
@@ -30,6 +33,41 @@ pub struct Layer {
     upserts: Vec<Entry>,
     whiteouts: Vec<TreePath>,
     opaque_dirs: Vec<TreePath>,
+}
+
+/// The stored object of the layer that makes the tree `tree` of the empty
+/// tree ([`Layer::whole_tree`]): the tree's id.
+pub(crate) fn encode_of_tree(tree: &SnapshotId) -> Vec<u8> {
+    codec::encode(ObjectKind::LayerOfTree, tree.as_bytes())
+}
+
+/// A layer's object as the store holds it.
+pub(crate) enum StoredLayer {
+    /// Entry by entry: [`Layer::encode`].
+    Flat(Layer),
+    /// The layer that makes this tree of the empty tree.
+    OfTree(SnapshotId),
+}
+
+/// Decodes a stored layer object of either kind. A flat one that is a layer
+/// of a whole tree is refused: in a store, such a layer has one encoding,
+/// the tree's id.
+///
+/// # Errors
+/// As [`Layer::decode`].
+pub(crate) fn decode_stored(bytes: &[u8]) -> Result<StoredLayer> {
+    if bytes.get(4) == Some(&(ObjectKind::LayerOfTree as u8)) {
+        let id: [u8; 32] = codec::decode(ObjectKind::LayerOfTree, bytes)?;
+        return Ok(StoredLayer::OfTree(SnapshotId::from_bytes(id)));
+    }
+    let layer = Layer::decode(bytes)?;
+    if layer.whole_tree_entries().is_some() {
+        return Err(Error::Malformed {
+            what: "layer",
+            reason: "a layer of a whole tree stored entry by entry".to_owned(),
+        });
+    }
+    Ok(StoredLayer::Flat(layer))
 }
 
 /// Making
@@ -118,10 +156,49 @@ impl Layer {
         Ok(layer)
     }
 
-    /// BLAKE3 of [`Layer::encode`].
+    /// The id of the layer's stored object: BLAKE3 of [`Layer::encode`], or,
+    /// for a layer that makes a whole tree of the empty tree (every commit
+    /// without a parent makes one: [`Layer::of_tree`]), of the small object
+    /// naming that tree.
     #[must_use]
     pub fn id(&self) -> LayerId {
-        LayerId::of(&self.encode())
+        LayerId::of(&self.stored_encoding())
+    }
+
+    /// The object the store holds for this layer (without the directories
+    /// of the tree it may name).
+    pub(crate) fn stored_encoding(&self) -> Vec<u8> {
+        match self.whole_tree_entries() {
+            Some(entries) => encode_of_tree(&directory::entries_id(&entries)),
+            None => self.encode(),
+        }
+    }
+
+    /// The entries of the tree this layer makes of the empty tree, when that
+    /// is all it is: it whites out nothing, makes nothing opaque, upserts
+    /// something, and its upserts (under the empty tree's root, unless it
+    /// upserts another) form a valid tree `t` with
+    /// `Layer::of_tree(t) == *self`. Such a layer holds the same entries as
+    /// the tree, so the store keeps it as the tree's id. Borrowed when the
+    /// layer upserts the root (as a scanned tree's layer does).
+    pub(crate) fn whole_tree_entries(&self) -> Option<Cow<'_, [Entry]>> {
+        if !self.whiteouts.is_empty() || !self.opaque_dirs.is_empty() || self.upserts.is_empty() {
+            return None;
+        }
+        let empty_root = Entry::dir(TreePath::ROOT, Metadata::default());
+        let entries = match self.upserts.first() {
+            // `of_tree` leaves out a root equal to the empty tree's.
+            Some(root) if root.path.is_root() && *root == empty_root => return None,
+            Some(root) if root.path.is_root() => Cow::Borrowed(self.upserts.as_slice()),
+            _ => {
+                let mut entries = Vec::with_capacity(self.upserts.len() + 1);
+                entries.push(empty_root);
+                entries.extend(self.upserts.iter().cloned());
+                Cow::Owned(entries)
+            }
+        };
+        snapshot::validate(&entries).ok()?;
+        Some(entries)
     }
 
     fn validate(&self) -> Result<()> {
@@ -310,6 +387,40 @@ mod tests {
     }
     fn paths(s: &Snapshot) -> Vec<String> {
         s.iter().skip(1).map(|e| e.path.to_string()).collect()
+    }
+
+    #[test]
+    fn a_layer_of_a_whole_tree_is_stored_as_the_tree_and_only_so() {
+        let t = tree(vec![dir("a"), file("a/x"), file("b")]);
+        let whole = Layer::of_tree(t.clone());
+        assert_eq!(whole.whole_tree_entries().as_deref(), Some(t.entries()));
+        let bytes = whole.stored_encoding();
+        assert!(bytes.len() < 64, "{} bytes", bytes.len());
+        assert_eq!(whole.id(), LayerId::of(&bytes));
+        assert!(matches!(decode_stored(&bytes), Ok(StoredLayer::OfTree(id)) if id == t.id()));
+        // The same layer entry by entry has a second encoding: refused.
+        assert!(matches!(
+            decode_stored(&whole.encode()),
+            Err(Error::Malformed { what: "layer", .. })
+        ));
+        // Not whole: a whiteout, an opaque directory, a link to a lower
+        // file, a missing parent, nothing at all, or the empty tree's root
+        // upserted (which `of_tree` leaves out).
+        let root = Entry::dir(TreePath::ROOT, Metadata::default());
+        let link = Entry::hardlink(p("z"), p("lower"), Metadata::new(0o644));
+        for layer in [
+            Layer::new(vec![file("b")], vec![p("c")], vec![]).unwrap(),
+            Layer::new(vec![dir("a")], vec![], vec![p("a")]).unwrap(),
+            Layer::new(vec![link], vec![], vec![]).unwrap(),
+            Layer::new(vec![file("a/x")], vec![], vec![]).unwrap(),
+            Layer::empty(),
+            Layer::new(vec![root, file("b")], vec![], vec![]).unwrap(),
+        ] {
+            assert_eq!(layer.whole_tree_entries(), None, "{layer:?}");
+            let bytes = layer.stored_encoding();
+            assert_eq!(bytes, layer.encode());
+            assert!(matches!(decode_stored(&bytes), Ok(StoredLayer::Flat(l)) if l == layer));
+        }
     }
 
     #[test]

@@ -9,13 +9,16 @@ use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::error::{Error, Result};
 use crate::store::{Store, TagName};
 use crate::tree::directory::{self, Directory};
+use crate::tree::entry::Entry;
 use crate::tree::image::{History, Image, ImageConfig};
-use crate::tree::layer::Layer;
+use crate::tree::layer::{self, Layer, StoredLayer};
 use crate::tree::snapshot::Snapshot;
 
 /// Tree objects
 impl Store {
-    fn object(&self, kind: &'static str, id: [u8; 32]) -> Result<Vec<u8>> {
+    /// The bytes of metadata object `id`; a missing one is
+    /// [`Error::ObjectNotFound`] naming `kind`.
+    pub(crate) fn object(&self, kind: &'static str, id: [u8; 32]) -> Result<Vec<u8>> {
         match self.read_chunk(&ChunkId::from_bytes(id)) {
             Err(Error::ChunkNotFound { store, .. }) => Err(Error::ObjectNotFound {
                 kind,
@@ -31,17 +34,29 @@ impl Store {
     /// # Errors
     /// As [`Store::put_bytes`].
     pub fn put_layer(&self, layer: &Layer) -> Result<LayerId> {
-        let id = self.put_object(&layer.encode())?;
+        let id = match layer.whole_tree_entries() {
+            // A layer of a whole tree is stored as the tree's id: the tree
+            // first.
+            Some(entries) => {
+                let tree = self.put_tree_entries(&entries)?;
+                self.put_object(&layer::encode_of_tree(&tree))?
+            }
+            None => self.put_object(&layer.encode())?,
+        };
         Ok(LayerId::from_bytes(*id.as_bytes()))
     }
 
     /// The layer `id`.
     ///
     /// # Errors
-    /// [`Error::ObjectNotFound`] if it is not stored; [`Error::Corrupt`] or
+    /// [`Error::ObjectNotFound`] if it (or, for a layer of a whole tree, a
+    /// directory of the tree) is not stored; [`Error::Corrupt`] or
     /// [`Error::Malformed`] if its bytes are damaged.
     pub fn layer(&self, id: &LayerId) -> Result<Layer> {
-        Layer::decode(&self.object("layer", *id.as_bytes())?)
+        match layer::decode_stored(&self.object("layer", *id.as_bytes())?)? {
+            StoredLayer::Flat(layer) => Ok(layer),
+            StoredLayer::OfTree(tree) => Ok(Layer::of_tree(self.snapshot(&tree)?)),
+        }
     }
 
     /// Stores a snapshot, one object per directory (those already stored,
@@ -51,7 +66,12 @@ impl Store {
     /// # Errors
     /// As [`Store::put_bytes`].
     pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        let objects = directory::encode_tree(snapshot);
+        self.put_tree_entries(snapshot.entries())
+    }
+
+    /// [`Store::put_snapshot`] of the entries of a valid tree.
+    fn put_tree_entries(&self, entries: &[Entry]) -> Result<SnapshotId> {
+        let objects = directory::encode_entries(entries);
         let root = objects
             .last()
             .map_or_else(|| unreachable!("every tree has a root"), |(id, _)| *id);
@@ -208,6 +228,45 @@ impl Store {
     pub fn put_empty_image(&self) -> Result<ImageId> {
         let tree = self.put_snapshot(&Snapshot::empty())?;
         let image = Image::new(Vec::new(), tree, ImageConfig::default(), Vec::new())?;
+        self.put_image(&image)
+    }
+
+    /// Makes and stores the image of one layer that makes the stored tree
+    /// `tree` of the empty tree: what a commit without a parent makes, equal
+    /// to `put_child_image(None, &Layer::of_tree(t), &t, Some(config),
+    /// history)` for the tree `t` stored as `tree`. Such a layer is stored
+    /// as the tree's id, so nothing of the tree is read or encoded again.
+    ///
+    /// # Errors
+    /// [`Error::ObjectNotFound`] if `tree` is not stored; as
+    /// [`Store::put_image`] otherwise.
+    pub fn put_tree_image(
+        &self,
+        tree: SnapshotId,
+        config: ImageConfig,
+        history: History,
+    ) -> Result<ImageId> {
+        if !self.contains(&ChunkId::from_bytes(*tree.as_bytes())) {
+            return Err(Error::ObjectNotFound {
+                kind: "snapshot",
+                id: tree.to_string(),
+                store: self.path().to_path_buf(),
+            });
+        }
+        // Of the empty tree, the layer of the whole tree is the empty layer,
+        // which is stored entry by entry (it has none); of any other valid
+        // tree, it is stored as the tree's id (`Layer::whole_tree_entries`).
+        let layer = if tree == Snapshot::empty().id() {
+            self.put_layer(&Layer::empty())?
+        } else {
+            let id = self.put_object(&layer::encode_of_tree(&tree))?;
+            LayerId::from_bytes(*id.as_bytes())
+        };
+        let history = History {
+            empty_layer: false,
+            ..history
+        };
+        let image = Image::new(vec![layer], tree, config, vec![history])?;
         self.put_image(&image)
     }
 

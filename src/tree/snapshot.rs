@@ -195,7 +195,7 @@ pub(crate) fn find(entries: &[Entry], path: &TreePath) -> Option<usize> {
 }
 
 /// Checks every rule of [`Snapshot`] in one pass.
-fn validate(entries: &[Entry]) -> Result<()> {
+pub(crate) fn validate(entries: &[Entry]) -> Result<()> {
     let invalid = |path: &TreePath, reason: String| Error::InvalidTree {
         path: path.clone(),
         reason,

@@ -9,13 +9,15 @@
 //! the tag. A sync killed midway leaves chunks (and perhaps objects) that no
 //! tag names yet; running it again skips them and finishes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::digest::{ChunkId, ImageId};
 use crate::error::Result;
 use crate::store::copy::CopyReport;
 use crate::store::{Store, TagName};
 use crate::tree::entry::{Entry, EntryKind};
+use crate::tree::layer::{self, StoredLayer};
+use crate::tree::snapshot::Snapshot;
 
 /// How [`Store::sync_image`] works.
 #[derive(Default, Clone, Copy)]
@@ -60,6 +62,43 @@ pub struct SyncReport {
     pub objects_skipped: u64,
 }
 
+/// The objects and file chunks an image reaches, gathered bottom up.
+#[derive(Default)]
+struct Gather {
+    objects: Vec<(ChunkId, Vec<u8>)>,
+    chunks: HashMap<ChunkId, u32>,
+    seen: HashSet<ChunkId>,
+}
+
+impl Gather {
+    /// Object `id` (`bytes`), after the chunks of the files in `entries`.
+    fn take(&mut self, id: ChunkId, entries: &[Entry], bytes: Vec<u8>) {
+        for entry in entries {
+            if let EntryKind::File { chunks: list, .. } = &entry.kind {
+                for c in list.chunks() {
+                    self.chunks.insert(c.id, c.len);
+                }
+            }
+        }
+        self.objects.push((id, bytes));
+    }
+
+    /// A tree's directory objects, children first, and its files' chunks.
+    /// They are encoded again from the tree read whole (the encoding is
+    /// canonical, so these are the stored objects); the target skips those
+    /// it has.
+    fn tree(&mut self, tree: &Snapshot) {
+        let mut dirs = crate::tree::directory::encode_tree(tree);
+        dirs.retain(|(id, _)| self.seen.insert(*id));
+        if let Some((root, bytes)) = dirs.pop() {
+            for (id, bytes) in dirs {
+                self.take(id, &[], bytes);
+            }
+            self.take(root, tree.entries(), bytes);
+        }
+    }
+}
+
 /// Store-to-store sync
 impl Store {
     /// Copies image `image` from this store into `target`, moving only the
@@ -83,37 +122,28 @@ impl Store {
     ) -> Result<SyncReport> {
         let img = self.image(image)?;
         // Objects bottom up: layers and tree before the image that names them.
-        let mut objects: Vec<(ChunkId, Vec<u8>)> = Vec::new();
-        let mut chunks: HashMap<ChunkId, u32> = HashMap::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut take = |id: ChunkId, entries: &[Entry], bytes: Vec<u8>| {
-            for entry in entries {
-                if let EntryKind::File { chunks: list, .. } = &entry.kind {
-                    for c in list.chunks() {
-                        chunks.insert(c.id, c.len);
-                    }
-                }
-            }
-            objects.push((id, bytes));
-        };
+        let mut gather = Gather::default();
         for layer in img.layers() {
             let id = ChunkId::from_bytes(*layer.as_bytes());
-            if seen.insert(id) {
-                take(id, self.layer(layer)?.upserts(), self.read_chunk(&id)?);
+            if !gather.seen.insert(id) {
+                continue;
+            }
+            let bytes = self.read_chunk(&id)?;
+            match layer::decode_stored(&bytes)? {
+                StoredLayer::Flat(layer) => gather.take(id, layer.upserts(), bytes),
+                // The tree a layer of a whole tree names comes before it.
+                StoredLayer::OfTree(tree) => {
+                    gather.tree(&self.snapshot(&tree)?);
+                    gather.take(id, &[], bytes);
+                }
             }
         }
-        // The tree's directory objects, children first: read whole and
-        // encoded again (the encoding is canonical, so these are the stored
-        // objects; the target skips those it has).
-        let tree = self.snapshot(&img.rootfs())?;
-        let mut dirs = crate::tree::directory::encode_tree(&tree);
-        dirs.retain(|(id, _)| seen.insert(*id));
-        if let Some((root, bytes)) = dirs.pop() {
-            for (id, bytes) in dirs {
-                take(id, &[], bytes);
-            }
-            take(root, tree.entries(), bytes);
-        }
+        gather.tree(&self.snapshot(&img.rootfs())?);
+        let Gather {
+            mut objects,
+            chunks,
+            ..
+        } = gather;
         let image_chunk = ChunkId::from_bytes(*image.as_bytes());
         objects.push((image_chunk, self.read_chunk(&image_chunk)?));
 

@@ -24,14 +24,14 @@ fn a_config_from_a_newer_version_is_refused_by_name() {
     drop(new_store(dir.path()));
     let config = dir.path().join("store/config");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("version = 2", "version = 3")).unwrap();
+    std::fs::write(&config, text.replace("version = 3", "version = 4")).unwrap();
     let err = Store::open(dir.path().join("store")).unwrap_err();
     assert!(
         matches!(
             err,
             Error::UnsupportedVersion {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
