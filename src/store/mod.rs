@@ -243,7 +243,7 @@ impl Store {
         if locking && lock::take(&lock, &lock_path, FlockOperation::NonBlockingLockExclusive)? {
             clean_tmp(&root.join("tmp"), false)?;
         }
-        if locking && !lock::take(&lock, &lock_path, FlockOperation::NonBlockingLockShared)? {
+        if locking && !take_shared_soon(&lock, &lock_path)? {
             return Err(Error::Locked {
                 path: lock_path,
                 reason: "garbage collection holds it exclusively",
@@ -514,6 +514,26 @@ fn clean_tmp(tmp: &Path, keep_ours: bool) -> Result<Vec<PathBuf>> {
 
 /// How long to sleep between attempts to take the lock exclusively.
 const LOCK_RETRY: Duration = Duration::from_millis(50);
+
+/// How long opening a store waits for the lock held exclusively. Another
+/// process opening the store holds it so for the moment it takes to clean
+/// `tmp/` (then converts it to shared); gc holds it for as long as it runs.
+const OPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Takes `lock` shared, trying every 10 ms for up to [`OPEN_LOCK_WAIT`]:
+/// `false` if it is still held exclusively then.
+fn take_shared_soon(lock: &File, path: &Path) -> Result<bool> {
+    let deadline = Instant::now() + OPEN_LOCK_WAIT;
+    loop {
+        if lock::take(lock, path, FlockOperation::NonBlockingLockShared)? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// This handle's lock converted to exclusive, and its view of the committed
 /// packs frozen: other threads using the handle wait (reads and puts block)

@@ -123,3 +123,23 @@ fn three_processes_store_each_chunk_once() {
     }
     assert_each_chunk_indexed_once(&store, &expected);
 }
+
+/// Opening a store takes its lock exclusively for a moment when nobody else
+/// has it open (to clean `tmp/`); another handle opened at that moment
+/// waits for it rather than failing as if gc held the store.
+#[test]
+fn handles_opened_at_once_all_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_store(dir.path()));
+    let path = dir.path().join("store");
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..100 {
+                    let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
+                    drop(store);
+                }
+            });
+        }
+    });
+}
