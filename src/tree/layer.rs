@@ -36,7 +36,7 @@ pub struct Layer {
 }
 
 /// The stored object of the layer that makes the tree `tree` of the empty
-/// tree ([`Layer::whole_tree`]): the tree's id.
+/// tree ([`Layer::whole_tree_entries`]): the tree's id.
 pub(crate) fn encode_of_tree(tree: &SnapshotId) -> Vec<u8> {
     codec::encode(ObjectKind::LayerOfTree, tree.as_bytes())
 }

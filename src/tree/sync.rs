@@ -11,13 +11,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::digest::{ChunkId, ImageId};
+use crate::digest::{ChunkId, ImageId, SnapshotId};
 use crate::error::Result;
 use crate::store::copy::CopyReport;
 use crate::store::{Store, TagName};
 use crate::tree::entry::{Entry, EntryKind};
 use crate::tree::layer::{self, StoredLayer};
-use crate::tree::snapshot::Snapshot;
 
 /// How [`Store::sync_image`] works.
 #[derive(Default, Clone, Copy)]
@@ -83,12 +82,17 @@ impl Gather {
         self.objects.push((id, bytes));
     }
 
-    /// A tree's directory objects, children first, and its files' chunks.
-    /// They are encoded again from the tree read whole (the encoding is
-    /// canonical, so these are the stored objects); the target skips those
-    /// it has.
-    fn tree(&mut self, tree: &Snapshot) {
-        let mut dirs = crate::tree::directory::encode_tree(tree);
+    /// Tree `id`'s directory objects, children first, and its files'
+    /// chunks, unless gathered already (a one-layer image's layer names the
+    /// image's own tree). They are encoded again from the tree read whole
+    /// (the encoding is canonical, so these are the stored objects); the
+    /// target skips those it has.
+    fn tree(&mut self, store: &Store, id: &SnapshotId) -> Result<()> {
+        if self.seen.contains(&ChunkId::from_bytes(*id.as_bytes())) {
+            return Ok(());
+        }
+        let tree = store.snapshot(id)?;
+        let mut dirs = crate::tree::directory::encode_tree(&tree);
         dirs.retain(|(id, _)| self.seen.insert(*id));
         if let Some((root, bytes)) = dirs.pop() {
             for (id, bytes) in dirs {
@@ -96,6 +100,7 @@ impl Gather {
             }
             self.take(root, tree.entries(), bytes);
         }
+        Ok(())
     }
 }
 
@@ -133,12 +138,12 @@ impl Store {
                 StoredLayer::Flat(layer) => gather.take(id, layer.upserts(), bytes),
                 // The tree a layer of a whole tree names comes before it.
                 StoredLayer::OfTree(tree) => {
-                    gather.tree(&self.snapshot(&tree)?);
+                    gather.tree(self, &tree)?;
                     gather.take(id, &[], bytes);
                 }
             }
         }
-        gather.tree(&self.snapshot(&img.rootfs())?);
+        gather.tree(self, &img.rootfs())?;
         let Gather {
             mut objects,
             chunks,
