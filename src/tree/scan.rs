@@ -1,8 +1,8 @@
 //! Scanning a directory into a [`Snapshot`], storing file contents on the way.
 //!
-//! The walk goes one depth at a time: the directories of one level are listed
-//! in parallel, and the children of each directory are examined in parallel
-//! (rayon), so there is no recursion however deep the tree, and at most a few
+//! The walk is a rayon task per directory, which lists it, examines its
+//! children in parallel and spawns a task for each subdirectory: there is no
+//! recursion on the stack however deep the tree, and at most a few
 //! descriptors per thread are open at once. Each directory is opened beneath
 //! the scanned root with no symbolic link followed (`openat2` with
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, see [`crate::fsutil::confine`]),
@@ -13,9 +13,11 @@
 //! Regular files with one link are read as they are found; files with more
 //! links are grouped by (device, inode) once the walk is done, the first path
 //! of each group in [`TreePath`] order is read (once) and recorded as the
-//! file, the others as [`EntryKind::Hardlink`]s to it. The entries are sorted
-//! at the end, so the snapshot, and its id, do not depend on the walk's order
-//! or the number of threads.
+//! file, the others as [`EntryKind::Hardlink`]s to it. Each directory's children
+//! are kept in name order, and the directories, sorted by path, are joined
+//! depth first at the end: the entries come out in [`TreePath`] order without
+//! a sort of the whole tree, and the snapshot, and its id, do not depend on
+//! the walk's order or the number of threads.
 //!
 //! A rescan skips reading files that have not changed, through the stat cache
 //! ([`crate::tree::statcache`], whose module docs give the exact rule).
@@ -290,12 +292,16 @@ impl Store {
             scan.cache = scan.load_cache(&cache_path, canonical.as_os_str().as_bytes());
         }
 
-        let (mut found, linked) = scan.walk()?;
-        found.extend(scan.link_groups(linked)?);
-        // Sorted with their stats, which become the cache's records in the
-        // snapshot's order. Paths are unique (a repeat is refused below).
-        found.par_sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
-        let (entries, stats): (Vec<Entry>, Vec<Option<FileStat>>) = found.into_iter().unzip();
+        let mut dirs = scan.walk()?;
+        dirs.par_sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let linked = take_linked(&mut dirs);
+        for ((dir, item), (entry, stat)) in scan.link_groups(linked)? {
+            dirs[dir].items[item] = Found::Entry(entry, stat);
+        }
+        // In path order with their stats, which become the cache's records in
+        // the snapshot's order. Paths are unique (a repeat is refused below).
+        let (entries, stats): (Vec<Entry>, Vec<Option<FileStat>>) =
+            depth_first(dirs).into_iter().unzip();
         let snapshot = Snapshot::from_sorted(entries)?;
 
         let mut snapshot_id = None;
@@ -359,10 +365,20 @@ impl Store {
 /// What the walk found so far, shared by its tasks.
 #[derive(Default)]
 struct Walked {
-    entries: Vec<Stated>,
-    linked: Vec<Linked>,
+    dirs: Vec<Listed>,
     error: Option<Error>,
 }
+
+/// A directory as the walk listed it: its own entry, then what each of its
+/// children is, in name order.
+struct Listed {
+    path: TreePath,
+    items: Vec<Found>,
+}
+
+/// Where a child sits in the walk's output: the index of its directory among
+/// the [`Listed`] (sorted by path) and its own among that directory's items.
+type Slot = (usize, usize);
 
 /// The state of one scan, shared by its threads.
 struct Scan<'s> {
@@ -415,8 +431,13 @@ enum Found {
     /// An entry; for a regular file, the stat of the file whose content it
     /// holds, for the next stat cache (`None` if it changed while read).
     Entry(Entry, Option<FileStat>),
+    /// A subdirectory, listed by a task of its own.
     Dir(Pending),
+    /// A file with several links, until its group is known.
     Linked(Linked),
+    /// Nothing any more: a file with several links that vanished before its
+    /// group was read.
+    Gone,
 }
 
 impl<'s> Scan<'s> {
@@ -499,9 +520,8 @@ impl<'s> Scan<'s> {
         loaded
     }
 
-    /// Walks the tree a level at a time. Returns every entry but those of
-    /// files with several links, which come back apart.
-    fn walk(&self) -> Result<(Vec<Stated>, Vec<Linked>)> {
+    /// Walks the tree: every directory, listed, in no particular order.
+    fn walk(&self) -> Result<Vec<Listed>> {
         let found = Mutex::new(Walked::default());
         // Each directory is a task that spawns its subdirectories' tasks:
         // the threads steal work from one another, with no wait for a whole
@@ -518,7 +538,7 @@ impl<'s> Scan<'s> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match found.error {
             Some(err) => Err(err),
-            None => Ok((found.entries, found.linked)),
+            None => Ok(found.dirs),
         }
     }
 
@@ -541,21 +561,24 @@ impl<'s> Scan<'s> {
                 return;
             }
         };
-        let (mut entries, mut linked) = (Vec::new(), Vec::new());
-        for item in listed {
-            match item {
-                Found::Entry(entry, stat) => entries.push((entry, stat)),
-                Found::Dir(dir) => scope.spawn(move |scope| self.visit(scope, &dir, found)),
-                Found::Linked(file) => linked.push(file),
+        for item in &listed {
+            if let Found::Dir(dir) = item {
+                let dir = Pending {
+                    path: dir.path.clone(),
+                    expect: dir.expect,
+                };
+                scope.spawn(move |scope| self.visit(scope, &dir, found));
             }
         }
-        let mut found = lock();
-        found.entries.append(&mut entries);
-        found.linked.append(&mut linked);
+        lock().dirs.push(Listed {
+            path: pending.path.clone(),
+            items: listed,
+        });
     }
 
-    /// The directory `pending` itself and what its children are. Nothing if
-    /// it vanished or was replaced since its parent was listed.
+    /// The directory `pending` itself and what its children are, in name
+    /// order. Nothing if it vanished or was replaced since its parent was
+    /// listed.
     fn list(&self, pending: &Pending) -> Result<Vec<Found>> {
         let opened = self.root.open_dir(pending.path.as_bytes());
         let dir = if pending.expect.is_none() {
@@ -575,7 +598,8 @@ impl<'s> Scan<'s> {
             return Ok(Vec::new());
         }
         let own = Entry::dir(pending.path.clone(), metadata(&st, dir.xattrs()?));
-        let names = dir.names()?;
+        let mut names = dir.names()?;
+        names.sort_unstable();
         // Where the directory's descendants were in the previous scan's tree:
         // its children are looked up there, not in the whole tree.
         let near = self
@@ -704,9 +728,7 @@ impl<'s> Scan<'s> {
     /// its content nor its xattrs are read.
     fn lookup_cache(&self, path: &TreePath, st: &Stat, near: &Range<usize>) -> Option<&Entry> {
         let now = file_stat(st);
-        self.cache
-            .as_ref()?
-            .lookup(path, near, &now, |id| self.store.contains(id))
+        self.cache.as_ref()?.lookup(path, near, &now)
     }
 
     /// The chunks of the regular file at `path` whose `lstat` was `st` and
@@ -767,8 +789,8 @@ impl<'s> Scan<'s> {
 
     /// The entries of the files with several links: per (device, inode), the
     /// first path in order is the file, read once; the others link to it.
-    fn link_groups(&self, mut linked: Vec<Linked>) -> Result<Vec<Stated>> {
-        let inode = |file: &Linked| (dev(&file.stat), ino(&file.stat));
+    fn link_groups(&self, mut linked: Vec<(Slot, Linked)>) -> Result<Vec<(Slot, Stated)>> {
+        let inode = |(_, file): &(Slot, Linked)| (dev(&file.stat), ino(&file.stat));
         linked.par_sort_unstable_by_key(inode);
         // Runs of one inode. A run of one (a file whose other links are
         // outside the tree, as in a `cp -al` copy) is the common case and
@@ -788,12 +810,12 @@ impl<'s> Scan<'s> {
                 lone.push(first);
             }
         }
-        let mut out: Vec<Stated> = lone
+        let mut out: Vec<(Slot, Stated)> = lone
             .into_par_iter()
-            .map(|file| self.lead(file))
+            .map(|(slot, file)| Ok(self.lead(file)?.map(|stated| (slot, stated))))
             .filter_map(Result::transpose)
             .collect::<Result<_>>()?;
-        let grouped: Vec<Vec<Stated>> = groups
+        let grouped: Vec<Vec<(Slot, Stated)>> = groups
             .into_par_iter()
             .map(|group| self.link_group(group))
             .collect::<Result<_>>()?;
@@ -801,19 +823,19 @@ impl<'s> Scan<'s> {
         Ok(out)
     }
 
-    fn link_group(&self, mut group: Vec<Linked>) -> Result<Vec<Stated>> {
-        group.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    fn link_group(&self, mut group: Vec<(Slot, Linked)>) -> Result<Vec<(Slot, Stated)>> {
+        group.sort_unstable_by(|(_, a), (_, b)| a.path.cmp(&b.path));
         let mut members = group.into_iter();
         // If the first path vanished or was replaced, the next one leads.
-        while let Some(first) = members.next() {
+        while let Some((slot, first)) = members.next() {
             let target = first.path.clone();
             let Some(lead) = self.lead(first)? else {
                 continue;
             };
-            let mut out = vec![lead];
-            out.extend(members.map(|m| {
+            let mut out = vec![(slot, lead)];
+            out.extend(members.map(|(slot, m)| {
                 let meta = metadata(&m.stat, m.xattrs);
-                (Entry::hardlink(m.path, target.clone(), meta), None)
+                (slot, (Entry::hardlink(m.path, target.clone(), meta), None))
             }));
             return Ok(out);
         }
@@ -856,6 +878,52 @@ impl<'s> Scan<'s> {
             self.root.path().join(OsStr::from_bytes(path.as_bytes()))
         }
     }
+}
+
+/// Takes the files with several links out of `dirs`, each with its slot
+/// (left [`Found::Gone`] until its group is read).
+fn take_linked(dirs: &mut [Listed]) -> Vec<(Slot, Linked)> {
+    let mut linked = Vec::new();
+    for (d, dir) in dirs.iter_mut().enumerate() {
+        for (i, item) in dir.items.iter_mut().enumerate() {
+            if matches!(item, Found::Linked(_))
+                && let Found::Linked(file) = std::mem::replace(item, Found::Gone)
+            {
+                linked.push(((d, i), file));
+            }
+        }
+    }
+    linked
+}
+
+/// The entries of `dirs` (sorted by path; each one's items in name order) in
+/// [`TreePath`] order: each directory's entry, then its children, a
+/// subdirectory's own descendants right after it. Depth first with a stack
+/// of its own, however deep the tree. Component-wise path order lists the
+/// directories in the order this meets them, so the next one listed is the
+/// next one met; a subdirectory that was not listed (it vanished or was
+/// replaced meanwhile) is skipped.
+fn depth_first(dirs: Vec<Listed>) -> Vec<Stated> {
+    let total = dirs.iter().map(|dir| dir.items.len()).sum();
+    let mut out = Vec::with_capacity(total);
+    let mut dirs = dirs.into_iter().peekable();
+    let mut open: Vec<std::vec::IntoIter<Found>> = Vec::new();
+    open.extend(dirs.next().map(|root| root.items.into_iter()));
+    while let Some(items) = open.last_mut() {
+        match items.next() {
+            None => {
+                open.pop();
+            }
+            Some(Found::Entry(entry, stat)) => out.push((entry, stat)),
+            Some(Found::Dir(dir)) => {
+                if let Some(listed) = dirs.next_if(|listed| listed.path == dir.path) {
+                    open.push(listed.items.into_iter());
+                }
+            }
+            Some(Found::Linked(_) | Found::Gone) => {}
+        }
+    }
+    out
 }
 
 /// Whether `err` says that a path vanished (`ENOENT`) or was replaced by
@@ -1126,6 +1194,54 @@ mod tests {
         tamper(&fx, Some(&fake), Timestamp::new(ctime.secs + 2, 0));
         let settled = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
         assert_eq!(content_of(&fx, &settled, "f"), b"fake");
+    }
+
+    #[test]
+    fn listings_join_in_path_order_without_what_was_not_listed() {
+        let path = |p: &str| TreePath::new(p).unwrap();
+        let meta = Metadata::default();
+        let dir = |p: &str| Found::Entry(Entry::dir(path(p), meta.clone()), None);
+        let file = |p: &str| Found::Entry(Entry::new(path(p), EntryKind::Fifo, meta.clone()), None);
+        let sub = |p: &str| {
+            Found::Dir(Pending {
+                path: path(p),
+                expect: Some((0, 0)),
+            })
+        };
+        let root = Found::Entry(Entry::dir(TreePath::ROOT, meta.clone()), None);
+        let mut dirs = vec![
+            Listed {
+                path: path("a/b"),
+                items: vec![dir("a/b"), file("a/b/z")],
+            },
+            // "gone" vanished before it was listed; the `Gone` is a linked
+            // file that vanished before its group was read.
+            Listed {
+                path: TreePath::ROOT,
+                items: vec![
+                    root,
+                    sub("a"),
+                    file("a-c"),
+                    sub("gone"),
+                    file("h"),
+                    Found::Gone,
+                    sub("z"),
+                ],
+            },
+            Listed {
+                path: path("a"),
+                items: vec![dir("a"), sub("a/b"), file("a/c")],
+            },
+            Listed {
+                path: path("z"),
+                items: vec![dir("z"), sub("z/y")],
+            },
+        ];
+        dirs.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let entries: Vec<Entry> = depth_first(dirs).into_iter().map(|(e, _)| e).collect();
+        let paths: Vec<String> = entries.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(paths, [".", "a", "a/b", "a/b/z", "a/c", "a-c", "h", "z"]);
+        Snapshot::from_sorted(entries).unwrap();
     }
 
     #[test]
