@@ -2,8 +2,12 @@
 //! fsync the directory. A reader sees the old file or the whole new one, and
 //! after the call returns the new one survives a crash.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::JoinHandle;
 
 use super::fault;
 use crate::error::{Error, Result};
@@ -56,6 +60,88 @@ pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<
     result
 }
 
+/// Writes a file that keeps growing (a pack) to disk in the background as it
+/// grows, so that its final fsync has little left to wait for: the disk works
+/// while the caller computes, instead of after.
+///
+/// Each time the file has grown by `every` bytes, a thread of its own (started
+/// the first time) runs `fdatasync`; a request made while one runs is merged
+/// into the next. This is no durability promise: the caller still fsyncs the
+/// file at the end, and [`Writeback::finish`] reports a failed background
+/// flush (Linux reports a failed writeback to one fsync only, which may have
+/// been the background one).
+pub(crate) struct Writeback {
+    file: Arc<File>,
+    every: u64,
+    /// The length at which to flush next.
+    next: u64,
+    worker: Option<Worker>,
+}
+
+struct Worker {
+    wake: SyncSender<()>,
+    done: JoinHandle<io::Result<()>>,
+}
+
+impl Writeback {
+    /// Flushes `file` each time it grows by `every` bytes (a nonzero amount).
+    pub(crate) fn new(file: Arc<File>, every: u64) -> Self {
+        Self {
+            file,
+            every,
+            next: every,
+            worker: None,
+        }
+    }
+
+    /// Notes that the file is `len` bytes long now.
+    pub(crate) fn grown(&mut self, len: u64) {
+        if len < self.next {
+            return;
+        }
+        self.next = len.saturating_add(self.every);
+        if self.worker.is_none() {
+            let (wake, woken) = mpsc::sync_channel::<()>(1);
+            let file = Arc::clone(&self.file);
+            let spawned = std::thread::Builder::new()
+                .name("layerstore-writeback".to_owned())
+                .spawn(move || {
+                    for () in woken {
+                        file.sync_data()?;
+                    }
+                    Ok(())
+                });
+            // No thread to spare: the final fsync does all the work, as it
+            // would without this.
+            let Ok(done) = spawned else {
+                self.next = u64::MAX;
+                return;
+            };
+            self.worker = Some(Worker { wake, done });
+        }
+        if let Some(worker) = &self.worker {
+            // Full: a flush is queued and will cover this growth too.
+            // Disconnected: a flush failed; `finish` says so.
+            let _ = worker.wake.try_send(());
+        }
+    }
+
+    /// Waits for the background flushes to end.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `path` if one of them failed.
+    pub(crate) fn finish(self, path: &Path) -> Result<()> {
+        let Some(Worker { wake, done }) = self.worker else {
+            return Ok(());
+        };
+        drop(wake);
+        match done.join() {
+            Ok(result) => result.map_err(|e| Error::io("fsync", path, e)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
 /// A path in `tmp_dir` that no other thread or process of this machine uses:
 /// `<prefix>-<pid>-<counter>-<nanos>`.
 pub(crate) fn unique_tmp_path(tmp_dir: &Path, prefix: &str) -> std::path::PathBuf {
@@ -82,6 +168,35 @@ mod tests {
         write_atomic(&tmp, &dest, b"two").unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn writeback_flushes_in_the_background_as_the_file_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("growing");
+        let file = Arc::new(File::create(&path).unwrap());
+        let mut writeback = Writeback::new(Arc::clone(&file), 4096);
+        writeback.grown(4095);
+        assert!(writeback.worker.is_none(), "nothing to flush yet");
+        for len in 1..=8u64 {
+            (&*file).write_all(&[7; 4096]).unwrap();
+            writeback.grown(len * 4096);
+        }
+        assert!(writeback.worker.is_some());
+        assert_eq!(writeback.next, 9 * 4096);
+        writeback.finish(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 * 4096);
+    }
+
+    #[test]
+    fn writeback_reports_a_failed_flush_naming_the_path() {
+        // A pipe cannot be synced (EINVAL): a flush that fails.
+        let (_read, write) = std::io::pipe().unwrap();
+        let file = Arc::new(File::from(std::os::fd::OwnedFd::from(write)));
+        let mut writeback = Writeback::new(file, 1);
+        writeback.grown(1);
+        let err = writeback.finish(Path::new("/x/pack")).unwrap_err();
+        assert!(err.to_string().contains("/x/pack"), "{err}");
     }
 
     #[test]
