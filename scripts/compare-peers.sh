@@ -125,9 +125,13 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS
 export BORG_BASE_DIR=$RUNDIR/borg-base
 
 HOSTNAME_=$(hostname)
+dentries() { awk '{print $1 " dentries (" $2 " unused)"}' /proc/sys/fs/dentry-state; }
 {
     echo "# compare-peers: scenario=$SCENARIO runs=$RUNS date=$(date -Is) host=$HOSTNAME_"
     echo "# machine: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, $(uname -sr)"
+    # A lookup (every lstat) walks a hash chain of the dentry cache: with a
+    # million dentries cached, each costs about twice as much as with 100 000.
+    echo "# dentry cache at start: $(dentries)"
     echo "# command: $0 ${ORIG_ARGS[*]:-}"
     echo "# layerstore: ${LS:-none} $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null)"
     echo "# peers: $(restic version | head -1); $(borg --version); casync $(casync --version | head -1); ostree $(ostree --version | awk -F"'" '/Version/{print $2}'); $(zstd --version)"
@@ -253,6 +257,7 @@ run_tree() {
     for ((r = 1; r <= RUNS; r++)); do
         note "== run $r/$RUNS: warming the page cache"
         warm "$TREE"; has_tool layerstore && warm "$MOD"
+        note "dentry cache: $(dentries)"
         if has_tool find; then
             # -printf '' needs no stat of a file (readdir's d_type suffices): a readdir walk;
             # printing %s %T@ %C@ %i makes find lstat every entry, as a stat cache must.

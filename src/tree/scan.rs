@@ -789,25 +789,29 @@ impl<'s> Scan<'s> {
 
     /// The entries of the files with several links: per (device, inode), the
     /// first path in order is the file, read once; the others link to it.
-    fn link_groups(&self, mut linked: Vec<(Slot, Linked)>) -> Result<Vec<(Slot, Stated)>> {
-        let inode = |(_, file): &(Slot, Linked)| (dev(&file.stat), ino(&file.stat));
-        linked.par_sort_unstable_by_key(inode);
+    fn link_groups(&self, linked: Vec<(Slot, Linked)>) -> Result<Vec<(Slot, Stated)>> {
+        // Sorted by inode as indices: the files themselves are large to move.
+        let mut order: Vec<(u64, u64, usize)> = linked
+            .iter()
+            .enumerate()
+            .map(|(i, (_, file))| (dev(&file.stat), ino(&file.stat), i))
+            .collect();
+        order.par_sort_unstable();
+        let mut files: Vec<Option<(Slot, Linked)>> = linked.into_iter().map(Some).collect();
         // Runs of one inode. A run of one (a file whose other links are
         // outside the tree, as in a `cp -al` copy) is the common case and
         // needs no group of its own.
         let mut lone = Vec::new();
         let mut groups = Vec::new();
-        let mut files = linked.into_iter().peekable();
-        while let Some(first) = files.next() {
-            let key = inode(&first);
-            if files.peek().is_some_and(|next| inode(next) == key) {
-                let mut group = vec![first];
-                while let Some(next) = files.next_if(|next| inode(next) == key) {
-                    group.push(next);
-                }
-                groups.push(group);
+        for run in order.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            if let [(_, _, i)] = run {
+                lone.extend(files[*i].take());
             } else {
-                lone.push(first);
+                groups.push(
+                    run.iter()
+                        .filter_map(|&(_, _, i)| files[i].take())
+                        .collect::<Vec<_>>(),
+                );
             }
         }
         let mut out: Vec<(Slot, Stated)> = lone
