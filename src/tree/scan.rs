@@ -728,7 +728,9 @@ impl<'s> Scan<'s> {
     /// its content nor its xattrs are read.
     fn lookup_cache(&self, path: &TreePath, st: &Stat, near: &Range<usize>) -> Option<&Entry> {
         let now = file_stat(st);
-        self.cache.as_ref()?.lookup(path, near, &now)
+        self.cache
+            .as_ref()?
+            .lookup(path, near, &now, |id| self.store.contains(id))
     }
 
     /// The chunks of the regular file at `path` whose `lstat` was `st` and
@@ -905,8 +907,9 @@ fn take_linked(dirs: &mut [Listed]) -> Vec<(Slot, Linked)> {
 /// subdirectory's own descendants right after it. Depth first with a stack
 /// of its own, however deep the tree. Component-wise path order lists the
 /// directories in the order this meets them, so the next one listed is the
-/// next one met; a subdirectory that was not listed (it vanished or was
-/// replaced meanwhile) is skipped.
+/// next one met. (A subdirectory that vanished or was replaced before it was
+/// listed has a listing with no items; one with no listing at all, which the
+/// walk does not make, would be skipped.)
 fn depth_first(dirs: Vec<Listed>) -> Vec<Stated> {
     let total = dirs.iter().map(|dir| dir.items.len()).sum();
     let mut out = Vec::with_capacity(total);
@@ -927,6 +930,7 @@ fn depth_first(dirs: Vec<Listed>) -> Vec<Stated> {
             Some(Found::Linked(_) | Found::Gone) => {}
         }
     }
+    debug_assert!(dirs.next().is_none(), "a listing no directory met");
     out
 }
 
@@ -1218,8 +1222,9 @@ mod tests {
                 path: path("a/b"),
                 items: vec![dir("a/b"), file("a/b/z")],
             },
-            // "gone" vanished before it was listed; the `Gone` is a linked
-            // file that vanished before its group was read.
+            // "gone" has no listing (the walk gives a vanished directory
+            // an empty one); the `Gone` is a linked file that vanished
+            // before its group was read.
             Listed {
                 path: TreePath::ROOT,
                 items: vec![

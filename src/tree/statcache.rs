@@ -37,12 +37,8 @@
 //!   The start, not the end, of the scan is the reference because a file may
 //!   be read at any moment in between; the second of margin covers both the
 //!   coarse clock's lag and one-second granularity;
-//! - the list's length is the size.
-//!
-//! The chunks are not looked up one by one: the cache's snapshot was just
-//! read from the store, and a store that holds a tree holds its files'
-//! chunks (garbage collection keeps or deletes them together, and needs the
-//! store alone, so not while a scan has it open).
+//! - every chunk of the list is still in the store (`Store::contains`), and
+//!   the list's length is the size.
 //!
 //! The ctime is the strong check: no system call sets it, every change of
 //! content, owner, mode or xattrs moves it to the current time, so restoring
@@ -52,14 +48,14 @@
 //! another directory is ignored (the scan reports a warning) and replaced.
 //! One whose snapshot is no longer in the store (the scan's result was never
 //! flushed, or was collected) is ignored without a warning: every file is
-//! read.
+//! read, as when chunks are missing.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::SnapshotId;
+use crate::digest::{ChunkId, SnapshotId};
 use crate::error::Result;
 use crate::fsutil::durable;
 use crate::store::Store;
@@ -379,12 +375,14 @@ impl Loaded {
     /// The previous scan's entry of the regular file at `path` (its chunks and
     /// xattrs), if the cache may be trusted for it (see the module docs).
     /// `near`: where to look first (from [`Loaded::range_of`] of its parent;
-    /// the whole tree is searched if it is not there).
+    /// the whole tree is searched if it is not there). `contains` says
+    /// whether the store still holds a chunk.
     pub(crate) fn lookup(
         &self,
         path: &TreePath,
         near: &Range<usize>,
         now: &FileStat,
+        contains: impl Fn(&ChunkId) -> bool,
     ) -> Option<&Entry> {
         let entries = self.tree.entries();
         let index = entries
@@ -405,14 +403,17 @@ impl Loaded {
             && mtime == now.mtime
             && ctime == now.ctime;
         let settled = mtime < cutoff && ctime < cutoff;
-        (same && settled && chunks.content_len() == *size).then_some(entry)
+        (same
+            && settled
+            && chunks.content_len() == *size
+            && chunks.chunks().iter().all(|c| contains(&c.id)))
+        .then_some(entry)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::ChunkId;
     use crate::store::chunk_list::{ChunkList, ChunkRef};
     use crate::tree::entry::Metadata;
 
@@ -519,9 +520,10 @@ mod tests {
         ];
         let cache = loaded(&t, started, &stats);
         assert_eq!(cache.cutoff(), Timestamp::new(999, 0));
+        let yes = |_: &ChunkId| true;
         let p = |s: &str| TreePath::new(s).unwrap();
-        assert!(cache.lookup(&p("old"), &(0..0), &stats[0]).is_some());
-        assert!(cache.lookup(&p("old"), &(1..3), &stats[0]).is_some());
+        assert!(cache.lookup(&p("old"), &(0..0), &stats[0], yes).is_some());
+        assert!(cache.lookup(&p("old"), &(1..3), &stats[0], yes).is_some());
         assert_eq!(cache.range_of(&TreePath::ROOT), 1..6);
         assert_eq!(cache.range_of(&p("old")), 2..2);
         // Within a second of the scan's start: re-read, even if nothing moved.
@@ -532,13 +534,17 @@ mod tests {
         ] {
             assert!(
                 cache
-                    .lookup(&p(path), &cache.range_of(&TreePath::ROOT), st)
+                    .lookup(&p(path), &cache.range_of(&TreePath::ROOT), st, yes)
                     .is_none(),
                 "{path}"
             );
         }
         // No record, no use.
-        assert!(cache.lookup(&p("unrecorded"), &(0..0), &stats[0]).is_none());
+        assert!(
+            cache
+                .lookup(&p("unrecorded"), &(0..0), &stats[0], yes)
+                .is_none()
+        );
         // Any field that differs, to the nanosecond, means a re-read.
         let now = stats[0];
         for changed in [
@@ -555,12 +561,14 @@ mod tests {
             },
         ] {
             assert!(
-                cache.lookup(&p("old"), &(1..2), &changed).is_none(),
+                cache.lookup(&p("old"), &(1..2), &changed, yes).is_none(),
                 "{changed:?}"
             );
         }
-        assert!(cache.lookup(&p("missing"), &(0..9), &now).is_none());
+        // A chunk gone from the store (collected, never flushed) means a re-read.
+        assert!(cache.lookup(&p("old"), &(0..0), &now, |_| false).is_none());
+        assert!(cache.lookup(&p("missing"), &(0..9), &now, yes).is_none());
         // The root is a directory: never a file's entry.
-        assert!(cache.lookup(&TreePath::ROOT, &(0..0), &now).is_none());
+        assert!(cache.lookup(&TreePath::ROOT, &(0..0), &now, yes).is_none());
     }
 }
