@@ -72,7 +72,8 @@ pub(crate) struct Pending {
     in_flight: usize,
     /// Set when a write failed after some `put` had returned: the next `flush`
     /// reports it, since those puts' chunks were lost, unless every one of
-    /// them has been put again meanwhile (a caller retrying its work).
+    /// them has been put again meanwhile (a caller retrying its work), and
+    /// commits nothing (see [`Pending::discard_all`]).
     lost: Option<LostWrite>,
 }
 
@@ -111,6 +112,21 @@ impl Pending {
         if let Some(lost) = &mut self.lost {
             lost.chunks.remove(id);
         }
+    }
+
+    /// Forgets everything pending, writer included. A flush that reports lost
+    /// chunks does this: what was put after them (the directories of a tree
+    /// whose files they hold, say) may name them, and must not be committed;
+    /// the flush's error tells the caller to put it all again.
+    fn discard_all(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.discard();
+        }
+        self.chunks.clear();
+        self.group.clear();
+        self.group_bytes.clear();
+        self.objects.clear();
+        self.object_bytes.clear();
     }
 
     /// Abandons the pack being written after a write to it failed (it may end
@@ -544,7 +560,10 @@ impl Store {
     /// # Errors
     /// [`Error::Io`] naming the pack or index that could not be written. After
     /// an error, content put since the last successful flush may be lost from
-    /// the store and must be put again.
+    /// the store and must be put again. When the error is that a write failed
+    /// after the `put` of its chunks had returned, nothing put since the last
+    /// successful flush is committed, then or later: it may refer to the lost
+    /// chunks.
     pub fn flush(&self) -> Result<()> {
         let mut pending = self.lock_pending();
         if !pending.group.is_empty() {
@@ -572,6 +591,7 @@ impl Store {
                     Some(errno) => std::io::Error::from_raw_os_error(errno),
                     None => std::io::Error::other(lost.message),
                 };
+                pending.discard_all();
                 return Err(Error::io(
                     if lost.op == "write" {
                         "write (an earlier write failed, so content put since the last flush was not stored)"
@@ -659,5 +679,45 @@ impl Store {
             committed.packs.push(Arc::new(pack));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_that_reports_lost_chunks_commits_nothing_put_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let store = Store::create(&path, &crate::StoreOptions::default()).unwrap();
+        let before = store.put_bytes(b"put before the loss").unwrap();
+        let lost = b"a chunk whose write failed after its put returned";
+        let id = ChunkId::of(lost);
+        let err = Error::io(
+            "write",
+            "/s/tmp/pack-1",
+            std::io::Error::from_raw_os_error(28),
+        );
+        store.lock_pending().lose([id], &err);
+        // An object put after the loss, which might name the lost chunk.
+        let object = store.put_object(id.as_bytes()).unwrap();
+        let err = store.flush().unwrap_err();
+        assert!(err.to_string().contains("/s/tmp/pack-1"), "{err}");
+        // Reported once; and nothing of it is committed, then or later.
+        store.flush().unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert!(!store.contains(&object));
+        assert!(!store.contains(&before.chunks()[0].id));
+        assert!(!store.contains(&id));
+        // Put again, all of it is stored.
+        store.put_bytes(b"put before the loss").unwrap();
+        store.put_bytes(lost).unwrap();
+        store.put_object(id.as_bytes()).unwrap();
+        store.flush().unwrap();
+        let store = Store::open(&path).unwrap();
+        assert!(store.contains(&object) && store.contains(&id));
+        assert!(store.contains(&before.chunks()[0].id));
     }
 }
