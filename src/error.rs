@@ -13,6 +13,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Every variant that concerns a file names its path; data read from disk never
 /// causes a panic, it becomes one of these.
+///
+/// To decide what to do about an error, match on its [`kind`](Error::kind)
+/// (what sort of failure it is) rather than on its variant (where it came
+/// from) or its message (for people): the variants carry the context, the
+/// kind the category, as `std::io::Error` does with `std::io::ErrorKind`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -272,12 +277,106 @@ pub enum Error {
         /// What went wrong.
         what: String,
     },
+
+    /// Something is too large to be stored as one piece: a metadata object
+    /// (an encoded snapshot, layer or image, as for a directory of millions
+    /// of entries) larger than a frame may hold.
+    #[error("a {what} of {size} bytes is larger than the {max} bytes it may have")]
+    TooLarge {
+        /// What was to be stored ("metadata object").
+        what: &'static str,
+        /// Its size in bytes.
+        size: u64,
+        /// The most it may have.
+        max: u64,
+    },
 }
 
-#[allow(
-    dead_code,
-    reason = "constructors for the store and scan modules, which live on other branches"
-)]
+/// What sort of failure an [`Error`] is: the part of an error to branch on.
+///
+/// Each [`Error`] variant has one kind (see [`Error::kind`]); several variants
+/// share a kind, and new variants and kinds may be added, so a `match` needs
+/// a `_` arm.
+///
+/// # Bad input or system failure
+///
+/// For a caller that reports errors (the CLI's exit codes, an HTTP status),
+/// the kinds fall in two groups:
+///
+/// - **Bad input**, which the caller can fix by asking differently:
+///   [`InvalidInput`](Self::InvalidInput), [`NotFound`](Self::NotFound),
+///   [`AlreadyExists`](Self::AlreadyExists), [`TooLarge`](Self::TooLarge),
+///   [`PermissionDenied`](Self::PermissionDenied).
+/// - **System failure**, where the store, the machine or the network is at
+///   fault and asking again the same way may work or need repair:
+///   [`Io`](Self::Io), [`Corrupt`](Self::Corrupt), [`Locked`](Self::Locked),
+///   [`Unsupported`](Self::Unsupported), [`Remote`](Self::Remote).
+///
+/// [`NotFound`](Self::NotFound) is bad input when the caller named what is
+/// missing (an image reference, a store directory, a chunk or object id),
+/// but a sign of an incomplete store when a stored object names it (an image
+/// whose layer is gone): [`Error::ChunkNotFound`] and
+/// [`Error::ObjectNotFound`] are the variants of the second case, and a
+/// caller that only ever passes ids read from the store can count them as
+/// system failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// What was asked for does not exist: a store, chunk, object, image or
+    /// container.
+    NotFound,
+    /// An argument, a path, an id, a tree or data given to import (an OCI
+    /// layout, a tar, a Containerfile) breaks a rule: it is malformed,
+    /// hostile or out of range.
+    InvalidInput,
+    /// Something is too large to be stored as one piece.
+    TooLarge,
+    /// The destination of a write already holds something (a checkout
+    /// directory that is not empty).
+    AlreadyExists,
+    /// The operation needs a privilege the process lacks (creating a device
+    /// needs `CAP_MKNOD`).
+    PermissionDenied,
+    /// Bytes in the store do not match what names them, or a stored object or
+    /// the store's config cannot be decoded.
+    Corrupt,
+    /// Another process holds the store's lock.
+    Locked,
+    /// The store was written in a format version this build does not read.
+    Unsupported,
+    /// A system call failed; the error names the path and the operation, and
+    /// its `source` is the `std::io::Error`.
+    Io,
+    /// A registry could not be reached, refused a request, or sent something
+    /// that does not check out.
+    Remote,
+}
+
+impl ErrorKind {
+    /// A short lower-case description, as `std::io::ErrorKind` displays.
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::TooLarge => "too large",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::Corrupt => "corrupt data",
+            ErrorKind::Locked => "locked",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Io => "I/O error",
+            ErrorKind::Remote => "registry error",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Constructors.
 impl Error {
     /// An [`Error::Io`] for `op` on `path`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -303,6 +402,39 @@ impl Error {
 }
 
 impl Error {
+    /// What sort of failure this is; see [`ErrorKind`] for which kinds are
+    /// the caller's to fix and which the system's.
+    ///
+    /// An [`Error::Checkout`] has the kind of the error it wraps.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } | Error::Xattr { .. } => ErrorKind::Io,
+            Error::NotAStore { .. }
+            | Error::ChunkNotFound { .. }
+            | Error::ObjectNotFound { .. }
+            | Error::ImageNotFound { .. } => ErrorKind::NotFound,
+            Error::UnsupportedVersion { .. } => ErrorKind::Unsupported,
+            Error::BadConfig { .. } | Error::Corrupt { .. } | Error::Malformed { .. } => {
+                ErrorKind::Corrupt
+            }
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::BadId { .. }
+            | Error::InvalidPath { .. }
+            | Error::SymlinkInPath { .. }
+            | Error::InvalidArgument(_)
+            | Error::InvalidTree { .. }
+            | Error::Oci { .. }
+            | Error::Container { .. }
+            | Error::Build { .. } => ErrorKind::InvalidInput,
+            Error::DestinationNotEmpty { .. } => ErrorKind::AlreadyExists,
+            Error::NeedsPrivilege { .. } => ErrorKind::PermissionDenied,
+            Error::Checkout { source, .. } => source.kind(),
+            Error::Registry { .. } => ErrorKind::Remote,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+        }
+    }
+
     /// The `io::ErrorKind` that stands for this error when it travels as an
     /// `io::Error`.
     fn io_kind(&self) -> io::ErrorKind {
@@ -321,6 +453,7 @@ impl Error {
             }
             Error::DestinationNotEmpty { .. } => io::ErrorKind::DirectoryNotEmpty,
             Error::NeedsPrivilege { .. } => io::ErrorKind::PermissionDenied,
+            Error::TooLarge { .. } => io::ErrorKind::FileTooLarge,
             Error::Checkout { source, .. } => source.io_kind(),
             _ => io::ErrorKind::Other,
         }
@@ -332,5 +465,212 @@ impl From<Error> for io::Error {
     /// original error stays reachable through `get_ref`/`into_inner`.
     fn from(err: Error) -> Self {
         io::Error::new(err.io_kind(), err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_err() -> io::Error {
+        io::Error::from(io::ErrorKind::NotFound)
+    }
+
+    /// One of each variant, with the kind it must have.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one line per variant, as rustfmt lays it out"
+    )]
+    fn every_variant() -> Vec<(Error, ErrorKind)> {
+        let path = || PathBuf::from("/s");
+        vec![
+            (Error::io("open", path(), io_err()), ErrorKind::Io),
+            (Error::NotAStore { path: path() }, ErrorKind::NotFound),
+            (
+                Error::UnsupportedVersion {
+                    path: path(),
+                    found: 9,
+                    supported: 1,
+                },
+                ErrorKind::Unsupported,
+            ),
+            (
+                Error::BadConfig {
+                    path: path(),
+                    reason: "x".into(),
+                },
+                ErrorKind::Corrupt,
+            ),
+            (Error::corrupt(path(), 7, "x"), ErrorKind::Corrupt),
+            (
+                Error::ChunkNotFound {
+                    id: ChunkId::of(b"x"),
+                    store: path(),
+                },
+                ErrorKind::NotFound,
+            ),
+            (
+                Error::Locked {
+                    path: path(),
+                    reason: "shared",
+                },
+                ErrorKind::Locked,
+            ),
+            (
+                Error::BadId {
+                    input: "x".into(),
+                    reason: "x",
+                },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                Error::InvalidPath {
+                    path: "..".into(),
+                    reason: "x",
+                },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                Error::SymlinkInPath {
+                    root: path(),
+                    path: "a/b".into(),
+                    component: "a".into(),
+                },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                Error::Xattr {
+                    op: "get",
+                    path: path(),
+                    name: "user.x".into(),
+                    source: io_err(),
+                },
+                ErrorKind::Io,
+            ),
+            (
+                Error::ObjectNotFound {
+                    kind: "layer",
+                    id: "x".into(),
+                    store: path(),
+                },
+                ErrorKind::NotFound,
+            ),
+            (
+                Error::ImageNotFound {
+                    reference: "x".into(),
+                    reason: "x".into(),
+                },
+                ErrorKind::NotFound,
+            ),
+            (Error::InvalidArgument("x".into()), ErrorKind::InvalidInput),
+            (
+                Error::InvalidTree {
+                    path: TreePath::ROOT,
+                    reason: "x".into(),
+                },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                Error::DestinationNotEmpty { path: path() },
+                ErrorKind::AlreadyExists,
+            ),
+            (
+                Error::Checkout {
+                    path: path(),
+                    source: Box::new(Error::corrupt(path(), 0, "x")),
+                },
+                ErrorKind::Corrupt,
+            ),
+            (
+                Error::NeedsPrivilege {
+                    path: path(),
+                    what: "character device",
+                },
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                Error::Oci {
+                    what: "x".into(),
+                    reason: "x".into(),
+                },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                Error::Malformed {
+                    what: "layer",
+                    reason: "x".into(),
+                },
+                ErrorKind::Corrupt,
+            ),
+            (
+                Error::Container {
+                    name: "x".into(),
+                    reason: "x".into(),
+                },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                Error::Build {
+                    file: "Containerfile".into(),
+                    line: 1,
+                    reason: "x".into(),
+                },
+                ErrorKind::InvalidInput,
+            ),
+            (
+                Error::Registry {
+                    registry: "x".into(),
+                    what: "x".into(),
+                },
+                ErrorKind::Remote,
+            ),
+            (
+                Error::TooLarge {
+                    what: "metadata object",
+                    size: 2,
+                    max: 1,
+                },
+                ErrorKind::TooLarge,
+            ),
+        ]
+    }
+
+    #[test]
+    fn each_variant_has_its_kind() {
+        for (err, kind) in every_variant() {
+            assert_eq!(err.kind(), kind, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn checkout_takes_the_kind_of_what_it_wraps() {
+        for (inner, kind) in every_variant() {
+            let err = Error::Checkout {
+                path: PathBuf::from("/d/f"),
+                source: Box::new(inner),
+            };
+            assert_eq!(err.kind(), kind);
+        }
+    }
+
+    #[test]
+    fn too_large_says_how_large() {
+        let err = Error::TooLarge {
+            what: "metadata object",
+            size: 70_000_000,
+            max: 67_108_864,
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("70000000") && msg.contains("67108864"),
+            "{msg}"
+        );
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::FileTooLarge);
+    }
+
+    #[test]
+    fn kinds_display_as_phrases() {
+        assert_eq!(ErrorKind::NotFound.to_string(), "not found");
+        assert_eq!(ErrorKind::Corrupt.to_string(), "corrupt data");
     }
 }

@@ -51,7 +51,7 @@ pub use crate::fsutil::fault;
 
 pub use crate::{
     digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
-    error::{Error, Result},
+    error::{Error, ErrorKind, Result},
     store::{
         ChunkReader, CopyReport, PackStats, Store, StoreStats, TagName,
         chunk_list::{ChunkList, ChunkRef},
