@@ -2,7 +2,7 @@
 # Compare layerstore with its peers (restic, borg, casync, ostree) and with the
 # no-dedup baseline `tar -c | zstd -3 -T2`, on one tree, in one run.
 #
-#   scripts/compare-peers.sh [--runs N] [--tools LIST] [--no-install] [TREE]
+#   scripts/compare-peers.sh [--runs N] [--tools LIST] [--no-install] [--baseline BIN] [TREE]
 #   scripts/compare-peers.sh --rootfs [--runs N] [--tools LIST] [--no-install]
 #
 # TREE defaults to /work/data/linux/linux-source-6.1. Everything is written under
@@ -17,6 +17,11 @@
 # the first image vs `zstd -dc | tar -x` of the same tree, a commit of a copy of
 # the tree with a handful of files changed, and `diff` of the two stored images.
 # Also a bare stat walk (`find TREE -printf ''`).
+#
+# --baseline BIN: also measure another layerstore binary (e.g. the build before
+# a refactor) as the tool `baseline`, with every layerstore step, in the same
+# runs; the two builds take turns going first. The ratios layerstore ÷ baseline
+# of each step are computed within each run (the tree scenario only).
 #
 # --rootfs: four root filesystems built with debootstrap (cached under
 # $COMPARE_WORK/rootfs), committed in order into one store per tool; reports the
@@ -33,7 +38,7 @@ set -euo pipefail
 { # the whole script is one compound command: bash parses it before running it, so
   # editing this file while it runs cannot change what runs.
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
 
 ORIG_ARGS=("$@")
 SCENARIO=tree
@@ -41,6 +46,7 @@ RUNS=${RUNS:-3}
 INSTALL=1
 TOOLS_ALL="layerstore restic borg casync ostree tarzst find"
 TOOLS=$TOOLS_ALL
+BASELINE=
 TREE=/work/data/linux/linux-source-6.1
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 while (($#)); do
@@ -49,6 +55,7 @@ while (($#)); do
     --runs) RUNS=$2; shift ;;
     --tools) TOOLS=${2//,/ }; shift ;;
     --no-install) INSTALL=0 ;;
+    --baseline) BASELINE=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     *) TREE=$1 ;;
@@ -119,6 +126,15 @@ if has_tool layerstore; then
     [[ -n $LS ]] || TOOLS=${TOOLS/layerstore/}
 fi
 
+if [[ -n $BASELINE ]]; then
+    [[ -x $BASELINE ]] || { echo "--baseline $BASELINE: not an executable" >&2; exit 2; }
+    [[ $SCENARIO == tree ]] || { echo "--baseline is for the tree scenario" >&2; exit 2; }
+    has_tool layerstore || { echo "--baseline needs the tool layerstore" >&2; exit 2; }
+    TOOLS="$TOOLS baseline"
+fi
+# lsbin TOOL: the layerstore binary a layerstore-like tool runs.
+lsbin() { if [[ $1 == baseline ]]; then echo "$BASELINE"; else echo "$LS"; fi; }
+
 # ---------------------------------------------------------------- measuring
 export RESTIC_PASSWORD=compare-peers
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
@@ -134,6 +150,7 @@ dentries() { awk '{print $1 " dentries (" $2 " unused)"}' /proc/sys/fs/dentry-st
     echo "# dentry cache at start: $(dentries)"
     echo "# command: $0 ${ORIG_ARGS[*]:-}"
     echo "# layerstore: ${LS:-none} $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null)"
+    [[ -z $BASELINE ]] || echo "# baseline: $BASELINE"
     echo "# peers: $(restic version | head -1); $(borg --version); casync $(casync --version | head -1); ostree $(ostree --version | awk -F"'" '/Version/{print $2}'); $(zstd --version)"
     printf 'scenario\ttool\tmetric\trun\tvalue\tunit\n'
 } >"$RESULTS"
@@ -189,7 +206,7 @@ init_repo() {
     local tool=$1 repo=$2
     fresh "$repo"
     case $tool in
-    layerstore) "$LS" --store "$repo" init ;;
+    layerstore | baseline) "$(lsbin "$tool")" --store "$repo" init ;;
     restic) restic -r "$repo" --cache-dir "$repo.cache" init ;;
     borg) borg init -e none "$repo" ;;
     casync) mkdir -p "$repo/store" ;;
@@ -199,7 +216,7 @@ init_repo() {
 backup() {
     local tool=$1 repo=$2 dir=$3 name=$4
     case $tool in
-    layerstore) tm "$LS" --store "$repo" commit "$dir" --tag "$name" ;;
+    layerstore | baseline) tm "$(lsbin "$tool")" --store "$repo" commit "$dir" --tag "$name" ;;
     restic) tm restic -r "$repo" --cache-dir "$repo.cache" backup --quiet "$dir" ;;
     borg) tm borg create --compression zstd,3 "$repo::$name" "$dir" ;;
     casync) tm casync make --store="$repo/store" "$repo/$name.caidx" "$dir" ;;
@@ -276,8 +293,11 @@ run_tree() {
             note "tar|zstd: $(awk -F'\t' -v r="$r" '$2=="tarzst"&&$4==r{printf "%s=%s ", $3, $5}' "$RESULTS")"
             cleanup "$repo"
         fi
-        for tool in ${TOOLS}; do
-            case $tool in layerstore | restic | borg | casync | ostree) ;; *) continue ;; esac
+        local order=$TOOLS
+        # the two builds take turns going first
+        has_tool baseline && ((r % 2 == 0)) && order="baseline ${TOOLS/baseline/}"
+        for tool in $order; do
+            case $tool in layerstore | baseline | restic | borg | casync | ostree) ;; *) continue ;; esac
             repo=$RUNDIR/$tool; drop_tool_cache "$repo"
             init_repo "$tool" "$repo"
             backup "$tool" "$repo" "$TREE" t1
@@ -286,24 +306,25 @@ run_tree() {
             backup "$tool" "$repo" "$TREE" t1b
             rec "$tool" second_s "$r" "$T" s; rec "$tool" second_rss_mb "$r" "$RSS" MB
             rec "$tool" size_after_second_b "$r" "$(sz "$repo")" B
-            if [[ $tool == layerstore ]]; then
-                "$LS" --store "$repo" du >"$TMPF.du" 2>>"$LOG" || true
+            if [[ $tool == layerstore || $tool == baseline ]]; then
+                local bin; bin=$(lsbin "$tool")
+                "$bin" --store "$repo" du >"$TMPF.du" 2>>"$LOG" || true
                 while IFS=: read -r k v; do
-                    v=${v// /}; [[ $v =~ ^[0-9.]+$ ]] && rec layerstore "du_${k// /_}" "$r" "$v" -
+                    v=${v// /}; [[ $v =~ ^[0-9.]+$ ]] && rec "$tool" "du_${k// /_}" "$r" "$v" -
                 done <"$TMPF.du"
                 fresh "$repo.out"
-                tm "$LS" --store "$repo" checkout t1 "$repo.out"; rec layerstore checkout_s "$r" "$T" s
-                rec layerstore checkout_rss_mb "$r" "$RSS" MB
+                tm "$bin" --store "$repo" checkout t1 "$repo.out"; rec "$tool" checkout_s "$r" "$T" s
+                rec "$tool" checkout_rss_mb "$r" "$RSS" MB
                 if ((r == 1)); then
                     local bad; bad=$(verify_checkout "$TREE" "$repo.out")
-                    rec layerstore checkout_mismatches "$r" "$bad" n
+                    rec "$tool" checkout_mismatches "$r" "$bad" n
                     ((bad == 0)) || note "WARNING: checkout differs from the tree in $bad listing lines (see $LOG)"
                 fi
                 rm -rf "$repo.out"
-                tm "$LS" --store "$repo" commit "$MOD" --tag t2; rec layerstore commit_modified_s "$r" "$T" s
-                tm "$LS" --store "$repo" diff t1 t2; rec layerstore diff_s "$r" "$T" s
-                "$LS" --store "$repo" diff t1 t2 >"$TMPF.diff" 2>>"$LOG" || true
-                rec layerstore diff_lines "$r" "$(wc -l <"$TMPF.diff")" n
+                tm "$bin" --store "$repo" commit "$MOD" --tag t2; rec "$tool" commit_modified_s "$r" "$T" s
+                tm "$bin" --store "$repo" diff t1 t2; rec "$tool" diff_s "$r" "$T" s
+                "$bin" --store "$repo" diff t1 t2 >"$TMPF.diff" 2>>"$LOG" || true
+                rec "$tool" diff_lines "$r" "$(wc -l <"$TMPF.diff")" n
                 ((r == 1)) && { echo "diff t1 t2:"; cat "$TMPF.diff"; } >>"$LOG"
             fi
             note "$tool: $(awk -F'\t' -v t="$tool" -v r="$r" '$2==t&&$4==r&&$3!~/^du_/{printf "%s=%s ", $3, $5}' "$RESULTS")"
@@ -321,6 +342,12 @@ run_tree() {
                 [[ $tool == tarzst ]] || rec "$tool" ratio_second "$r" "$(ratio "$lss" "$(get "$tool" second_s "$r")")" x
             done
             has_tool find && rec find ratio_second "$r" "$(ratio "$lss" "$(get find lstat_walk_s "$r")")" x
+            if has_tool baseline; then
+                local m
+                for m in first_s second_s size_b first_rss_mb checkout_s commit_modified_s diff_s; do
+                    rec baseline "ratio_$m" "$r" "$(ratio "$(get layerstore "$m" "$r")" "$(get baseline "$m" "$r")")" x
+                done
+            fi
         fi
     done
     rm -rf "$MOD"
@@ -436,6 +463,14 @@ table_tree() {
         "find -printf '' walk" "$(med find stat_walk_s)" - - - - - -
     has_tool find && printf '%-22s %9s %9s %9s %8s | %8s %8s %8s   (second: layerstore second ÷ lstat walk)\n' \
         "find, lstat each entry" "$(med find lstat_walk_s)" - - - - "$(med find ratio_second)" -
+    if has_tool baseline; then
+        printf '\nlayerstore (%s) against the baseline build (%s), same runs; medians of per-run ratios:\n' "$LS" "$BASELINE"
+        printf '%-18s %10s %10s %8s\n' step layerstore baseline ratio
+        local m
+        for m in first_s second_s size_b first_rss_mb checkout_s commit_modified_s diff_s; do
+            printf '%-18s %10s %10s %8s\n' "$m" "$(med layerstore "$m")" "$(med baseline "$m")" "$(med baseline "ratio_$m")"
+        done
+    fi
     if has_tool layerstore; then
         printf '\nrestore: layerstore checkout %s s (RSS %s MB), zstd -dc | tar -x %s s; ratio %s\n' \
             "$(med layerstore checkout_s)" "$(med layerstore checkout_rss_mb)" "$(med tarzst extract_s)" "$(med tarzst ratio_restore)"
