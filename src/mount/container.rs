@@ -18,11 +18,11 @@ use super::{BaseTree, MountBackend, Usage, ViewFiles, ViewSpec};
 use crate::digest::{ChunkId, ImageId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
-use crate::store::{Store, TagName};
+use crate::store::{Store, TagName, layout};
 use crate::tree::{History, Timestamp};
 
 /// The pin group holding each container's parent and last committed image.
-const PIN_GROUP: &str = "containers";
+const PIN_GROUP: &str = layout::CONTAINER_PINS;
 /// The file, in a container's directory, holding its state.
 const META: &str = "meta";
 /// The first bytes of `meta`: what it is and its format version.
@@ -250,7 +250,7 @@ impl<'s> Containers<'s> {
 /// State
 impl Containers<'_> {
     fn root(&self) -> PathBuf {
-        self.store.path().join("containers")
+        layout::containers(self.store.path())
     }
 
     fn dir(&self, name: &str) -> Result<PathBuf> {

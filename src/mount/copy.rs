@@ -37,7 +37,7 @@ use super::{BaseTree, MountBackend, Usage, ViewSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::confine::{self, Root};
 use crate::fsutil::{durable, reflink};
-use crate::store::Store;
+use crate::store::{Store, layout};
 use crate::tree::{CheckoutOptions, Layer, ScanOptions, Snapshot, TreePath};
 
 /// The container's tree while unmounted.
@@ -280,7 +280,7 @@ pub(crate) struct CopyStats {
 
 /// The shared checkout of `base`, made if missing: `containers/.base/<id>`.
 fn base_checkout(store: &Store, base: &BaseTree<'_>) -> Result<(PathBuf, Vec<TreePath>)> {
-    let dir = store.path().join("containers").join(".base");
+    let dir = layout::base_checkouts(store.path());
     let id = base.id()?.to_hex();
     let done = dir.join(&id);
     let skipped_file = dir.join(format!("{id}.skipped"));
@@ -313,11 +313,7 @@ fn base_checkout(store: &Store, base: &BaseTree<'_>) -> Result<(PathBuf, Vec<Tre
 }
 
 fn users_dir(store: &Store, base: &BaseTree<'_>) -> Result<PathBuf> {
-    Ok(store
-        .path()
-        .join("containers")
-        .join(".base")
-        .join(format!("{}.users", base.id()?.to_hex())))
+    Ok(layout::base_checkouts(store.path()).join(format!("{}.users", base.id()?.to_hex())))
 }
 
 /// Records the container as a user of its base checkout.

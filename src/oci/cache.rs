@@ -35,7 +35,7 @@ use crate::error::Result;
 use crate::fsutil::durable;
 use crate::oci::compress::Compression;
 use crate::oci::digest::{chain_ids, sha256_hex};
-use crate::store::Store;
+use crate::store::{Store, layout};
 
 /// The largest cache entry read back.
 const MAX_ENTRY: u64 = 4 << 20;
@@ -67,7 +67,7 @@ impl<'a> OciCache<'a> {
     }
 
     fn dir(&self, kind: &str) -> PathBuf {
-        self.store.path().join("cache/oci").join(kind)
+        layout::oci_cache(self.store.path()).join(kind)
     }
 
     fn write(&self, kind: &str, name: &str, bytes: &[u8]) -> Result<()> {
@@ -76,7 +76,7 @@ impl<'a> OciCache<'a> {
         }
         let dir = self.dir(kind);
         std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io("create directory", &dir, e))?;
-        durable::write_atomic(&self.store.path().join("tmp"), &dir.join(name), bytes)
+        durable::write_atomic(&layout::tmp(self.store.path()), &dir.join(name), bytes)
     }
 
     fn read(&self, kind: &str, name: &str) -> Option<Vec<u8>> {

@@ -26,8 +26,8 @@ use super::transfer::{Layout, Manifest, PullReport, PushOptions, PushReport, sha
 use crate::digest::{ImageId, LayerId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
-use crate::store::Store;
 use crate::store::TagName;
+use crate::store::{Store, layout};
 use crate::tree::Image;
 
 /// Pushing and pulling store images
@@ -57,7 +57,7 @@ impl Registry {
             return Ok(report);
         }
         let img = store.image(image)?;
-        let dir = durable::unique_tmp_path(&store.path().join("tmp"), "oci-push");
+        let dir = durable::unique_tmp_path(&layout::tmp(store.path()), "oci-push");
         let result = std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io("create directory", &dir, e))
             .and_then(|()| {
@@ -102,7 +102,7 @@ impl Registry {
         progress: &dyn Fn(&PullReport),
     ) -> Result<(ImageId, PullReport)> {
         let cache = OciCache::new(store);
-        let layout = durable::unique_tmp_path(&store.path().join("tmp"), "oci-pull");
+        let layout = durable::unique_tmp_path(&layout::tmp(store.path()), "oci-pull");
         let result = (|| {
             let skip = |manifest: &Manifest, config: &[u8]| known_layers(&cache, manifest, config);
             let report = self.pull_layout_with(src, &layout, "pulled", &skip, progress)?;

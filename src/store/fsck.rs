@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::gc::Repacker;
 use super::index::{Index, Location};
 use super::verify::{self, PackPass};
-use super::{Store, index, pack};
+use super::{Store, index, layout, pack};
 use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
 use crate::fsutil::{durable, fault};
@@ -74,8 +74,8 @@ impl Store {
         let mut check = PackCheck::default();
         let dir = self.packs_dir();
         let (pack_ids, idx_ids) = list_packs(&dir)?;
-        let pack_path = |id: &PackId| dir.join(format!("{}.pack", id.to_hex()));
-        let idx_path = |id: &PackId| dir.join(format!("{}.idx", id.to_hex()));
+        let pack_path = |id: &PackId| dir.join(layout::pack_file(id));
+        let idx_path = |id: &PackId| dir.join(layout::index_file(id));
 
         let indexes = self.check_indexes(&idx_ids, &pack_ids, repair, &mut check)?;
         // Which pack's good index names each chunk: needed to repair, and to
@@ -186,7 +186,7 @@ impl Store {
         repair: bool,
         check: &mut PackCheck,
     ) -> Result<HashMap<PackId, IdxState>> {
-        let idx_path = |id: &PackId| self.packs_dir().join(format!("{}.idx", id.to_hex()));
+        let idx_path = |id: &PackId| self.packs_dir().join(layout::index_file(id));
         let mut indexes = HashMap::new();
         for id in idx_ids {
             let path = idx_path(id);
@@ -268,7 +268,7 @@ impl Store {
             .iter()
             .filter(|f| !f.verified && !elsewhere(&f.id))
             .count();
-        let idx = path.with_extension("idx");
+        let idx = path.with_extension(layout::INDEX_EXT);
         if idx.exists() {
             let to = quarantine(&self.root, &idx)?;
             check
@@ -278,7 +278,7 @@ impl Store {
         let to = quarantine(&self.root, path)?;
         let into = written
             .iter()
-            .map(|p| format!("{}.pack", p.id.to_hex()))
+            .map(|p| layout::pack_file(&p.id))
             .collect::<Vec<_>>()
             .join(", ");
         check.repaired.push((
@@ -405,16 +405,10 @@ fn list_packs(dir: &Path) -> Result<(Vec<PackId>, Vec<PackId>)> {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(id) = name
-            .strip_suffix(".pack")
-            .and_then(|h| PackId::from_hex(h).ok())
-        {
-            pack_ids.push(id);
-        } else if let Some(id) = name
-            .strip_suffix(".idx")
-            .and_then(|h| PackId::from_hex(h).ok())
-        {
-            idx_ids.push(id);
+        match layout::parse_pack_dir_name(name) {
+            Some((id, false)) => pack_ids.push(id),
+            Some((id, true)) => idx_ids.push(id),
+            None => {}
         }
     }
     pack_ids.sort();
@@ -425,7 +419,7 @@ fn list_packs(dir: &Path) -> Result<(Vec<PackId>, Vec<PackId>)> {
 /// Moves `path` into `<root>/quarantine/` (under a new name if taken);
 /// returns where it went.
 fn quarantine(root: &Path, path: &Path) -> Result<PathBuf> {
-    let dir = root.join("quarantine");
+    let dir = layout::quarantine(root);
     fault::check("create directory", &dir)
         .and_then(|()| fs_err::create_dir_all(&dir))
         .map_err(|e| Error::io("create directory", &dir, e))?;

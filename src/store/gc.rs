@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::index::Location;
 use super::pack::{self, PackWriter, ScannedFrame};
 use super::write::{GROUP_BELOW, GROUP_TARGET, PACK_TARGET};
-use super::{Pack, Store, frame, index};
+use super::{Pack, Store, frame, index, layout};
 use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
 use crate::fsutil::{durable, fault};
@@ -280,7 +280,11 @@ impl Store {
             }
             if needed {
                 let idx = index::encode(&mut records);
-                durable::write_atomic(&self.tmp_dir(), &path.with_extension("idx"), &idx)?;
+                durable::write_atomic(
+                    &self.tmp_dir(),
+                    &path.with_extension(layout::INDEX_EXT),
+                    &idx,
+                )?;
                 report.orphans_indexed += 1;
             } else {
                 remove_if_present(&path)?;
@@ -301,11 +305,11 @@ impl Store {
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
             let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
             let name = entry.file_name();
-            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".pack")) else {
+            let Some((_, false)) = name.to_str().and_then(layout::parse_pack_dir_name) else {
                 continue;
             };
             let path = entry.path();
-            if PackId::from_hex(hex).is_ok() && !path.with_extension("idx").exists() {
+            if !path.with_extension(layout::INDEX_EXT).exists() {
                 out.push(path);
             }
         }
@@ -535,7 +539,7 @@ impl<'a> Repacker<'a> {
         let pack_len = writer.len();
         let (id, _, mut records) = writer.finish(&self.store.packs_dir())?;
         let idx = index::encode(&mut records);
-        let idx_path = self.store.packs_dir().join(format!("{}.idx", id.to_hex()));
+        let idx_path = self.store.packs_dir().join(layout::index_file(&id));
         durable::write_atomic(&self.store.tmp_dir(), &idx_path, &idx)?;
         self.written.push(NewPack {
             id,

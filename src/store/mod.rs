@@ -1,16 +1,7 @@
-//! The content-addressed chunk store: a directory of packs and their indexes.
-//!
-//! ```text
-//! <store>/
-//!   config          format version, chunker parameters, compression
-//!   lock            flock: shared by every open store, exclusive for gc and cleanup
-//!   packs/<id>.pack frames of chunks, immutable once renamed into place
-//!   packs/<id>.idx  the pack's sorted index, written after the pack is durable
-//!   tmp/            packs and files being written; cleaned when nobody holds the lock
-//!   cache/stat/<h>  the stat cache of one scanned directory (owned by `tree::scan`;
-//!                   a cache only: safe to delete)
-//!   quarantine/     damaged packs moved aside by `fsck` repair (never deleted)
-//! ```
+//! The content-addressed chunk store: a directory of packs and their indexes,
+//! refs (a namespace of small files naming objects) and the lock. The
+//! directories and files of a store are described, and named, in
+//! [`layout`].
 //!
 //! ## The lock protocol
 //!
@@ -31,6 +22,7 @@ pub(crate) mod frame;
 pub(crate) mod fsck;
 pub(crate) mod gc;
 pub(crate) mod index;
+pub(crate) mod layout;
 mod lock;
 mod mmap;
 pub(crate) mod pack;
@@ -149,7 +141,7 @@ impl Store {
     /// [`Error::InvalidArgument`] if the directory holds other files.
     pub fn create(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self> {
         let root = path.as_ref();
-        let config_path = root.join("config");
+        let config_path = layout::config(root);
         let config = Config::new(options).map_err(|reason| Error::BadConfig {
             path: config_path.clone(),
             reason,
@@ -162,7 +154,10 @@ impl Store {
             std::fs::read_dir(root).map_err(|e| Error::io("read directory", root, e))?;
         if let Some(entry) = entries.next() {
             let entry = entry.map_err(|e| Error::io("read directory", root, e))?;
-            if !matches!(entry.file_name().to_str(), Some("packs" | "tmp" | "lock")) {
+            if !matches!(
+                entry.file_name().to_str(),
+                Some(layout::PACKS | layout::TMP | layout::LOCK)
+            ) {
                 return Err(Error::InvalidArgument(format!(
                     "'{}' is not empty and holds no store (found '{}')",
                     root.display(),
@@ -170,14 +165,13 @@ impl Store {
                 )));
             }
         }
-        for dir in ["packs", "tmp"] {
-            let dir = root.join(dir);
+        for dir in [layout::packs(root), layout::tmp(root)] {
             fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         }
-        let lock_path = root.join("lock");
+        let lock_path = layout::lock(root);
         File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
         // The config is written last: a directory with a config is a store.
-        durable::write_atomic(&root.join("tmp"), &config_path, config.render().as_bytes())?;
+        durable::write_atomic(&layout::tmp(root), &config_path, config.render().as_bytes())?;
         durable::sync_dir(root)?;
         Self::open(root)
     }
@@ -202,7 +196,7 @@ impl Store {
 
     fn open_with(path: &Path, locking: bool) -> Result<Self> {
         let root = path.to_path_buf();
-        let config_path = root.join("config");
+        let config_path = layout::config(&root);
         let bytes = match std::fs::read(&config_path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -225,13 +219,12 @@ impl Store {
                 reason,
             },
         })?;
-        for dir in ["packs", "tmp"] {
-            let dir = root.join(dir);
+        for dir in [layout::packs(&root), layout::tmp(&root)] {
             if !dir.is_dir() {
                 return Err(Error::corrupt(&dir, 0, "missing store directory"));
             }
         }
-        let lock_path = root.join("lock");
+        let lock_path = layout::lock(&root);
         let lock = File::options()
             .read(true)
             .write(true)
@@ -241,7 +234,7 @@ impl Store {
             .map_err(|e| Error::io("open", &lock_path, e))?;
         // Alone with the store: whatever is in tmp/ was left by a crash.
         if locking && lock::take(&lock, &lock_path, FlockOperation::NonBlockingLockExclusive)? {
-            clean_tmp(&root.join("tmp"), false)?;
+            clean_tmp(&layout::tmp(&root), false)?;
         }
         if locking && !take_shared_soon(&lock, &lock_path)? {
             return Err(Error::Locked {
@@ -279,11 +272,11 @@ impl Store {
     }
 
     fn packs_dir(&self) -> PathBuf {
-        self.root.join("packs")
+        layout::packs(&self.root)
     }
 
     fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        layout::tmp(&self.root)
     }
 
     /// Loads the indexes that other processes committed since this store was
@@ -325,10 +318,7 @@ impl Store {
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
             let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
             let name = entry.file_name();
-            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".idx")) else {
-                continue;
-            };
-            if let Ok(id) = PackId::from_hex(hex) {
+            if let Some((id, true)) = name.to_str().and_then(layout::parse_pack_dir_name) {
                 found.push(id);
             }
         }
@@ -414,14 +404,14 @@ impl Store {
 
     fn load_pack(&self, id: PackId) -> Result<Pack> {
         let dir = self.packs_dir();
-        let idx_path = dir.join(format!("{}.idx", id.to_hex()));
+        let idx_path = dir.join(layout::index_file(&id));
         let file = File::open(&idx_path).map_err(|e| Error::io("open index", &idx_path, e))?;
         let mapped = mmap::map(&file, &idx_path)?;
         let index = Index::new(mapped).map_err(|reason| Error::corrupt(&idx_path, 0, reason))?;
         Ok(Pack {
             id,
             seq: self.pack_seq.fetch_add(1, Ordering::Relaxed),
-            path: dir.join(format!("{}.pack", id.to_hex())),
+            path: dir.join(layout::pack_file(&id)),
             idx_path,
             index,
             file: OnceLock::new(),
@@ -558,7 +548,7 @@ impl Store {
     /// write-locked across each attempt, so no thread of this process reads
     /// or deduplicates against a stale view.
     pub(crate) fn lock_exclusive(&self, wait: Duration) -> Result<Exclusive<'_>> {
-        let lock_path = self.root.join("lock");
+        let lock_path = layout::lock(&self.root);
         let deadline = Instant::now() + wait;
         loop {
             let mut committed = self
@@ -611,7 +601,7 @@ impl Drop for Exclusive<'_> {
         // until the next refresh; puts store chunks again rather than
         // deduplicating against a pack that is gone).
         *self.committed = self.store.load_all().unwrap_or_default();
-        let lock_path = self.store.root.join("lock");
+        let lock_path = layout::lock(&self.store.root);
         // Exclusive to shared: nobody else holds the lock, so this cannot wait.
         let _ = lock::take(&self.store.lock, &lock_path, FlockOperation::LockShared);
     }

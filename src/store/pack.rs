@@ -124,7 +124,7 @@ impl PackWriter {
         self.writeback.finish(&self.tmp_path)?;
         durable::sync_file(&self.file, &self.tmp_path)?;
         let id = PackId::from(self.hasher.finalize());
-        let path = packs_dir.join(format!("{}.pack", id.to_hex()));
+        let path = packs_dir.join(crate::store::layout::pack_file(&id));
         durable::rename_durable(&self.tmp_path, &path)?;
         Ok((id, path, self.records))
     }

@@ -128,7 +128,7 @@ impl FromStr for TagName {
 /// Tags
 impl Store {
     fn refs_dir(&self, kind: &str) -> PathBuf {
-        self.root.join("refs").join(kind)
+        super::layout::ref_group(&self.root, kind)
     }
 
     /// Writes `value` to the ref file `refs/<kind>/<file>` atomically.
@@ -343,7 +343,7 @@ impl Store {
     /// The ref groups other than `tags` and `cache` (directories under
     /// `refs/`), sorted.
     pub(crate) fn pin_groups(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("refs");
+        let dir = super::layout::refs(&self.root);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

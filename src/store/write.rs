@@ -668,7 +668,7 @@ impl Store {
             return Ok(());
         }
         let idx_bytes = index::encode(&mut records);
-        let idx_path = self.packs_dir().join(format!("{}.idx", id.to_hex()));
+        let idx_path = self.packs_dir().join(super::layout::index_file(&id));
         durable::write_atomic(&self.tmp_dir(), &idx_path, &idx_bytes)?;
         let pack: Pack = self.load_pack(id)?;
         let mut committed = self

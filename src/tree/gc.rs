@@ -10,7 +10,7 @@ use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::error::{Error, Result};
 use crate::store::chunk_list::ChunkList;
 use crate::store::gc::{GcOptions, GcReport};
-use crate::store::{Store, TagName};
+use crate::store::{Store, TagName, layout};
 use crate::tree::codec;
 use crate::tree::directory::{MAX_DEPTH, Node};
 use crate::tree::entry::{Entry, EntryKind};
@@ -265,22 +265,22 @@ pub(crate) enum Root {
 /// file; refs that do not parse come back as `Err` with the reason.
 pub(crate) fn roots(store: &Store) -> Result<Vec<(std::path::PathBuf, Result<Root, String>)>> {
     let mut out = Vec::new();
-    let tags_dir = store.path().join("refs").join("tags");
-    for file in store.list_refs("tags")? {
+    let tags_dir = layout::ref_group(store.path(), layout::TAGS);
+    for file in store.list_refs(layout::TAGS)? {
         let path = tags_dir.join(&file);
         let root = match TagName::from_file_name(&file) {
             None => Err("the file name is not a tag".to_owned()),
-            Some(name) => parse_ref(store, "tags", &file).map(|id| Root::Tag(name, id)),
+            Some(name) => parse_ref(store, layout::TAGS, &file).map(|id| Root::Tag(name, id)),
         };
         out.push((path, root));
     }
-    let cache_dir = store.path().join("refs").join("cache");
-    for file in store.list_refs("cache")? {
-        let root = parse_ref(store, "cache", &file).map(Root::Cache);
+    let cache_dir = layout::ref_group(store.path(), layout::CACHE_ENTRIES);
+    for file in store.list_refs(layout::CACHE_ENTRIES)? {
+        let root = parse_ref(store, layout::CACHE_ENTRIES, &file).map(Root::Cache);
         out.push((cache_dir.join(&file), root));
     }
     for group in store.pin_groups()? {
-        let dir = store.path().join("refs").join(&group);
+        let dir = layout::ref_group(store.path(), &group);
         for file in store.list_refs(&group)? {
             let root = match store.read_ref(&group, &file) {
                 Ok(Some(text)) => crate::store::parse_pins(&text).map(Root::Pinned),

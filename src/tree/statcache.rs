@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{ChunkId, SnapshotId};
 use crate::error::Result;
 use crate::fsutil::durable;
-use crate::store::Store;
+use crate::store::{Store, layout};
 use crate::tree::entry::{Entry, EntryKind, Timestamp};
 use crate::tree::path::TreePath;
 use crate::tree::snapshot::{self, Snapshot};
@@ -171,11 +171,7 @@ impl std::fmt::Display for LoadError {
 
 /// Where the stat cache of the directory whose canonical path is `root` lives.
 pub(crate) fn cache_path(store: &Store, root: &[u8]) -> PathBuf {
-    store
-        .path()
-        .join("cache")
-        .join("stat")
-        .join(blake3::hash(root).to_hex().as_str())
+    layout::stat_cache(store.path()).join(blake3::hash(root).to_hex().as_str())
 }
 
 /// The records of a snapshot's entries, built in its order.
@@ -288,7 +284,7 @@ impl CacheFile {
             fs_err::create_dir_all(dir)
                 .map_err(|e| crate::error::Error::io("create directory", dir, e))?;
         }
-        durable::write_atomic(&store.path().join("tmp"), dest, bytes)
+        durable::write_atomic(&layout::tmp(store.path()), dest, bytes)
     }
 
     /// The snapshot the cache describes.

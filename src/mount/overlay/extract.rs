@@ -270,7 +270,7 @@ impl LayerCache {
     /// The cache of `store`.
     pub(crate) fn new(store: &Store) -> Self {
         LayerCache {
-            dir: store.path().join("mounts").join("layers"),
+            dir: crate::store::layout::layer_cache(store.path()),
         }
     }
 
