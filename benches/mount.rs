@@ -81,11 +81,7 @@ fn bench(c: &mut Criterion) {
         .prepare(
             "bench",
             &base,
-            &PrepareOptions {
-                backend: Some("copy".into()),
-                target: Some(target.clone()),
-                ..PrepareOptions::default()
-            },
+            &PrepareOptions::default().backend("copy").target(&target),
         )
         .expect("prepare");
     let entries = stat_walk(&target);

@@ -54,11 +54,7 @@ fn image(root: &Path, files: usize) -> (Store, ImageId, Snapshot) {
 }
 
 fn options(target: &Path) -> PrepareOptions {
-    PrepareOptions {
-        backend: Some("overlay".into()),
-        target: Some(target.to_path_buf()),
-        ..PrepareOptions::default()
-    }
+    PrepareOptions::default().backend("overlay").target(target)
 }
 
 /// Changes one file, adds one, deletes one.

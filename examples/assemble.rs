@@ -85,10 +85,7 @@ fn add_layer(
     tag: Option<&str>,
 ) -> Result<ImageId, Box<dyn std::error::Error>> {
     let name = format!("build-{}", step.name);
-    let options = PrepareOptions {
-        backend: Some("memory".to_owned()),
-        ..PrepareOptions::default()
-    };
+    let options = PrepareOptions::default().backend("memory");
     containers.prepare(&name, parent, &options)?;
     {
         let files = containers.files(&name)?;
@@ -107,13 +104,11 @@ fn add_layer(
             files.write(&path(&file), &content(&file, step.size))?;
         }
     }
-    let image = containers.commit(
-        &name,
-        &CommitOptions {
-            tag: tag.map(str::parse::<TagName>).transpose()?,
-            message: format!("add {}", step.name),
-        },
-    )?;
+    let image = containers.commit(&name, &{
+        let mut options = CommitOptions::default().message(format!("add {}", step.name));
+        options.tag = tag.map(str::parse::<TagName>).transpose()?;
+        options
+    })?;
     containers.remove(&name)?;
     Ok(image)
 }

@@ -31,10 +31,7 @@ fn build(
     no_cache: bool,
 ) -> Result<Vec<bool>, Box<dyn std::error::Error>> {
     println!("== {title}");
-    let options = BuildOptions {
-        no_cache,
-        ..BuildOptions::default()
-    };
+    let options = BuildOptions::default().no_cache(no_cache);
     let report = Builder::new(store).build(context, &options, |step| {
         let what = if step.cached { "CACHED" } else { "BUILT " };
         let layer = step.layer.map_or_else(

@@ -23,10 +23,7 @@ fn path(p: &str) -> TreePath {
 
 /// An image of two layers (base files, then an app), made in memory.
 fn make_image(containers: &Containers<'_>) -> Result<ImageId, Box<dyn std::error::Error>> {
-    let memory = PrepareOptions {
-        backend: Some("memory".to_owned()),
-        ..PrepareOptions::default()
-    };
+    let memory = PrepareOptions::default().backend("memory");
     let mut image = containers.empty_image()?;
     for (step, files) in [
         (
@@ -54,10 +51,7 @@ fn make_image(containers: &Containers<'_>) -> Result<ImageId, Box<dyn std::error
         }
         image = containers.commit(
             step,
-            &CommitOptions {
-                tag: None,
-                message: format!("add {step}"),
-            },
+            &CommitOptions::default().message(format!("add {step}")),
         )?;
         containers.remove(step)?;
     }
@@ -80,11 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A container on it, as a directory: edit it with any tool.
     let target = scratch.path().join("web");
-    let copy = PrepareOptions {
-        backend: Some("copy".to_owned()),
-        target: Some(target.clone()),
-        ..PrepareOptions::default()
-    };
+    let copy = PrepareOptions::default().backend("copy").target(&target);
     containers.prepare("web", &image, &copy)?;
     std::fs::write(target.join("srv/index.html"), "<h1>v2</h1>\n")?;
     std::fs::write(target.join("srv/new.js"), "console.log('hi')\n")?;
@@ -93,10 +83,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let committed = containers.commit(
         "web",
-        &CommitOptions {
-            tag: Some("web:v2".parse()?),
-            message: "edit the site".to_owned(),
-        },
+        &CommitOptions::default()
+            .tag("web:v2".parse()?)
+            .message("edit the site"),
     )?;
     let old = store.image(&image)?;
     let new = store.image(&committed)?;

@@ -26,13 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dest: RegistryRef = dest.parse()?;
     let start = Instant::now();
-    let registry = Registry::new(
-        &dest.host,
-        &RegistryOptions {
-            insecure,
-            ..RegistryOptions::default()
-        },
-    )?;
+    let registry = Registry::new(&dest.host, &RegistryOptions::default().insecure(insecure))?;
     let report = registry.push_layout(
         std::path::Path::new(layout),
         name,

@@ -375,10 +375,8 @@ mod model {
                     assert_eq!(existed, tags.remove(tag).is_some(), "step {step}: untag");
                 }
                 6 => {
-                    let options = GcOptions {
-                        repack_dead_fraction: f64::from(input.byte() % 3) * 0.25,
-                        ..GcOptions::default()
-                    };
+                    let options = GcOptions::default()
+                        .repack_dead_fraction(f64::from(input.byte() % 3) * 0.25);
                     store.gc(&options).expect("gc");
                     // Untagged images may be gone now.
                     made = tags.values().cloned().collect();

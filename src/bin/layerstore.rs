@@ -492,12 +492,10 @@ fn build(
     run_timeout: Option<u64>,
 ) -> CmdResult {
     let store = open(cli)?;
-    let options = BuildOptions {
-        file: file.map(Path::to_path_buf),
-        tag: tag.map(tag_name).transpose()?,
-        no_cache,
-        run_timeout: run_timeout.map(Duration::from_secs),
-    };
+    let mut options = BuildOptions::default().no_cache(no_cache);
+    options.file = file.map(Path::to_path_buf);
+    options.tag = tag.map(tag_name).transpose()?;
+    options.run_timeout = run_timeout.map(Duration::from_secs);
     let report = Builder::new(&store).build(context, &options, |step| {
         if !cli.json {
             let what = if step.cached { "CACHED" } else { "BUILT" };
@@ -598,12 +596,10 @@ fn mount(
             Some(name) => name.to_owned(),
             None => made_up_name(&containers, image),
         };
-        let options = PrepareOptions {
-            backend: backend.map(str::to_owned),
-            target: Some(target.to_path_buf()),
-            read_only,
-            ..PrepareOptions::default()
-        };
+        let mut options = PrepareOptions::default()
+            .target(target)
+            .read_only(read_only);
+        options.backend = backend.map(str::to_owned);
         containers.prepare(&name, &id, &options)?
     };
     if cli.json {
@@ -692,13 +688,11 @@ fn container_commit(cli: &Cli, name: &str, tag: Option<&str>, message: Option<&s
     let tag = tag.map(tag_name).transpose()?;
     let containers = Containers::new(&store);
     let bar = spinner(cli, format!("committing {name}"));
-    let id = containers.commit(
-        name,
-        &CommitOptions {
-            tag: tag.clone(),
-            message: message.unwrap_or_default().to_owned(),
-        },
-    );
+    let id = containers.commit(name, &{
+        let mut options = CommitOptions::default().message(message.unwrap_or_default());
+        options.tag.clone_from(&tag);
+        options
+    });
     finish(bar);
     let id = id?;
     if cli.json {
@@ -932,10 +926,7 @@ fn du(cli: &Cli) -> CmdResult {
 
 fn gc(cli: &Cli, wait: u64) -> CmdResult {
     let store = open(cli)?;
-    let options = GcOptions {
-        lock_timeout: Duration::from_secs(wait),
-        ..GcOptions::default()
-    };
+    let options = GcOptions::default().lock_timeout(Duration::from_secs(wait));
     let bar = spinner(cli, "collecting garbage".to_owned());
     let report = store.gc(&options);
     finish(bar);
@@ -969,10 +960,7 @@ fn gc(cli: &Cli, wait: u64) -> CmdResult {
 
 fn fsck(cli: &Cli, repair: bool) -> CmdResult {
     let store = open(cli)?;
-    let options = FsckOptions {
-        repair,
-        ..FsckOptions::default()
-    };
+    let options = FsckOptions::default().repair(repair);
     let bar = spinner(cli, "verifying".to_owned());
     let report = store.fsck(&options);
     finish(bar);
@@ -1057,10 +1045,8 @@ fn sync(cli: &Cli, reference: &str, to: &Path) -> CmdResult {
             ));
         }
     };
-    let options = SyncOptions {
-        tag: tag.as_ref(),
-        progress: Some(&progress),
-    };
+    let mut options = SyncOptions::default().progress(&progress);
+    options.tag = tag.as_ref();
     let report = store.sync_image(&id, &target, &options);
     finish(bar);
     let report = report?;
@@ -1116,10 +1102,9 @@ fn registry(host: &str, insecure: bool) -> Result<layerstore::oci::Registry, Fai
     };
     Ok(Registry::new(
         host,
-        &RegistryOptions {
-            insecure,
-            credentials,
-        },
+        &RegistryOptions::default()
+            .insecure(insecure)
+            .credentials(credentials),
     )?)
 }
 
@@ -1137,10 +1122,7 @@ fn push(cli: &Cli, image: &str, dest: &str, insecure: bool) -> CmdResult {
             ));
         }
     };
-    let options = layerstore::oci::PushOptions {
-        progress: Some(&progress),
-        ..layerstore::oci::PushOptions::default()
-    };
+    let options = layerstore::oci::PushOptions::default().progress(&progress);
     let report = reg.push_image(&store, &id, &dest, &options);
     finish(bar);
     let report = report?;

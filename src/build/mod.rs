@@ -8,7 +8,7 @@
 //! let store = layerstore::Store::open("/var/lib/layerstore")?;
 //! let report = Builder::new(&store).build(
 //!     std::path::Path::new("./app"),
-//!     &BuildOptions { tag: Some("app:1".parse()?), ..BuildOptions::default() },
+//!     &BuildOptions::default().tag("app:1".parse()?),
 //!     |step| println!("{} {}", if step.cached { "CACHED" } else { "BUILT" }, step.instruction),
 //! )?;
 //! println!("{}", report.image);
@@ -45,6 +45,7 @@ use crate::tree::{History, Image, ImageConfig, ScanOptions, Snapshot};
 
 /// How to build.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct BuildOptions {
     /// The Containerfile; default `CONTEXT/Containerfile`, else
     /// `CONTEXT/Dockerfile`.
@@ -55,6 +56,36 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Stop a `RUN` that takes longer, failing the build.
     pub run_timeout: Option<Duration>,
+}
+
+impl BuildOptions {
+    /// Builds from this Containerfile.
+    #[must_use]
+    pub fn file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.file = Some(file.into());
+        self
+    }
+
+    /// Tags the final image with `tag`.
+    #[must_use]
+    pub fn tag(mut self, tag: TagName) -> Self {
+        self.tag = Some(tag);
+        self
+    }
+
+    /// Rebuilds every step (cache entries are still written).
+    #[must_use]
+    pub fn no_cache(mut self, no_cache: bool) -> Self {
+        self.no_cache = no_cache;
+        self
+    }
+
+    /// Stops a `RUN` that takes longer than `timeout`, failing the build.
+    #[must_use]
+    pub fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
 }
 
 /// One step of a build, as it went.

@@ -65,21 +65,10 @@ pub(crate) fn run(
     let containers = Containers::with_backends(store, vec![Arc::new(OverlayBackend::new())]);
     let name = format!("build-{}-{}", std::process::id(), unique());
     let target = std::env::temp_dir().join(format!("layerstore-{name}"));
-    let options = PrepareOptions {
-        backend: Some("overlay".to_owned()),
-        target: Some(target.clone()),
-        ..PrepareOptions::default()
-    };
+    let options = PrepareOptions::default().backend("overlay").target(&target);
     containers.prepare(&name, image, &options)?;
-    let outcome = execute(&target, config, argv, (uid, gid), timeout, at).and_then(|()| {
-        containers.commit(
-            &name,
-            &CommitOptions {
-                tag: None,
-                message: String::new(),
-            },
-        )
-    });
+    let outcome = execute(&target, config, argv, (uid, gid), timeout, at)
+        .and_then(|()| containers.commit(&name, &CommitOptions::default()));
     let removed = containers.remove(&name);
     let _ = std::fs::remove_dir(&target);
     let committed = outcome?;

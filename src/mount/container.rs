@@ -60,6 +60,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 
 /// How [`Containers::prepare`] makes a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PrepareOptions {
     /// The backend's name; `None` takes [`Containers::pick_backend`] when a
     /// target is given, else the first backend.
@@ -73,13 +74,67 @@ pub struct PrepareOptions {
     pub labels: BTreeMap<String, String>,
 }
 
+impl PrepareOptions {
+    /// Uses the backend of this name.
+    #[must_use]
+    pub fn backend(mut self, backend: impl Into<String>) -> Self {
+        self.backend = Some(backend.into());
+        self
+    }
+
+    /// Shows the view at `target`.
+    #[must_use]
+    pub fn target(mut self, target: impl Into<PathBuf>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Makes a read-only view.
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Keeps these labels with the container.
+    #[must_use]
+    pub fn labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Adds one label.
+    #[must_use]
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
 /// How [`Containers::commit`] records the new image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CommitOptions {
     /// Tag the new image with this name.
     pub tag: Option<TagName>,
     /// The history record's comment.
     pub message: String,
+}
+
+impl CommitOptions {
+    /// Tags the new image with `tag`.
+    #[must_use]
+    pub fn tag(mut self, tag: TagName) -> Self {
+        self.tag = Some(tag);
+        self
+    }
+
+    /// Records `message` as the history's comment.
+    #[must_use]
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
 }
 
 /// What is known of a container ([`Containers::stat`]).
@@ -127,7 +182,7 @@ struct Meta {
 /// let store = Store::create(dir.path().join("store"), &StoreOptions::default())?;
 /// let containers = Containers::new(&store);
 /// let empty = containers.empty_image()?;
-/// let options = PrepareOptions { backend: Some("memory".into()), ..Default::default() };
+/// let options = PrepareOptions::default().backend("memory");
 /// containers.prepare("work", &empty, &options)?;
 /// containers.files("work")?.write(&TreePath::new("hello")?, b"world")?;
 /// let image = containers.commit("work", &Default::default())?;
@@ -457,10 +512,7 @@ impl Containers<'_> {
         image: &ImageId,
         options: &PrepareOptions,
     ) -> Result<ContainerInfo> {
-        let options = PrepareOptions {
-            read_only: true,
-            ..options.clone()
-        };
+        let options = options.clone().read_only(true);
         self.prepare(name, image, &options)
     }
 

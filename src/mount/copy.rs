@@ -289,10 +289,7 @@ fn base_checkout(store: &Store, base: &BaseTree<'_>) -> Result<(PathBuf, Vec<Tre
     }
     fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
     let tmp = durable::unique_tmp_path(&dir, ".tmp");
-    let options = CheckoutOptions {
-        skip_devices: !is_root(),
-        ..CheckoutOptions::default()
-    };
+    let options = CheckoutOptions::default().skip_devices(!is_root());
     let outcome = match store.checkout(base.get()?, &tmp, &options) {
         Ok(outcome) => outcome,
         Err(err) => {

@@ -45,6 +45,20 @@ impl ExportOptions {
             level: None,
         }
     }
+
+    /// Compresses layers with `compression`.
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Compresses at `level` (gzip 0–9, zstd 1–19).
+    #[must_use]
+    pub fn level(mut self, level: i32) -> Self {
+        self.level = Some(level);
+        self
+    }
 }
 
 /// Limits on what an import accepts, so that hostile input cannot exhaust
@@ -73,6 +87,36 @@ impl Default for ImportOptions {
             max_expansion: 200,
             expansion_slack: 64 << 20,
         }
+    }
+}
+
+impl ImportOptions {
+    /// Accepts manifests, configs and indexes of up to `bytes`.
+    #[must_use]
+    pub fn max_json_size(mut self, bytes: u64) -> Self {
+        self.max_json_size = bytes;
+        self
+    }
+
+    /// Accepts uncompressed layers of up to `bytes`.
+    #[must_use]
+    pub fn max_layer_size(mut self, bytes: u64) -> Self {
+        self.max_layer_size = bytes;
+        self
+    }
+
+    /// Refuses layers that expand more than `ratio` times (plus the slack).
+    #[must_use]
+    pub fn max_expansion(mut self, ratio: u64) -> Self {
+        self.max_expansion = ratio;
+        self
+    }
+
+    /// Lets a layer expand `bytes` beyond `max_expansion` times its size.
+    #[must_use]
+    pub fn expansion_slack(mut self, bytes: u64) -> Self {
+        self.expansion_slack = bytes;
+        self
     }
 }
 

@@ -53,6 +53,7 @@ impl std::fmt::Debug for Credentials {
 
 /// How to reach a registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RegistryOptions {
     /// Speak plain http instead of https. Allowed only for a loopback host
     /// (`localhost`, `127.0.0.0/8`, `[::1]`): credentials and content would
@@ -60,6 +61,23 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// Who we are.
     pub credentials: Credentials,
+}
+
+impl RegistryOptions {
+    /// Speaks plain http (loopback hosts only, see
+    /// [`insecure`](Self#structfield.insecure)).
+    #[must_use]
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.insecure = insecure;
+        self
+    }
+
+    /// Authenticates with `credentials`.
+    #[must_use]
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
 }
 
 /// A registry host (`host[:port]`), ready to talk to. Every method blocks.
@@ -556,10 +574,7 @@ mod tests {
         ] {
             assert!(!is_loopback(host), "{host}");
         }
-        let options = RegistryOptions {
-            insecure: true,
-            ..RegistryOptions::default()
-        };
+        let options = RegistryOptions::default().insecure(true);
         let err = Registry::new("registry.example.com", &options).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
         assert!(err.to_string().contains("registry.example.com"));

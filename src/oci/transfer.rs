@@ -23,12 +23,30 @@ const MAX_MANIFEST: u64 = 4 << 20;
 
 /// How a push goes.
 #[derive(Default, Clone, Copy)]
+#[non_exhaustive]
 pub struct PushOptions<'a> {
     /// Repositories of the same registry to mount blobs from, tried in
     /// order for each blob the target repository lacks.
     pub mount_from: &'a [String],
     /// Called after each blob with the figures so far.
     pub progress: Option<&'a (dyn Fn(&PushReport) + Sync)>,
+}
+
+impl<'a> PushOptions<'a> {
+    /// Tries to mount missing blobs from these repositories of the same
+    /// registry, in order.
+    #[must_use]
+    pub fn mount_from(mut self, repositories: &'a [String]) -> Self {
+        self.mount_from = repositories;
+        self
+    }
+
+    /// Calls `progress` after each blob with the figures so far.
+    #[must_use]
+    pub fn progress(mut self, progress: &'a (dyn Fn(&PushReport) + Sync)) -> Self {
+        self.progress = Some(progress);
+        self
+    }
 }
 
 impl std::fmt::Debug for PushOptions<'_> {

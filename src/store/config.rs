@@ -37,6 +37,7 @@ const MAX_CONFIG_LEN: usize = 64 * 1024;
 
 /// Options for [`Store::create`](crate::Store::create).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// The zstd level for new frames, 1 to 22 (default 3). Negative levels
     /// (zstd's fast modes, -1 to -7) are accepted too.
@@ -46,6 +47,15 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self { zstd_level: 3 }
+    }
+}
+
+impl StoreOptions {
+    /// Compresses new frames at this zstd level.
+    #[must_use]
+    pub fn zstd_level(mut self, level: i32) -> Self {
+        self.zstd_level = level;
+        self
     }
 }
 
@@ -224,7 +234,7 @@ mod tests {
 
     #[test]
     fn render_parse_round_trip() {
-        let config = Config::new(&StoreOptions { zstd_level: 7 }).unwrap();
+        let config = Config::new(&StoreOptions::default().zstd_level(7)).unwrap();
         assert_eq!(Config::parse(config.render().as_bytes()).unwrap(), config);
     }
 
@@ -267,7 +277,7 @@ mod tests {
 
     #[test]
     fn bad_options_are_refused() {
-        assert!(Config::new(&StoreOptions { zstd_level: 0 }).is_err());
-        assert!(Config::new(&StoreOptions { zstd_level: 23 }).is_err());
+        assert!(Config::new(&StoreOptions::default().zstd_level(0)).is_err());
+        assert!(Config::new(&StoreOptions::default().zstd_level(23)).is_err());
     }
 }

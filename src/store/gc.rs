@@ -30,6 +30,7 @@ use crate::fsutil::{durable, fault};
 
 /// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GcOptions {
     /// A pack whose dead share (of its chunks' stored bytes, a chunk's share
     /// of a frame it shares counted pro rata) exceeds this is rewritten with
@@ -57,6 +58,36 @@ impl Default for GcOptions {
             extra_roots: Vec::new(),
             dry_run: false,
         }
+    }
+}
+
+impl GcOptions {
+    /// Rewrites packs whose dead share exceeds `fraction`.
+    #[must_use]
+    pub fn repack_dead_fraction(mut self, fraction: f64) -> Self {
+        self.repack_dead_fraction = fraction;
+        self
+    }
+
+    /// Waits this long for other processes to close the store.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Keeps these further roots and all they reach.
+    #[must_use]
+    pub fn extra_roots(mut self, roots: Vec<ChunkId>) -> Self {
+        self.extra_roots = roots;
+        self
+    }
+
+    /// Only works out what would be freed; changes nothing.
+    #[must_use]
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
     }
 }
 

@@ -51,6 +51,7 @@ const TRUSTED_PREFIX: &[u8] = b"trusted.";
 
 /// How [`Store::checkout`] treats what the process may not be allowed to do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckoutOptions {
     /// Skip character and block devices when the process is not privileged
     /// (not root), listing them in [`CheckoutOutcome::skipped_devices`],
@@ -64,6 +65,31 @@ pub struct CheckoutOptions {
     /// The number of threads to write with; `None` (or 0) uses rayon's
     /// current pool (by default one thread per CPU).
     pub threads: Option<usize>,
+}
+
+impl CheckoutOptions {
+    /// Skips devices when not privileged (see
+    /// [`skip_devices`](Self#structfield.skip_devices)).
+    #[must_use]
+    pub fn skip_devices(mut self, skip: bool) -> Self {
+        self.skip_devices = skip;
+        self
+    }
+
+    /// Fails rather than skips what needs privilege (see
+    /// [`strict_owner`](Self#structfield.strict_owner)).
+    #[must_use]
+    pub fn strict_owner(mut self, strict: bool) -> Self {
+        self.strict_owner = strict;
+        self
+    }
+
+    /// Writes with this many threads (0: rayon's current pool).
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
 }
 
 /// What a [`Store::checkout`] wrote.
@@ -579,10 +605,7 @@ mod tests {
         );
         assert!(!dest.exists());
 
-        let options = CheckoutOptions {
-            skip_devices: true,
-            ..CheckoutOptions::default()
-        };
+        let options = CheckoutOptions::default().skip_devices(true);
         // As the real user, so that owners are left alone in this test.
         let creds = Credentials {
             privileged: false,

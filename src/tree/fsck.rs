@@ -13,6 +13,7 @@ use crate::tree::gc::{Root, Walk, roots};
 
 /// How [`Store::fsck`] works.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FsckOptions {
     /// Fix what can be fixed: rebuild missing or damaged indexes from their
     /// packs; copy the chunks that still verify out of a damaged pack, then
@@ -24,6 +25,22 @@ pub struct FsckOptions {
     /// With `repair`: how long to wait for other processes to close the
     /// store before giving up with [`Error::Locked`](crate::Error::Locked).
     pub lock_timeout: Duration,
+}
+
+impl FsckOptions {
+    /// Fixes what can be fixed (see [`repair`](Self#structfield.repair)).
+    #[must_use]
+    pub fn repair(mut self, repair: bool) -> Self {
+        self.repair = repair;
+        self
+    }
+
+    /// With `repair`: waits this long for other processes to close the store.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
 }
 
 /// One thing wrong (or, in [`FsckReport::repaired`], one thing done).

@@ -20,11 +20,28 @@ use crate::tree::layer::{self, StoredLayer};
 
 /// How [`Store::sync_image`] works.
 #[derive(Default, Clone, Copy)]
+#[non_exhaustive]
 pub struct SyncOptions<'a> {
     /// Point this tag at the image in the target once it is all there.
     pub tag: Option<&'a TagName>,
     /// Called now and then with the figures so far (file chunks only).
     pub progress: Option<&'a (dyn Fn(&SyncReport) + Sync)>,
+}
+
+impl<'a> SyncOptions<'a> {
+    /// Points this tag at the image in the target once it is all there.
+    #[must_use]
+    pub fn tag(mut self, tag: &'a TagName) -> Self {
+        self.tag = Some(tag);
+        self
+    }
+
+    /// Calls `progress` now and then with the figures so far.
+    #[must_use]
+    pub fn progress(mut self, progress: &'a (dyn Fn(&SyncReport) + Sync)) -> Self {
+        self.progress = Some(progress);
+        self
+    }
 }
 
 impl std::fmt::Debug for SyncOptions<'_> {

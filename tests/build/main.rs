@@ -135,10 +135,7 @@ fn no_cache_rebuilds_every_step_and_gives_the_same_image() {
     let fx = simple();
     let first = fx.build();
     let again = fx
-        .build_with(&BuildOptions {
-            no_cache: true,
-            ..BuildOptions::default()
-        })
+        .build_with(&BuildOptions::default().no_cache(true))
         .unwrap();
     assert!(again.steps.iter().all(|s| !s.cached));
     assert_eq!(
@@ -279,10 +276,7 @@ fn bad_containerfiles_and_sources_are_errors_naming_the_line_and_tag_nothing() {
     std::os::unix::fs::symlink("/etc", fx.context.join("through")).unwrap();
     for (text, line, words) in cases {
         fx.containerfile(text);
-        let result = fx.build_with(&BuildOptions {
-            tag: Some(tag.clone()),
-            ..BuildOptions::default()
-        });
+        let result = fx.build_with(&BuildOptions::default().tag(tag.clone()));
         match result {
             Err(Error::Build {
                 line: got, reason, ..
@@ -376,11 +370,11 @@ fn a_failing_or_hanging_run_fails_the_build_with_its_output_and_tags_nothing() {
     assert!(reason.contains("to-the-log"), "{reason}");
     fx.containerfile("FROM busybox\nCOPY Containerfile /c\nRUN sleep 30\n");
     let started = std::time::Instant::now();
-    let result = fx.build_with(&BuildOptions {
-        tag: Some(tag.clone()),
-        run_timeout: Some(Duration::from_secs(1)),
-        ..BuildOptions::default()
-    });
+    let result = fx.build_with(
+        &BuildOptions::default()
+            .tag(tag.clone())
+            .run_timeout(Duration::from_secs(1)),
+    );
     match result {
         Err(Error::Build { line, reason, .. }) => {
             assert_eq!(line, 3);

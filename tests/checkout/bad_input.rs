@@ -131,10 +131,7 @@ fn strict_owner_without_privilege_is_an_error_naming_the_path() {
     ])
     .unwrap();
     let dest = tmp.path().join("out");
-    let options = CheckoutOptions {
-        strict_owner: true,
-        ..CheckoutOptions::default()
-    };
+    let options = CheckoutOptions::default().strict_owner(true);
     let err = store.checkout(&snapshot, &dest, &options).unwrap_err();
     assert!(
         matches!(&err, Error::Io { path, .. } if *path == dest.join("given-away")),

@@ -312,10 +312,7 @@ fn skip_devices_skips_nothing_when_privileged() {
     ])
     .unwrap();
     let dest = tmp.path().join("out");
-    let options = CheckoutOptions {
-        skip_devices: true,
-        ..CheckoutOptions::default()
-    };
+    let options = CheckoutOptions::default().skip_devices(true);
     let outcome = store.checkout(&snapshot, &dest, &options).unwrap();
     assert!(outcome.skipped_devices.is_empty());
     assert_same(&walk(&dest), &expected(&store, &snapshot, &[]));

@@ -66,10 +66,7 @@ fn one_thread_and_four_threads_write_the_same_tree() {
     let mut outcomes = Vec::new();
     for threads in [1, 4] {
         let dest = tmp.path().join(format!("out-{threads}"));
-        let options = CheckoutOptions {
-            threads: Some(threads),
-            ..CheckoutOptions::default()
-        };
+        let options = CheckoutOptions::default().threads(threads);
         outcomes.push(store.checkout(&snapshot, &dest, &options).unwrap());
         trees.push(walk(&dest));
         make_removable(&dest);

@@ -103,10 +103,9 @@ impl Fixture {
     }
 
     pub fn options(&self, name: &str) -> PrepareOptions {
-        PrepareOptions {
-            target: self.target(name),
-            ..PrepareOptions::default()
-        }
+        let mut options = PrepareOptions::default();
+        options.target = self.target(name);
+        options
     }
 
     pub fn prepare(&self, c: &Containers<'_>, name: &str, image: &ImageId) -> ContainerInfo {
@@ -119,14 +118,8 @@ impl Fixture {
 
     /// Commits `name`, tagging the image `tag`.
     pub fn commit(&self, c: &Containers<'_>, name: &str, tag: &str) -> ImageId {
-        c.commit(
-            name,
-            &CommitOptions {
-                tag: Some(tag.parse().unwrap()),
-                message: String::new(),
-            },
-        )
-        .unwrap()
+        c.commit(name, &CommitOptions::default().tag(tag.parse().unwrap()))
+            .unwrap()
     }
 
     /// The empty image.

@@ -14,18 +14,11 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn memory() -> PrepareOptions {
-    PrepareOptions {
-        backend: Some("memory".into()),
-        ..PrepareOptions::default()
-    }
+    PrepareOptions::default().backend("memory")
 }
 
 fn copy_at(target: &std::path::Path) -> PrepareOptions {
-    PrepareOptions {
-        backend: Some("copy".into()),
-        target: Some(target.to_path_buf()),
-        ..PrepareOptions::default()
-    }
+    PrepareOptions::default().backend("copy").target(target)
 }
 
 fn p(s: &str) -> TreePath {
@@ -43,10 +36,9 @@ fn base_image(c: &Containers<'_>) -> ImageId {
     let image = c
         .commit(
             "maker",
-            &CommitOptions {
-                tag: Some("base".parse().unwrap()),
-                message: "base".into(),
-            },
+            &CommitOptions::default()
+                .tag("base".parse().unwrap())
+                .message("base"),
         )
         .unwrap();
     c.remove("maker").unwrap();
@@ -95,25 +87,11 @@ fn a_target_that_is_not_an_empty_directory_is_refused() {
     assert!(err.to_string().contains("a-file"), "{err}");
 
     let err = c
-        .prepare(
-            "c",
-            &empty,
-            &PrepareOptions {
-                backend: Some("copy".into()),
-                ..PrepareOptions::default()
-            },
-        )
+        .prepare("c", &empty, &PrepareOptions::default().backend("copy"))
         .unwrap_err();
     assert!(err.to_string().contains("target"), "{err}");
     let err = c
-        .prepare(
-            "c",
-            &empty,
-            &PrepareOptions {
-                backend: Some("nonesuch".into()),
-                ..PrepareOptions::default()
-            },
-        )
+        .prepare("c", &empty, &PrepareOptions::default().backend("nonesuch"))
         .unwrap_err();
     assert!(
         err.to_string().contains("unknown backend 'nonesuch'"),

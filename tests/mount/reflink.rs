@@ -109,10 +109,10 @@ fn ten_containers(kind: &str) {
     // which would blur the figures below.
     let image_bytes = 32u64 << 20;
     let c = Containers::new(&store);
-    let options = |i: usize| PrepareOptions {
-        backend: Some("copy".into()),
-        target: Some(fs.mnt.join(format!("c{i}"))),
-        ..PrepareOptions::default()
+    let options = |i: usize| {
+        PrepareOptions::default()
+            .backend("copy")
+            .target(fs.mnt.join(format!("c{i}")))
     };
 
     let before = fs.used();

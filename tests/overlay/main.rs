@@ -74,9 +74,5 @@ pub(crate) fn comparable(tree: &Snapshot) -> Snapshot {
 }
 
 pub(crate) fn target_options(target: &Path) -> PrepareOptions {
-    PrepareOptions {
-        backend: Some("overlay".into()),
-        target: Some(target.to_path_buf()),
-        ..PrepareOptions::default()
-    }
+    PrepareOptions::default().backend("overlay").target(target)
 }

@@ -17,14 +17,7 @@ use crate::layout::{run, tools_present};
 use crate::server::Server;
 
 fn registry(server: &Server) -> Registry {
-    Registry::new(
-        &server.host,
-        &RegistryOptions {
-            insecure: true,
-            ..RegistryOptions::default()
-        },
-    )
-    .unwrap()
+    Registry::new(&server.host, &RegistryOptions::default().insecure(true)).unwrap()
 }
 
 fn reference(server: &Server, name: &str) -> RegistryRef {
@@ -218,14 +211,7 @@ fn store_images_push_pull_and_read_back_with_skopeo_and_umoci() {
     let child = commit(&src, &tree, Some(&base));
     src.flush().unwrap();
 
-    let reg = Registry::new(
-        &server.host,
-        &RegistryOptions {
-            insecure: true,
-            ..RegistryOptions::default()
-        },
-    )
-    .unwrap();
+    let reg = Registry::new(&server.host, &RegistryOptions::default().insecure(true)).unwrap();
     let base_ref: RegistryRef = format!("{}/demo/app:base", server.host).parse().unwrap();
     let child_ref: RegistryRef = format!("{}/demo/app:v1", server.host).parse().unwrap();
     let first = reg

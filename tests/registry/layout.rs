@@ -131,10 +131,9 @@ pub fn tools_present(what: &str) -> bool {
 fn registry(server: &Server) -> Registry {
     Registry::new(
         &server.host,
-        &RegistryOptions {
-            insecure: true,
-            credentials: Credentials::Anonymous,
-        },
+        &RegistryOptions::default()
+            .insecure(true)
+            .credentials(Credentials::Anonymous),
     )
     .unwrap()
 }
@@ -173,10 +172,7 @@ fn layout_push_uploads_only_missing_blobs_and_skopeo_reads_it_back() {
             &layout,
             Some("child"),
             &child_ref,
-            &PushOptions {
-                progress: Some(&progress),
-                ..PushOptions::default()
-            },
+            &PushOptions::default().progress(&progress),
         )
         .unwrap();
     assert_eq!(
@@ -231,10 +227,7 @@ fn layout_push_uploads_only_missing_blobs_and_skopeo_reads_it_back() {
             &layout,
             Some("child"),
             &other,
-            &PushOptions {
-                mount_from: &["demo/app".to_owned()],
-                ..PushOptions::default()
-            },
+            &PushOptions::default().mount_from(&["demo/app".to_owned()]),
         )
         .unwrap();
     assert_eq!(

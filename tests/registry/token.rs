@@ -210,10 +210,9 @@ fn bearer_tokens_from_a_token_server_and_given_directly() {
     let open = |credentials| {
         Registry::new(
             &server.host,
-            &RegistryOptions {
-                insecure: true,
-                credentials,
-            },
+            &RegistryOptions::default()
+                .insecure(true)
+                .credentials(credentials),
         )
         .unwrap()
     };

@@ -23,10 +23,9 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 fn open(server: &Server, credentials: Credentials) -> Registry {
     Registry::new(
         &server.host,
-        &RegistryOptions {
-            insecure: true,
-            credentials,
-        },
+        &RegistryOptions::default()
+            .insecure(true)
+            .credentials(credentials),
     )
     .unwrap()
 }
@@ -184,14 +183,7 @@ fn unreachable_registry_is_an_error_naming_it() {
         .unwrap()
         .port();
     let host = format!("127.0.0.1:{port}");
-    let reg = Registry::new(
-        &host,
-        &RegistryOptions {
-            insecure: true,
-            ..RegistryOptions::default()
-        },
-    )
-    .unwrap();
+    let reg = Registry::new(&host, &RegistryOptions::default().insecure(true)).unwrap();
     let err = reg.has_blob("app", &sha256(b"x")).unwrap_err();
     assert!(matches!(err, Error::Registry { .. }), "{err}");
     assert!(err.to_string().contains(&host), "{err}");

@@ -19,11 +19,9 @@ fn child_gc_churn() {
     let (dir, round) = arg.split_once('|').unwrap();
     let round: u64 = round.parse().unwrap();
     let store = Store::open(dir).unwrap();
-    let options = GcOptions {
-        repack_dead_fraction: 0.0,
-        lock_timeout: Duration::from_secs(10),
-        ..GcOptions::default()
-    };
+    let options = GcOptions::default()
+        .repack_dead_fraction(0.0)
+        .lock_timeout(Duration::from_secs(10));
     // libtest printed "test … " without a newline.
     println!();
     for step in 0.. {

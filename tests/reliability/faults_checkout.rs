@@ -99,10 +99,7 @@ fn every_write_site_of_checkout_fails_cleanly(errno: i32, name: &str) {
     let tree = store.image_tree(&id).unwrap();
     let source = walk(&src);
     let outside_before = walk(&outside);
-    let options = CheckoutOptions {
-        threads: Some(1),
-        ..CheckoutOptions::default()
-    };
+    let options = CheckoutOptions::default().threads(1);
 
     let mut sites = 0;
     for n in 1u64.. {

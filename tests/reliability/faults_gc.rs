@@ -114,10 +114,7 @@ fn fixture() -> Fixture {
 /// `cp` while this one closes a handle, and the child holds the handle's lock
 /// until it execs.
 fn gc_options() -> GcOptions {
-    GcOptions {
-        lock_timeout: Duration::from_secs(10),
-        ..GcOptions::default()
-    }
+    GcOptions::default().lock_timeout(Duration::from_secs(10))
 }
 
 impl Fixture {
@@ -158,12 +155,7 @@ fn every_write_site_of_gc_fails_cleanly(errno: i32, name: &str) {
         store
             .gc(&gc_options())
             .unwrap_or_else(|e| panic!("{when}: gc again: {e}"));
-        let again = store
-            .gc(&GcOptions {
-                dry_run: true,
-                ..gc_options()
-            })
-            .unwrap();
+        let again = store.gc(&gc_options().dry_run(true)).unwrap();
         assert!(
             again.packs_deleted + again.packs_repacked + again.orphans_deleted + again.chunks_freed
                 == 0,

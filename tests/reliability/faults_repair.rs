@@ -120,10 +120,9 @@ fn fixture() -> Fixture {
 /// parallel may fork `cp` while this one closes a handle, and the child holds
 /// the handle's lock until it execs.
 fn repair() -> FsckOptions {
-    FsckOptions {
-        repair: true,
-        lock_timeout: Duration::from_secs(10),
-    }
+    FsckOptions::default()
+        .repair(true)
+        .lock_timeout(Duration::from_secs(10))
 }
 
 impl Fixture {

@@ -5,10 +5,7 @@ use layerstore::{FsckOptions, Store};
 use super::{assert_image, files, make_image, new_store, packs_with, read_image};
 
 fn repair() -> FsckOptions {
-    FsckOptions {
-        repair: true,
-        ..FsckOptions::default()
-    }
+    FsckOptions::default().repair(true)
 }
 
 #[test]

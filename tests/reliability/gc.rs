@@ -64,11 +64,9 @@ fn a_half_dead_pack_is_repacked() {
     store.remove_tag(&"b".parse().unwrap()).unwrap();
 
     // Under the threshold, nothing is rewritten.
-    let lazy = GcOptions {
-        repack_dead_fraction: 1.0,
-        dry_run: false,
-        ..GcOptions::default()
-    };
+    let lazy = GcOptions::default()
+        .repack_dead_fraction(1.0)
+        .dry_run(false);
     let report = store.gc(&lazy).unwrap();
     assert_eq!(
         (report.packs_repacked, report.packs_deleted),
@@ -77,12 +75,7 @@ fn a_half_dead_pack_is_repacked() {
     );
     assert!(old_pack.exists());
 
-    let dry = store
-        .gc(&GcOptions {
-            dry_run: true,
-            ..GcOptions::default()
-        })
-        .unwrap();
+    let dry = store.gc(&GcOptions::default().dry_run(true)).unwrap();
     assert_eq!(dry.packs_repacked, 1);
     assert!(old_pack.exists(), "a dry run changed the store");
 
@@ -124,10 +117,8 @@ fn pinned_and_cached_objects_are_kept() {
     let pinned_id = make_image(&store, "pinned", &pinned);
     store.flush().unwrap();
     store.remove_tag(&"pinned".parse().unwrap()).unwrap();
-    let options = GcOptions {
-        extra_roots: vec![layerstore::ChunkId::from_bytes(*pinned_id.as_bytes())],
-        ..GcOptions::default()
-    };
+    let options = GcOptions::default()
+        .extra_roots(vec![layerstore::ChunkId::from_bytes(*pinned_id.as_bytes())]);
     let report = store.gc(&options).unwrap();
     assert_eq!(report.chunks_freed, 0, "{report:?}");
     assert_image(&store, &pinned_id, &pinned);
@@ -154,10 +145,7 @@ fn gc_waits_for_other_handles_then_gives_up() {
         drop(other);
     });
     let report = store
-        .gc(&GcOptions {
-            lock_timeout: Duration::from_secs(5),
-            ..GcOptions::default()
-        })
+        .gc(&GcOptions::default().lock_timeout(Duration::from_secs(5)))
         .unwrap();
     closer.join().unwrap();
     assert_eq!(report.chunks_freed, 0);

@@ -52,8 +52,11 @@ fn create_is_idempotent_and_options_are_checked() {
     drop(store);
     let store = new_store(dir.path());
     assert_eq!(store.read_all(&list).unwrap(), b"kept");
-    let err =
-        Store::create(dir.path().join("other"), &StoreOptions { zstd_level: 99 }).unwrap_err();
+    let err = Store::create(
+        dir.path().join("other"),
+        &StoreOptions::default().zstd_level(99),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::BadConfig { .. }), "{err}");
 }
 

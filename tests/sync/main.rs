@@ -170,14 +170,7 @@ fn second_image_moves_only_its_own_chunks() {
 
     let tag_a: TagName = "image-a".parse().unwrap();
     let first = src
-        .sync_image(
-            &images.a,
-            &dst,
-            &SyncOptions {
-                tag: Some(&tag_a),
-                ..SyncOptions::default()
-            },
-        )
+        .sync_image(&images.a, &dst, &SyncOptions::default().tag(&tag_a))
         .unwrap();
     assert_eq!(first.chunks_moved, a_chunks.len() as u64);
     assert_eq!(first.chunks_skipped, 0);
@@ -190,10 +183,7 @@ fn second_image_moves_only_its_own_chunks() {
         .sync_image(
             &images.b,
             &dst,
-            &SyncOptions {
-                tag: Some(&tag_b),
-                progress: Some(&progress),
-            },
+            &SyncOptions::default().tag(&tag_b).progress(&progress),
         )
         .unwrap();
     // At most its unique chunks + 5 % (by construction exactly them).
@@ -283,10 +273,7 @@ fn child_sync_until_killed() {
     src.sync_image(
         &id,
         &dst,
-        &SyncOptions {
-            tag: Some(&tag),
-            progress: Some(&progress),
-        },
+        &SyncOptions::default().tag(&tag).progress(&progress),
     )
     .unwrap();
     println!("done");
@@ -340,10 +327,7 @@ fn sync_killed_midway_leaves_a_sound_store() {
         .sync_image(
             &id,
             &dst,
-            &SyncOptions {
-                tag: Some(&"big".parse().unwrap()),
-                ..SyncOptions::default()
-            },
+            &SyncOptions::default().tag(&"big".parse().unwrap()),
         )
         .unwrap();
     assert_eq!(report.chunks_moved + report.chunks_skipped, total);
@@ -379,14 +363,7 @@ fn corrupt_source_fails_the_sync_and_leaves_the_target_sound() {
     let dst = Store::create(root.join("dst"), &StoreOptions::default()).unwrap();
     let tag: TagName = "t".parse().unwrap();
     let err = src
-        .sync_image(
-            &id,
-            &dst,
-            &SyncOptions {
-                tag: Some(&tag),
-                ..SyncOptions::default()
-            },
-        )
+        .sync_image(&id, &dst, &SyncOptions::default().tag(&tag))
         .unwrap_err();
     assert!(matches!(err, layerstore::Error::Corrupt { .. }), "{err}");
     assert!(

@@ -138,10 +138,7 @@ fn a_base_layer_keeps_its_tree_through_gc_and_sync() {
         .unwrap();
     store.set_tag(&"child".parse().unwrap(), &child_id).unwrap();
     // The base image goes (untagged); its layer, and so its tree, stay.
-    let every_dead_chunk = layerstore::GcOptions {
-        repack_dead_fraction: 0.0,
-        ..layerstore::GcOptions::default()
-    };
+    let every_dead_chunk = layerstore::GcOptions::default().repack_dead_fraction(0.0);
     let report = store.gc(&every_dead_chunk).unwrap();
     assert!(report.chunks_freed > 0, "{report:?}");
     assert!(

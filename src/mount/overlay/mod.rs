@@ -61,7 +61,7 @@ const WORK: &str = "work";
 /// let store = Store::open("/var/lib/layerstore")?;
 /// let containers = Containers::new(&store).with_backend(Arc::new(OverlayBackend::new()));
 /// let image = store.resolve_image("debian:12")?;
-/// let options = PrepareOptions { target: Some("/run/box".into()), ..Default::default() };
+/// let options = PrepareOptions::default().target("/run/box");
 /// containers.prepare("box", &image, &options)?; // overlayfs mounted at /run/box
 /// std::fs::write("/run/box/etc/motd", "hello\n")?;
 /// let child = containers.commit("box", &Default::default())?;
