@@ -21,7 +21,6 @@ mod objects;
 pub(crate) mod path;
 pub(crate) mod scan;
 pub(crate) mod snapshot;
-pub(crate) mod statcache;
 pub(crate) mod stored;
 pub(crate) mod sync;
 
@@ -38,3 +37,7 @@ pub use self::{
     stored::StoredTree,
     sync::{SyncOptions, SyncReport},
 };
+
+// The stat cache's format lives with the scan; the overlay backend reaches
+// its `cache_path` through here.
+pub(crate) use self::scan::statcache;
