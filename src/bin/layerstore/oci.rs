@@ -1,0 +1,83 @@
+//! OCI image layouts: `import-oci LAYOUT[:REF] [--tag NAME]` (also a
+//! `docker save` archive) and `export-oci IMAGE LAYOUT[:REF]
+//! [--compression gzip|zstd|none]`.
+
+use std::path::PathBuf;
+
+use layerstore::oci::{ExportOptions, ImportOptions};
+use serde_json::json;
+
+use crate::output::Output;
+use crate::{CmdResult, Ctx, tag_name};
+
+#[derive(clap::Args)]
+pub(crate) struct ImportArgs {
+    /// The layout directory (or docker-save tar), optionally `:REF`.
+    layout: String,
+    #[arg(long, value_name = "NAME")]
+    tag: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ExportArgs {
+    image: String,
+    /// The layout directory, optionally `:REF`.
+    layout: String,
+    #[arg(long, default_value = "gzip", value_name = "gzip|zstd|none")]
+    compression: String,
+}
+
+/// Import an image from a layout directory or a `docker save` archive (a
+/// file); prints its id.
+pub(crate) fn import(ctx: &Ctx, args: &ImportArgs) -> CmdResult {
+    let layout = args.layout.as_str();
+    let store = ctx.open()?;
+    let (path, reference) = split_layout(layout);
+    let options = ImportOptions::default();
+    let bar = ctx.out.spinner(format!("importing {layout}"));
+    let id = if path.is_file() {
+        layerstore::oci::import_docker_archive(&store, &path, reference, &options)
+    } else {
+        layerstore::oci::import_layout(&store, &path, reference, &options)
+    };
+    Output::finish(bar);
+    let id = id?;
+    if let Some(name) = &args.tag {
+        store.set_tag(&tag_name(name)?, &id)?;
+    }
+    ctx.out
+        .report(|| json!({ "image": id.to_string() }), || println!("{id}"));
+    Ok(())
+}
+
+/// Write an image into a layout (created or added to); prints the manifest
+/// digest.
+pub(crate) fn export(ctx: &Ctx, args: &ExportArgs) -> CmdResult {
+    let layout = args.layout.as_str();
+    let store = ctx.open()?;
+    let id = store.resolve_image(&args.image)?;
+    let (path, reference) = split_layout(layout);
+    let options = ExportOptions::new(args.compression.parse()?);
+    let bar = ctx.out.spinner(format!("exporting {id} to {layout}"));
+    let desc = layerstore::oci::export_layout(&store, &id, &path, reference, &options);
+    Output::finish(bar);
+    let desc = desc?;
+    ctx.out.report(
+        || json!({ "image": id.to_string(), "manifest": desc.digest().to_string(), "size": desc.size() }),
+        || println!("{}", desc.digest()),
+    );
+    Ok(())
+}
+
+/// `LAYOUT[:REF]`: the reference is what follows the last `:` when it holds
+/// no `/` (so a path with a colon in a directory name still works).
+fn split_layout(arg: &str) -> (PathBuf, Option<&str>) {
+    match arg.rsplit_once(':') {
+        Some((path, reference))
+            if !path.is_empty() && !reference.is_empty() && !reference.contains('/') =>
+        {
+            (PathBuf::from(path), Some(reference))
+        }
+        _ => (PathBuf::from(arg), None),
+    }
+}

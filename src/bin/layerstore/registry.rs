@@ -1,0 +1,139 @@
+//! OCI distribution registries: `push IMAGE REGISTRY/REPO[:TAG]` and
+//! `pull REGISTRY/REPO[:TAG] [--tag NAME]`, each with `--insecure`.
+
+use layerstore::oci::{
+    Credentials, PullReport, PushOptions, PushReport, Registry, RegistryOptions, RegistryRef,
+};
+use serde_json::json;
+
+use crate::output::Output;
+use crate::{CmdResult, Ctx, Failure, tag_name};
+
+#[derive(clap::Args)]
+pub(crate) struct PushArgs {
+    image: String,
+    #[arg(value_name = "REGISTRY/REPO[:TAG]")]
+    dest: String,
+    /// Plain http (a loopback registry only).
+    #[arg(long)]
+    insecure: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PullArgs {
+    #[arg(value_name = "REGISTRY/REPO[:TAG]")]
+    src: String,
+    #[arg(long, value_name = "NAME")]
+    tag: Option<String>,
+    /// Plain http (a loopback registry only).
+    #[arg(long)]
+    insecure: bool,
+}
+
+/// A registry client, with the credentials of the environment:
+/// `$LAYERSTORE_REGISTRY_TOKEN` (a bearer token), else
+/// `$LAYERSTORE_REGISTRY_USER` and `$LAYERSTORE_REGISTRY_PASSWORD`, else
+/// anonymous. An empty variable counts as unset.
+fn registry(host: &str, insecure: bool) -> Result<Registry, Failure> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let credentials = match (
+        var("LAYERSTORE_REGISTRY_USER"),
+        var("LAYERSTORE_REGISTRY_PASSWORD"),
+        var("LAYERSTORE_REGISTRY_TOKEN"),
+    ) {
+        (_, _, Some(token)) => Credentials::Bearer { token },
+        (Some(username), Some(password), None) => Credentials::Basic { username, password },
+        _ => Credentials::Anonymous,
+    };
+    Ok(Registry::new(
+        host,
+        &RegistryOptions::default()
+            .insecure(insecure)
+            .credentials(credentials),
+    )?)
+}
+
+/// Push an image, uploading only the blobs the registry lacks; prints what
+/// was uploaded and the manifest digest.
+pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
+    let store = ctx.open()?;
+    let id = store.resolve_image(&args.image)?;
+    let dest: RegistryRef = args.dest.parse()?;
+    let reg = registry(&dest.host, args.insecure)?;
+    let bar = ctx.out.spinner(format!("pushing {id} to {dest}"));
+    let progress = |r: &PushReport| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "pushing {id} to {dest}: {} uploaded, {} present",
+                r.blobs_uploaded, r.blobs_present
+            ));
+        }
+    };
+    let options = PushOptions::default().progress(&progress);
+    let report = reg.push_image(&store, &id, &dest, &options);
+    Output::finish(bar);
+    let report = report?;
+    ctx.out.report(
+        || {
+            json!({
+                "image": id.to_string(),
+                "manifest": report.manifest_digest,
+                "blobs_uploaded": report.blobs_uploaded,
+                "bytes_uploaded": report.bytes_uploaded,
+                "blobs_present": report.blobs_present,
+                "blobs_mounted": report.blobs_mounted,
+                "layers_exported": report.layers_exported,
+                "layers_reused": report.layers_reused,
+            })
+        },
+        || {
+            println!("blobs uploaded: {}", report.blobs_uploaded);
+            println!("blobs already present: {}", report.blobs_present);
+            println!("layers exported: {}", report.layers_exported);
+            println!(
+                "layers reused from an earlier export: {}",
+                report.layers_reused
+            );
+            println!("manifest: {}", report.manifest_digest);
+        },
+    );
+    Ok(())
+}
+
+/// Pull an image, fetching only the layers the store lacks; prints the image
+/// id last.
+pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
+    let store = ctx.open()?;
+    let src: RegistryRef = args.src.parse()?;
+    let tag = args.tag.as_deref().map(tag_name).transpose()?;
+    let reg = registry(&src.host, args.insecure)?;
+    let bar = ctx.out.spinner(format!("pulling {src}"));
+    let progress = |r: &PullReport| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "pulling {src}: {} blobs fetched ({} bytes), {} layers already here",
+                r.blobs_fetched, r.bytes_fetched, r.layers_skipped
+            ));
+        }
+    };
+    let result = reg.pull_image(&store, &src, tag.as_ref(), &progress);
+    Output::finish(bar);
+    let (id, report) = result?;
+    ctx.out.report(
+        || {
+            json!({
+                "image": id.to_string(),
+                "manifest": report.manifest_digest,
+                "blobs_fetched": report.blobs_fetched,
+                "bytes_fetched": report.bytes_fetched,
+                "layers_skipped": report.layers_skipped,
+            })
+        },
+        || {
+            println!("blobs fetched: {}", report.blobs_fetched);
+            println!("layers already present: {}", report.layers_skipped);
+            println!("{id}");
+        },
+    );
+    Ok(())
+}

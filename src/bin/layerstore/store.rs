@@ -1,0 +1,166 @@
+//! The store as a whole: `init`, `du`, `gc [--wait SECS]`,
+//! `fsck [--repair]`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use layerstore::{FsckOptions, GcOptions, ImageId, Store, StoreOptions};
+use serde_json::json;
+
+use crate::images::tree_size;
+use crate::output::{Output, warn};
+use crate::{CmdResult, Ctx, Failure};
+
+#[derive(clap::Args)]
+pub(crate) struct GcArgs {
+    /// Wait up to this many seconds for other processes to close the store.
+    #[arg(long, default_value_t = 10)]
+    wait: u64,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct FsckArgs {
+    /// Rebuild lost indexes, quarantine damaged packs, clean tmp/.
+    #[arg(long)]
+    repair: bool,
+}
+
+/// Create the store (idempotent); prints its path.
+pub(crate) fn init(ctx: &Ctx) -> CmdResult {
+    let dir = ctx.store_dir();
+    Store::create(&dir, &StoreOptions::default())?;
+    ctx.out
+        .report(|| json!({ "store": dir }), || println!("{}", dir.display()));
+    Ok(())
+}
+
+/// Logical, unique and stored bytes, the chunk count and the dedup ratio.
+pub(crate) fn du(ctx: &Ctx) -> CmdResult {
+    let store = ctx.open()?;
+    let mut logical = 0u64;
+    let mut seen = HashSet::<ImageId>::new();
+    for (_, id) in store.tags()? {
+        if seen.insert(id) {
+            logical += tree_size(&store.image_tree(&id)?);
+        }
+    }
+    let stats = store.stats()?;
+    let stored = stats.stored_bytes + stats.index_bytes;
+    let ratio = if stats.unique_bytes == 0 {
+        1.0
+    } else {
+        logical as f64 / stats.unique_bytes as f64
+    };
+    ctx.out.report(
+        || json!({ "logical_bytes": logical, "unique_bytes": stats.unique_bytes, "stored_bytes": stored, "chunks": stats.chunks, "dedup_ratio": ratio }),
+        || {
+            println!("logical bytes: {logical}");
+            println!("unique bytes: {}", stats.unique_bytes);
+            println!("stored bytes: {stored}");
+            println!("chunks: {}", stats.chunks);
+            println!("dedup ratio: {ratio:.2}");
+        },
+    );
+    Ok(())
+}
+
+/// Remove everything no tag, cache entry or container reaches, then the
+/// overlay backend's extracted layers nothing needs any more.
+pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> CmdResult {
+    let store = ctx.open()?;
+    let options = GcOptions::default().lock_timeout(Duration::from_secs(args.wait));
+    let bar = ctx.out.spinner("collecting garbage".to_owned());
+    let report = store.gc(&options);
+    Output::finish(bar);
+    let report = report?;
+    // Layers extracted for overlayfs that no tag or container needs any more.
+    let pruned = layerstore::mount::OverlayBackend::prune(&store)?;
+    for (path, why) in &report.packs_skipped {
+        warn(format_args!("left '{}' alone: {why}", path.display()));
+    }
+    ctx.out.report(
+        || {
+            json!({
+                "bytes_freed": report.bytes_freed,
+                "chunks_freed": report.chunks_freed,
+                "packs_deleted": report.packs_deleted,
+                "packs_repacked": report.packs_repacked,
+                "live_chunks": report.live_chunks,
+                "extracted_layers_deleted": pruned.len(),
+            })
+        },
+        || {
+            println!("bytes freed: {}", report.bytes_freed);
+            println!("chunks freed: {}", report.chunks_freed);
+        },
+    );
+    Ok(())
+}
+
+/// Verify every pack, chunk, object and ref (and repair, with `--repair`);
+/// exit 1 when anything is wrong.
+pub(crate) fn fsck(ctx: &Ctx, args: &FsckArgs) -> CmdResult {
+    let store = ctx.open()?;
+    let options = FsckOptions::default().repair(args.repair);
+    let bar = ctx.out.spinner("verifying".to_owned());
+    let report = store.fsck(&options);
+    Output::finish(bar);
+    let report = report?;
+    ctx.out.report(
+        || {
+            let problems: Vec<_> = report
+                .problems
+                .iter()
+                .map(|p| json!({ "path": p.path, "problem": p.what }))
+                .collect();
+            let repaired: Vec<_> = report
+                .repaired
+                .iter()
+                .map(|p| json!({ "path": p.path, "repair": p.what }))
+                .collect();
+            let affected: Vec<_> = report
+                .affected_images
+                .iter()
+                .map(|a| json!({ "tag": a.tag.to_string(), "image": a.image.to_string(), "missing": a.missing }))
+                .collect();
+            json!({
+                "clean": report.is_clean(),
+                "problems": problems,
+                "repaired": repaired,
+                "affected_images": affected,
+                "garbage": report.garbage,
+                "chunks_checked": report.chunks_checked,
+                "bytes_checked": report.bytes_checked,
+            })
+        },
+        || {
+            for p in &report.problems {
+                println!("problem: {}: {}", p.path.display(), p.what);
+            }
+            for p in &report.repaired {
+                println!("repaired: {}: {}", p.path.display(), p.what);
+            }
+            for a in &report.affected_images {
+                println!("affected image: {} ({}): {}", a.tag, a.image, a.what);
+            }
+            for g in &report.garbage {
+                println!("unreferenced: {}", g.display());
+            }
+            println!(
+                "checked {} chunks, {} bytes: {}",
+                report.chunks_checked,
+                report.bytes_checked,
+                if report.is_clean() {
+                    "clean"
+                } else {
+                    "problems found"
+                }
+            );
+        },
+    );
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::Found)
+    }
+}
