@@ -1,4 +1,4 @@
-//! The `layerstore` command line, run as a user runs it: the contract of CLI.md.
+//! The `layerstore` command line, run as a user runs it: the contract of docs/CLI.md.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
