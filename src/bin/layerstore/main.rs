@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use layerstore::{Error, Store, TagName};
+use layerstore::{Error, ErrorKind, Store, TagName};
 
 mod build;
 mod checkout;
@@ -204,26 +204,37 @@ impl Failure {
     }
 }
 
-/// The one mapping from the library's errors to exit codes: the store or the
-/// system failing is 3, anything else (an unknown image, a malformed name or
-/// file, a path escaping its root, a non-empty destination, …) is bad input, 2.
-///
-/// It matches on the `Error` variants, as the library has no error kind to
-/// match on yet; a variant added later is bad input until it is listed here.
+/// The one mapping from the library's errors to exit codes, by
+/// [`ErrorKind`]: the store, the machine or a registry failing is 3; what the
+/// user can fix by asking differently (an unknown image, a malformed name or
+/// file, a path escaping its root, a non-empty destination, …) is 2.
 impl From<Error> for Failure {
     fn from(err: Error) -> Self {
         let text = err.to_string();
-        match err {
-            Error::Io { .. }
-            | Error::Xattr { .. }
-            | Error::Locked { .. }
-            | Error::Corrupt { .. }
-            | Error::ChunkNotFound { .. }
-            | Error::ObjectNotFound { .. }
-            | Error::UnsupportedVersion { .. }
-            | Error::BadConfig { .. }
-            | Error::Registry { .. } => Failure::System(text),
-            _ => Failure::Usage(text),
+        let system = match &err {
+            // Not found, but named by the store itself (an image whose layer
+            // is gone), not by the user: the store is incomplete.
+            Error::ChunkNotFound { .. } | Error::ObjectNotFound { .. } => true,
+            // Kept at 2, as they were before errors had kinds (docs/CLI.md):
+            // an undecodable object (kind `Corrupt`) and a checkout that
+            // failed to write (the kind of what it wraps).
+            Error::Malformed { .. } | Error::Checkout { .. } => false,
+            // Every other kind (not found, invalid input, too large, already
+            // exists, permission denied, and any kind added later) is bad
+            // input.
+            _ => matches!(
+                err.kind(),
+                ErrorKind::Io
+                    | ErrorKind::Corrupt
+                    | ErrorKind::Locked
+                    | ErrorKind::Unsupported
+                    | ErrorKind::Remote
+            ),
+        };
+        if system {
+            Failure::System(text)
+        } else {
+            Failure::Usage(text)
         }
     }
 }
