@@ -104,6 +104,39 @@ id_type!(
     ImageId
 );
 
+// Metadata objects are stored as chunks named by their own id, so the ids of
+// snapshots, layers and images are chunk ids too: the same BLAKE3 of the same
+// bytes. A snapshot's id is the chunk id of its root directory, so a chunk id
+// of a directory is a snapshot id.
+
+impl From<SnapshotId> for ChunkId {
+    /// The chunk holding the snapshot's root directory.
+    fn from(id: SnapshotId) -> Self {
+        Self(id.0)
+    }
+}
+
+impl From<ChunkId> for SnapshotId {
+    /// The snapshot whose root directory is this chunk.
+    fn from(id: ChunkId) -> Self {
+        Self(id.0)
+    }
+}
+
+impl From<LayerId> for ChunkId {
+    /// The chunk holding the encoded layer.
+    fn from(id: LayerId) -> Self {
+        Self(id.0)
+    }
+}
+
+impl From<ImageId> for ChunkId {
+    /// The chunk holding the encoded image.
+    fn from(id: ImageId) -> Self {
+        Self(id.0)
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

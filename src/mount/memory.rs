@@ -198,7 +198,7 @@ impl MountBackend for MemoryBackend {
         if !view.read_only {
             let layer = self.changes(store, view)?;
             let id = store.put_layer(&layer)?;
-            store.set_pins(PIN_GROUP, view.name, &[ChunkId::from_bytes(*id.as_bytes())])?;
+            store.set_pins(PIN_GROUP, view.name, &[ChunkId::from(id)])?;
             durable::write_atomic(
                 view.state,
                 &view.state.join(UPPER),

@@ -91,7 +91,7 @@ impl<'a> OciCache<'a> {
     }
 
     fn holds(&self, layer: &LayerId) -> bool {
-        self.store.contains(&ChunkId::from_bytes(*layer.as_bytes()))
+        self.store.contains(&ChunkId::from(*layer))
     }
 
     /// The stored layer that layer blob `digest` holds, when the blob is

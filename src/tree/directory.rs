@@ -339,7 +339,7 @@ pub(crate) fn tree_id(tree: &Snapshot) -> SnapshotId {
 pub(crate) fn entries_id(entries: &[Entry]) -> SnapshotId {
     let objects = encode_entries(entries);
     let (root, _) = objects.last().unwrap_or_else(|| unreachable!("a root"));
-    SnapshotId::from_bytes(*root.as_bytes())
+    SnapshotId::from(*root)
 }
 
 /// Reassembles the whole tree whose root directory is `root`, reading
@@ -517,7 +517,7 @@ mod tests {
     fn wrong_link_counts_and_bad_names_are_refused() {
         let tree = wide_tree();
         let objects: std::collections::HashMap<_, _> = encode_tree(&tree).into_iter().collect();
-        let root_id = ChunkId::from_bytes(*tree.id().as_bytes());
+        let root_id = ChunkId::from(tree.id());
         let mut root = Directory::decode(&objects[&root_id]).unwrap();
         if let Node::Dir(_, links) = &mut root.children[0].node {
             *links += 1;
@@ -586,7 +586,7 @@ mod tests {
         let tree = Snapshot::from_sorted(entries).unwrap();
         let objects: std::collections::HashMap<_, _> = encode_tree(&tree).into_iter().collect();
         let load = |id: &ChunkId| Directory::decode(&objects[id]);
-        let root = load(&ChunkId::from_bytes(*tree.id().as_bytes())).unwrap();
+        let root = load(&ChunkId::from(tree.id())).unwrap();
         assert_eq!(assemble(root, &load).unwrap(), tree);
     }
 }

@@ -80,7 +80,7 @@ impl Store {
             .par_iter()
             .filter(|(id, _)| !self.contains(id))
             .try_for_each(|(_, bytes)| self.put_object(bytes).map(drop))?;
-        Ok(SnapshotId::from_bytes(*root.as_bytes()))
+        Ok(SnapshotId::from(root))
     }
 
     /// The snapshot `id`, read whole.
@@ -88,7 +88,7 @@ impl Store {
     /// # Errors
     /// As [`Store::layer`], for any of its directories.
     pub fn snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let root = self.directory(&ChunkId::from_bytes(*id.as_bytes()))?;
+        let root = self.directory(&ChunkId::from(*id))?;
         let read = std::sync::Mutex::new(self.directories_beneath(&root)?);
         directory::assemble(root, &|id| {
             let taken = read
@@ -142,7 +142,7 @@ impl Store {
     /// [`Store::put_bytes`] otherwise.
     pub fn put_image(&self, image: &Image) -> Result<ImageId> {
         for layer in image.layers() {
-            if !self.contains(&ChunkId::from_bytes(*layer.as_bytes())) {
+            if !self.contains(&ChunkId::from(*layer)) {
                 return Err(Error::ObjectNotFound {
                     kind: "layer",
                     id: layer.to_string(),
@@ -150,7 +150,7 @@ impl Store {
                 });
             }
         }
-        if !self.contains(&ChunkId::from_bytes(*image.rootfs().as_bytes())) {
+        if !self.contains(&ChunkId::from(image.rootfs())) {
             return Err(Error::ObjectNotFound {
                 kind: "snapshot",
                 id: image.rootfs().to_string(),
@@ -246,7 +246,7 @@ impl Store {
         config: ImageConfig,
         history: History,
     ) -> Result<ImageId> {
-        if !self.contains(&ChunkId::from_bytes(*tree.as_bytes())) {
+        if !self.contains(&ChunkId::from(tree)) {
             return Err(Error::ObjectNotFound {
                 kind: "snapshot",
                 id: tree.to_string(),

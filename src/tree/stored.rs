@@ -76,7 +76,7 @@ impl<'s> StoredTree<'s> {
     }
 
     fn root_dir(&self) -> Result<Arc<Directory>> {
-        self.load(&ChunkId::from_bytes(*self.root.as_bytes()))
+        self.load(&ChunkId::from(self.root))
     }
 
     /// The directory at `path`, if there is a directory there.

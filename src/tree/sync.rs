@@ -105,7 +105,7 @@ impl Gather {
     /// (the encoding is canonical, so these are the stored objects); the
     /// target skips those it has.
     fn tree(&mut self, store: &Store, id: &SnapshotId) -> Result<()> {
-        if self.seen.contains(&ChunkId::from_bytes(*id.as_bytes())) {
+        if self.seen.contains(&ChunkId::from(*id)) {
             return Ok(());
         }
         let tree = store.snapshot(id)?;
@@ -146,7 +146,7 @@ impl Store {
         // Objects bottom up: layers and tree before the image that names them.
         let mut gather = Gather::default();
         for layer in img.layers() {
-            let id = ChunkId::from_bytes(*layer.as_bytes());
+            let id = ChunkId::from(*layer);
             if !gather.seen.insert(id) {
                 continue;
             }
@@ -166,7 +166,7 @@ impl Store {
             chunks,
             ..
         } = gather;
-        let image_chunk = ChunkId::from_bytes(*image.as_bytes());
+        let image_chunk = ChunkId::from(*image);
         objects.push((image_chunk, self.read_chunk(&image_chunk)?));
 
         let mut report = SyncReport {

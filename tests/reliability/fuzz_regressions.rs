@@ -109,9 +109,7 @@ fn write_fuzz_seeds() {
         .unwrap();
     let stored = |tree: &Snapshot| {
         let id = store.put_snapshot(tree).unwrap();
-        store
-            .read_chunk(&ChunkId::from_bytes(*id.as_bytes()))
-            .unwrap()
+        store.read_chunk(&ChunkId::from(id)).unwrap()
     };
     let seeds: [(&str, &str, Vec<u8>); 8] = [
         ("snapshot", "seed-snapshot-0", lower.encode()),

@@ -117,8 +117,7 @@ fn pinned_and_cached_objects_are_kept() {
     let pinned_id = make_image(&store, "pinned", &pinned);
     store.flush().unwrap();
     store.remove_tag(&"pinned".parse().unwrap()).unwrap();
-    let options = GcOptions::default()
-        .extra_roots(vec![layerstore::ChunkId::from_bytes(*pinned_id.as_bytes())]);
+    let options = GcOptions::default().extra_roots(vec![layerstore::ChunkId::from(pinned_id)]);
     let report = store.gc(&options).unwrap();
     assert_eq!(report.chunks_freed, 0, "{report:?}");
     assert_image(&store, &pinned_id, &pinned);

@@ -374,5 +374,5 @@ fn corrupt_source_fails_the_sync_and_leaves_the_target_sound() {
     drop(dst);
     let dst = Store::open(root.join("dst")).unwrap();
     assert!(dst.fsck(&FsckOptions::default()).unwrap().is_clean());
-    assert!(!dst.contains(&ChunkId::from_bytes(*id.as_bytes())));
+    assert!(!dst.contains(&ChunkId::from(id)));
 }

@@ -266,7 +266,7 @@ fn apply_layer_writes_only_the_directories_on_the_changed_path() {
     assert_eq!(applied, layer.apply(&tree).unwrap().id());
     // The root and d07 are new; the 49 other directories are the old ones.
     assert_eq!(store.stats().unwrap().chunks, objects_before + 2);
-    assert!(store.contains(&ChunkId::from_bytes(*applied.as_bytes())));
+    assert!(store.contains(&ChunkId::from(applied)));
 }
 
 /// A directory object that is not what it should be: refused when read, by
