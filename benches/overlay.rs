@@ -40,10 +40,7 @@ fn image(root: &Path, files: usize) -> (Store, ImageId, Snapshot) {
     let store = Store::create(root.join("store"), &StoreOptions::default()).expect("store");
     let src = root.join("src");
     write_tree(&src, files, files as u64);
-    let options = ScanOptions {
-        use_stat_cache: false,
-        threads: None,
-    };
+    let options = ScanOptions::default().use_stat_cache(false);
     let tree = store.scan(&src, &options).expect("scan").snapshot;
     let layer = Snapshot::empty().diff(&tree);
     let id = store

@@ -457,10 +457,7 @@ mod tests {
     }
 
     fn full_scan(store: &Store, dir: &Path) -> Snapshot {
-        let options = ScanOptions {
-            use_stat_cache: false,
-            threads: None,
-        };
+        let options = ScanOptions::default().use_stat_cache(false);
         store.scan(dir, &options).unwrap().snapshot
     }
 

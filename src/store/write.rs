@@ -358,13 +358,20 @@ impl Store {
     /// matching.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the object is empty or larger than a frame
-    /// may be (64 MiB); otherwise as [`Store::put_bytes`].
+    /// [`Error::TooLarge`] if the object is larger than a frame may be
+    /// (64 MiB); [`Error::InvalidArgument`] if it is empty; otherwise as
+    /// [`Store::put_bytes`].
     pub(crate) fn put_object(&self, bytes: &[u8]) -> Result<ChunkId> {
-        if bytes.is_empty() || bytes.len() > frame::MAX_FRAME_RAW as usize {
+        if bytes.len() > frame::MAX_FRAME_RAW as usize {
+            return Err(Error::TooLarge {
+                what: "metadata object",
+                size: bytes.len() as u64,
+                max: u64::from(frame::MAX_FRAME_RAW),
+            });
+        }
+        if bytes.is_empty() {
             return Err(Error::InvalidArgument(format!(
-                "a metadata object of {} bytes is outside 1..={} bytes",
-                bytes.len(),
+                "a metadata object of 0 bytes is outside 1..={} bytes",
                 frame::MAX_FRAME_RAW
             )));
         }
@@ -719,5 +726,16 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert!(store.contains(&object) && store.contains(&id));
         assert!(store.contains(&before.chunks()[0].id));
+    }
+
+    #[test]
+    fn an_object_larger_than_a_frame_is_too_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("s"), &crate::StoreOptions::default()).unwrap();
+        let big = vec![0u8; frame::MAX_FRAME_RAW as usize + 1];
+        let err = store.put_object(&big).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::TooLarge, "{err}");
+        let err = store.put_object(&[]).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
     }
 }

@@ -24,10 +24,7 @@ pub(crate) fn containers(store: &Store) -> Containers<'_> {
 }
 
 pub(crate) fn no_cache() -> ScanOptions {
-    ScanOptions {
-        use_stat_cache: false,
-        threads: None,
-    }
+    ScanOptions::default().use_stat_cache(false)
 }
 
 /// An image whose layers are the successive states of `dirs`: each

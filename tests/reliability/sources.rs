@@ -27,10 +27,7 @@ pub(crate) fn write_source(dir: &Path, seed: u64) {
 /// Scans `dir` (no stat cache: nothing is written beside the packs) and
 /// stores it as a one-layer image, not flushed, not tagged.
 pub(crate) fn commit_dir(store: &Store, dir: &Path) -> ImageId {
-    let options = ScanOptions {
-        use_stat_cache: false,
-        threads: None,
-    };
+    let options = ScanOptions::default().use_stat_cache(false);
     let scanned = store.scan(dir, &options).unwrap();
     let layer = Snapshot::empty().diff(&scanned.snapshot);
     store

@@ -88,10 +88,7 @@ fn a_rescan_of_an_unchanged_tree_reads_nothing_and_changes_are_seen() {
     assert_ne!(third.snapshot.id(), first.snapshot.id());
 
     // Without the cache, everything is read, and the result is the same.
-    let uncached = fx.scan_with(&ScanOptions {
-        use_stat_cache: false,
-        threads: None,
-    });
+    let uncached = fx.scan_with(&ScanOptions::default().use_stat_cache(false));
     assert_eq!(uncached.files_read, 22);
     assert_eq!(uncached.snapshot.id(), third.snapshot.id());
 }
@@ -272,9 +269,6 @@ fn files_linked_from_outside_the_tree_take_the_cache() {
     };
     assert_eq!(third.files_read, changed);
     assert_eq!(third.files_from_cache, 22 - changed);
-    let uncached = fx.scan_with(&ScanOptions {
-        use_stat_cache: false,
-        threads: None,
-    });
+    let uncached = fx.scan_with(&ScanOptions::default().use_stat_cache(false));
     assert_eq!(uncached.snapshot, third.snapshot);
 }

@@ -78,14 +78,8 @@ fn generate(fx: &Fixture, files: usize, seed: u64) {
 fn one_thread_and_four_give_the_same_snapshot() {
     let fx = Fixture::new();
     generate(&fx, 3000, 0x5eed);
-    let serial = ScanOptions {
-        use_stat_cache: false,
-        threads: Some(1),
-    };
-    let parallel = ScanOptions {
-        use_stat_cache: false,
-        threads: Some(4),
-    };
+    let serial = ScanOptions::default().use_stat_cache(false).threads(1);
+    let parallel = ScanOptions::default().use_stat_cache(false).threads(4);
     let one = fx.scan_with(&serial);
     let four = fx.scan_with(&parallel);
     assert!(

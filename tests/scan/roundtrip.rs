@@ -120,10 +120,7 @@ fn scan_checkout_scan_is_the_identity() {
         let src = work.path().join("src");
         std::fs::create_dir(&src).unwrap();
         random_tree(&src, seed);
-        let options = ScanOptions {
-            use_stat_cache: false,
-            ..ScanOptions::default()
-        };
+        let options = ScanOptions::default().use_stat_cache(false);
         let first = store.scan(&src, &options).unwrap();
         assert!(first.warnings.is_empty(), "{:?}", first.warnings);
         let dest = work.path().join("dest");
@@ -140,10 +137,7 @@ fn scan_checkout_scan_is_the_identity() {
         let serial = store
             .scan(
                 &src,
-                &ScanOptions {
-                    use_stat_cache: false,
-                    threads: Some(1),
-                },
+                &ScanOptions::default().use_stat_cache(false).threads(1),
             )
             .unwrap();
         TestResult::from_bool(serial.snapshot.id() == first.snapshot.id())

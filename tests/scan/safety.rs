@@ -63,13 +63,7 @@ fn the_root_must_be_a_directory() {
 
     let err = fx
         .store
-        .scan(
-            &fx.tree,
-            &ScanOptions {
-                threads: Some(0),
-                ..ScanOptions::default()
-            },
-        )
+        .scan(&fx.tree, &ScanOptions::default().threads(0))
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
 }

@@ -70,7 +70,7 @@ use self::stat::now;
 use self::statcache::{CacheFile, FileStat, Loaded, Records};
 use self::walk::{Found, depth_first};
 use crate::digest::SnapshotId;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::confine::Root;
 use crate::store::Store;
 use crate::tree::entry::Entry;
@@ -79,6 +79,7 @@ use crate::tree::snapshot::Snapshot;
 
 /// How [`Store::scan`] works.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ScanOptions {
     /// Take the chunk lists of files that have not changed since the last scan
     /// of the same directory from the stat cache instead of reading them, and
@@ -98,6 +99,24 @@ impl Default for ScanOptions {
             use_stat_cache: true,
             threads: None,
         }
+    }
+}
+
+impl ScanOptions {
+    /// Uses the stat cache, or (with `false`) reads every file and neither
+    /// reads nor writes the cache.
+    #[must_use]
+    pub fn use_stat_cache(mut self, use_stat_cache: bool) -> Self {
+        self.use_stat_cache = use_stat_cache;
+        self
+    }
+
+    /// Scans in a thread pool of its own with this many threads (0 is
+    /// refused by [`Store::scan`]).
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
     }
 }
 
@@ -276,7 +295,7 @@ impl Store {
                     Ok(id) => Some(id),
                     // A directory too large to be one object: no cache, but
                     // the scan stands.
-                    Err(err @ Error::InvalidArgument(_)) => {
+                    Err(err) if err.kind() == ErrorKind::TooLarge => {
                         scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
                         None
                     }
