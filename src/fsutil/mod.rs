@@ -4,21 +4,10 @@
 //! stores or trees.
 
 pub(crate) mod confine;
-#[cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "reading and removal are for tree::scan and mount::copy, landing next"
-    )
-)]
 pub(crate) mod device;
 pub(crate) mod dir;
 pub(crate) mod durable;
 #[cfg_attr(feature = "fault-injection", doc(hidden))]
 pub mod fault;
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "used by mount::copy, landing next")
-)]
 pub(crate) mod reflink;
 pub(crate) mod xattr;

@@ -132,10 +132,6 @@ pub(crate) fn list(target: Target<'_>, shown_path: &Path) -> Result<Xattrs> {
 
 /// Sets the extended attribute `name` of `target` to `value`, creating or
 /// replacing it.
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "used by tree::checkout, landing next")
-)]
 pub(crate) fn set(target: Target<'_>, shown_path: &Path, name: &[u8], value: &[u8]) -> Result<()> {
     let res = super::fault::check("set xattr", shown_path)
         .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
@@ -153,10 +149,6 @@ pub(crate) fn set(target: Target<'_>, shown_path: &Path, name: &[u8], value: &[u
 
 /// Removes the extended attribute `name` of `target`; it is not an error if
 /// there is none.
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "used by tree::checkout, landing next")
-)]
 pub(crate) fn remove(target: Target<'_>, shown_path: &Path, name: &[u8]) -> Result<()> {
     let res = match target {
         Target::Path(p) => rustix::fs::lremovexattr(p, name),

@@ -6,7 +6,7 @@
 //! and size while streaming.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -557,7 +557,6 @@ fn import_layer(
     Ok(layer)
 }
 
-#[allow(dead_code, reason = "used by the layout and registry modules")]
 pub(crate) fn blob_file(dir: &Path, desc: &Descriptor) -> Result<PathBuf> {
     let digest = desc.digest().to_string();
     let hex = sha256_hex(&digest).ok_or_else(|| Error::Oci {
@@ -565,10 +564,4 @@ pub(crate) fn blob_file(dir: &Path, desc: &Descriptor) -> Result<PathBuf> {
         reason: "not a sha256 digest".into(),
     })?;
     Ok(dir.join(hex))
-}
-
-#[allow(dead_code, reason = "kept for writers of blobs to plain files")]
-pub(crate) fn write_all(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = File::create(path).map_err(|e| Error::io("create", path, e))?;
-    f.write_all(bytes).map_err(|e| Error::io("write", path, e))
 }

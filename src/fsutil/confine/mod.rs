@@ -40,7 +40,7 @@ mod tests;
 pub(crate) use self::write::{Metadata, NodeKind};
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,15 +134,6 @@ impl Root {
     /// The root's path, as given to [`Root::open`].
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The root's `O_PATH` descriptor.
-    #[cfg_attr(
-        not(test),
-        allow(dead_code, reason = "used by tree::checkout, landing next")
-    )]
-    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
     }
 
     /// The full path of `rel` for error messages.

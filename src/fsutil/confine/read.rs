@@ -16,13 +16,6 @@ use crate::fsutil::xattr;
 /// Reading
 impl Root {
     /// The `lstat` of `path` (the empty path: the root itself).
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "used by mount::copy and checkout; scan reads through fsutil::dir"
-        )
-    )]
     pub(crate) fn lstat(&self, path: &[u8]) -> Result<Stat> {
         let (dir, name) = self.open_parent_or_root(path)?;
         rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
@@ -30,13 +23,6 @@ impl Root {
     }
 
     /// The target of the symbolic link `path`, as bytes.
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "used by mount::copy and checkout; scan reads through fsutil::dir"
-        )
-    )]
     pub(crate) fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
         let (dir, name) = self.open_parent(path)?;
         rustix::fs::readlinkat(&dir, name, Vec::new())
@@ -76,13 +62,6 @@ impl Root {
 
     /// The names in the directory `path` (the empty path: the root), sorted,
     /// without `.` and `..`.
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "used by mount::copy and checkout; scan reads through fsutil::dir"
-        )
-    )]
     pub(crate) fn read_dir(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
         if !path.is_empty() {
             validate(path)?;
@@ -94,7 +73,6 @@ impl Root {
     }
 
     /// The names in the open directory `dir` (at `path`), unsorted.
-    #[cfg_attr(not(test), allow(dead_code, reason = "used by read_dir"))]
     pub(super) fn list(&self, dir: &OwnedFd, path: &[u8]) -> Result<Vec<Vec<u8>>> {
         let err = |e: Errno| Error::io("read directory", self.full(path), e.into());
         let mut reader = Dir::read_from(dir).map_err(err)?;
@@ -111,13 +89,6 @@ impl Root {
 
     /// The extended attributes of `path` (the empty path: the root) as
     /// `(name, value)`, sorted by name; none where the filesystem has none.
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "used by mount::copy and checkout; scan reads through fsutil::dir"
-        )
-    )]
     pub(crate) fn xattrs(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let (dir, last) = self.open_parent_or_root(path)?;
         let proc = proc_path(dir.as_fd(), Some(last));

@@ -268,7 +268,7 @@ fn files_directories_and_links_are_created_beneath_the_root() {
         let fx = Fixture::new();
         let root = fx.root(use_openat2);
         assert_eq!(root.path(), fx.root_path);
-        let st = rustix::fs::fstat(root.as_fd()).unwrap();
+        let st = rustix::fs::fstat(&root.fd).unwrap();
         assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::Directory);
         root.create_dir_all(b"usr/local/bin", 0o755).unwrap();
         root.create_dir_all(b"usr/local/bin", 0o755).unwrap();

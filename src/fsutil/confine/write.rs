@@ -13,10 +13,6 @@ use crate::error::{Error, Result};
 use crate::fsutil::xattr;
 
 /// The kinds of special file [`Root::mknod`] makes.
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "used by tree::checkout, landing next")
-)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NodeKind {
     /// A named pipe; needs no privilege.
@@ -29,10 +25,6 @@ pub(crate) enum NodeKind {
 
 /// The metadata [`Root::set_metadata`] sets, in the order that keeps it:
 /// owner first (a `chown` clears setuid and setgid), then mode, then times.
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "used by tree::checkout, landing next")
-)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Metadata {
     /// Permission bits with setuid, setgid and sticky (`0o7777`; the file-type
@@ -50,13 +42,6 @@ pub(crate) struct Metadata {
 }
 
 /// Writing
-#[cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "the writing side is used by tree::checkout, landing next"
-    )
-)]
 impl Root {
     /// Creates the directory `path` and any missing parents (each with `mode`,
     /// filtered by the umask); existing directories are fine, symbolic links
