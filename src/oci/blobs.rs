@@ -120,7 +120,7 @@ impl ImportOptions {
     }
 }
 
-/// One blob written by [`export_blobs`]: its descriptor and where it is.
+/// One blob written by [`Exchange::export_blobs`](super::Exchange::export_blobs): its descriptor and where it is.
 #[derive(Debug, Clone)]
 pub struct ExportedBlob {
     /// Media type, `sha256:` digest and size.
@@ -129,7 +129,7 @@ pub struct ExportedBlob {
     pub path: PathBuf,
 }
 
-/// An image as OCI blobs, as [`export_blobs`] wrote them.
+/// An image as OCI blobs, as [`Exchange::export_blobs`](super::Exchange::export_blobs) wrote them.
 #[derive(Debug, Clone)]
 pub struct OciExport {
     /// The image manifest (`application/vnd.oci.image.manifest.v1+json`).
@@ -142,21 +142,8 @@ pub struct OciExport {
     pub diff_ids: Vec<String>,
 }
 
-/// Writes image `image` of `store` as OCI blobs into the directory `dir`
-/// (created if absent), each blob in the file named by its hex sha256 digest
-/// — the layout of an OCI image layout's `blobs/sha256/`. Returns their
-/// descriptors. Blobs already there are kept.
-///
-/// Layers are written one at a time, each streamed from the store through a
-/// parallel compressor into its file (no layer is held in memory), hashing
-/// both the compressed blob (its digest) and the tar (its `DiffID`). The same
-/// image always gives byte-identical blobs.
-///
-/// # Errors
-/// [`Error::ImageNotFound`]/[`Error::ObjectNotFound`] if the image or one of
-/// its layers is not stored, [`Error::Io`] naming the file if writing fails,
-/// the store's errors if content cannot be read.
-pub fn export_blobs(
+/// [`Exchange::export_blobs`](super::Exchange::export_blobs) of `store`.
+pub(crate) fn export_blobs(
     store: &Store,
     image: &ImageId,
     dir: &Path,
@@ -355,25 +342,8 @@ fn place(dir: &Path, tmp: &Path, digest: &str) -> Result<PathBuf> {
 
 /// Importing
 ///
-/// Imports the image whose manifest is `manifest` (the JSON bytes) into
-/// `store`, reading each blob the manifest names from `open_blob` (a file of
-/// an image layout, a registry download, …). Returns the new image's id.
-///
-/// Every blob is checked against its descriptor while it streams: its sha256
-/// digest and size, and for layers the `DiffID` of the uncompressed tar against
-/// the config's `rootfs.diff_ids`. Layers may be gzip, zstd or uncompressed
-/// (told by their first bytes, whatever the media type says); each is read
-/// once, file contents going straight into the store. Layer tars are read
-/// strictly (see [`Error::Oci`]).
-///
-/// A layer the store already holds from any OCI import or export (the same
-/// blob digest, known to decode to the config's `DiffID`, over the same
-/// layers below) is neither opened nor read: that layer is used as it is.
-///
-/// # Errors
-/// [`Error::Oci`] naming the blob for anything malformed, hostile or not
-/// matching its descriptor; `open_blob`'s errors; the store's errors.
-pub fn import_blobs<F, R>(
+/// [`Exchange::import_blobs`](super::Exchange::import_blobs) into `store`.
+pub(crate) fn import_blobs<F, R>(
     store: &Store,
     manifest: &[u8],
     open_blob: F,

@@ -32,20 +32,8 @@ use crate::tree::Image;
 
 /// Pushing and pulling store images
 impl Registry {
-    /// Pushes `image` of `store` to `dest`, layers gzip-compressed (level 6)
-    /// as registries expect. For each layer: nothing moves if the repository
-    /// has its blob (known without exporting when the layer was exported or
-    /// pushed before); else it is mounted from `options.mount_from` where
-    /// offered, else uploaded — from the file an earlier export wrote when
-    /// that is intact, else exported now. An unchanged re-push exports
-    /// nothing and uploads nothing. The report says how many layers were
-    /// exported and how many reused an earlier export.
-    ///
-    /// # Errors
-    /// [`Error::ObjectNotFound`] if the image is incomplete in the store; the
-    /// export's errors; [`Error::Registry`] if the registry refuses or fails;
-    /// [`Error::Io`] naming the file if a blob cannot be written or read.
-    pub fn push_image(
+    /// [`Exchange::push`](super::Exchange::push) of an image of `store`.
+    pub(crate) fn push_image(
         &self,
         store: &Store,
         image: &ImageId,
@@ -81,20 +69,8 @@ impl Registry {
         result
     }
 
-    /// Pulls image `src` into `store`, fetching only the layer blobs whose
-    /// layers the store lacks: a layer it holds from any OCI path (imported
-    /// from a layout or a `docker save` archive, pulled, exported, pushed) is
-    /// recognised by its blob digest and the `DiffID` the config gives, over
-    /// the same layers below (`ChainID`). Every fetched blob is verified as
-    /// it streams; the image is tagged `tag` once it is durable. Returns the
-    /// image id and what moved.
-    ///
-    /// # Errors
-    /// [`Error::ImageNotFound`] if the registry has no such image;
-    /// [`Error::Oci`] if a blob is malformed or does not match its
-    /// descriptor; [`Error::Registry`] if the registry fails; the store's
-    /// errors.
-    pub fn pull_image(
+    /// [`Exchange::pull`](super::Exchange::pull) into `store`.
+    pub(crate) fn pull_image(
         &self,
         store: &Store,
         src: &RegistryRef,

@@ -29,17 +29,8 @@ fn oci_err(what: impl Into<String>, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Writes image `image` into the OCI image layout at `layout` (created if
-/// absent, added to if present): its blobs into `blobs/sha256/`, and its
-/// manifest into `index.json`, annotated with `reference` as
-/// `org.opencontainers.image.ref.name` when given (replacing any manifest of
-/// that name). Returns the manifest's descriptor (its digest is what
-/// `layerstore export-oci` prints).
-///
-/// # Errors
-/// As [`export_blobs`]; [`Error::Oci`] if `layout` holds a malformed
-/// `oci-layout` or `index.json`.
-pub fn export_layout(
+/// [`Exchange::export_layout`](super::Exchange::export_layout) of `store`.
+pub(crate) fn export_layout(
     store: &Store,
     image: &ImageId,
     layout: &Path,
@@ -109,16 +100,8 @@ fn read_index(layout: &Path) -> Result<ImageIndex> {
         .map_err(|e| oci_err(path.display().to_string(), e.to_string()))
 }
 
-/// Imports an image from the OCI image layout at `layout` into `store`:
-/// the manifest annotated `org.opencontainers.image.ref.name` = `reference`,
-/// or, without a reference, the only manifest of `index.json`. Returns the
-/// image id. Every blob is verified (see [`import_blobs`]).
-///
-/// # Errors
-/// [`Error::Oci`] if the layout is malformed, the reference matches nothing,
-/// or there are several manifests and no reference (the message lists
-/// them); as [`import_blobs`] otherwise.
-pub fn import_layout(
+/// [`Exchange::import_layout`](super::Exchange::import_layout) into `store`.
+pub(crate) fn import_layout(
     store: &Store,
     layout: &Path,
     reference: Option<&str>,
@@ -191,19 +174,12 @@ struct DockerItem {
     layers: Vec<String>,
 }
 
-/// Imports an image from a `docker save` archive (a tar holding
-/// `manifest.json`, the config and one tar per layer; both the classic and
-/// the OCI-style archives of Docker 25+). `reference` picks an image by one
-/// of its `RepoTags` when the archive holds several. Returns the image id.
-///
-/// # Errors
-/// [`Error::Oci`] naming the archive if it is malformed or the reference
-/// matches no image; as [`import_blobs`] otherwise.
+/// [`Exchange::import_docker_archive`](super::Exchange::import_docker_archive) into `store`.
 #[allow(
     clippy::too_many_lines,
     reason = "one pass over the archive, one over its images"
 )]
-pub fn import_docker_archive(
+pub(crate) fn import_docker_archive(
     store: &Store,
     archive: &Path,
     reference: Option<&str>,

@@ -32,14 +32,9 @@ const USTAR_MAX_12_SIGNED: i64 = 0o77_777_777_777;
 
 /// Writing
 ///
-/// Writes `layer` as an uncompressed OCI layer tar into `out`, reading file
-/// contents from `store` as it goes (never a whole file in memory). Returns
-/// `out` after the end-of-archive blocks.
-///
-/// # Errors
-/// [`Error::Io`] if writing fails; the store's errors ([`Error::Corrupt`],
-/// [`Error::ChunkNotFound`]) if a file's content cannot be read.
-pub fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) -> Result<W> {
+/// [`Exchange::write_layer_tar`](super::Exchange::write_layer_tar) of a
+/// layer of `store`.
+pub(crate) fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) -> Result<W> {
     // Every member, sorted by its path in the tar, so parents come first.
     enum Item<'a> {
         Entry(&'a Entry),

@@ -73,7 +73,8 @@ pub struct PushReport {
     /// Blobs mounted from another repository (no bytes moved).
     pub blobs_mounted: u64,
     /// Layers of a store image tarred and compressed for this push
-    /// ([`Registry::push_image`]; a layout push exports nothing).
+    /// ([`Exchange::push`](super::Exchange::push); a layout push exports
+    /// nothing).
     pub layers_exported: u64,
     /// Layers of a store image whose blob an earlier export had written, its
     /// file taken as it is instead of exporting again.

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use layerstore::oci::{ImportOptions, import_blobs, sha256_digest};
+use layerstore::oci::{Exchange, ImportOptions, sha256_digest};
 use layerstore::{Error, ImageId, Store};
 
 use crate::new_store;
@@ -86,8 +86,7 @@ fn image_of(layers: &[(Vec<u8>, Vec<u8>)]) -> Blobs {
 }
 
 fn import(store: &Store, b: &Blobs, options: &ImportOptions) -> Result<ImageId, Error> {
-    import_blobs(
-        store,
+    Exchange::new(store).import_blobs(
         &b.manifest,
         |d| {
             let digest = d.digest().to_string();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use layerstore::CheckoutOptions;
-use layerstore::oci::{Compression, ExportOptions, ImportOptions, export_layout, import_layout};
+use layerstore::oci::{Compression, Exchange, ExportOptions, ImportOptions};
 
 use crate::{is_root, make_fixture, make_image, new_store, require_tool, tree};
 
@@ -57,7 +57,9 @@ fn a_layerstore_export_is_read_by_skopeo_and_unpacked_by_umoci_to_the_checkout_t
     let want = tree::walk(&expected);
     for c in [Compression::Gzip, Compression::None, Compression::Zstd] {
         let layout = dir.path().join(format!("layout-{c:?}"));
-        export_layout(&store, &id, &layout, Some("t"), &ExportOptions::new(c)).unwrap();
+        Exchange::new(&store)
+            .export_layout(&id, &layout, Some("t"), &ExportOptions::new(c))
+            .unwrap();
         let reference = format!("oci:{}:t", layout.display());
         let inspect = run(Command::new("skopeo").args(["inspect", &reference]));
         let inspect: serde_json::Value = serde_json::from_slice(&inspect).unwrap();
@@ -138,7 +140,9 @@ fn an_image_made_by_umoci_imports_to_the_tree_umoci_unpacks() {
     umoci(&["unpack", "--image", &image], &[&b3]);
 
     let store = new_store(dir.path(), "store");
-    let id = import_layout(&store, &layout, Some("img"), &ImportOptions::default()).unwrap();
+    let id = Exchange::new(&store)
+        .import_layout(&layout, Some("img"), &ImportOptions::default())
+        .unwrap();
     let image_obj = store.image(&id).unwrap();
     assert_eq!(image_obj.layers().len(), 2);
     let whiteouts: usize = image_obj

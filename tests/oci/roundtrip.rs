@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use layerstore::oci::oci_spec;
-use layerstore::oci::{Compression, ExportOptions, ImportOptions, export_layout, import_layout};
+use layerstore::oci::{Compression, Exchange, ExportOptions, ImportOptions};
 use layerstore::{CheckoutOptions, Error};
 
 use crate::{make_image, new_store, tree};
@@ -36,11 +36,14 @@ fn export_then_import_gives_the_same_image_and_tree() {
         .enumerate()
     {
         let layout = dir.path().join(format!("layout-{i}"));
-        let desc =
-            export_layout(&store, &id, &layout, Some("img"), &ExportOptions::new(c)).unwrap();
+        let desc = Exchange::new(&store)
+            .export_layout(&id, &layout, Some("img"), &ExportOptions::new(c))
+            .unwrap();
         assert!(desc.digest().to_string().starts_with("sha256:"));
         let other = new_store(dir.path(), &format!("b{i}"));
-        let back = import_layout(&other, &layout, Some("img"), &ImportOptions::default()).unwrap();
+        let back = Exchange::new(&other)
+            .import_layout(&layout, Some("img"), &ImportOptions::default())
+            .unwrap();
         assert_eq!(back, id, "{c:?}: the imported image has another id");
         assert_eq!(store.image(&id).unwrap(), other.image(&back).unwrap());
         // And the trees check out the same, attribute by attribute.
@@ -70,7 +73,9 @@ fn export_is_reproducible_whatever_the_thread_count() {
         let opts = ExportOptions::new(c);
         let one = dir.path().join(format!("one-{c:?}"));
         let two = dir.path().join(format!("two-{c:?}"));
-        export_layout(&store, &id, &one, None, &opts).unwrap();
+        Exchange::new(&store)
+            .export_layout(&id, &one, None, &opts)
+            .unwrap();
         // Without the store's record of the first export, the second one
         // compresses every layer again instead of linking the first's blobs.
         std::fs::remove_dir_all(store.path().join("cache/oci")).unwrap();
@@ -78,7 +83,11 @@ fn export_is_reproducible_whatever_the_thread_count() {
             .num_threads(1)
             .build()
             .unwrap()
-            .install(|| export_layout(&store, &id, &two, None, &opts).unwrap());
+            .install(|| {
+                Exchange::new(&store)
+                    .export_layout(&id, &two, None, &opts)
+                    .unwrap()
+            });
         let (a, b) = (files_of(&one), files_of(&two));
         assert_eq!(a.len(), 3 + 3, "{c:?}: 3 layers, config, manifest, index");
         assert_eq!(a, b, "{c:?}: two exports differ");
@@ -96,8 +105,12 @@ fn a_re_export_takes_the_earlier_blobs_only_while_they_are_intact() {
         dir.path().join("two"),
         dir.path().join("three"),
     );
-    export_layout(&store, &id, &one, None, &opts).unwrap();
-    export_layout(&store, &id, &two, None, &opts).unwrap();
+    Exchange::new(&store)
+        .export_layout(&id, &one, None, &opts)
+        .unwrap();
+    Exchange::new(&store)
+        .export_layout(&id, &two, None, &opts)
+        .unwrap();
     let first = files_of(&one);
     assert_eq!(files_of(&two), first);
     // A blob of the first layout changed in place: the next export does not
@@ -112,7 +125,9 @@ fn a_re_export_takes_the_earlier_blobs_only_while_they_are_intact() {
     let last = bytes.len() - 9;
     bytes[last] ^= 0xff;
     std::fs::write(&damaged, &bytes).unwrap();
-    export_layout(&store, &id, &three, None, &opts).unwrap();
+    Exchange::new(&store)
+        .export_layout(&id, &three, None, &opts)
+        .unwrap();
     assert_eq!(files_of(&three), first);
     // The second layout's copy was its own: unchanged.
     assert_eq!(files_of(&two), first);
@@ -125,40 +140,37 @@ fn a_layout_gains_images_and_import_needs_a_ref_when_there_are_several() {
     let id = make_image(&store, dir.path());
     let layout = dir.path().join("layout");
     let opts = ExportOptions::new(Compression::Zstd);
-    export_layout(&store, &id, &layout, Some("first"), &opts).unwrap();
-    export_layout(
-        &store,
-        &id,
-        &layout,
-        Some("second"),
-        &ExportOptions::default(),
-    )
-    .unwrap();
+    Exchange::new(&store)
+        .export_layout(&id, &layout, Some("first"), &opts)
+        .unwrap();
+    Exchange::new(&store)
+        .export_layout(&id, &layout, Some("second"), &ExportOptions::default())
+        .unwrap();
     // Re-exporting under a name replaces that name's entry.
-    export_layout(
-        &store,
-        &id,
-        &layout,
-        Some("second"),
-        &ExportOptions::default(),
-    )
-    .unwrap();
+    Exchange::new(&store)
+        .export_layout(&id, &layout, Some("second"), &ExportOptions::default())
+        .unwrap();
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
     let other = new_store(dir.path(), "b");
-    let err = import_layout(&other, &layout, None, &ImportOptions::default()).unwrap_err();
+    let err = Exchange::new(&other)
+        .import_layout(&layout, None, &ImportOptions::default())
+        .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::Oci { .. }), "{err:?}");
     assert!(text.contains("first") && text.contains("second"), "{text}");
-    let err = import_layout(&other, &layout, Some("third"), &ImportOptions::default());
+    let err =
+        Exchange::new(&other).import_layout(&layout, Some("third"), &ImportOptions::default());
     assert!(
         err.unwrap_err()
             .to_string()
             .contains("no manifest named 'third'")
     );
     for name in ["first", "second"] {
-        let back = import_layout(&other, &layout, Some(name), &ImportOptions::default()).unwrap();
+        let back = Exchange::new(&other)
+            .import_layout(&layout, Some(name), &ImportOptions::default())
+            .unwrap();
         assert_eq!(back, id);
     }
 }
@@ -180,12 +192,13 @@ fn chain_ids_follow_the_spec() {
 
 #[test]
 fn a_docker_save_archive_imports_to_the_same_image() {
-    use layerstore::oci::{export_blobs, import_docker_archive};
     let dir = tempfile::tempdir().unwrap();
     let store = new_store(dir.path(), "a");
     let id = make_image(&store, dir.path());
     let blobs = dir.path().join("blobs");
-    let export = export_blobs(&store, &id, &blobs, &ExportOptions::new(Compression::None)).unwrap();
+    let export = Exchange::new(&store)
+        .export_blobs(&id, &blobs, &ExportOptions::new(Compression::None))
+        .unwrap();
     // The classic `docker save` layout: <config hex>.json, <id>/layer.tar,
     // manifest.json.
     let hex = |d: &oci_spec::image::Descriptor| d.digest().to_string()[7..].to_owned();
@@ -219,14 +232,20 @@ fn a_docker_save_archive_imports_to_the_same_image() {
     let other = new_store(dir.path(), "b");
     let opts = ImportOptions::default();
     assert_eq!(
-        import_docker_archive(&other, &archive, None, &opts).unwrap(),
+        Exchange::new(&other)
+            .import_docker_archive(&archive, None, &opts)
+            .unwrap(),
         id
     );
     assert_eq!(
-        import_docker_archive(&other, &archive, Some("example:1"), &opts).unwrap(),
+        Exchange::new(&other)
+            .import_docker_archive(&archive, Some("example:1"), &opts)
+            .unwrap(),
         id
     );
-    let err = import_docker_archive(&other, &archive, Some("nope:1"), &opts).unwrap_err();
+    let err = Exchange::new(&other)
+        .import_docker_archive(&archive, Some("nope:1"), &opts)
+        .unwrap_err();
     assert!(
         err.to_string().contains("no image tagged 'nope:1'"),
         "{err}"

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use layerstore::oci::{
-    Compression, ExportOptions, ImportOptions, PushOptions, PushReport, Registry, RegistryOptions,
-    RegistryRef, export_layout, import_layout,
+    Compression, Exchange, ExportOptions, ImportOptions, PushOptions, PushReport, Registry,
+    RegistryOptions, RegistryRef,
 };
 use layerstore::{ImageId, Store, StoreOptions};
 
@@ -55,9 +55,9 @@ fn unchanged_repush_exports_nothing_and_uploads_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, image) = two_layer_image(dir.path());
     let push = |server: &Server| {
-        registry(server)
-            .push_image(
-                &store,
+        Exchange::new(&store)
+            .push(
+                &registry(server),
                 &image,
                 &reference(server, "demo/app:v1"),
                 &PushOptions::default(),
@@ -97,18 +97,18 @@ fn push_reuses_the_blobs_of_an_earlier_export() {
     let dir = tempfile::tempdir().unwrap();
     let (store, image) = two_layer_image(dir.path());
     let layout = dir.path().join("layout");
-    let exported = export_layout(
-        &store,
-        &image,
-        &layout,
-        None,
-        &ExportOptions::new(Compression::Gzip),
-    )
-    .unwrap();
+    let exported = Exchange::new(&store)
+        .export_layout(
+            &image,
+            &layout,
+            None,
+            &ExportOptions::new(Compression::Gzip),
+        )
+        .unwrap();
     let reg = registry(&server);
-    let pushed = reg
-        .push_image(
-            &store,
+    let pushed = Exchange::new(&store)
+        .push(
+            &reg,
             &image,
             &reference(&server, "demo/app:v1"),
             &PushOptions::default(),
@@ -119,9 +119,9 @@ fn push_reuses_the_blobs_of_an_earlier_export() {
 
     // Another repository of the same registry holds nothing: the layers'
     // digests are known without exporting, and the files are reused again.
-    let other = reg
-        .push_image(
-            &store,
+    let other = Exchange::new(&store)
+        .push(
+            &reg,
             &image,
             &reference(&server, "demo/other:v1"),
             &PushOptions::default(),
@@ -145,9 +145,9 @@ fn push_reuses_the_blobs_of_an_earlier_export() {
     let Some(fresh) = Server::start("push after export") else {
         return;
     };
-    let third = registry(&fresh)
-        .push_image(
-            &store,
+    let third = Exchange::new(&store)
+        .push(
+            &registry(&fresh),
             &image,
             &reference(&fresh, "demo/app:v1"),
             &PushOptions::default(),
@@ -214,16 +214,16 @@ fn store_images_push_pull_and_read_back_with_skopeo_and_umoci() {
     let reg = Registry::new(&server.host, &RegistryOptions::default().insecure(true)).unwrap();
     let base_ref: RegistryRef = format!("{}/demo/app:base", server.host).parse().unwrap();
     let child_ref: RegistryRef = format!("{}/demo/app:v1", server.host).parse().unwrap();
-    let first = reg
-        .push_image(&src, &base, &base_ref, &PushOptions::default())
+    let first = Exchange::new(&src)
+        .push(&reg, &base, &base_ref, &PushOptions::default())
         .unwrap();
     assert_eq!(
         (first.layers_uploaded, first.blobs_uploaded),
         (1, 2),
         "{first:?}"
     );
-    let pushed = reg
-        .push_image(&src, &child, &child_ref, &PushOptions::default())
+    let pushed = Exchange::new(&src)
+        .push(&reg, &child, &child_ref, &PushOptions::default())
         .unwrap();
     assert_eq!(
         (pushed.layers_uploaded, pushed.blobs_present),
@@ -232,8 +232,8 @@ fn store_images_push_pull_and_read_back_with_skopeo_and_umoci() {
     );
     // A second push uploads no layer blob; the registry's storage agrees.
     let blobs = server.stored_blobs();
-    let again = reg
-        .push_image(&src, &child, &child_ref, &PushOptions::default())
+    let again = Exchange::new(&src)
+        .push(&reg, &child, &child_ref, &PushOptions::default())
         .unwrap();
     assert_eq!(
         (again.blobs_uploaded, again.layers_uploaded),
@@ -247,8 +247,8 @@ fn store_images_push_pull_and_read_back_with_skopeo_and_umoci() {
     assert!(expected.iter().any(|l| l.starts_with("app.bin ")));
     let fresh = Store::create(root.join("fresh"), &StoreOptions::default()).unwrap();
     let tag: layerstore::TagName = "pulled".parse().unwrap();
-    let (id, report) = reg
-        .pull_image(&fresh, &child_ref, Some(&tag), &|_| {})
+    let (id, report) = Exchange::new(&fresh)
+        .pull(&reg, &child_ref, Some(&tag), &|_| {})
         .unwrap();
     assert_eq!(
         (report.blobs_fetched, report.layers_skipped),
@@ -269,12 +269,16 @@ fn store_images_push_pull_and_read_back_with_skopeo_and_umoci() {
 
     // A store that has the base pulls the child fetching only its own layer.
     let third = Store::create(root.join("third"), &StoreOptions::default()).unwrap();
-    let (got_base, _) = reg.pull_image(&third, &base_ref, None, &|_| {}).unwrap();
+    let (got_base, _) = Exchange::new(&third)
+        .pull(&reg, &base_ref, None, &|_| {})
+        .unwrap();
     assert_eq!(
         third.image(&got_base).unwrap().layers(),
         src.image(&base).unwrap().layers()
     );
-    let (got, report) = reg.pull_image(&third, &child_ref, None, &|_| {}).unwrap();
+    let (got, report) = Exchange::new(&third)
+        .pull(&reg, &child_ref, None, &|_| {})
+        .unwrap();
     assert_eq!(
         (report.blobs_fetched, report.layers_skipped),
         (2, 1),
@@ -296,8 +300,8 @@ fn pull_counting(
     src: &RegistryRef,
 ) -> (ImageId, layerstore::oci::PullReport, Vec<String>) {
     let before = server.blob_gets().len();
-    let (id, report) = registry(server)
-        .pull_image(store, src, None, &|_| {})
+    let (id, report) = Exchange::new(store)
+        .pull(&registry(server), src, None, &|_| {})
         .unwrap();
     (id, report, server.blob_gets()[before..].to_vec())
 }
@@ -335,7 +339,8 @@ fn pull_fetches_only_the_layers_the_store_lacks_whichever_oci_path_brought_the_o
         reference(&server, "demo/app:v1"),
     );
     for (image, dest) in [(&base, &base_ref), (&child, &child_ref)] {
-        reg.push_image(&src, image, dest, &PushOptions::default())
+        Exchange::new(&src)
+            .push(&reg, image, dest, &PushOptions::default())
             .unwrap();
     }
     let layers = src.image(&child).unwrap().layers().to_vec();
@@ -402,31 +407,37 @@ fn stores_holding(
     let reg = registry(server);
     let new = |name: &str| Store::create(root.join(name), &StoreOptions::default()).unwrap();
     let base_layout = root.join("base-layout");
-    export_layout(src, base, &base_layout, None, &ExportOptions::default()).unwrap();
+    Exchange::new(src)
+        .export_layout(base, &base_layout, None, &ExportOptions::default())
+        .unwrap();
     let imported = new("imported");
-    import_layout(&imported, &base_layout, None, &ImportOptions::default()).unwrap();
+    Exchange::new(&imported)
+        .import_layout(&base_layout, None, &ImportOptions::default())
+        .unwrap();
     let pulled = new("pulled");
-    reg.pull_image(&pulled, &reference(server, "demo/app:base"), None, &|_| {})
+    Exchange::new(&pulled)
+        .pull(&reg, &reference(server, "demo/app:base"), None, &|_| {})
         .unwrap();
     let exported = new("exported");
     let own_base = commit(&exported, base_tree, None);
-    export_layout(
-        &exported,
-        &own_base,
-        &root.join("own-layout"),
-        None,
-        &ExportOptions::default(),
-    )
-    .unwrap();
+    Exchange::new(&exported)
+        .export_layout(
+            &own_base,
+            &root.join("own-layout"),
+            None,
+            &ExportOptions::default(),
+        )
+        .unwrap();
     let pushed = new("pushed");
     let own_base = commit(&pushed, base_tree, None);
-    reg.push_image(
-        &pushed,
-        &own_base,
-        &reference(server, "demo/elsewhere:base"),
-        &PushOptions::default(),
-    )
-    .unwrap();
+    Exchange::new(&pushed)
+        .push(
+            &reg,
+            &own_base,
+            &reference(server, "demo/elsewhere:base"),
+            &PushOptions::default(),
+        )
+        .unwrap();
     vec![
         ("imported from a layout", imported),
         ("pulled", pulled),

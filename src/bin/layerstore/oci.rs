@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use layerstore::oci::{ExportOptions, ImportOptions};
+use layerstore::oci::{Exchange, ExportOptions, ImportOptions};
 use serde_json::json;
 
 use crate::output::Output;
@@ -36,9 +36,9 @@ pub(crate) fn import(ctx: &Ctx, args: &ImportArgs) -> CmdResult {
     let options = ImportOptions::default();
     let bar = ctx.out.spinner(format!("importing {layout}"));
     let id = if path.is_file() {
-        layerstore::oci::import_docker_archive(&store, &path, reference, &options)
+        Exchange::new(&store).import_docker_archive(&path, reference, &options)
     } else {
-        layerstore::oci::import_layout(&store, &path, reference, &options)
+        Exchange::new(&store).import_layout(&path, reference, &options)
     };
     Output::finish(bar);
     let id = id?;
@@ -59,7 +59,7 @@ pub(crate) fn export(ctx: &Ctx, args: &ExportArgs) -> CmdResult {
     let (path, reference) = split_layout(layout);
     let options = ExportOptions::new(args.compression.parse()?);
     let bar = ctx.out.spinner(format!("exporting {id} to {layout}"));
-    let desc = layerstore::oci::export_layout(&store, &id, &path, reference, &options);
+    let desc = Exchange::new(&store).export_layout(&id, &path, reference, &options);
     Output::finish(bar);
     let desc = desc?;
     ctx.out.report(

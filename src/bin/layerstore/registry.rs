@@ -2,7 +2,8 @@
 //! `pull REGISTRY/REPO[:TAG] [--tag NAME]`, each with `--insecure`.
 
 use layerstore::oci::{
-    Credentials, PullReport, PushOptions, PushReport, Registry, RegistryOptions, RegistryRef,
+    Credentials, Exchange, PullReport, PushOptions, PushReport, Registry, RegistryOptions,
+    RegistryRef,
 };
 use serde_json::json;
 
@@ -70,7 +71,7 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
         }
     };
     let options = PushOptions::default().progress(&progress);
-    let report = reg.push_image(&store, &id, &dest, &options);
+    let report = Exchange::new(&store).push(&reg, &id, &dest, &options);
     Output::finish(bar);
     let report = report?;
     ctx.out.report(
@@ -116,7 +117,7 @@ pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
             ));
         }
     };
-    let result = reg.pull_image(&store, &src, tag.as_ref(), &progress);
+    let result = Exchange::new(&store).pull(&reg, &src, tag.as_ref(), &progress);
     Output::finish(bar);
     let (id, report) = result?;
     ctx.out.report(
