@@ -81,6 +81,11 @@ impl RegistryOptions {
 }
 
 /// A registry host (`host[:port]`), ready to talk to. Every method blocks.
+///
+/// It moves blobs, manifests and whole layout directories, touching no
+/// store; a store's images are pushed and pulled through it by
+/// [`Exchange::push`](super::Exchange::push) and
+/// [`Exchange::pull`](super::Exchange::pull).
 pub struct Registry {
     host: String,
     runtime: tokio::runtime::Runtime,
