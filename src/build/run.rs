@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::digest::ImageId;
 use crate::error::{Error, Result};
-use crate::fsutil::confine::Root;
+use crate::fsutil::confine::ConfinedDir;
 use crate::mount::{CommitOptions, Containers, OverlayBackend, PrepareOptions};
 use crate::store::Store;
 use crate::tree::ImageConfig;
@@ -98,7 +98,7 @@ fn execute(
     };
     let relative = workdir.trim_start_matches('/');
     if !relative.is_empty() {
-        Root::open(root)?.create_dir_all(relative.as_bytes(), 0o755)?;
+        ConfinedDir::open(root)?.create_dir_all(relative.as_bytes(), 0o755)?;
     }
     let mut cmd = Process::new("unshare");
     cmd.args(["--mount", "--pid", "--fork", "--kill-child"])

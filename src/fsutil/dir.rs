@@ -1,7 +1,7 @@
 //! An open directory whose children are looked at by name, never following a
 //! symbolic link: what a walk stands on.
 //!
-//! A [`Dir`] comes from [`Root::open_dir`](crate::fsutil::confine::Root::open_dir),
+//! A [`Dir`] comes from [`ConfinedDir::open_dir`](crate::fsutil::confine::ConfinedDir::open_dir),
 //! so it lies beneath a root. Its methods take one *name* (a single component
 //! as `readdir` returns it, never a path) and act on it relative to the open
 //! descriptor with the calls that do not follow a link at the end
@@ -134,7 +134,7 @@ impl Dir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::confine::Root;
+    use crate::fsutil::confine::ConfinedDir;
 
     #[test]
     fn children_are_examined_without_following_links() {
@@ -143,7 +143,7 @@ mod tests {
         std::fs::create_dir_all(root_path.join("sub")).unwrap();
         std::fs::write(root_path.join("sub/f"), b"hello").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root_path.join("sub/l")).unwrap();
-        let root = Root::open(&root_path).unwrap();
+        let root = ConfinedDir::open(&root_path).unwrap();
         let dir = root.open_dir(b"sub").unwrap();
         let mut names = dir.names().unwrap();
         names.sort();

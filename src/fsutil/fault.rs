@@ -6,7 +6,7 @@
 //! calls `check` first (pack create/append/fsync/rename, the atomic writes of
 //! indexes, refs and stat caches, directory fsyncs; gc's and repair's
 //! removals, quarantine moves and directory creation), and so does every
-//! write of a checkout (`confine::Root`'s creations and metadata calls, each
+//! write of a checkout (`confine::ConfinedDir`'s creations and metadata calls, each
 //! chunk written, extended attributes). Without the feature `check` is an
 //! empty inline function.
 //!

@@ -35,7 +35,7 @@ use rustix::io::Errno;
 
 use super::{BaseTree, MountBackend, Usage, ViewSpec};
 use crate::error::{Error, Result};
-use crate::fsutil::confine::{self, Root};
+use crate::fsutil::confine::{self, ConfinedDir};
 use crate::fsutil::{durable, reflink};
 use crate::store::{Store, layout};
 use crate::tree::{CheckoutOptions, Layer, ScanOptions, Snapshot, TreePath};
@@ -162,7 +162,7 @@ fn move_tree(from: &Path, to: &Path) -> Result<()> {
 /// confined root.
 pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<CopyStats> {
     fs_err::create_dir_all(dst).map_err(|e| Error::io("create directory", dst, e))?;
-    let root = Root::open(dst)?;
+    let root = ConfinedDir::open(dst)?;
     let mut stats = CopyStats::default();
     let mut links: std::collections::HashMap<(u64, u64), Vec<u8>> =
         std::collections::HashMap::new();
@@ -216,18 +216,18 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<CopyStats> {
                 std::fs::read_link(&here).map_err(|e| Error::io("read symbolic link", &here, e))?;
             root.symlink(&rel, target.as_os_str().as_bytes())?;
         } else if ft.is_fifo() {
-            root.mknod(&rel, confine::NodeKind::Fifo, meta.mode(), 0)?;
+            root.mknod(&rel, confine::SpecialFile::Fifo, meta.mode(), 0)?;
         } else if ft.is_char_device() {
             root.mknod(
                 &rel,
-                confine::NodeKind::CharDevice,
+                confine::SpecialFile::CharDevice,
                 meta.mode(),
                 meta.rdev(),
             )?;
         } else if ft.is_block_device() {
             root.mknod(
                 &rel,
-                confine::NodeKind::BlockDevice,
+                confine::SpecialFile::BlockDevice,
                 meta.mode(),
                 meta.rdev(),
             )?;
@@ -248,7 +248,13 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<CopyStats> {
 }
 
 /// Sets the xattrs, owner, mode and mtime of `rel` in `root` from `meta`.
-fn finish(root: &Root, src: &Path, rel: &[u8], meta: &std::fs::Metadata, link: bool) -> Result<()> {
+fn finish(
+    root: &ConfinedDir,
+    src: &Path,
+    rel: &[u8],
+    meta: &std::fs::Metadata,
+    link: bool,
+) -> Result<()> {
     if !link {
         for (name, value) in
             crate::fsutil::xattr::list(crate::fsutil::xattr::Target::Path(src), src)?
@@ -259,7 +265,7 @@ fn finish(root: &Root, src: &Path, rel: &[u8], meta: &std::fs::Metadata, link: b
     let privileged = is_root();
     root.set_metadata(
         rel,
-        &confine::Metadata {
+        &confine::FileAttrs {
             mode: meta.mode() & 0o7777,
             uid: privileged.then_some(meta.uid()),
             gid: privileged.then_some(meta.gid()),
@@ -506,7 +512,7 @@ impl MountBackend for CopyBackend {
 /// Empties the directory `dir`, not crossing into other filesystems.
 fn clear_dir(dir: &Path) -> Result<()> {
     refuse_if_busy(dir, false)?;
-    let root = Root::open(dir)?;
+    let root = ConfinedDir::open(dir)?;
     for name in root.read_dir(b"")? {
         root.remove(&name)?;
     }

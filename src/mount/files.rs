@@ -10,13 +10,13 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use super::{Node, NodeKind, ViewFiles};
 use crate::error::{Error, Result};
-use crate::fsutil::confine::{self, Root};
+use crate::fsutil::confine::{self, ConfinedDir};
 use crate::tree::{Metadata, Timestamp, TreePath};
 
 /// A view's files in the directory it is shown in.
 #[derive(Debug)]
 pub struct DirFiles {
-    root: Root,
+    root: ConfinedDir,
     read_only: bool,
 }
 
@@ -28,7 +28,7 @@ impl DirFiles {
     /// An I/O error naming `dir` if it cannot be opened.
     pub fn new(dir: &Path, read_only: bool) -> Result<Self> {
         Ok(Self {
-            root: Root::open(dir)?,
+            root: ConfinedDir::open(dir)?,
             read_only,
         })
     }
@@ -60,7 +60,7 @@ pub(crate) fn read_only_error(op: &'static str, path: impl Into<std::path::PathB
     )
 }
 
-/// The bytes `Root` takes for `path`: empty for the root.
+/// The bytes `ConfinedDir` takes for `path`: empty for the root.
 fn rel(path: &TreePath) -> &[u8] {
     if path.is_root() { b"" } else { path.as_bytes() }
 }
@@ -213,7 +213,7 @@ impl ViewFiles for DirFiles {
         }
         self.root.set_metadata(
             rel(path),
-            &confine::Metadata {
+            &confine::FileAttrs {
                 mode: meta.mode,
                 uid: Some(meta.uid),
                 gid: Some(meta.gid),

@@ -262,22 +262,12 @@ fn err(live: &Live, op: &'static str, path: &TreePath, kind: io::ErrorKind) -> E
     Error::io(op, shown(&live.name, path), io::Error::from(kind))
 }
 
-fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::new(
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        d.subsec_nanos(),
-    )
-}
-
 fn new_meta(mode: u32) -> Metadata {
     Metadata {
         mode,
         uid: rustix::process::geteuid().as_raw(),
         gid: rustix::process::getegid().as_raw(),
-        mtime: now(),
+        mtime: Timestamp::now(),
         xattrs: BTreeMap::new(),
     }
 }
@@ -300,7 +290,7 @@ impl Live {
                 kind: Kind::Dir | Kind::Stored(EntryKind::Dir, _),
                 meta,
             }) => {
-                meta.mtime = now();
+                meta.mtime = Timestamp::now();
                 Ok(())
             }
             Some(_) => Err(err(self, op, path, io::ErrorKind::NotADirectory)),
@@ -365,7 +355,7 @@ impl ViewFiles for MemoryFiles<'_> {
                 ..
             }) => return Err(err(&live, "write", path, io::ErrorKind::InvalidInput)),
             Some(n) => Metadata {
-                mtime: now(),
+                mtime: Timestamp::now(),
                 ..n.meta.clone()
             },
             None => new_meta(0o644),

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::SnapshotId;
 use crate::error::{Error, Result};
-use crate::fsutil::confine::Root;
+use crate::fsutil::confine::ConfinedDir;
 use crate::store::Store;
 use crate::tree::Children;
 use crate::tree::snapshot;
@@ -171,7 +171,7 @@ type Keyed = (Entry, Key, bool);
 /// What one walk shares between its threads.
 struct Walk<'a> {
     store: &'a Store,
-    root: Root,
+    root: ConfinedDir,
     /// The previous walk's keys, in `previous`'s order.
     keys: Option<&'a [(Key, bool)]>,
     previous: Option<&'a Snapshot>,
@@ -377,7 +377,7 @@ fn walk(
     }
     let walk = Walk {
         store,
-        root: Root::open(dir)?,
+        root: ConfinedDir::open(dir)?,
         keys,
         previous,
         racy_from,

@@ -22,7 +22,7 @@
 //!    created, and its mode (perhaps without write or search permission) only
 //!    once nothing beneath it needs to be reached any more.
 //!
-//! Every write goes through [`confine::Root`]: paths are resolved beneath the
+//! Every write goes through [`confine::ConfinedDir`]: paths are resolved beneath the
 //! destination one component at a time and no symbolic link is followed, so
 //! a symlink in the snapshot, wherever it points, never redirects a write.
 
@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::fsutil::confine::{self, NodeKind, Root};
+use crate::fsutil::confine::{self, ConfinedDir, SpecialFile};
 use crate::fsutil::fault;
 use crate::store::Store;
 use crate::store::chunk_list::ChunkList;
@@ -236,11 +236,11 @@ fn checkout_as(
 }
 
 /// Creates `dest` if absent and opens it, checking that it is empty.
-fn prepare_destination(dest: &Path) -> Result<Root> {
+fn prepare_destination(dest: &Path) -> Result<ConfinedDir> {
     fault::check("create directory", dest)
         .and_then(|()| std::fs::create_dir_all(dest))
         .map_err(|e| Error::io("create directory", dest, e))?;
-    let root = Root::open(dest)?;
+    let root = ConfinedDir::open(dest)?;
     if !root.read_dir(b"")?.is_empty() {
         return Err(Error::DestinationNotEmpty {
             path: dest.to_owned(),
@@ -272,7 +272,7 @@ enum Made {
 /// One checkout in progress.
 struct Job<'a> {
     store: &'a Store,
-    root: &'a Root,
+    root: &'a ConfinedDir,
     options: &'a CheckoutOptions,
     creds: &'a Credentials,
 }
@@ -401,10 +401,10 @@ impl Job<'_> {
             EntryKind::Symlink { target } => self.root.symlink(path, target).map(|()| Made::Node),
             EntryKind::Fifo => self
                 .root
-                .mknod(path, NodeKind::Fifo, 0o600, 0)
+                .mknod(path, SpecialFile::Fifo, 0o600, 0)
                 .map(|()| Made::Node),
-            EntryKind::CharDevice { rdev } => device(NodeKind::CharDevice, *rdev),
-            EntryKind::BlockDevice { rdev } => device(NodeKind::BlockDevice, *rdev),
+            EntryKind::CharDevice { rdev } => device(SpecialFile::CharDevice, *rdev),
+            EntryKind::BlockDevice { rdev } => device(SpecialFile::BlockDevice, *rdev),
             // Directories and hard links have phases of their own.
             EntryKind::Dir | EntryKind::Hardlink { .. } => Ok(Made::Node),
         }
@@ -495,9 +495,9 @@ impl Job<'_> {
     }
 }
 
-/// What [`Root`] sets of `meta`, with the owner the process may give.
-fn confine_metadata(meta: &Metadata, uid: Option<u32>, gid: Option<u32>) -> confine::Metadata {
-    confine::Metadata {
+/// What [`ConfinedDir`] sets of `meta`, with the owner the process may give.
+fn confine_metadata(meta: &Metadata, uid: Option<u32>, gid: Option<u32>) -> confine::FileAttrs {
+    confine::FileAttrs {
         mode: meta.mode,
         uid,
         gid,

@@ -28,6 +28,19 @@ impl Timestamp {
     pub const fn new(secs: i64, nanos: u32) -> Self {
         Self { secs, nanos }
     }
+
+    /// The system clock's time now; [`EPOCH`](Self::EPOCH) if the clock is
+    /// set before it.
+    #[must_use]
+    pub fn now() -> Self {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Self::new(
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                d.subsec_nanos(),
+            ),
+            Err(_) => Self::EPOCH,
+        }
+    }
 }
 
 /// The metadata of an entry: what `stat` and the xattr calls report, minus the

@@ -42,7 +42,7 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
         Some(id) => id,
         None => store.put_snapshot(&scanned.snapshot)?,
     };
-    let created = now();
+    let created = Timestamp::now();
     let config = match &parent {
         Some(id) => store.image(id)?.config().clone(),
         None => ImageConfig::default(),
@@ -85,15 +85,4 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
     // would only lengthen the commit (by 30 ms for 84 000 entries).
     std::mem::forget(scanned);
     Ok(())
-}
-
-/// The time now, for the image's `created`.
-fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::new(
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        d.subsec_nanos(),
-    )
 }

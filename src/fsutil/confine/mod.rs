@@ -22,11 +22,11 @@
 //!
 //! # Parts
 //!
-//! This file holds the [`Root`] itself, how it opens what lies beneath it
+//! This file holds the [`ConfinedDir`] itself, how it opens what lies beneath it
 //! (`openat2`, or the component walk) and the path rules every operation
 //! checks first; the operations are split by direction:
 //! - `write`: creating directories, files, links and special files
-//!   ([`NodeKind`]), removing, and setting [`Metadata`] and extended
+//!   ([`SpecialFile`]), removing, and setting [`FileAttrs`] and extended
 //!   attributes;
 //! - `read`: `lstat`, reading links, opening files and directories for
 //!   reading, listing and reading extended attributes.
@@ -37,7 +37,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::write::{Metadata, NodeKind};
+pub(crate) use self::write::{FileAttrs, SpecialFile};
 
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -104,7 +104,7 @@ fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
 /// cannot be swapped for something else while it is in use; its path is kept
 /// only to name files in errors.
 #[derive(Debug)]
-pub(crate) struct Root {
+pub(crate) struct ConfinedDir {
     fd: OwnedFd,
     path: PathBuf,
     /// Whether to try `openat2` before walking components (off in tests that
@@ -113,7 +113,7 @@ pub(crate) struct Root {
 }
 
 /// Opening
-impl Root {
+impl ConfinedDir {
     /// Opens the directory `path` as a root. `path` itself is trusted: a
     /// symbolic link in it is followed.
     pub(crate) fn open(path: impl Into<PathBuf>) -> Result<Self> {
@@ -124,14 +124,14 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| Error::io("open directory", &path, e.into()))?;
-        Ok(Root {
+        Ok(ConfinedDir {
             fd,
             path,
             use_openat2: true,
         })
     }
 
-    /// The root's path, as given to [`Root::open`].
+    /// The root's path, as given to [`ConfinedDir::open`].
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -200,7 +200,7 @@ impl Root {
         self.walk(path, whole, create)
     }
 
-    /// The component-by-component walk behind [`Root::open_dir_beneath`].
+    /// The component-by-component walk behind [`ConfinedDir::open_dir_beneath`].
     fn walk(&self, path: &[u8], whole: &[u8], create: Option<Mode>) -> Result<OwnedFd> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut dir = self.dup_root()?;
@@ -251,7 +251,7 @@ impl Root {
         Ok((self.open_dir_beneath(parent, path, None)?, name))
     }
 
-    /// Like [`Root::open_parent`], but the empty path stands for the root
+    /// Like [`ConfinedDir::open_parent`], but the empty path stands for the root
     /// itself, returned as the root and `.`.
     fn open_parent_or_root<'p>(&self, path: &'p [u8]) -> Result<(OwnedFd, &'p [u8])> {
         if path.is_empty() {

@@ -1,4 +1,4 @@
-//! Reading beneath a [`Root`]: `lstat`, links, files, directory listings and
+//! Reading beneath a [`ConfinedDir`]: `lstat`, links, files, directory listings and
 //! extended attributes, never through a symbolic link.
 
 use std::fs::File;
@@ -8,13 +8,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat};
 use rustix::io::Errno;
 
-use super::{Root, proc_path, validate};
+use super::{ConfinedDir, proc_path, validate};
 use crate::error::{Error, Result};
 use crate::fsutil::dir;
 use crate::fsutil::xattr;
 
 /// Reading
-impl Root {
+impl ConfinedDir {
     /// The `lstat` of `path` (the empty path: the root itself).
     pub(crate) fn lstat(&self, path: &[u8]) -> Result<Stat> {
         let (dir, name) = self.open_parent_or_root(path)?;

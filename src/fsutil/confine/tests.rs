@@ -30,8 +30,8 @@ impl Fixture {
     }
 
     /// The root, resolving with `openat2` or with the walk.
-    fn root(&self, use_openat2: bool) -> Root {
-        let mut root = Root::open(&self.root_path).unwrap();
+    fn root(&self, use_openat2: bool) -> ConfinedDir {
+        let mut root = ConfinedDir::open(&self.root_path).unwrap();
         root.use_openat2 = use_openat2;
         root
     }
@@ -62,8 +62,8 @@ fn privileged(what: &str) -> bool {
     false
 }
 
-fn meta(mode: u32, sec: i64, nsec: u32) -> Metadata {
-    Metadata {
+fn meta(mode: u32, sec: i64, nsec: u32) -> FileAttrs {
+    FileAttrs {
         mode,
         uid: None,
         gid: None,
@@ -147,7 +147,7 @@ fn absolute_and_dotdot_paths_are_refused_by_every_operation() {
 
 /// Every writing operation through an intermediate symbolic link fails
 /// with `SymlinkInPath`, and nothing appears outside.
-fn refuses_writes_through(root: &Root, link: &[u8]) {
+fn refuses_writes_through(root: &ConfinedDir, link: &[u8]) {
     let under = |rest: &[u8]| [link, rest].concat();
     let refused = |res: Result<()>, what: &str| match res {
         Err(Error::SymlinkInPath { component, .. }) => {
@@ -185,7 +185,10 @@ fn refuses_writes_through(root: &Root, link: &[u8]) {
         "create_dir_all",
     );
     refused(root.symlink(&under(b"/s"), b"/etc/passwd"), "symlink");
-    refused(root.mknod(&under(b"/p"), NodeKind::Fifo, 0o644, 0), "mknod");
+    refused(
+        root.mknod(&under(b"/p"), SpecialFile::Fifo, 0o644, 0),
+        "mknod",
+    );
     refused(
         root.hardlink(b"inside", &under(b"/victim")),
         "hardlink target",
@@ -350,7 +353,7 @@ fn modes_owner_and_nanosecond_mtimes_round_trip() {
     root.create_file(b"sgid", 0o644).unwrap();
     root.mkdir(b"tmp", 0o755).unwrap();
     root.mkdir(b"shared", 0o755).unwrap();
-    root.mknod(b"fifo", NodeKind::Fifo, 0o600, 0).unwrap();
+    root.mknod(b"fifo", SpecialFile::Fifo, 0o600, 0).unwrap();
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
     for (path, mode, nsec) in [
@@ -362,7 +365,7 @@ fn modes_owner_and_nanosecond_mtimes_round_trip() {
         // The root's own metadata.
         (b"", 0o750, 42),
     ] {
-        let m = Metadata {
+        let m = FileAttrs {
             uid: Some(uid),
             gid: Some(gid),
             ..meta(mode, 1_700_000_000, nsec)
@@ -430,7 +433,7 @@ fn xattrs_round_trip_beneath_the_root() {
 fn fifo_needs_no_privilege_and_open_read_refuses_it_without_blocking() {
     let fx = Fixture::new();
     let root = fx.root(true);
-    root.mknod(b"p", NodeKind::Fifo, 0o644, 0).unwrap();
+    root.mknod(b"p", SpecialFile::Fifo, 0o644, 0).unwrap();
     let st = root.lstat(b"p").unwrap();
     assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::Fifo);
     assert!(root.open_read(b"p").is_err());
@@ -443,11 +446,16 @@ fn devices_keep_their_numbers() {
     }
     let fx = Fixture::new();
     let root = fx.root(true);
-    root.mknod(b"null", NodeKind::CharDevice, 0o666, device::makedev(1, 3))
-        .unwrap();
+    root.mknod(
+        b"null",
+        SpecialFile::CharDevice,
+        0o666,
+        device::makedev(1, 3),
+    )
+    .unwrap();
     root.mknod(
         b"sda",
-        NodeKind::BlockDevice,
+        SpecialFile::BlockDevice,
         0o660,
         device::makedev(8, 300),
     )
@@ -468,7 +476,7 @@ fn devices_keep_their_numbers() {
         (8, 300)
     );
     // A whiteout as overlayfs writes it: a 0:0 character device.
-    root.mknod(b".wh.x", NodeKind::CharDevice, 0, 0).unwrap();
+    root.mknod(b".wh.x", SpecialFile::CharDevice, 0, 0).unwrap();
     assert_eq!(root.lstat(b".wh.x").unwrap().st_rdev, 0);
 }
 
@@ -482,7 +490,7 @@ fn remove_takes_whole_trees_and_never_follows_links() {
     root.create_file(b"t/a/b/c/g", 0o644).unwrap();
     root.symlink(b"t/a/out", fx.outside.as_os_str().as_bytes())
         .unwrap();
-    root.mknod(b"t/a/b/p", NodeKind::Fifo, 0o644, 0).unwrap();
+    root.mknod(b"t/a/b/p", SpecialFile::Fifo, 0o644, 0).unwrap();
     // A deep chain, deeper than is comfortable for recursion.
     let mut deep = b"t/deep".to_vec();
     for _ in 0..300 {

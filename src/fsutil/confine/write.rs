@@ -1,4 +1,4 @@
-//! Writing beneath a [`Root`]: creating, removing, and setting metadata and
+//! Writing beneath a [`ConfinedDir`]: creating, removing, and setting metadata and
 //! extended attributes, never through a symbolic link.
 
 use std::fs::File;
@@ -8,13 +8,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use super::{Root, lossy, proc_path, split_last, validate};
+use super::{ConfinedDir, lossy, proc_path, split_last, validate};
 use crate::error::{Error, Result};
 use crate::fsutil::xattr;
 
-/// The kinds of special file [`Root::mknod`] makes.
+/// The kinds of special file [`ConfinedDir::mknod`] makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NodeKind {
+pub(crate) enum SpecialFile {
     /// A named pipe; needs no privilege.
     Fifo,
     /// A character device; needs `CAP_MKNOD`.
@@ -23,10 +23,10 @@ pub(crate) enum NodeKind {
     BlockDevice,
 }
 
-/// The metadata [`Root::set_metadata`] sets, in the order that keeps it:
+/// The metadata [`ConfinedDir::set_metadata`] sets, in the order that keeps it:
 /// owner first (a `chown` clears setuid and setgid), then mode, then times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Metadata {
+pub(crate) struct FileAttrs {
     /// Permission bits with setuid, setgid and sticky (`0o7777`; the file-type
     /// bits are ignored). Not applied to symbolic links, which have no mode of
     /// their own on Linux.
@@ -42,7 +42,7 @@ pub(crate) struct Metadata {
 }
 
 /// Writing
-impl Root {
+impl ConfinedDir {
     /// Creates the directory `path` and any missing parents (each with `mode`,
     /// filtered by the umask); existing directories are fine, symbolic links
     /// on the way are refused.
@@ -54,7 +54,7 @@ impl Root {
 
     /// Creates the regular file `path`, which must not exist yet (anything in
     /// its place, a symbolic link included, is an error), open for writing.
-    /// `mode` is filtered by the umask; [`Root::set_metadata`] sets it exactly.
+    /// `mode` is filtered by the umask; [`ConfinedDir::set_metadata`] sets it exactly.
     pub(crate) fn create_file(&self, path: &[u8], mode: u32) -> Result<File> {
         let (dir, name) = self.open_parent(path)?;
         let flags =
@@ -67,7 +67,7 @@ impl Root {
             .map_err(|e| Error::io("create", self.full(path), e.into()))
     }
 
-    /// Like [`Root::create_file`], reusing the parent directory descriptor in
+    /// Like [`ConfinedDir::create_file`], reusing the parent directory descriptor in
     /// `parent` when it holds the same directory (a checkout writes runs of
     /// files of one directory), and leaving this file's parent there.
     pub(crate) fn create_file_reusing(
@@ -139,12 +139,12 @@ impl Root {
 
     /// Creates the special file `path`: a fifo, or a device with number `rdev`
     /// (see [`crate::fsutil::device`]; ignored for fifos).
-    pub(crate) fn mknod(&self, path: &[u8], kind: NodeKind, mode: u32, rdev: u64) -> Result<()> {
+    pub(crate) fn mknod(&self, path: &[u8], kind: SpecialFile, mode: u32, rdev: u64) -> Result<()> {
         let (dir, name) = self.open_parent(path)?;
         let (file_type, rdev) = match kind {
-            NodeKind::Fifo => (FileType::Fifo, 0),
-            NodeKind::CharDevice => (FileType::CharacterDevice, rdev),
-            NodeKind::BlockDevice => (FileType::BlockDevice, rdev),
+            SpecialFile::Fifo => (FileType::Fifo, 0),
+            SpecialFile::CharDevice => (FileType::CharacterDevice, rdev),
+            SpecialFile::BlockDevice => (FileType::BlockDevice, rdev),
         };
         self.fault("create special file", path)
             .and_then(|()| {
@@ -242,8 +242,8 @@ impl Root {
     }
 
     /// Sets owner, mode and times of `path` (the empty path: the root itself)
-    /// without following a symbolic link there; see [`Metadata`].
-    pub(crate) fn set_metadata(&self, path: &[u8], meta: &Metadata) -> Result<()> {
+    /// without following a symbolic link there; see [`FileAttrs`].
+    pub(crate) fn set_metadata(&self, path: &[u8], meta: &FileAttrs) -> Result<()> {
         let (dir, name) = self.open_parent_or_root(path)?;
         if meta.uid.is_some() || meta.gid.is_some() {
             self.fault("change owner of", path)
@@ -296,14 +296,14 @@ impl Root {
     }
 
     /// Sets owner, mode and times of the open file `file` (created at `path`
-    /// by [`Root::create_file`]) through its descriptor: no path is looked up
+    /// by [`ConfinedDir::create_file`]) through its descriptor: no path is looked up
     /// again, so nothing swapped in meanwhile can be met. Owner first, since
     /// `chown` clears setuid and setgid.
     pub(crate) fn set_file_metadata(
         &self,
         file: &File,
         path: &[u8],
-        meta: &Metadata,
+        meta: &FileAttrs,
     ) -> Result<()> {
         if meta.uid.is_some() || meta.gid.is_some() {
             self.fault("change owner of", path)

@@ -39,7 +39,7 @@ use self::kernel::OverlaySpec;
 use super::{MountBackend, Usage, ViewSpec};
 use crate::digest::ImageId;
 use crate::error::{Error, Result};
-use crate::fsutil::confine::Root;
+use crate::fsutil::confine::ConfinedDir;
 use crate::fsutil::durable::sync_dir;
 use crate::store::Store;
 use crate::tree::{CheckoutOptions, Entry, Layer, Metadata, Snapshot, Timestamp, TreePath};
@@ -169,7 +169,7 @@ fn create_upper(store: &Store, view: &ViewSpec<'_>, top: Option<&Path>) -> Resul
     reason = "the widths of struct stat's fields differ by architecture"
 )]
 fn root_metadata(top: &Path) -> Result<Metadata> {
-    let dir = Root::open(top)?.open_dir(b"")?;
+    let dir = ConfinedDir::open(top)?.open_dir(b"")?;
     let st = dir.stat()?;
     let xattrs = dir
         .xattrs()?

@@ -66,14 +66,13 @@ use rayon::prelude::*;
 use rustix::io::Errno;
 
 use self::links::take_linked;
-use self::stat::now;
 use self::statcache::{CacheFile, FileStat, Loaded, Records};
 use self::walk::{Found, depth_first};
 use crate::digest::SnapshotId;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fsutil::confine::Root;
+use crate::fsutil::confine::ConfinedDir;
 use crate::store::Store;
-use crate::tree::entry::Entry;
+use crate::tree::entry::{Entry, Timestamp};
 use crate::tree::path::TreePath;
 use crate::tree::snapshot::Snapshot;
 
@@ -265,9 +264,11 @@ impl Store {
             let source = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
             return Err(Error::io("scan", dir, source));
         }
-        let started = now();
+        // A clock before 1970 gives the epoch: no cache entry written by
+        // this scan is trusted.
+        let started = Timestamp::now();
         let canonical = fs_err::canonicalize(dir).map_err(|e| Error::io("scan", dir, e))?;
-        let mut scan = Scan::new(self, Root::open(&canonical)?, options.use_stat_cache);
+        let mut scan = Scan::new(self, ConfinedDir::open(&canonical)?, options.use_stat_cache);
         let cache_path = statcache::cache_path(self, canonical.as_os_str().as_bytes());
         if options.use_stat_cache {
             scan.cache = scan.load_cache(&cache_path, canonical.as_os_str().as_bytes());
@@ -346,7 +347,7 @@ impl Store {
 /// The state of one scan, shared by its threads.
 struct Scan<'s> {
     store: &'s Store,
-    root: Root,
+    root: ConfinedDir,
     /// The previous scan's stat cache, if it is used and could be read.
     cache: Option<Loaded>,
     /// Whether this scan saves a stat cache for the next one.
@@ -362,7 +363,7 @@ struct Scan<'s> {
 type Stated = (Entry, Option<FileStat>);
 
 impl<'s> Scan<'s> {
-    fn new(store: &'s Store, root: Root, use_stat_cache: bool) -> Self {
+    fn new(store: &'s Store, root: ConfinedDir, use_stat_cache: bool) -> Self {
         Scan {
             store,
             root,
@@ -408,7 +409,7 @@ impl<'s> Scan<'s> {
 /// regular file any more) while it was scanned, and if so which warning it is.
 fn raced(err: &Error) -> Option<ScanWarningKind> {
     let source = match err {
-        // A link met on the way; or `Dir::open_file` and `Root::open_read`
+        // A link met on the way; or `Dir::open_file` and `ConfinedDir::open_read`
         // refusing what is not a regular file (any more), under this name.
         Error::SymlinkInPath { .. }
         | Error::Io {

@@ -9,7 +9,7 @@ use rustix::fs::FileType;
 use super::stat::{file_stat, wait_for_clock_past};
 use super::statcache::{self, CacheFile, Records};
 use crate::error::{Error, Result};
-use crate::fsutil::confine::Root;
+use crate::fsutil::confine::ConfinedDir;
 use crate::store::Store;
 use crate::tree::entry::{EntryKind, Timestamp};
 use crate::tree::snapshot::Snapshot;
@@ -37,7 +37,7 @@ impl Store {
     pub fn seed_stat_cache(&self, dir: impl AsRef<Path>, tree: &Snapshot) -> Result<u64> {
         let dir = dir.as_ref();
         let canonical = fs_err::canonicalize(dir).map_err(|e| Error::io("open", dir, e))?;
-        let root = Root::open(&canonical)?;
+        let root = ConfinedDir::open(&canonical)?;
         let mut records = Records::new(tree.entries().len());
         let mut recorded = 0;
         let mut newest = Timestamp::EPOCH;

@@ -180,15 +180,3 @@ pub(super) fn probe_clock(dir: &Path, newest: Timestamp) -> Result<()> {
         io::Error::other("the filesystem's clock did not move in two seconds"),
     ))
 }
-
-/// The current time as a [`Timestamp`].
-pub(super) fn now() -> Timestamp {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => Timestamp::new(
-            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            d.subsec_nanos(),
-        ),
-        // A clock before 1970: trust no cache entry written by this scan.
-        Err(_) => Timestamp::EPOCH,
-    }
-}

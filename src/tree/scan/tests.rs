@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use rustix::io::Errno;
 
 use super::read::file_kind;
-use super::stat::{dev, file_stat, ino, now};
+use super::stat::{dev, file_stat, ino};
 use super::statcache::{self, CacheFile};
-use super::walk::{Found, Listed, Pending};
+use super::walk::{Found, Listed, PendingDir};
 use super::*;
 use crate::store::chunk_list::ChunkList;
 use crate::store::config::StoreOptions;
@@ -91,7 +91,7 @@ fn an_unchanged_rescan_leaves_the_cache_file_alone() {
     assert_eq!(first.files_read, 2);
     // Files as new as the scan are racy; a scan start well after them
     // makes the cache trusted for them.
-    tamper(&fx, None, Timestamp::new(now().secs + 10, 0));
+    tamper(&fx, None, Timestamp::new(Timestamp::now().secs + 10, 0));
     let written = std::fs::metadata(&path).unwrap().ino();
     let second = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
     assert_eq!(second.files_read, 0, "{second:?}");
@@ -113,7 +113,7 @@ fn the_cache_is_trusted_only_for_files_older_than_the_scan_start() {
     // A cache whose scan started well after the file's last change is
     // trusted: its (false) chunks are taken without reading the file.
     let fake = fx.store.put_bytes(b"fake").unwrap();
-    let later = Timestamp::new(now().secs + 10, 0);
+    let later = Timestamp::new(Timestamp::now().secs + 10, 0);
     tamper(&fx, Some(&fake), later);
     let trusted = fx.store.scan(&fx.tree, &ScanOptions::default()).unwrap();
     assert_eq!(content_of(&fx, &trusted, "f"), b"fake");
@@ -141,7 +141,7 @@ fn listings_join_in_path_order_without_what_was_not_listed() {
     let dir = |p: &str| Found::Entry(Entry::dir(path(p), meta.clone()), None);
     let file = |p: &str| Found::Entry(Entry::new(path(p), EntryKind::Fifo, meta.clone()), None);
     let sub = |p: &str| {
-        Found::Dir(Pending {
+        Found::Dir(PendingDir {
             path: path(p),
             expect: Some((0, 0)),
         })
@@ -189,7 +189,7 @@ fn vanished_and_replaced_paths_are_warnings_not_errors() {
     std::fs::create_dir(fx.tree.join("d")).unwrap();
     std::fs::write(fx.tree.join("f"), b"x").unwrap();
     std::os::unix::fs::symlink("d", fx.tree.join("l")).unwrap();
-    let scan = Scan::new(&fx.store, Root::open(&fx.tree).unwrap(), false);
+    let scan = Scan::new(&fx.store, ConfinedDir::open(&fx.tree).unwrap(), false);
     let root_dir = scan.root.open_dir(b"").unwrap();
 
     // Listed, then gone before it is examined.
@@ -199,7 +199,7 @@ fn vanished_and_replaced_paths_are_warnings_not_errors() {
             .is_none()
     );
     // A directory gone, replaced by another, or by a link, before it is listed.
-    let pending = |path: &str, expect| Pending {
+    let pending = |path: &str, expect| PendingDir {
         path: TreePath::new(path).unwrap(),
         expect: Some(expect),
     };
@@ -251,7 +251,7 @@ fn a_file_that_keeps_changing_is_read_twice_and_kept_with_a_warning() {
     // A /proc file reports size 0 but has content: every read looks like
     // the file changed under it.
     let fx = fixture();
-    let scan = Scan::new(&fx.store, Root::open("/proc/self").unwrap(), true);
+    let scan = Scan::new(&fx.store, ConfinedDir::open("/proc/self").unwrap(), true);
     let dir = scan.root.open_dir(b"").unwrap();
     let st = dir.lstat(b"status").unwrap();
     let path = TreePath::new("status").unwrap();
@@ -275,7 +275,7 @@ fn a_file_that_keeps_changing_is_read_twice_and_kept_with_a_warning() {
 fn an_unreadable_file_is_an_error_naming_it() {
     let fx = fixture();
     std::fs::write(fx.tree.join("f"), b"x").unwrap();
-    let scan = Scan::new(&fx.store, Root::open(&fx.tree).unwrap(), false);
+    let scan = Scan::new(&fx.store, ConfinedDir::open(&fx.tree).unwrap(), false);
     let shown = fx.tree.join("f");
     let st = rustix::fs::lstat(&shown).unwrap();
     let denied = || {

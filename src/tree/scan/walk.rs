@@ -33,7 +33,7 @@ pub(super) struct Listed {
 }
 
 /// A directory found by the walk, to be listed at the next level.
-pub(super) struct Pending {
+pub(super) struct PendingDir {
     pub(super) path: TreePath,
     /// The device and inode its parent's listing saw; `None` for the root.
     pub(super) expect: Option<(u64, u64)>,
@@ -45,7 +45,7 @@ pub(super) enum Found {
     /// holds, for the next stat cache (`None` if it changed while read).
     Entry(Entry, Option<FileStat>),
     /// A subdirectory, listed by a task of its own.
-    Dir(Pending),
+    Dir(PendingDir),
     /// A file with several links, until its group is known.
     Linked(Linked),
     /// Nothing any more: a file with several links that vanished before its
@@ -62,7 +62,7 @@ impl Scan<'_> {
         // the threads steal work from one another, with no wait for a whole
         // depth of the tree to finish before the next starts.
         rayon::scope(|scope| {
-            let root = Pending {
+            let root = PendingDir {
                 path: TreePath::ROOT,
                 expect: None,
             };
@@ -80,7 +80,12 @@ impl Scan<'_> {
     /// Lists the directory `pending` into `found` and spawns a task for each
     /// of its subdirectories. After an error anywhere, nothing more is
     /// listed; the first error is kept.
-    fn visit<'a>(&'a self, scope: &rayon::Scope<'a>, pending: &Pending, found: &'a Mutex<Walked>) {
+    fn visit<'a>(
+        &'a self,
+        scope: &rayon::Scope<'a>,
+        pending: &PendingDir,
+        found: &'a Mutex<Walked>,
+    ) {
         let lock = || {
             found
                 .lock()
@@ -98,7 +103,7 @@ impl Scan<'_> {
         };
         for item in &listed {
             if let Found::Dir(dir) = item {
-                let dir = Pending {
+                let dir = PendingDir {
                     path: dir.path.clone(),
                     expect: dir.expect,
                 };
@@ -114,7 +119,7 @@ impl Scan<'_> {
     /// The directory `pending` itself and what its children are, in name
     /// order. Nothing if it vanished or was replaced since its parent was
     /// listed.
-    pub(super) fn list(&self, pending: &Pending) -> Result<Vec<Found>> {
+    pub(super) fn list(&self, pending: &PendingDir) -> Result<Vec<Found>> {
         let opened = self.root.open_dir(pending.path.as_bytes());
         let dir = if pending.expect.is_none() {
             opened? // the root: no race to tolerate
@@ -167,7 +172,7 @@ impl Scan<'_> {
         let file_type = FileType::from_raw_mode(st.st_mode);
         match file_type {
             FileType::Directory => {
-                return Ok(Some(Found::Dir(Pending {
+                return Ok(Some(Found::Dir(PendingDir {
                     path,
                     expect: Some((dev(&st), ino(&st))),
                 })));
