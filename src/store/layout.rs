@@ -24,7 +24,7 @@
 //!                          canonical path); a cache only: safe to delete
 //!   cache/oci/<kind>/      what OCI export and push remember (blobs, chains, exports,
 //!                          pushed manifests); a cache only: safe to delete
-//!   mounts/layers/<chain>  layers extracted for overlayfs, by chain id
+//!   mounts/layers/<key>    layers extracted for overlayfs, by stack key
 //!                          (`.unsynced-<boot id>` until gc syncs them); rebuilt on demand
 //!   quarantine/            damaged packs and indexes that `fsck` repair moved aside
 //!                          (never deleted)

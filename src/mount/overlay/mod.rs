@@ -1,6 +1,6 @@
 //! The `overlay` backend: the kernel's overlayfs.
 //!
-//! - **Layers** are extracted once, into `<store>/mounts/layers/<chain id>/`
+//! - **Layers** are extracted once, into `<store>/mounts/layers/<stack key>/`
 //!   ([`extract`]), and shared by every container and view that stacks them;
 //!   they are never written after they are renamed into place.
 //! - **A container** keeps its changes in `containers/<name>/upper/` (with
@@ -34,7 +34,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use self::extract::{LayerCache, chain_ids, remove_tree};
+use self::extract::{LayerCache, remove_tree, stack_keys};
 use self::kernel::OverlaySpec;
 use super::{MountBackend, Usage, ViewSpec};
 use crate::digest::ImageId;
@@ -111,7 +111,7 @@ impl OverlayBackend {
         let mut keep = HashSet::new();
         for id in images {
             match store.image(&id) {
-                Ok(image) => keep.extend(chain_ids(&image)),
+                Ok(image) => keep.extend(stack_keys(&image)),
                 // A pin of something else than an image, or a dangling one.
                 Err(Error::ObjectNotFound { .. } | Error::Malformed { .. }) => {}
                 Err(err) => return Err(err),

@@ -14,7 +14,7 @@ fn unsynced_extractions_of_another_boot_are_never_used_and_gc_syncs_ours() {
     let (_tmp, store) = store();
     let (image, _) = tricky_image(&store);
     let cache = LayerCache::new(&store);
-    let chains = chain_ids(&image);
+    let chains = stack_keys(&image);
     let boot = boot_id().expect("a boot id on Linux");
     let dirs = cache.ensure(&store, &image).unwrap();
     for (dir, chain) in dirs.iter().zip(&chains) {

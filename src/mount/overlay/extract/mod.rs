@@ -17,30 +17,30 @@
 //!   so that they show the new content, as [`Layer::apply`] says they do.
 //!
 //! Parent directories and copied hard links depend on the layers below, so a
-//! directory is keyed by the layer's *chain id* (the layer ids from the
+//! directory is keyed by the layer's *stack key* (the layer ids from the
 //! bottom up to it, hashed; OCI's `ChainID` does the same), not its layer id:
 //! images that share their bottom layers share their directories.
 //!
-//! The cache lives in `<store>/mounts/layers/<chain id>/`. It is rebuildable
+//! The cache lives in `<store>/mounts/layers/<stack key>/`. It is rebuildable
 //! from the store at any time. A directory is written through the checkout
 //! machinery ([`Store::checkout`]: confined, parallel, exact metadata) into
 //! `.tmp-*` and renamed into place when whole, so a crash of the process
 //! never leaves half a layer under a final name.
 //!
 //! Durability is deferred: an extraction is renamed to
-//! `<chain id>.unsynced-<boot id>`, without waiting for its data to reach the
+//! `<stack key>.unsynced-<boot id>`, without waiting for its data to reach the
 //! disk (a `syncfs` cost more than the extraction itself). Such a directory
 //! is used only during the boot that wrote it, when the page cache still
 //! holds whatever did not reach the disk; after a crash of the machine (a
 //! new boot id) it may hold files without their data, so it is never used
 //! again and is deleted. [`LayerCache::prune`] (run by `layerstore gc`)
-//! syncs the extractions of this boot and renames them to `<chain id>`,
+//! syncs the extractions of this boot and renames them to `<stack key>`,
 //! which every later boot uses.
 //!
 //! # Parts
 //!
 //! This file is the cache: [`LayerCache`] names, finds, writes and prunes
-//! the directories, keyed by [`chain_ids`]. What goes into one directory,
+//! the directories, keyed by [`stack_keys`]. What goes into one directory,
 //! the layer in overlayfs's form, is computed in `form`
 //! ([`overlay_tree`]), a pure function of the layer and the trees below
 //! it. The tests are in files of their own: `tests` (the form, the names,
@@ -74,10 +74,10 @@ use crate::mount::overlay::kernel::MAX_LOWER_LAYERS;
 use crate::store::Store;
 use crate::tree::{CheckoutOptions, Image, Snapshot};
 
-/// The chain ids of `image`'s layers, bottom first: the hex BLAKE3 of the
-/// previous chain id and the layer id (the bottom layer's of the layer id
+/// The stack keys of `image`'s layers, bottom first: the hex BLAKE3 of the
+/// previous stack key and the layer id (the bottom layer's of the layer id
 /// alone), the names of their directories in the cache.
-pub(crate) fn chain_ids(image: &Image) -> Vec<String> {
+pub(crate) fn stack_keys(image: &Image) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(image.layers().len());
     let mut previous: Option<blake3::Hash> = None;
     for layer in image.layers() {
@@ -136,8 +136,8 @@ enum Named<'n> {
     Extracting,
     /// What a process that is gone left half-written.
     Abandoned,
-    /// An extraction: `base` is `<chain id>` or `flat-<chain id>`, `chain`
-    /// the chain id, `unsynced` the boot that wrote it if not synced since.
+    /// An extraction: `base` is `<stack key>` or `flat-<stack key>`, `chain`
+    /// the stack key, `unsynced` the boot that wrote it if not synced since.
     Extraction {
         base: &'n str,
         chain: &'n str,
@@ -197,13 +197,13 @@ impl LayerCache {
     /// the lower directories to stack, bottom first. An image of more layers
     /// than one overlayfs mount stacks ([`MAX_LOWER_LAYERS`]) has its bottom
     /// layers merged into one directory (the whole tree at that layer,
-    /// `flat-<chain id>`), so that it still mounts.
+    /// `flat-<stack key>`), so that it still mounts.
     ///
     /// # Errors
     /// The store's errors reading layers; [`Store::checkout`]'s errors
     /// (which name the path); [`Error::Io`] naming a directory of the cache.
     pub(crate) fn ensure(&self, store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
-        let chains = chain_ids(image);
+        let chains = stack_keys(image);
         // Layers below `merged` are in the flat directory of layer merged - 1.
         let merged = chains.len().saturating_sub(MAX_LOWER_LAYERS - 1);
         let mut names: Vec<String> = Vec::with_capacity(chains.len() - merged + 1);
@@ -281,7 +281,7 @@ impl LayerCache {
         Ok(dest)
     }
 
-    /// Removes every extracted directory whose chain id is not in `keep`,
+    /// Removes every extracted directory whose stack key is not in `keep`,
     /// what interrupted extractions left, and extractions an earlier boot
     /// left unsynced (they may hold files whose data never reached the disk);
     /// syncs the extractions of this boot that are kept and renames them to

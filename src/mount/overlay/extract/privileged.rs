@@ -37,10 +37,7 @@ fn a_read_only_overlay_of_extracted_layers_shows_the_image_tree() {
     .unwrap();
     let scanned = store.scan(
         &target,
-        &crate::ScanOptions {
-            use_stat_cache: false,
-            threads: None,
-        },
+        &crate::ScanOptions::default().use_stat_cache(false),
     );
     let write = std::fs::write(target.join("new"), b"x");
     kernel::unmount_at(&target).unwrap();

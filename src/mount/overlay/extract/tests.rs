@@ -1,5 +1,5 @@
 //! Tests of the layer cache: the overlay form of a layer, the names of
-//! the cache's directories, pruning and chain ids.
+//! the cache's directories, pruning and stack keys.
 
 use super::*;
 use crate::tree::{Entry, EntryKind, Layer, Metadata, TreePath};
@@ -190,7 +190,7 @@ fn names_of_the_cache_parse() {
 }
 
 #[test]
-fn chain_ids_depend_on_every_layer_below() {
+fn stack_keys_depend_on_every_layer_below() {
     let id = |b: u8| crate::LayerId::from_bytes([b; 32]);
     let image = |layers: Vec<crate::LayerId>| {
         let history = layers.iter().map(|_| crate::History::default()).collect();
@@ -202,9 +202,9 @@ fn chain_ids_depend_on_every_layer_below() {
         )
         .unwrap()
     };
-    let ab = chain_ids(&image(vec![id(1), id(2)]));
-    let cb = chain_ids(&image(vec![id(3), id(2)]));
-    let a = chain_ids(&image(vec![id(1)]));
+    let ab = stack_keys(&image(vec![id(1), id(2)]));
+    let cb = stack_keys(&image(vec![id(3), id(2)]));
+    let a = stack_keys(&image(vec![id(1)]));
     assert_eq!(ab[0], a[0]);
     assert_ne!(ab[1], cb[1]);
     assert_eq!(ab[1].len(), 64);
