@@ -1,0 +1,141 @@
+//! Flushing: sealing what is open, then committing each finished pack with
+//! its index, durably.
+
+use std::sync::Arc;
+
+use super::pending::{Group, PendingChunk};
+use crate::digest::ChunkId;
+use crate::error::{Error, Result};
+use crate::fsutil::durable;
+use crate::store::lock::DirLock;
+use crate::store::{Pack, Store, index, pack::PackWriter};
+
+/// Flushing
+impl Store {
+    /// Makes everything put so far durable: seals the open group, waits for
+    /// compression in flight, fsyncs and renames the pack, then writes its index.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the pack or index that could not be written. After
+    /// an error, content put since the last successful flush may be lost from
+    /// the store and must be put again. When the error is that a write failed
+    /// after the `put` of its chunks had returned, nothing put since the last
+    /// successful flush is committed, then or later: it may refer to the lost
+    /// chunks.
+    pub fn flush(&self) -> Result<()> {
+        let mut pending = self.lock_pending();
+        if !pending.group.is_empty() {
+            self.seal(pending, Group::Chunks)?;
+            pending = self.lock_pending();
+        }
+        if !pending.objects.is_empty() {
+            self.seal(pending, Group::Objects)?;
+            pending = self.lock_pending();
+        }
+        while pending.in_flight > 0 {
+            pending = self
+                .pending_changed
+                .wait(pending)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if !pending.group.is_empty() || !pending.objects.is_empty() {
+            drop(pending);
+            return self.flush();
+        }
+        if let Some(mut lost) = pending.lost.take() {
+            lost.chunks.retain(|id| !self.is_committed(id));
+            if !lost.chunks.is_empty() {
+                let source = match lost.errno {
+                    Some(errno) => std::io::Error::from_raw_os_error(errno),
+                    None => std::io::Error::other(lost.message),
+                };
+                pending.discard_all();
+                return Err(Error::io(
+                    if lost.op == "write" {
+                        "write (an earlier write failed, so content put since the last flush was not stored)"
+                    } else {
+                        lost.op
+                    },
+                    lost.path,
+                    source,
+                ));
+            }
+        }
+        let Some(writer) = pending.writer.take() else {
+            return Ok(());
+        };
+        pending.in_flight += 1;
+        drop(pending);
+        let result = self.commit_pack(writer).map_err(|(err, _)| err);
+        let mut pending = self.lock_pending();
+        pending.in_flight -= 1;
+        self.pending_changed.notify_all();
+        drop(pending);
+        result
+    }
+
+    /// Finishes `writer`'s pack and writes its index, leaving out chunks that
+    /// another process indexed meanwhile; then forgets its pending chunks. On
+    /// failure, gives the chunks that were lost with the error.
+    pub(super) fn commit_pack(&self, writer: PackWriter) -> Result<(), (Error, Vec<ChunkId>)> {
+        if writer.is_empty() {
+            writer.discard();
+            return Ok(());
+        }
+        let tmp_path = writer.tmp_path().to_path_buf();
+        let result = self.index_pack(writer);
+        // Whether it worked or not, these chunks are no longer pending: they are
+        // committed, or lost (and then put again by whoever needs them).
+        let mut pending = self.lock_pending();
+        let mut ids = Vec::new();
+        pending.chunks.retain(|id, state| {
+            let keep = !matches!(state, PendingChunk::Written { path, .. } if **path == tmp_path);
+            if !keep {
+                ids.push(*id);
+            }
+            keep
+        });
+        result.map_err(|err| (err, ids))
+    }
+
+    pub(super) fn index_pack(&self, writer: PackWriter) -> Result<()> {
+        let tmp_path = writer.tmp_path().to_path_buf();
+        let finished = writer.finish(&self.packs_dir());
+        let (id, pack_path, mut records) = match finished {
+            Ok(done) => done,
+            Err(err) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(err);
+            }
+        };
+        let _guard = DirLock::exclusive(&self.packs_dir())?;
+        self.refresh()?;
+        records.retain(|(id, _)| !self.is_committed(id));
+        if records.is_empty() {
+            // Every chunk was indexed by another process meanwhile. The pack is
+            // dead weight, unless it is byte for byte a pack someone indexed.
+            let shared = self
+                .committed
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .names
+                .contains(&id);
+            if !shared {
+                let _ = std::fs::remove_file(&pack_path);
+            }
+            return Ok(());
+        }
+        let idx_bytes = index::encode(&mut records);
+        let idx_path = self.packs_dir().join(crate::store::layout::index_file(&id));
+        durable::write_atomic(&self.tmp_dir(), &idx_path, &idx_bytes)?;
+        let pack: Pack = self.load_pack(id)?;
+        let mut committed = self
+            .committed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if committed.names.insert(id) {
+            committed.packs.push(Arc::new(pack));
+        }
+        Ok(())
+    }
+}
