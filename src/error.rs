@@ -242,15 +242,32 @@ pub enum Error {
         reason: String,
     },
     /// A container (a copy-on-write view, see `mount::Containers`) cannot do
-    /// what was asked: its name is invalid or taken, it does not exist, it is
-    /// (or is not) mounted, it is read-only, its backend is unknown or
-    /// unusable here, or its state in `containers/<name>/` is damaged.
+    /// what was asked: its name is invalid, it is (or is not) mounted, it is
+    /// read-only, its backend is unknown or unusable here, or its state in
+    /// `containers/<name>/` is damaged. A container that does not exist is
+    /// [`Error::ContainerNotFound`], a name that is taken
+    /// [`Error::ContainerExists`].
     #[error("container '{name}': {reason}")]
     Container {
         /// The container's name, as given.
         name: String,
         /// What is wrong.
         reason: String,
+    },
+
+    /// There is no container of this name (see `mount::Containers`).
+    #[error("container '{name}': no such container")]
+    ContainerNotFound {
+        /// The container's name, as given.
+        name: String,
+    },
+
+    /// A container of this name exists already, so another cannot be made
+    /// under it.
+    #[error("container '{name}': a container of this name exists")]
+    ContainerExists {
+        /// The container's name, as given.
+        name: String,
     },
 
     /// A build could not be done as written: a Containerfile that does not
@@ -332,7 +349,7 @@ pub enum ErrorKind {
     /// Something is too large to be stored as one piece.
     TooLarge,
     /// The destination of a write already holds something (a checkout
-    /// directory that is not empty).
+    /// directory that is not empty, a container name that is taken).
     AlreadyExists,
     /// The operation needs a privilege the process lacks (creating a device
     /// needs `CAP_MKNOD`).
@@ -413,7 +430,8 @@ impl Error {
             Error::NotAStore { .. }
             | Error::ChunkNotFound { .. }
             | Error::ObjectNotFound { .. }
-            | Error::ImageNotFound { .. } => ErrorKind::NotFound,
+            | Error::ImageNotFound { .. }
+            | Error::ContainerNotFound { .. } => ErrorKind::NotFound,
             Error::UnsupportedVersion { .. } => ErrorKind::Unsupported,
             Error::BadConfig { .. } | Error::Corrupt { .. } | Error::Malformed { .. } => {
                 ErrorKind::Corrupt
@@ -427,7 +445,9 @@ impl Error {
             | Error::Oci { .. }
             | Error::Container { .. }
             | Error::Build { .. } => ErrorKind::InvalidInput,
-            Error::DestinationNotEmpty { .. } => ErrorKind::AlreadyExists,
+            Error::DestinationNotEmpty { .. } | Error::ContainerExists { .. } => {
+                ErrorKind::AlreadyExists
+            }
             Error::NeedsPrivilege { .. } => ErrorKind::PermissionDenied,
             Error::Checkout { source, .. } => source.kind(),
             Error::Registry { .. } => ErrorKind::Remote,
@@ -608,6 +628,14 @@ mod tests {
                     reason: "x".into(),
                 },
                 ErrorKind::InvalidInput,
+            ),
+            (
+                Error::ContainerNotFound { name: "x".into() },
+                ErrorKind::NotFound,
+            ),
+            (
+                Error::ContainerExists { name: "x".into() },
+                ErrorKind::AlreadyExists,
             ),
             (
                 Error::Build {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{
-    CommitOptions, ContainerInfo, Containers, META, Meta, PIN_GROUP, PrepareOptions, now,
+    CommitOptions, ContainerInfo, Containers, META, Meta, PIN_GROUP, PrepareOptions,
     prepare_target, validate_name, view_spec,
 };
 use crate::digest::ImageId;
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::durable;
 use crate::mount::{BaseTree, Usage, ViewFiles};
 use crate::store::TagName;
-use crate::tree::History;
+use crate::tree::{History, Timestamp};
 
 /// The lifecycle
 impl Containers<'_> {
@@ -21,8 +21,9 @@ impl Containers<'_> {
     /// (at `options.target`, for backends that need one).
     ///
     /// # Errors
-    /// [`Error::Container`] if the name is invalid or taken, the backend is
-    /// unknown, or a target is needed and not given;
+    /// [`Error::ContainerExists`] if the name is taken; [`Error::Container`]
+    /// if it is invalid, the backend is unknown, or a target is needed and
+    /// not given;
     /// [`Error::DestinationNotEmpty`] if the target holds something; the
     /// backend's [`check`](crate::mount::MountBackend::check) error if it cannot be used
     /// here; [`Error::ObjectNotFound`] if `image` is not stored; the backend's
@@ -63,9 +64,8 @@ impl Containers<'_> {
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::Container {
+                return Err(Error::ContainerExists {
                     name: name.to_owned(),
-                    reason: "a container of this name exists".to_owned(),
                 });
             }
             Err(e) => return Err(Error::io("create directory", &dir, e)),
@@ -76,7 +76,7 @@ impl Containers<'_> {
             target,
             read_only: options.read_only,
             labels: options.labels.clone(),
-            created: now(),
+            created: Timestamp::now(),
         };
         let made = (|| {
             durable::sync_dir(&root)?;
@@ -112,8 +112,8 @@ impl Containers<'_> {
     /// `target` (or where it was last mounted, if `None`).
     ///
     /// # Errors
-    /// [`Error::Container`] if there is no such container or it is mounted
-    /// already; [`Error::DestinationNotEmpty`] if the target holds
+    /// [`Error::ContainerNotFound`] if there is no such container;
+    /// [`Error::Container`] if it is mounted already; [`Error::DestinationNotEmpty`] if the target holds
     /// something; the backend's mount error.
     pub fn mount(&self, name: &str, target: Option<&Path>) -> Result<ContainerInfo> {
         let mut meta = self.read_meta(name)?;
@@ -152,7 +152,7 @@ impl Containers<'_> {
     /// Unmounts container `name`, keeping its changes.
     ///
     /// # Errors
-    /// [`Error::Container`] if there is no such container; the backend's
+    /// [`Error::ContainerNotFound`] if there is no such container; the backend's
     /// error (`EBUSY` naming the target) if it is in use.
     pub fn unmount(&self, name: &str) -> Result<()> {
         let meta = self.read_meta(name)?;
@@ -180,8 +180,8 @@ impl Containers<'_> {
     /// relative to the container's parent image).
     ///
     /// # Errors
-    /// [`Error::Container`] if there is no such container or it is
-    /// read-only; the backend's error reading the changes; the store's
+    /// [`Error::ContainerNotFound`] if there is no such container;
+    /// [`Error::Container`] if it is read-only; the backend's error reading the changes; the store's
     /// error writing them. Nothing of the container is lost on error.
     pub fn commit(&self, name: &str, options: &CommitOptions) -> Result<ImageId> {
         let meta = self.read_meta(name)?;
@@ -200,7 +200,7 @@ impl Containers<'_> {
         let history = History {
             created_by: format!("layerstore container commit {name}"),
             comment: options.message.clone(),
-            created: Some(now()),
+            created: Some(Timestamp::now()),
             empty_layer: false,
         };
         let image =
@@ -219,7 +219,7 @@ impl Containers<'_> {
     /// deleted too.
     ///
     /// # Errors
-    /// [`Error::Container`] if there is no such container; the backend's
+    /// [`Error::ContainerNotFound`] if there is no such container; the backend's
     /// error if it cannot be unmounted (busy): nothing is deleted then.
     pub fn remove(&self, name: &str) -> Result<()> {
         let dir = self.dir(name)?;
@@ -264,7 +264,7 @@ impl Containers<'_> {
     /// What is known of container `name`.
     ///
     /// # Errors
-    /// [`Error::Container`] if there is no such container;
+    /// [`Error::ContainerNotFound`] if there is no such container;
     /// [`Error::Corrupt`] naming its `meta` if that is damaged.
     pub fn stat(&self, name: &str) -> Result<ContainerInfo> {
         let meta = self.read_meta(name)?;
@@ -335,8 +335,8 @@ impl Containers<'_> {
     /// File access to container `name`, which must be mounted.
     ///
     /// # Errors
-    /// [`Error::Container`] if there is no such container or it is not
-    /// mounted.
+    /// [`Error::ContainerNotFound`] if there is no such container;
+    /// [`Error::Container`] if it is not mounted.
     pub fn files(&self, name: &str) -> Result<Box<dyn ViewFiles + '_>> {
         let meta = self.read_meta(name)?;
         let backend = self.backend(name, &meta.backend)?;

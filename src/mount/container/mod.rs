@@ -328,14 +328,15 @@ impl Containers<'_> {
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let reason = if dir.is_dir() {
-                    "its state is incomplete (made by a process that stopped); remove it"
-                } else {
-                    "no such container"
-                };
+                if !dir.is_dir() {
+                    return Err(Error::ContainerNotFound {
+                        name: name.to_owned(),
+                    });
+                }
                 return Err(Error::Container {
                     name: name.to_owned(),
-                    reason: reason.to_owned(),
+                    reason: "its state is incomplete (made by a process that stopped); remove it"
+                        .to_owned(),
                 });
             }
             Err(e) => return Err(Error::io("read", &path, e)),
@@ -360,8 +361,8 @@ impl Containers<'_> {
     /// Pins the container's parent and, if any, its last commit (which is
     /// known from this pin alone: `meta` is not rewritten by a commit).
     fn pin(&self, name: &str, meta: &Meta, committed: Option<ImageId>) -> Result<()> {
-        let mut ids = vec![ChunkId::from_bytes(*meta.image.as_bytes())];
-        ids.extend(committed.map(|c| ChunkId::from_bytes(*c.as_bytes())));
+        let mut ids = vec![ChunkId::from(meta.image)];
+        ids.extend(committed.map(ChunkId::from));
         self.store.set_pins(PIN_GROUP, name, &ids)
     }
 
@@ -420,16 +421,6 @@ fn prepare_target(name: &str, target: &Path) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::new(
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        d.subsec_nanos(),
-    )
 }
 
 /// The view of container `name` (state `meta`, own directory `state`) over
