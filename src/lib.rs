@@ -43,6 +43,8 @@ pub mod fuzzing;
 pub mod mount;
 pub mod oci;
 mod store;
+#[cfg(test)]
+mod testing;
 mod tree;
 
 #[cfg(feature = "fault-injection")]

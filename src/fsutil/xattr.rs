@@ -166,37 +166,15 @@ pub(crate) fn remove(target: Target<'_>, shown_path: &Path, name: &[u8]) -> Resu
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::os::fd::AsFd;
 
     use super::*;
 
-    /// Whether the filesystem holding `dir` accepts `user.*` attributes;
-    /// prints why not when it does not.
-    pub(crate) fn user_xattrs_supported(dir: &Path) -> bool {
-        let probe = dir.join(".xattr-probe");
-        if let Err(e) = std::fs::write(&probe, b"") {
-            eprintln!(
-                "skipping: cannot create xattr probe in {}: {e}",
-                dir.display()
-            );
-            return false;
-        }
-        let res = rustix::fs::lsetxattr(&probe, "user.probe", b"1", XattrFlags::empty());
-        let _ = std::fs::remove_file(&probe);
-        match res {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("skipping: {} refuses user xattrs: {e}", dir.display());
-                false
-            }
-        }
-    }
-
     #[test]
     fn user_xattrs_round_trip_sorted_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        if !user_xattrs_supported(dir.path()) {
+        if !crate::testing::user_xattrs_supported(dir.path()) {
             return;
         }
         let file = dir.path().join("f");
@@ -233,7 +211,7 @@ pub(crate) mod tests {
     #[test]
     fn symlinks_are_not_followed() {
         let dir = tempfile::tempdir().unwrap();
-        if !user_xattrs_supported(dir.path()) {
+        if !crate::testing::user_xattrs_supported(dir.path()) {
             return;
         }
         let file = dir.path().join("f");

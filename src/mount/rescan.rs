@@ -492,7 +492,8 @@ mod tests {
         std::fs::write(dir.join("new"), "november").unwrap();
         std::fs::remove_file(dir.join("link")).unwrap();
         std::os::unix::fs::symlink("b", dir.join("link")).unwrap();
-        if crate::fsutil::xattr::tests::user_xattrs_supported(&dir) {
+        let xattrs = crate::testing::user_xattrs_supported(&dir);
+        if xattrs {
             rustix::fs::setxattr(
                 dir.join("d"),
                 "user.k",
@@ -503,6 +504,14 @@ mod tests {
         }
         let quick = rescan(&store, &state, &dir).unwrap().unwrap().0;
         assert_eq!(quick, full_scan(&store, &dir));
+        if xattrs {
+            // Seen by the quick walk itself, not only by both walks alike.
+            let d = quick.get(&TreePath::new("d").unwrap()).unwrap();
+            assert_eq!(
+                d.meta.xattrs.get(&b"user.k"[..]).map(Vec::as_slice),
+                Some(&b"v"[..])
+            );
+        }
         assert_ne!(quick.id(), tree.id());
         // And again right away (everything just written is racy).
         std::fs::write(dir.join("new"), "NOVEMBER").unwrap();

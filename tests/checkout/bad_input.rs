@@ -117,12 +117,30 @@ fn a_missing_chunk_is_an_error_naming_the_file() {
 
 #[test]
 fn strict_owner_without_privilege_is_an_error_naming_the_path() {
-    if rustix::process::geteuid().is_root() {
-        eprintln!("skipping: root may give files away, so strict_owner cannot fail");
+    if !rustix::process::geteuid().is_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        strict_owner_case(tmp.path());
         return;
     }
+    // Root may give files away, so strict_owner cannot fail: as another user.
     let tmp = tempfile::tempdir().unwrap();
-    let store = new_store(tmp.path());
+    crate::common::open_to_all(tmp.path());
+    crate::common::run_unprivileged("bad_input::strict_owner_child", tmp.path());
+}
+
+/// The case above, in a child without privilege.
+#[test]
+#[ignore = "run by strict_owner_without_privilege_is_an_error_naming_the_path as another user"]
+fn strict_owner_child() {
+    let Some(dir) = crate::common::child_arg() else {
+        return; // only meaningful as the child of the test above
+    };
+    strict_owner_case(Path::new(&dir));
+}
+
+fn strict_owner_case(dir: &Path) {
+    assert!(!rustix::process::geteuid().is_root());
+    let store = new_store(dir);
     let mut meta = Metadata::new(0o644);
     meta.uid = rustix::process::geteuid().as_raw().wrapping_add(1);
     let snapshot = Snapshot::from_sorted(vec![
@@ -130,7 +148,7 @@ fn strict_owner_without_privilege_is_an_error_naming_the_path() {
         Entry::file(p("given-away"), store.put_bytes(b"x").unwrap(), meta),
     ])
     .unwrap();
-    let dest = tmp.path().join("out");
+    let dest = dir.join("out");
     let options = CheckoutOptions::default().strict_owner(true);
     let err = store.checkout(&snapshot, &dest, &options).unwrap_err();
     assert!(

@@ -250,6 +250,13 @@ fn every_kind_and_attribute_round_trips() {
         let null = std::fs::symlink_metadata(dest.join("dev/null")).unwrap();
         assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
     }
+    if xattrs {
+        let mut value = vec![0u8; 4096];
+        let n = rustix::fs::lgetxattr(dest.join("tagged"), "user.big", &mut value).unwrap();
+        assert_eq!(value[..n], [7u8; 3000]);
+        let n = rustix::fs::lgetxattr(&dest, "user.root", &mut value).unwrap();
+        assert_eq!(&value[..n], b"r");
+    }
     make_removable(&dest);
 }
 

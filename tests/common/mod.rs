@@ -20,8 +20,11 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Whether `LAYERSTORE_REQUIRE_PRIVILEGED=1` (set by `.ci/run`) forbids skips.
-fn skips_forbidden() -> bool {
+/// Whether skips are forbidden: `LAYERSTORE_REQUIRE_PRIVILEGED=1` (set by
+/// `.ci/run`) turns every skip into a failure; any other value, or none, allows
+/// them. The one reading of the variable in the integration tests (the crate's
+/// unit tests have `src/testing.rs`, with the same rule).
+pub fn strict() -> bool {
     std::env::var_os("LAYERSTORE_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
 }
 
@@ -45,7 +48,7 @@ pub fn require_root(what: &str) -> bool {
         return true;
     }
     assert!(
-        !skips_forbidden(),
+        !strict(),
         "{what} needs root, and LAYERSTORE_REQUIRE_PRIVILEGED=1 is set"
     );
     eprintln!("SKIPPED {what}: needs root");
@@ -68,26 +71,82 @@ pub fn require_tool(tool: &str) -> bool {
         return true;
     }
     assert!(
-        !skips_forbidden(),
+        !strict(),
         "this test needs `{tool}`, and LAYERSTORE_REQUIRE_PRIVILEGED=1 is set"
     );
     eprintln!("SKIPPED: `{tool}` is not installed");
     false
 }
 
-/// Whether the filesystem holding `dir` accepts `user.*` xattrs; says why not.
+/// Whether the filesystem holding `dir` accepts `user.*` xattrs. When it does
+/// not, says loudly that the xattr checks are skipped and returns false; with
+/// `LAYERSTORE_REQUIRE_PRIVILEGED=1`, fails (`.ci/run` puts `TMPDIR` on a
+/// filesystem that has them, so a `/tmp` without them cannot hide the cases).
 pub fn user_xattrs_supported(dir: &Path) -> bool {
     let probe = dir.join(".xattr-probe");
     std::fs::write(&probe, b"").expect("write xattr probe");
     let res = rustix::fs::lsetxattr(&probe, "user.probe", b"1", rustix::fs::XattrFlags::empty());
     std::fs::remove_file(&probe).expect("remove xattr probe");
     if let Err(e) = &res {
+        assert!(
+            !strict(),
+            "{} refuses user xattrs ({e}), and LAYERSTORE_REQUIRE_PRIVILEGED=1 is set: \
+             point TMPDIR at a filesystem that has them",
+            dir.display()
+        );
         eprintln!(
-            "skipping xattr checks: {} refuses user xattrs: {e}",
+            "SKIPPED xattr checks: {} refuses user xattrs: {e}",
             dir.display()
         );
     }
     res.is_ok()
+}
+
+/// Runs this test binary again as user and group 65534 with no capabilities
+/// (through `setpriv`), running only the `#[ignore]`d test `name` with
+/// `LAYERSTORE_CHILD` set to `arg`, and asserts that it passed. For tests that
+/// need a process without privilege while CI runs as root. `arg` is usually a
+/// directory the child works in: it must be one that user 65534 can write.
+/// Returns false (after skipping loudly, or failing under
+/// `LAYERSTORE_REQUIRE_PRIVILEGED=1`) when not root or `setpriv` is missing.
+pub fn run_unprivileged(name: &str, arg: &Path) -> bool {
+    if !require_root("dropping privilege with setpriv") || !require_tool("setpriv") {
+        return false;
+    }
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LAYERSTORE_CHILD", arg)
+        .output()
+        .expect("run setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name} as user 65534: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "{name} did not run: {stdout}");
+    true
+}
+
+/// Lets any user write in `dir` (mode 1777), for a child started by
+/// [`run_unprivileged`] (a `tempfile` directory is 0700).
+pub fn open_to_all(dir: &Path) {
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
 }
 
 /// Sets the mtime (and atime) of `path`, not following a link, to the nanosecond.

@@ -2,7 +2,7 @@
 
 use layerstore::mount::{MountBackend, OverlayBackend};
 
-use crate::{new_store, require_root};
+use crate::new_store;
 
 /// Runs in a child process without privilege (see the test below).
 #[test]
@@ -22,39 +22,7 @@ fn unprivileged_child() {
 
 #[test]
 fn without_privilege_the_error_names_the_copy_backend() {
-    if !require_root("dropping privilege with setpriv") || !crate::common::require_tool("setpriv") {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "privilege::unprivileged_child",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env("LAYERSTORE_CHILD", tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("1 passed"), "{stdout}");
+    crate::common::open_to_all(tmp.path());
+    crate::common::run_unprivileged("privilege::unprivileged_child", tmp.path());
 }

@@ -2,6 +2,8 @@
 //! 127.0.0.1): the transport (blobs, mounts, manifests, auth) and whole images.
 
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod image;
 mod layout;
 mod server;

@@ -85,22 +85,39 @@ fn a_root_given_through_a_symlink_is_scanned_like_the_directory() {
 
 #[test]
 fn an_unreadable_file_is_an_error_naming_it() {
-    if rustix::process::geteuid().is_root() {
-        // Root reads a mode-000 file anyway; the crate's unit tests cover the
-        // error path for root.
-        eprintln!("skipping: root can read a mode-000 file");
+    if !rustix::process::geteuid().is_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        unreadable_file_case(tmp.path());
         return;
     }
-    let fx = Fixture::new();
-    std::fs::write(fx.at(b"secret"), b"x").unwrap();
+    // Root reads a mode-000 file anyway: as another user.
+    let tmp = tempfile::tempdir().unwrap();
+    crate::common::open_to_all(tmp.path());
+    crate::common::run_unprivileged("safety::unreadable_file_child", tmp.path());
+}
+
+/// The case above, in a child without privilege.
+#[test]
+#[ignore = "run by an_unreadable_file_is_an_error_naming_it as another user"]
+fn unreadable_file_child() {
+    let Some(dir) = crate::common::child_arg() else {
+        return; // only meaningful as the child of the test above
+    };
+    unreadable_file_case(std::path::Path::new(&dir));
+}
+
+fn unreadable_file_case(dir: &std::path::Path) {
+    assert!(!rustix::process::geteuid().is_root());
+    let store =
+        layerstore::Store::create(dir.join("store"), &layerstore::StoreOptions::default()).unwrap();
+    let tree = dir.join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("secret"), b"x").unwrap();
     std::fs::set_permissions(
-        fx.at(b"secret"),
+        tree.join("secret"),
         std::os::unix::fs::PermissionsExt::from_mode(0o000),
     )
     .unwrap();
-    let err = fx
-        .store
-        .scan(&fx.tree, &ScanOptions::default())
-        .unwrap_err();
+    let err = store.scan(&tree, &ScanOptions::default()).unwrap_err();
     assert!(err.to_string().contains("secret"), "{err}");
 }

@@ -48,20 +48,6 @@ impl Fixture {
     }
 }
 
-/// Whether we may make device nodes. Without root this prints why and
-/// says no, unless `LAYERSTORE_REQUIRE_PRIVILEGED=1` makes that a failure.
-fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("LAYERSTORE_REQUIRE_PRIVILEGED").is_none_or(|v| v != "1"),
-        "{what} needs root, and LAYERSTORE_REQUIRE_PRIVILEGED=1 is set"
-    );
-    eprintln!("skipping {what}: needs root (CAP_MKNOD)");
-    false
-}
-
 fn meta(mode: u32, sec: i64, nsec: u32) -> FileAttrs {
     FileAttrs {
         mode,
@@ -388,7 +374,7 @@ fn modes_owner_and_nanosecond_mtimes_round_trip() {
 #[test]
 fn xattrs_round_trip_beneath_the_root() {
     let fx = Fixture::new();
-    if !crate::fsutil::xattr::tests::user_xattrs_supported(&fx.root_path) {
+    if !crate::testing::user_xattrs_supported(&fx.root_path) {
         return;
     }
     let root = fx.root(true);
@@ -441,7 +427,7 @@ fn fifo_needs_no_privilege_and_open_read_refuses_it_without_blocking() {
 
 #[test]
 fn devices_keep_their_numbers() {
-    if !privileged("making device nodes") {
+    if !crate::testing::privileged("making device nodes (CAP_MKNOD)") {
         return;
     }
     let fx = Fixture::new();

@@ -3,19 +3,7 @@
 use super::*;
 use crate::tree::{Entry, EntryKind, Layer, Metadata, TreePath};
 
-/// Whether the process is root; if not, says so loudly, and panics
-/// instead when `LAYERSTORE_REQUIRE_PRIVILEGED=1` (CI).
-pub(crate) fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("LAYERSTORE_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
-        "{what} needs root and LAYERSTORE_REQUIRE_PRIVILEGED=1"
-    );
-    eprintln!("SKIPPED: {what} needs root");
-    false
-}
+pub(crate) use crate::testing::privileged;
 
 pub(crate) fn p(s: &str) -> TreePath {
     TreePath::new(s).unwrap()
