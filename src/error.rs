@@ -4,7 +4,6 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::digest::ChunkId;
-use crate::tree::TreePath;
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -178,8 +177,9 @@ pub enum Error {
     /// Also what applying a layer returns when the result would be such a tree.
     #[error("invalid tree at '{path}': {reason}")]
     InvalidTree {
-        /// The entry concerned (`.` is the root).
-        path: TreePath,
+        /// The entry concerned, as `TreePath` displays it: `/`-separated,
+        /// non-UTF-8 bytes as `\xNN`, `.` for the root.
+        path: String,
         /// Which rule it breaks.
         reason: String,
     },
@@ -585,7 +585,7 @@ mod tests {
             (Error::InvalidArgument("x".into()), ErrorKind::InvalidInput),
             (
                 Error::InvalidTree {
-                    path: TreePath::ROOT,
+                    path: ".".into(),
                     reason: "x".into(),
                 },
                 ErrorKind::InvalidInput,

@@ -154,7 +154,7 @@ fn snapshot(store: &Store, live: &Live) -> Result<Snapshot> {
                     },
                     (false, None) => {
                         return Err(Error::InvalidTree {
-                            path: path.clone(),
+                            path: path.to_string(),
                             reason: "a hard link whose target was never a file".to_owned(),
                         });
                     }

@@ -434,7 +434,7 @@ impl Job<'_> {
                     })?;
                 if bytes.len() != chunk.len as usize {
                     return Err(Error::InvalidTree {
-                        path: path.clone(),
+                        path: path.to_string(),
                         reason: format!(
                             "chunk {} is {} bytes, the entry says {}",
                             chunk.id,

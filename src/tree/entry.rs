@@ -196,7 +196,7 @@ impl Entry {
     pub fn check(&self) -> Result<()> {
         let bad = |reason: String| {
             Err(Error::InvalidTree {
-                path: self.path.clone(),
+                path: self.path.to_string(),
                 reason,
             })
         };

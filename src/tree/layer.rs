@@ -204,7 +204,7 @@ impl Layer {
     fn validate(&self) -> Result<()> {
         let invalid = |path: &TreePath, reason: &str| {
             Err(Error::InvalidTree {
-                path: path.clone(),
+                path: path.to_string(),
                 reason: reason.to_owned(),
             })
         };

@@ -197,7 +197,7 @@ pub(crate) fn find(entries: &[Entry], path: &TreePath) -> Option<usize> {
 /// Checks every rule of [`Snapshot`] in one pass.
 pub(crate) fn validate(entries: &[Entry]) -> Result<()> {
     let invalid = |path: &TreePath, reason: String| Error::InvalidTree {
-        path: path.clone(),
+        path: path.to_string(),
         reason,
     };
     let Some(root) = entries.first() else {

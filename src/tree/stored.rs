@@ -230,7 +230,7 @@ impl Store {
                     None => format!("parent directory '{parent}' is missing"),
                 };
                 return Err(Error::InvalidTree {
-                    path: entry.path.clone(),
+                    path: entry.path.to_string(),
                     reason,
                 });
             };
@@ -284,13 +284,13 @@ impl Store {
                 Some(Found::File) => {}
                 Some(_) => {
                     return Err(Error::InvalidTree {
-                        path: link.path.clone(),
+                        path: link.path.to_string(),
                         reason: format!("hard link target '{target}' is not a regular file"),
                     });
                 }
                 None => {
                     return Err(Error::InvalidTree {
-                        path: link.path.clone(),
+                        path: link.path.to_string(),
                         reason: format!("hard link target '{target}' is missing"),
                     });
                 }
@@ -436,7 +436,7 @@ impl Edit {
     fn write(self, store: &Store, depth: usize) -> Result<([u8; 32], u64)> {
         if depth > directory::MAX_DEPTH {
             return Err(Error::InvalidTree {
-                path: TreePath::ROOT,
+                path: TreePath::ROOT.to_string(),
                 reason: format!("more than {} directories deep", directory::MAX_DEPTH),
             });
         }

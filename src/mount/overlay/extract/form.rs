@@ -49,7 +49,7 @@ pub(crate) fn overlay_tree(layer: &Layer, lower: &Snapshot, after: &Snapshot) ->
                 // metadata, since links cannot cross lower directories.
                 let file = after.get(target).filter(|e| e.is_file()).ok_or_else(|| {
                     Error::InvalidTree {
-                        path: upsert.path.clone(),
+                        path: upsert.path.to_string(),
                         reason: format!("hard-link target '{target}' is not a file of the tree"),
                     }
                 })?;
@@ -121,7 +121,7 @@ pub(crate) fn overlay_tree(layer: &Layer, lower: &Snapshot, after: &Snapshot) ->
             .get(&path)
             .filter(|e| e.is_dir())
             .ok_or_else(|| Error::InvalidTree {
-                path: path.clone(),
+                path: path.to_string(),
                 reason: "a parent directory of the layer is not a directory of the tree".into(),
             })?;
         out.insert(path.clone(), Entry::dir(path, entry.meta.clone()));
