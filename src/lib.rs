@@ -55,15 +55,15 @@ pub use crate::{
     digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     error::{Error, ErrorKind, Result},
     store::{
-        ChunkReader, CopyReport, PackStats, Store, StoreStats, TagName,
+        ChunkReader, CopyReport, PackStats, Store, StoreStats,
         chunk_list::{ChunkList, ChunkRef},
         config::StoreOptions,
-        gc::{GcOptions, GcReport},
+        gc::GcReport,
     },
     tree::{
         AffectedImage, Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry,
-        EntryKind, FsckOptions, FsckReport, History, Image, ImageConfig, Layer, Metadata, Problem,
-        ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind, Snapshot, StoredTree, SyncOptions,
-        SyncReport, Timestamp, TreePath, flatten,
+        EntryKind, FsckOptions, FsckReport, GcOptions, History, Image, ImageConfig, Layer,
+        Metadata, Problem, ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind, Snapshot,
+        StoredTree, SyncOptions, SyncReport, TagName, Timestamp, TreePath, flatten,
     },
 };

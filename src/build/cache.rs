@@ -4,7 +4,8 @@
 //! its normalised form, and, for `COPY`, the digest of what it copies. The
 //! first step of a stage is keyed on the image it starts from (by id) or on
 //! the stage it continues. Keys are stored as `refs/cache/<key>` naming the
-//! image the step made ([`Store::set_cache_entry`]).
+//! image the step made ([`Store::set_cache_entry`]); garbage collection keeps
+//! them as roots (`tree::refs`).
 //!
 //! The `COPY` digest covers, per copied entry in path order, its destination
 //! path, kind, mode, owner (after `--chown`), content (the chunk ids, which
@@ -13,7 +14,8 @@
 //! still a hit, and a chmod is a miss.
 
 use crate::digest::{ChunkId, ImageId};
-use crate::store::Store;
+use crate::error::{Error, Result};
+use crate::store::{Store, layout};
 use crate::tree::{Entry, EntryKind};
 
 /// A step's cache key, as 64 lowercase hex digits.
@@ -95,6 +97,53 @@ pub(crate) fn copy_digest(entries: &[Entry]) -> [u8; 32] {
         }
     }
     *h.finalize().as_bytes()
+}
+
+/// Build-cache entries
+impl Store {
+    /// Records the build-cache entry `key` (64 lowercase hex digits: a step's
+    /// cache key) as made by `image`: `refs/cache/<key>`. Garbage collection
+    /// keeps the image and all it reaches. Flushes first, like
+    /// [`Store::set_tag`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `key` is not 64 lowercase hex digits;
+    /// [`Error::Io`] naming the ref file.
+    pub fn set_cache_entry(&self, key: &str, image: &ImageId) -> Result<()> {
+        check_cache_key(key)?;
+        let names = [ChunkId::from_bytes(*image.as_bytes())];
+        self.write_ref(layout::CACHE_ENTRIES, key, &image.to_string(), &names)
+    }
+
+    /// The image recorded for the build-cache entry `key`, if there is one.
+    ///
+    /// # Errors
+    /// As [`Store::set_cache_entry`]; [`Error::Corrupt`] naming the file if it
+    /// does not hold an image id.
+    pub fn cache_entry(&self, key: &str) -> Result<Option<ImageId>> {
+        check_cache_key(key)?;
+        let Some(text) = self.read_ref(layout::CACHE_ENTRIES, key)? else {
+            return Ok(None);
+        };
+        text.parse().map(Some).map_err(|_| {
+            Error::corrupt(
+                self.ref_path(layout::CACHE_ENTRIES, key),
+                0,
+                "the cache entry does not hold an image id",
+            )
+        })
+    }
+}
+
+/// A build-cache key is 64 lowercase hex digits.
+fn check_cache_key(key: &str) -> Result<()> {
+    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "'{key}' is not a build-cache key (64 lowercase hex digits)"
+        )))
+    }
 }
 
 /// The image of cache entry `key`, if there is one and everything a step

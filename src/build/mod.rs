@@ -40,7 +40,8 @@ use self::cache::Key;
 use self::containerfile::{Instruction, InstructionKind};
 use crate::digest::{ImageId, LayerId};
 use crate::error::{Error, Result};
-use crate::store::{Store, TagName};
+use crate::store::Store;
+use crate::tree::TagName;
 use crate::tree::{History, Image, ImageConfig, ScanOptions, Snapshot};
 
 /// How to build.

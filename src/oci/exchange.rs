@@ -21,7 +21,7 @@ use crate::tree::Layer;
 use crate::{
     oci::registry::{Registry, RegistryRef},
     oci::transfer::{PullReport, PushOptions, PushReport},
-    store::TagName,
+    tree::TagName,
 };
 
 #[cfg(doc)]

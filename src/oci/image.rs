@@ -26,9 +26,9 @@ use super::transfer::{Layout, Manifest, PullReport, PushOptions, PushReport, sha
 use crate::digest::{ImageId, LayerId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
-use crate::store::TagName;
 use crate::store::{Store, layout};
 use crate::tree::Image;
+use crate::tree::TagName;
 
 /// Pushing and pulling store images
 impl Registry {

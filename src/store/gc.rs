@@ -1,5 +1,6 @@
 //! Garbage collection, the store's half: given the set of live chunk ids
-//! (marked by `tree::gc` from the store's roots), delete the packs that hold
+//! (marked by `tree::gc` from the tree's roots, where [`Store::gc`] and its
+//! options are), delete the packs that hold
 //! no live chunk and rewrite those mostly dead.
 //!
 //! Crash safety, at every instant:
@@ -16,7 +17,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -27,69 +27,6 @@ use super::{Pack, Store, frame, index, layout};
 use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
 use crate::fsutil::{durable, fault};
-
-/// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct GcOptions {
-    /// A pack whose dead share (of its chunks' stored bytes, a chunk's share
-    /// of a frame it shares counted pro rata) exceeds this is rewritten with
-    /// only its live chunks. Default 0.10, the figure
-    /// borg and restic use; `1.0` never rewrites, `0.0` rewrites every pack
-    /// with any dead chunk.
-    pub repack_dead_fraction: f64,
-    /// How long to wait for other processes to close the store before giving
-    /// up with [`Error::Locked`]. Default zero: one attempt.
-    pub lock_timeout: Duration,
-    /// Further roots kept with everything they reach: an image, layer or
-    /// snapshot id (as a `ChunkId`) keeps that object and what it names; any
-    /// other chunk id keeps that chunk. For pinned objects (containers'
-    /// bases, say) that no tag names.
-    pub extra_roots: Vec<ChunkId>,
-    /// Only work out what would be freed; change nothing.
-    pub dry_run: bool,
-}
-
-impl Default for GcOptions {
-    fn default() -> Self {
-        Self {
-            repack_dead_fraction: 0.10,
-            lock_timeout: Duration::ZERO,
-            extra_roots: Vec::new(),
-            dry_run: false,
-        }
-    }
-}
-
-impl GcOptions {
-    /// Rewrites packs whose dead share exceeds `fraction`.
-    #[must_use]
-    pub fn repack_dead_fraction(mut self, fraction: f64) -> Self {
-        self.repack_dead_fraction = fraction;
-        self
-    }
-
-    /// Waits this long for other processes to close the store.
-    #[must_use]
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// Keeps these further roots and all they reach.
-    #[must_use]
-    pub fn extra_roots(mut self, roots: Vec<ChunkId>) -> Self {
-        self.extra_roots = roots;
-        self
-    }
-
-    /// Only works out what would be freed; changes nothing.
-    #[must_use]
-    pub fn dry_run(mut self, dry_run: bool) -> Self {
-        self.dry_run = dry_run;
-        self
-    }
-}
 
 /// What garbage collection did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -192,13 +129,20 @@ fn plan(
 /// Garbage collection (on a handle opened while the lock is held exclusively)
 impl Store {
     /// Deletes and rewrites packs so that only chunks in `live` remain (plus
-    /// the dead chunks of packs under the repack threshold).
-    pub(crate) fn sweep(&self, live: &HashSet<ChunkId>, options: &GcOptions) -> Result<GcReport> {
+    /// the dead chunks of packs whose dead share is at most
+    /// `repack_dead_fraction`). With `dry_run`, only works out what would be
+    /// freed.
+    pub(crate) fn sweep(
+        &self,
+        live: &HashSet<ChunkId>,
+        repack_dead_fraction: f64,
+        dry_run: bool,
+    ) -> Result<GcReport> {
         let mut report = GcReport {
             live_chunks: live.len() as u64,
             ..GcReport::default()
         };
-        self.adopt_orphans(live, options.dry_run, &mut report)?;
+        self.adopt_orphans(live, dry_run, &mut report)?;
         let packs = self.committed_packs();
 
         // Each live chunk is kept in one pack; copies elsewhere are dead.
@@ -213,7 +157,7 @@ impl Store {
         }
         report.live_missing = live.len().saturating_sub(owner.len()) as u64;
 
-        let plans = plan(&packs, &owner, options.repack_dead_fraction)?;
+        let plans = plan(&packs, &owner, repack_dead_fraction)?;
         report.bytes_before = plans.iter().map(|p| p.size).sum();
 
         let mut doomed = Vec::new();
@@ -223,7 +167,7 @@ impl Store {
                 Plan::Keep => continue,
                 Plan::Delete => report.packs_deleted += 1,
                 Plan::Repack => {
-                    if options.dry_run {
+                    if dry_run {
                         report.packs_repacked += 1;
                     } else if let Err(reason) = copy_live(&mut repacker, pack, pi, &owner)? {
                         report.packs_skipped.push((pack.path.clone(), reason));
@@ -243,7 +187,7 @@ impl Store {
             doomed.push(pi);
         }
 
-        if options.dry_run {
+        if dry_run {
             // Estimate: a rewritten pack shrinks by its dead share.
             for &pi in &doomed {
                 let p = &plans[pi];

@@ -53,8 +53,7 @@ use self::mmap::Mapped;
 
 pub use self::copy::CopyReport;
 pub use self::read::ChunkReader;
-pub use self::refs::TagName;
-pub(crate) use self::refs::parse_pins;
+pub(crate) use self::refs::is_ref_part;
 pub use self::stats::{PackStats, StoreStats};
 
 /// Bytes of decompressed frames kept for reads.

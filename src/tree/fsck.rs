@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::digest::{ChunkId, ImageId};
 use crate::error::Result;
-use crate::store::{Store, TagName};
-use crate::tree::gc::{Root, Walk, roots};
+use crate::store::Store;
+use crate::tree::TagName;
+use crate::tree::reach::{Root, Walk, roots};
 
 /// How [`Store::fsck`] works.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -295,7 +296,8 @@ fn sort_orphans(
 #[cfg(test)]
 mod tests {
     use crate::digest::ChunkId;
-    use crate::store::{Store, TagName};
+    use crate::store::Store;
+    use crate::tree::TagName;
     use crate::tree::codec::{self, ObjectKind};
     use crate::tree::directory::{Child, Node};
     use crate::tree::{

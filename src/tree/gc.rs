@@ -1,303 +1,76 @@
-//! Garbage collection, the tree's half: marking. From the roots (tags, build
-//! cache entries, pinned objects) through images to their layers and tree, and
-//! from layers and trees to every chunk of every file; the objects' own chunks
-//! are live too. The store's half (`store::gc`) deletes and rewrites packs.
+//! Garbage collection: [`Store::gc`] and its options. The tree's half marks
+//! what the roots reach (`tree::reach`, shared with fsck); the store's half
+//! (`store::gc`) deletes and rewrites packs given that live set.
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
-use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
+use crate::digest::ChunkId;
 use crate::error::{Error, Result};
-use crate::store::chunk_list::ChunkList;
-use crate::store::gc::{GcOptions, GcReport};
-use crate::store::{Store, TagName, layout};
-use crate::tree::codec;
-use crate::tree::directory::{MAX_DEPTH, Node};
-use crate::tree::entry::{Entry, EntryKind};
-use crate::tree::layer::{self, StoredLayer};
+use crate::store::Store;
+use crate::store::gc::GcReport;
+use crate::tree::reach::{Root, Walk, roots};
 
-/// What is wrong below an object: how many chunk references are missing or
-/// unreadable, and the first problem met.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Damage {
-    pub(crate) missing: u64,
-    pub(crate) first: Option<String>,
+/// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct GcOptions {
+    /// A pack whose dead share (of its chunks' stored bytes, a chunk's share
+    /// of a frame it shares counted pro rata) exceeds this is rewritten with
+    /// only its live chunks. Default 0.10, the figure
+    /// borg and restic use; `1.0` never rewrites, `0.0` rewrites every pack
+    /// with any dead chunk.
+    pub repack_dead_fraction: f64,
+    /// How long to wait for other processes to close the store before giving
+    /// up with [`Error::Locked`]. Default zero: one attempt.
+    pub lock_timeout: Duration,
+    /// Further roots kept with everything they reach: an image, layer or
+    /// snapshot id (as a `ChunkId`) keeps that object and what it names; any
+    /// other chunk id keeps that chunk. For pinned objects (containers'
+    /// bases, say) that no tag names.
+    pub extra_roots: Vec<ChunkId>,
+    /// Only work out what would be freed; change nothing.
+    pub dry_run: bool,
 }
 
-impl Damage {
-    fn add(&mut self, other: &Damage) {
-        self.missing += other.missing;
-        if self.first.is_none() {
-            self.first.clone_from(&other.first);
-        }
-    }
-
-    pub(crate) fn is_clean(&self) -> bool {
-        self.missing == 0 && self.first.is_none()
-    }
-}
-
-/// A walk from roots to chunks, marking what it reaches.
-pub(crate) struct Walk<'a> {
-    store: &'a Store,
-    /// Every chunk reached, objects included.
-    pub(crate) live: HashSet<ChunkId>,
-    objects: HashMap<ChunkId, Damage>,
-    /// The hard links found beneath each directory object walked.
-    links: HashMap<ChunkId, u64>,
-    /// `None` (gc): an object that does not read is an error, and file chunks
-    /// are not looked up. `Some` (fsck): objects that do not read, and file
-    /// chunks that are missing or in this set of unreadable ones, are counted
-    /// as damage.
-    checking: Option<&'a HashSet<ChunkId>>,
-}
-
-impl<'a> Walk<'a> {
-    pub(crate) fn new(store: &'a Store, checking: Option<&'a HashSet<ChunkId>>) -> Self {
+impl Default for GcOptions {
+    fn default() -> Self {
         Self {
-            store,
-            live: HashSet::new(),
-            objects: HashMap::new(),
-            links: HashMap::new(),
-            checking,
-        }
-    }
-
-    /// Reads an object, or turns its error into damage (when checking).
-    fn read<T>(
-        &mut self,
-        id: ChunkId,
-        kind: &str,
-        read: impl FnOnce(&Store) -> Result<T>,
-    ) -> Result<Result<T, Damage>> {
-        self.live.insert(id);
-        match read(self.store) {
-            Ok(object) => Ok(Ok(object)),
-            Err(err) if self.checking.is_some() => Ok(Err(Damage {
-                missing: 1,
-                first: Some(format!("{kind} {id}: {err}")),
-            })),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Marks image `id` and everything it names.
-    pub(crate) fn image(&mut self, id: ImageId) -> Result<Damage> {
-        let key = ChunkId::from_bytes(*id.as_bytes());
-        if let Some(done) = self.objects.get(&key) {
-            return Ok(done.clone());
-        }
-        let damage = match self.read(key, "image", |s| s.image(&id))? {
-            Err(damage) => damage,
-            Ok(image) => {
-                let mut damage = Damage::default();
-                for layer in image.layers() {
-                    damage.add(&self.layer(*layer)?);
-                }
-                damage.add(&self.snapshot(image.rootfs())?);
-                damage
-            }
-        };
-        self.objects.insert(key, damage.clone());
-        Ok(damage)
-    }
-
-    /// Marks layer `id` and the chunks of its files.
-    pub(crate) fn layer(&mut self, id: LayerId) -> Result<Damage> {
-        let key = ChunkId::from_bytes(*id.as_bytes());
-        if let Some(done) = self.objects.get(&key) {
-            return Ok(done.clone());
-        }
-        let read = |s: &Store| layer::decode_stored(&s.object("layer", *id.as_bytes())?);
-        let damage = match self.read(key, "layer", read)? {
-            Err(damage) => damage,
-            Ok(StoredLayer::Flat(layer)) => self.entries(layer.upserts(), "layer", key),
-            // A layer of a whole tree keeps the tree.
-            Ok(StoredLayer::OfTree(tree)) => self.snapshot(tree)?,
-        };
-        self.objects.insert(key, damage.clone());
-        Ok(damage)
-    }
-
-    /// Marks snapshot `id`: its directory objects and the chunks of its
-    /// files.
-    pub(crate) fn snapshot(&mut self, id: SnapshotId) -> Result<Damage> {
-        self.directory(ChunkId::from_bytes(*id.as_bytes()), 0)
-    }
-
-    /// Marks directory object `key`, `depth` directories below a root, and
-    /// everything beneath it; a directory met again (in another tree, or
-    /// twice in one) is not read again.
-    fn directory(&mut self, key: ChunkId, depth: usize) -> Result<Damage> {
-        if let Some(done) = self.objects.get(&key) {
-            return Ok(done.clone());
-        }
-        if depth > MAX_DEPTH {
-            let reason = format!("directory {key}: more than {MAX_DEPTH} directories deep");
-            return match self.checking {
-                Some(_) => Ok(Damage {
-                    missing: 1,
-                    first: Some(reason),
-                }),
-                None => Err(Error::Malformed {
-                    what: "directory",
-                    reason,
-                }),
-            };
-        }
-        let damage = match self.read(key, "directory", |s| s.directory(&key))? {
-            Err(damage) => damage,
-            Ok(dir) => {
-                let mut damage = Damage::default();
-                let mut links = 0u64;
-                for child in &dir.children {
-                    let name = crate::tree::path::escape(&child.name);
-                    match &child.node {
-                        Node::Dir(id, declared) => {
-                            let id = ChunkId::from_bytes(*id);
-                            damage.add(&self.directory(id, depth + 1)?);
-                            let Some(&found) = self.links.get(&id) else {
-                                continue;
-                            };
-                            links = links.saturating_add(found);
-                            // A wrong count would let a change elsewhere
-                            // leave a link dangling unseen.
-                            if found != *declared && self.checking.is_some() {
-                                damage.missing += 1;
-                                damage.first.get_or_insert_with(|| {
-                                    format!(
-                                        "directory {key}: '{name}' is said to hold {declared} \
-                                         hard links, holds {found}"
-                                    )
-                                });
-                            }
-                        }
-                        Node::Leaf(EntryKind::File { chunks, .. }, _) => {
-                            self.chunks(chunks, &name, "directory", key, &mut damage);
-                        }
-                        Node::Leaf(kind, _) => {
-                            links += u64::from(matches!(kind, EntryKind::Hardlink { .. }));
-                        }
-                    }
-                }
-                self.links.insert(key, links);
-                damage
-            }
-        };
-        self.objects.insert(key, damage.clone());
-        Ok(damage)
-    }
-
-    fn entries(&mut self, entries: &[Entry], kind: &str, object: ChunkId) -> Damage {
-        let mut damage = Damage::default();
-        for entry in entries {
-            if let EntryKind::File { chunks, .. } = &entry.kind {
-                let path = entry.path.to_string();
-                self.chunks(chunks, &path, kind, object, &mut damage);
-            }
-        }
-        damage
-    }
-
-    /// Marks the chunks of the file at `path` of `object` (when checking, a
-    /// missing or unreadable one is damage).
-    fn chunks(
-        &mut self,
-        chunks: &ChunkList,
-        path: &str,
-        kind: &str,
-        object: ChunkId,
-        damage: &mut Damage,
-    ) {
-        for chunk in chunks.chunks() {
-            self.live.insert(chunk.id);
-            if let Some(unreadable) = self.checking
-                && (unreadable.contains(&chunk.id) || !self.store.contains(&chunk.id))
-            {
-                damage.missing += 1;
-                if damage.first.is_none() {
-                    damage.first = Some(format!(
-                        "file '{path}' of {kind} {object}: chunk {} is missing or damaged",
-                        chunk.id
-                    ));
-                }
-            }
-        }
-    }
-
-    /// Marks a pinned id: an object (followed) or a plain chunk.
-    pub(crate) fn pinned(&mut self, id: ChunkId) -> Result<Damage> {
-        let bytes = match self.read(id, "pinned chunk", |s| s.read_chunk(&id))? {
-            Ok(bytes) => bytes,
-            Err(damage) => return Ok(damage),
-        };
-        let kind = match bytes.get(..5) {
-            Some(head) if head[..4] == codec::MAGIC => head[4],
-            _ => return Ok(Damage::default()),
-        };
-        let raw = *id.as_bytes();
-        match kind {
-            k if k == codec::ObjectKind::Image as u8 => self.image(ImageId::from_bytes(raw)),
-            k if k == codec::ObjectKind::Layer as u8
-                || k == codec::ObjectKind::LayerOfTree as u8 =>
-            {
-                self.layer(LayerId::from_bytes(raw))
-            }
-            k if k == codec::ObjectKind::Directory as u8 => {
-                self.snapshot(SnapshotId::from_bytes(raw))
-            }
-            _ => Ok(Damage::default()),
+            repack_dead_fraction: 0.10,
+            lock_timeout: Duration::ZERO,
+            extra_roots: Vec::new(),
+            dry_run: false,
         }
     }
 }
 
-/// A root: a ref file and what it names.
-pub(crate) enum Root {
-    Tag(TagName, ImageId),
-    /// A build-cache entry: the image (or, in stores of earlier builds, the
-    /// layer) a step made.
-    Cache(ChunkId),
-    /// A pin (`refs/<group>/<name>`): ids kept with what they reach.
-    Pinned(Vec<ChunkId>),
-}
+impl GcOptions {
+    /// Rewrites packs whose dead share exceeds `fraction`.
+    #[must_use]
+    pub fn repack_dead_fraction(mut self, fraction: f64) -> Self {
+        self.repack_dead_fraction = fraction;
+        self
+    }
 
-/// The refs of the store: every tag and build-cache entry, each with its
-/// file; refs that do not parse come back as `Err` with the reason.
-pub(crate) fn roots(store: &Store) -> Result<Vec<(std::path::PathBuf, Result<Root, String>)>> {
-    let mut out = Vec::new();
-    let tags_dir = layout::ref_group(store.path(), layout::TAGS);
-    for file in store.list_refs(layout::TAGS)? {
-        let path = tags_dir.join(&file);
-        let root = match TagName::from_file_name(&file) {
-            None => Err("the file name is not a tag".to_owned()),
-            Some(name) => parse_ref(store, layout::TAGS, &file).map(|id| Root::Tag(name, id)),
-        };
-        out.push((path, root));
+    /// Waits this long for other processes to close the store.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
-    let cache_dir = layout::ref_group(store.path(), layout::CACHE_ENTRIES);
-    for file in store.list_refs(layout::CACHE_ENTRIES)? {
-        let root = parse_ref(store, layout::CACHE_ENTRIES, &file).map(Root::Cache);
-        out.push((cache_dir.join(&file), root));
-    }
-    for group in store.pin_groups()? {
-        let dir = layout::ref_group(store.path(), &group);
-        for file in store.list_refs(&group)? {
-            let root = match store.read_ref(&group, &file) {
-                Ok(Some(text)) => crate::store::parse_pins(&text).map(Root::Pinned),
-                Ok(None) => Err("the ref vanished".to_owned()),
-                Err(err) => Err(err.to_string()),
-            };
-            out.push((dir.join(&file), root));
-        }
-    }
-    Ok(out)
-}
 
-fn parse_ref<T: std::str::FromStr>(store: &Store, kind: &str, file: &str) -> Result<T, String> {
-    match store.read_ref(kind, file) {
-        Ok(Some(text)) => text.parse().map_err(|_| format!("'{text}' is not an id")),
-        Ok(None) => Err("the ref vanished".to_owned()),
-        Err(err) => Err(err.to_string()),
+    /// Keeps these further roots and all they reach.
+    #[must_use]
+    pub fn extra_roots(mut self, roots: Vec<ChunkId>) -> Self {
+        self.extra_roots = roots;
+        self
+    }
+
+    /// Only works out what would be freed; changes nothing.
+    #[must_use]
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
     }
 }
 
@@ -354,7 +127,7 @@ impl Store {
         if !options.dry_run {
             exclusive.clean_tmp()?;
         }
-        let report = work.sweep(&walk.live, options)?;
+        let report = work.sweep(&walk.live, options.repack_dead_fraction, options.dry_run)?;
         drop(work);
         drop(exclusive);
         Ok(report)

@@ -19,6 +19,8 @@ pub(crate) mod image;
 pub(crate) mod layer;
 mod objects;
 pub(crate) mod path;
+pub(crate) mod reach;
+pub(crate) mod refs;
 pub(crate) mod scan;
 pub(crate) mod snapshot;
 pub(crate) mod stored;
@@ -29,9 +31,11 @@ pub use self::{
     diff::{Change, ChangeKind},
     entry::{Entry, EntryKind, Metadata, Timestamp},
     fsck::{AffectedImage, FsckOptions, FsckReport, Problem},
+    gc::GcOptions,
     image::{History, Image, ImageConfig},
     layer::{Layer, flatten},
     path::TreePath,
+    refs::TagName,
     scan::{ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind},
     snapshot::{Children, Snapshot},
     stored::StoredTree,

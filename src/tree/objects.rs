@@ -7,7 +7,8 @@ use rayon::prelude::*;
 
 use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::error::{Error, Result};
-use crate::store::{Store, TagName};
+use crate::store::Store;
+use crate::tree::TagName;
 use crate::tree::directory::{self, Directory};
 use crate::tree::entry::Entry;
 use crate::tree::image::{History, Image, ImageConfig};

@@ -13,8 +13,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::digest::{ChunkId, ImageId, SnapshotId};
 use crate::error::Result;
+use crate::store::Store;
 use crate::store::copy::CopyReport;
-use crate::store::{Store, TagName};
+use crate::tree::TagName;
 use crate::tree::entry::{Entry, EntryKind};
 use crate::tree::layer::{self, StoredLayer};
 

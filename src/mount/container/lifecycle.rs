@@ -12,8 +12,7 @@ use crate::digest::ImageId;
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
 use crate::mount::{BaseTree, Usage, ViewFiles};
-use crate::store::TagName;
-use crate::tree::{History, Timestamp};
+use crate::tree::{History, TagName, Timestamp};
 
 /// The lifecycle
 impl Containers<'_> {

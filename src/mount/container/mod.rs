@@ -27,8 +27,8 @@ use super::{BaseTree, MountBackend, ViewSpec};
 use crate::digest::{ChunkId, ImageId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
-use crate::store::{Store, TagName, layout};
-use crate::tree::Timestamp;
+use crate::store::{Store, layout};
+use crate::tree::{TagName, Timestamp};
 
 /// The pin group holding each container's parent and last committed image.
 const PIN_GROUP: &str = layout::CONTAINER_PINS;
