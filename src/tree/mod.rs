@@ -42,6 +42,6 @@ pub use self::{
     sync::{SyncOptions, SyncReport},
 };
 
-// The stat cache's format lives with the scan; the overlay backend reaches
-// its `cache_path` through here.
-pub(crate) use self::scan::statcache;
+// The stat cache's format lives with the scan; other strata reach what
+// they need of it through here.
+pub(crate) use self::scan::statcache::forget as forget_stat_cache;

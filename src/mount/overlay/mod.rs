@@ -30,7 +30,6 @@ pub(crate) mod upper;
 
 use std::collections::HashSet;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -293,10 +292,7 @@ impl MountBackend for OverlayBackend {
         self.unmount(store, view)?;
         let upper = upper_dir(view);
         // The scan's stat cache of the upper directory goes with it.
-        if let Ok(canonical) = std::fs::canonicalize(&upper) {
-            let cache = crate::tree::statcache::cache_path(store, canonical.as_os_str().as_bytes());
-            let _ = std::fs::remove_file(cache);
-        }
+        crate::tree::forget_stat_cache(store, &upper);
         for dir in [upper, view.state.join(WORK), view.state.join(".upper-tmp")] {
             remove_tree(&dir)?;
         }

@@ -60,7 +60,7 @@ impl Scan<'_> {
 
     /// The previous scan's entry of the regular file at `path` whose `lstat`
     /// was `st` (its chunks and xattrs), from the stat cache, if it may be
-    /// trusted for that file (see [`crate::tree::statcache`]): then neither
+    /// trusted for that file (see [`crate::tree::scan::statcache`]): then neither
     /// its content nor its xattrs are read.
     pub(super) fn lookup_cache(
         &self,

@@ -51,6 +51,7 @@
 //! read, as when chunks are missing.
 
 use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -172,6 +173,15 @@ impl std::fmt::Display for LoadError {
 /// Where the stat cache of the directory whose canonical path is `root` lives.
 pub(crate) fn cache_path(store: &Store, root: &[u8]) -> PathBuf {
     layout::stat_cache(store.path()).join(blake3::hash(root).to_hex().as_str())
+}
+
+/// Deletes the stat cache of the scanned directory `dir`, if there is one:
+/// for callers that delete a directory they had scanned. Best effort: a
+/// cache left behind costs disk space, never a wrong answer.
+pub(crate) fn forget(store: &Store, dir: &Path) {
+    if let Ok(canonical) = std::fs::canonicalize(dir) {
+        let _ = std::fs::remove_file(cache_path(store, canonical.as_os_str().as_bytes()));
+    }
 }
 
 /// The records of a snapshot's entries, built in its order.
