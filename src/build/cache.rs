@@ -111,7 +111,7 @@ impl Store {
     /// [`Error::Io`] naming the ref file.
     pub fn set_cache_entry(&self, key: &str, image: &ImageId) -> Result<()> {
         check_cache_key(key)?;
-        let names = [ChunkId::from_bytes(*image.as_bytes())];
+        let names = [ChunkId::from(*image)];
         self.write_ref(layout::CACHE_ENTRIES, key, &image.to_string(), &names)
     }
 

@@ -139,7 +139,7 @@ impl Store {
     /// [`Error::Io`] naming the ref file if it cannot be written, or the pack
     /// if the flush fails.
     pub fn set_tag(&self, name: &TagName, image: &ImageId) -> Result<()> {
-        let names = [ChunkId::from_bytes(*image.as_bytes())];
+        let names = [ChunkId::from(*image)];
         self.write_ref(layout::TAGS, &name.file_name(), &image.to_string(), &names)
     }
 
