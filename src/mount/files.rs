@@ -1,5 +1,5 @@
 //! [`ViewFiles`] over a directory: the file access of every backend that
-//! shows its view as a directory (`copy`, `overlay`, `fuse`). Every path is
+//! shows its view as a directory (`copy`, `overlay`). Every path is
 //! resolved beneath the directory without following a symbolic link.
 
 use std::io::{self, Write};

@@ -108,7 +108,7 @@ pub struct ViewSpec<'a> {
 /// API.
 pub trait MountBackend: Send + Sync {
     /// The backend's name, recorded in each container's state and used on
-    /// the command line (`overlay`, `copy`, `memory`, `fuse`). Unique among
+    /// the command line (`overlay`, `copy`, `memory`: the built-in ones). Unique among
     /// the backends of one [`Containers`].
     fn name(&self) -> &'static str;
 

@@ -1,12 +1,17 @@
-//! The tree model: entries, snapshots, layers, images.
+//! The tree model and its stored form: entries, snapshots, layers, images.
 //!
-//! Everything here but checkout is pure and in memory: paths ([`TreePath`]), entries
-//! ([`Entry`]), whole trees ([`Snapshot`]), change sets ([`Layer`]) and the
-//! algebra between them (`diff`, `apply`, `flatten`, `changes`); and the two
-//! parts that touch a filesystem: [`Store::scan`](crate::Store::scan), which
-//! walks a directory into a snapshot, storing file contents in the store, and
-//! [`Store::checkout`](crate::Store::checkout), which writes a snapshot out as a
-//! directory tree.
+//! In memory, with no I/O: paths ([`TreePath`]), entries ([`Entry`]), whole
+//! trees ([`Snapshot`]), change sets ([`Layer`]), images ([`Image`]) and the
+//! algebra between them (`diff`, `apply`, `flatten`, `changes`), and their
+//! encodings (`codec`, `directory`).
+//!
+//! Over the store, reading and writing it: objects stored and read back
+//! (`objects`, `stored`); tags and pins (`refs`); `Store::scan`, which walks a
+//! directory into a snapshot, storing file contents, with its stat cache
+//! (`scan`); `Store::checkout`, which writes a snapshot out as a directory
+//! tree (`checkout`); `Store::sync_image` between stores (`sync`); and the
+//! tree's halves of `Store::gc` and `Store::fsck` (`gc`, `fsck`), with the
+//! walk from the roots that marks what they reach, used by both (`reach`).
 
 pub(crate) mod checkout;
 pub(crate) mod codec;
