@@ -1,53 +1,11 @@
 //! Entry points for the fuzz targets in `fuzz/`: each feeds raw bytes to one
-//! reader of on-disk data. Not part of the API; hidden from the docs.
+//! reader of on-disk data. Not part of the API; hidden from the docs, and
+//! compiled only with the test-only feature `fuzzing`.
 //!
 //! Each function must return (never panic, never allocate without bound)
 //! whatever the input.
 
-use crate::store::{config::Config, frame, index::Index, pack};
-
-/// Parses a store `config` file.
-pub fn config(bytes: &[u8]) {
-    if let Ok(config) = Config::parse(bytes) {
-        // What parses renders back to something that parses the same.
-        assert_eq!(Config::parse(config.render().as_bytes()).ok(), Some(config));
-    }
-}
-
-/// Opens a pack index, looks up and checks every record, verifies it.
-pub fn index(bytes: &[u8]) {
-    let Ok(index) = Index::new(bytes) else {
-        return;
-    };
-    for i in 0..index.len() {
-        let id = index.id_at(i);
-        let _ = index.find(&id);
-        if let Some(loc) = index.location_at(i) {
-            let _ = loc.check(1 << 30);
-        }
-    }
-    let _ = index.verify();
-}
-
-/// Parses a frame header and decodes the payload that follows it.
-pub fn frame(bytes: &[u8]) {
-    let Ok(header) = frame::FrameHeader::parse(bytes) else {
-        return;
-    };
-    let payload = bytes.get(header.encoded_len()..).unwrap_or_default();
-    let payload = payload.get(..header.stored_len as usize).unwrap_or(payload);
-    if let Ok(raw) = frame::decode_payload(header.codec, payload, header.raw_len) {
-        assert_eq!(raw.len(), header.raw_len as usize);
-    }
-}
-
-/// Walks the frames of a whole pack, as an index rebuild does.
-pub fn pack(bytes: &[u8]) {
-    let (records, _) = pack::scan(bytes);
-    for (_, loc) in records {
-        assert!(loc.check(bytes.len() as u64).is_ok());
-    }
-}
+pub use crate::store::fuzzing::{config, frame, index, pack};
 
 /// Decodes a snapshot; what decodes re-encodes to the same bytes (one tree,
 /// one encoding, one id).

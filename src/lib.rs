@@ -38,6 +38,7 @@ pub mod build;
 mod digest;
 mod error;
 mod fsutil;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mount;
@@ -55,10 +56,8 @@ pub use crate::{
     digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     error::{Error, ErrorKind, Result},
     store::{
-        ChunkReader, CopyReport, PackStats, Store, StoreStats,
+        ChunkReader, CopyReport, GcReport, PackStats, Store, StoreOptions, StoreStats,
         chunk_list::{ChunkList, ChunkRef},
-        config::StoreOptions,
-        gc::GcReport,
     },
     tree::{
         AffectedImage, Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry,

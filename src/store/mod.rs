@@ -16,16 +16,18 @@
 mod cache;
 pub(crate) mod chunk_list;
 mod chunker;
-pub(crate) mod config;
-pub(crate) mod copy;
-pub(crate) mod frame;
-pub(crate) mod fsck;
-pub(crate) mod gc;
-pub(crate) mod index;
+mod config;
+mod copy;
+mod frame;
+mod fsck;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
+mod gc;
+mod index;
 pub(crate) mod layout;
 mod lock;
 mod mmap;
-pub(crate) mod pack;
+mod pack;
 mod read;
 mod refs;
 mod stats;
@@ -51,7 +53,9 @@ use self::config::{Config, ConfigError, StoreOptions};
 use self::index::{Index, Location};
 use self::mmap::Mapped;
 
+pub use self::config::StoreOptions;
 pub use self::copy::CopyReport;
+pub use self::gc::GcReport;
 pub use self::read::ChunkReader;
 pub(crate) use self::refs::is_ref_part;
 pub use self::stats::{PackStats, StoreStats};

@@ -511,7 +511,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
-    use crate::store::config::StoreOptions;
+    use crate::store::StoreOptions;
     use crate::tree::entry::Timestamp;
 
     fn p(s: &str) -> TreePath {

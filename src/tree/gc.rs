@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use crate::digest::ChunkId;
 use crate::error::{Error, Result};
-use crate::store::Store;
-use crate::store::gc::GcReport;
+use crate::store::{GcReport, Store};
 use crate::tree::reach::{Root, Walk, roots};
 
 /// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::digest::{ChunkId, ImageId, SnapshotId};
 use crate::error::Result;
+use crate::store::CopyReport;
 use crate::store::Store;
-use crate::store::copy::CopyReport;
 use crate::tree::TagName;
 use crate::tree::entry::{Entry, EntryKind};
 use crate::tree::layer::{self, StoredLayer};

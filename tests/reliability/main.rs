@@ -1,6 +1,6 @@
-//! Reliability: garbage collection, fsck and repair, gc killed mid-way, and
+//! Reliability: garbage collection, fsck and repair, gc killed mid-way,
 //! (feature `fault-injection`) write faults in commit, gc, repair and
-//! checkout. One binary.
+//! checkout, and (feature `fuzzing`) the fuzz inputs replayed. One binary.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,6 +14,7 @@ mod faults_gc;
 #[cfg(feature = "fault-injection")]
 mod faults_repair;
 mod fsck;
+#[cfg(feature = "fuzzing")]
 mod fuzz_regressions;
 mod gc;
 #[cfg(feature = "fault-injection")]

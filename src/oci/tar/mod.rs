@@ -25,7 +25,9 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::read::{fuzz_read_layer_tar, read_layer_tar};
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::read::fuzz_read_layer_tar;
+pub(crate) use self::read::read_layer_tar;
 pub(crate) use self::write::write_layer_tar;
 
 use crate::error::Error;

@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::{OPAQUE, WHITEOUT, oci_err, parse_pax_time};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsutil::device;
 use crate::store::chunk_list::ChunkList;
 use crate::tree::{Entry, EntryKind, Layer, Metadata, Snapshot, Timestamp, TreePath};
@@ -376,12 +376,13 @@ fn add_missing_parents(
 }
 
 /// Reads a layer tar with file contents hashed but not stored: for fuzzing.
+#[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_read_layer_tar(data: &[u8]) -> Result<Layer> {
     let mut put = |r: &mut dyn Read, _: &Path| -> Result<ChunkList> {
         let mut buf = Vec::new();
         r.take(1 << 24)
             .read_to_end(&mut buf)
-            .map_err(|e| Error::io("read", "fuzz input", e))?;
+            .map_err(|e| crate::error::Error::io("read", "fuzz input", e))?;
         Ok(ChunkList::of(&buf))
     };
     read_layer_tar(data, &Snapshot::empty(), &mut put, "fuzz input")

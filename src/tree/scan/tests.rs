@@ -13,8 +13,8 @@ use super::stat::{dev, file_stat, ino};
 use super::statcache::{self, CacheFile};
 use super::walk::{Found, Listed, PendingDir};
 use super::*;
+use crate::store::StoreOptions;
 use crate::store::chunk_list::ChunkList;
-use crate::store::config::StoreOptions;
 use crate::tree::entry::{EntryKind, Metadata, Timestamp};
 
 struct Fixture {
