@@ -49,7 +49,7 @@ use crate::fsutil::durable;
 
 use self::cache::FrameCache;
 use self::chunker::Chunker;
-use self::config::{Config, ConfigError, StoreOptions};
+use self::config::{Config, ConfigError};
 use self::index::{Index, Location};
 use self::mmap::Mapped;
 
