@@ -157,16 +157,13 @@ fn blank(src: &str) -> String {
             } else {
                 None
             };
-            match end {
-                Some(end) => {
-                    let end = end.min(chars.len());
-                    keep_newlines(&mut out, &chars[i..end]);
-                    i = end;
-                }
-                None => {
-                    out.push(c);
-                    i += 1;
-                }
+            if let Some(end) = end {
+                let end = end.min(chars.len());
+                keep_newlines(&mut out, &chars[i..end]);
+                i = end;
+            } else {
+                out.push(c);
+                i += 1;
             }
         } else {
             out.push(c);
@@ -381,12 +378,12 @@ fn imports_of(
                     inline.pop();
                 }
             }
-            Tok::Ident(w) if w == "mod" => {
-                if matches!(toks.get(i + 1), Some((Tok::Ident(_), _)))
-                    && is_punct(&toks, i + 2, '{')
-                {
-                    inline.push(depth + 1);
-                }
+            Tok::Ident(w)
+                if w == "mod"
+                    && matches!(toks.get(i + 1), Some((Tok::Ident(_), _)))
+                    && is_punct(&toks, i + 2, '{') =>
+            {
+                inline.push(depth + 1);
             }
             Tok::Ident(w) if w == "crate" && is_path_sep(&toks, i + 1) => {
                 let after_dollar = i > 0 && is_punct(&toks, i - 1, '$');

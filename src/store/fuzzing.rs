@@ -5,6 +5,9 @@
 use super::{config::Config, frame, index::Index, pack};
 
 /// Parses a store `config` file.
+///
+/// # Panics
+/// When a config that parses does not render back to the same config: what the fuzzer looks for.
 pub fn config(bytes: &[u8]) {
     if let Ok(config) = Config::parse(bytes) {
         // What parses renders back to something that parses the same.
@@ -28,6 +31,9 @@ pub fn index(bytes: &[u8]) {
 }
 
 /// Parses a frame header and decodes the payload that follows it.
+///
+/// # Panics
+/// When a payload decodes to another length than its header says: what the fuzzer looks for.
 pub fn frame(bytes: &[u8]) {
     let Ok(header) = frame::FrameHeader::parse(bytes) else {
         return;
@@ -40,6 +46,9 @@ pub fn frame(bytes: &[u8]) {
 }
 
 /// Walks the frames of a whole pack, as an index rebuild does.
+///
+/// # Panics
+/// When a frame found lies outside the pack: what the fuzzer looks for.
 pub fn pack(bytes: &[u8]) {
     let (records, _) = pack::scan(bytes);
     for (_, loc) in records {
