@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::digest::ChunkId;
+use crate::id::ChunkId;
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,7 +20,7 @@ pub fn snapshot(bytes: &[u8]) {
             crate::tree::directory::encode_tree(&snapshot)
                 .into_iter()
                 .collect();
-        let root = crate::ChunkId::from_bytes(*snapshot.id().as_bytes());
+        let root = crate::ChunkId::from(snapshot.id());
         let load = |id: &crate::ChunkId| crate::tree::directory::Directory::decode(&objects[id]);
         let again = load(&root).and_then(|dir| crate::tree::directory::assemble(dir, &load));
         assert!(
@@ -36,7 +36,7 @@ pub fn snapshot(bytes: &[u8]) {
 /// are that empty directory, the snapshot stores under this object's id.
 pub fn directory(bytes: &[u8]) {
     use crate::tree::codec::{ObjectKind, encode};
-    use crate::tree::directory::{self, Directory, Node};
+    use crate::tree::directory::{self, ChildNode, Directory};
     let Ok(dir) = Directory::decode(bytes) else {
         return;
     };
@@ -52,7 +52,7 @@ pub fn directory(bytes: &[u8]) {
     let only_empty = dir
         .children
         .iter()
-        .all(|c| !matches!(c.node, Node::Dir(id, _) if id != *empty_id.as_bytes()));
+        .all(|c| !matches!(c.node, ChildNode::Dir(id, _) if id != *empty_id.as_bytes()));
     let load = |_: &crate::ChunkId| Ok(empty.clone());
     if let Ok(tree) = directory::assemble(dir, &load)
         && only_empty

@@ -35,12 +35,12 @@
 //! ```
 
 pub mod build;
-mod digest;
 mod error;
 mod fsutil;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod id;
 pub mod mount;
 pub mod oci;
 mod store;
@@ -53,8 +53,8 @@ mod tree;
 pub use crate::fsutil::fault;
 
 pub use crate::{
-    digest::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     error::{Error, ErrorKind, Result},
+    id::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     store::{
         ChunkReader, CopyReport, GcReport, PackStats, Store, StoreOptions, StoreStats,
         chunk_list::{ChunkList, ChunkRef},

@@ -3,7 +3,7 @@
 //! The strata, bottom to top (the one statement of the order; the project's
 //! architecture document will repeat it and point here):
 //!
-//! 0. the base: `error`, `digest`, `fsutil` (they may import each other),
+//! 0. the base: `error`, `id`, `fsutil` (they may import each other),
 //!    and `testing`, the unit tests' helpers (`cfg(test)`), which the tests
 //!    of every stratum use;
 //! 1. `store`: the chunk store (chunks, packs, indexes, refs as a generic
@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 /// The strata, bottom to top: a module may import from a module of a lower
 /// stratum, and, in the strata marked `true`, from its peers.
 const STRATA: &[(&[&str], bool)] = &[
-    (&["error", "digest", "fsutil", "testing"], true),
+    (&["error", "id", "fsutil", "testing"], true),
     (&["store"], false),
     (&["tree"], false),
     (&["mount", "oci"], false),
@@ -512,7 +512,7 @@ fn imports_point_down_the_strata() {
 #[test]
 fn the_parser_sees_what_it_must() {
     let src = r##"
-        use crate::{digest::ChunkId, tree::{Entry, Layer}};
+        use crate::{id::ChunkId, tree::{Entry, Layer}};
         // use crate::mount::Nothing;
         const S: &str = "crate::oci::not_code";
         const R: &str = r#"crate::build::neither"#;
@@ -523,7 +523,7 @@ fn the_parser_sees_what_it_must() {
         }
         fn g() { let _ = super::super::oci::x(); }
     "##;
-    let modules: BTreeSet<String> = ["digest", "tree", "store", "oci", "mount", "build"]
+    let modules: BTreeSet<String> = ["id", "tree", "store", "oci", "mount", "build"]
         .map(String::from)
         .into();
     let reexports = BTreeMap::from([("Store".to_owned(), "store".to_owned())]);
@@ -542,7 +542,7 @@ fn the_parser_sees_what_it_must() {
     assert_eq!(
         found,
         [
-            (2, "digest", "crate::digest"),
+            (2, "id", "crate::id"),
             (2, "tree", "crate::tree"),
             (6, "store", "crate::store"),
             (9, "store", "super::super::super::Store"),
@@ -552,7 +552,7 @@ fn the_parser_sees_what_it_must() {
     assert!(unresolved.is_empty(), "{unresolved:?}");
     assert_eq!(forbidden("mount", "oci"), Some("sideways, to a peer"));
     assert_eq!(forbidden("tree", "build"), Some("upward"));
-    assert_eq!(forbidden("error", "digest"), None);
+    assert_eq!(forbidden("error", "id"), None);
     assert_eq!(forbidden("build", "mount"), None);
     assert_eq!(forbidden("fuzzing", "build"), None);
     assert_eq!(

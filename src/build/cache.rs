@@ -13,8 +13,8 @@
 //! and device number: not its mtime, as `BuildKit` does, so touching a file is
 //! still a hit, and a chmod is a miss.
 
-use crate::digest::{ChunkId, ImageId};
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, ImageId};
 use crate::store::{Store, layout};
 use crate::tree::{Entry, EntryKind};
 

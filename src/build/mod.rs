@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use self::cache::Key;
 use self::containerfile::{Instruction, InstructionKind};
-use crate::digest::{ImageId, LayerId};
 use crate::error::{Error, Result};
+use crate::id::{ImageId, LayerId};
 use crate::store::Store;
 use crate::tree::TagName;
 use crate::tree::{History, Image, ImageConfig, ScanOptions, Snapshot};

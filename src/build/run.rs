@@ -16,9 +16,9 @@ use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::digest::ImageId;
 use crate::error::{Error, Result};
 use crate::fsutil::confine::ConfinedDir;
+use crate::id::ImageId;
 use crate::mount::{CommitOptions, Containers, OverlayBackend, PrepareOptions};
 use crate::store::Store;
 use crate::tree::ImageConfig;

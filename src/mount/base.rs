@@ -7,8 +7,8 @@
 
 use std::sync::OnceLock;
 
-use crate::digest::{ImageId, SnapshotId};
 use crate::error::Result;
+use crate::id::{ImageId, SnapshotId};
 use crate::store::Store;
 use crate::tree::{Entry, EntryKind, Snapshot, StoredTree, TreePath};
 

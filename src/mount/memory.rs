@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::files::read_only_error;
 use super::{MountBackend, Node, NodeKind, Usage, ViewFiles, ViewSpec};
-use crate::digest::{ChunkId, LayerId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
+use crate::id::{ChunkId, LayerId};
 use crate::store::Store;
 use crate::store::chunk_list::ChunkList;
 use crate::tree::{Entry, EntryKind, Layer, Metadata, Snapshot, Timestamp, TreePath};

@@ -39,8 +39,8 @@ mod rescan;
 
 use std::path::Path;
 
-use crate::digest::ImageId;
 use crate::error::Result;
+use crate::id::ImageId;
 use crate::store::Store;
 use crate::tree::{Layer, Metadata, TreePath};
 

@@ -26,9 +26,9 @@ use rayon::prelude::*;
 use rustix::fs::{FileType, Stat};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::SnapshotId;
 use crate::error::{Error, Result};
 use crate::fsutil::confine::ConfinedDir;
+use crate::id::SnapshotId;
 use crate::store::Store;
 use crate::tree::Children;
 use crate::tree::snapshot;

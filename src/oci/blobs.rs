@@ -14,10 +14,10 @@ use oci_spec::image::{
     Descriptor, Digest, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
 };
 
-use crate::digest::{ImageId, LayerId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
 use crate::fsutil::reflink::reflink_or_copy;
+use crate::id::{ImageId, LayerId};
 use crate::oci::cache::{ExportRecord, OciCache, file_matches};
 use crate::oci::compress::{Compression, ParallelCompressor};
 use crate::oci::config;

@@ -30,9 +30,9 @@ use std::io::Read as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::digest::{ChunkId, LayerId};
 use crate::error::Result;
 use crate::fsutil::durable;
+use crate::id::{ChunkId, LayerId};
 use crate::oci::compress::Compression;
 use crate::oci::digest::{chain_ids, sha256_hex};
 use crate::store::{Store, layout};
@@ -198,7 +198,7 @@ impl<'a> OciCache<'a> {
     /// The manifest last pushed for `image` (its bytes, checked against the
     /// digest stored beside them).
     #[cfg(feature = "registry")]
-    pub(crate) fn pushed(&self, image: &crate::digest::ImageId) -> Option<Vec<u8>> {
+    pub(crate) fn pushed(&self, image: &crate::id::ImageId) -> Option<Vec<u8>> {
         let bytes = self.read("pushed", &image.to_hex())?;
         let (digest, manifest) = bytes.split_at(bytes.iter().position(|&b| b == b'\n')?);
         let manifest = manifest.get(1..)?;
@@ -208,11 +208,7 @@ impl<'a> OciCache<'a> {
 
     /// Remembers the manifest pushed for `image`.
     #[cfg(feature = "registry")]
-    pub(crate) fn record_pushed(
-        &self,
-        image: &crate::digest::ImageId,
-        manifest: &[u8],
-    ) -> Result<()> {
+    pub(crate) fn record_pushed(&self, image: &crate::id::ImageId, manifest: &[u8]) -> Result<()> {
         let mut bytes = crate::oci::digest::sha256_digest(manifest).into_bytes();
         bytes.push(b'\n');
         bytes.extend_from_slice(manifest);
@@ -314,7 +310,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(dir.path().join("s"), &StoreOptions::default()).unwrap();
         let cache = OciCache::new(&store);
-        let image = crate::digest::ImageId::of(b"image");
+        let image = crate::id::ImageId::of(b"image");
         assert_eq!(cache.pushed(&image), None);
         cache.record_pushed(&image, b"{\"manifest\":1}").unwrap();
         assert_eq!(cache.pushed(&image).unwrap(), b"{\"manifest\":1}");

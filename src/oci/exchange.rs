@@ -11,8 +11,8 @@ use std::path::Path;
 
 use oci_spec::image::Descriptor;
 
-use crate::digest::ImageId;
 use crate::error::Result;
+use crate::id::ImageId;
 use crate::oci::blobs::{self, ExportOptions, ImportOptions, OciExport};
 use crate::oci::{layout, tar};
 use crate::store::Store;

@@ -9,9 +9,9 @@ use oci_spec::image::{
     ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, ImageManifestBuilder, MediaType,
 };
 
-use crate::digest::ImageId;
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
+use crate::id::ImageId;
 use crate::oci::blobs::{
     ExportOptions, ImportOptions, blob_file, descriptor, export_blobs, import_blobs, read_json_blob,
 };

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::ChunkId;
+use crate::id::ChunkId;
 
 /// One chunk of some content: its id and its uncompressed length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use super::Store;
-use crate::digest::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 
 /// What [`Store::copy_chunks_from`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

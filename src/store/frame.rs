@@ -16,7 +16,7 @@
 //! payload stored bytes
 //! ```
 
-use crate::digest::ChunkId;
+use crate::id::ChunkId;
 
 /// Frame magic.
 pub(crate) const FRAME_MAGIC: [u8; 4] = *b"LSFR";

@@ -15,9 +15,9 @@ use super::gc::Repacker;
 use super::index::{Index, Location};
 use super::verify::{self, PackPass};
 use super::{Store, index, layout, pack};
-use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
 use crate::fsutil::{durable, fault};
+use crate::id::{ChunkId, PackId};
 
 /// What checking the packs and indexes found (and repaired).
 #[derive(Debug, Default)]

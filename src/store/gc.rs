@@ -24,9 +24,9 @@ use super::index::Location;
 use super::pack::{self, PackWriter, ScannedFrame};
 use super::write::{GROUP_BELOW, GROUP_TARGET, PACK_TARGET};
 use super::{Pack, Store, frame, index, layout};
-use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
 use crate::fsutil::{durable, fault};
+use crate::id::{ChunkId, PackId};
 
 /// What garbage collection did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

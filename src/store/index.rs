@@ -26,7 +26,7 @@
 
 use std::ops::Deref;
 
-use crate::digest::ChunkId;
+use crate::id::ChunkId;
 use crate::store::frame::{Codec, MAX_FRAME_RAW};
 
 /// Index magic.

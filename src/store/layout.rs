@@ -39,7 +39,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::digest::PackId;
+use crate::id::PackId;
 
 /// The store's configuration file.
 pub(crate) const CONFIG: &str = "config";

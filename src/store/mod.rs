@@ -43,9 +43,9 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
 
-use crate::digest::{ChunkId, PackId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
+use crate::id::{ChunkId, PackId};
 
 use self::cache::FrameCache;
 use self::chunker::Chunker;

@@ -8,9 +8,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::digest::PackId;
 use crate::error::{Error, Result};
 use crate::fsutil::{durable, fault};
+use crate::id::PackId;
 use crate::store::frame::{self, EncodedFrame, FrameHeader};
 use crate::store::index::{Location, Record};
 
@@ -261,7 +261,7 @@ impl ScannedFrame {
             let chunk = raw
                 .get(at..at + *len as usize)
                 .ok_or("chunk outside its frame")?;
-            if crate::digest::ChunkId::of(chunk) != *id {
+            if crate::id::ChunkId::of(chunk) != *id {
                 return Err(format!("chunk {id} does not match its bytes"));
             }
             at += *len as usize;
@@ -366,7 +366,7 @@ pub(crate) fn scan(bytes: &[u8]) -> (Vec<Record>, Result<(), (u64, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::ChunkId;
+    use crate::id::ChunkId;
 
     #[test]
     fn write_finish_scan_read() {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::Store;
 use super::write::PendingChunk;
-use crate::digest::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::store::chunk_list::ChunkList;
 use crate::store::index::Location;
 use crate::store::pack;

@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 
 use super::{Store, layout};
-use crate::digest::ChunkId;
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
+use crate::id::ChunkId;
 
 /// The longest ref file read: longer ones are corrupt.
 const MAX_REF_LEN: usize = 4096;

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use super::Store;
-use crate::digest::PackId;
 use crate::error::{Error, Result};
+use crate::id::PackId;
 
 /// One pack's share of the store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,8 +21,8 @@ use blake3::hazmat::{
 use rayon::prelude::*;
 
 use super::pack::{self, ScannedFrame};
-use crate::digest::PackId;
 use crate::error::{Error, Result};
+use crate::id::PackId;
 
 /// Bytes of a pack hashed as one subtree and read by one task. A power of two
 /// multiple of [`blake3::CHUNK_LEN`] (what makes the pieces subtrees of the
@@ -173,7 +173,7 @@ fn check_piece(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::ChunkId;
+    use crate::id::ChunkId;
     use crate::store::frame::{self, Codec};
     use crate::store::pack::PackWriter;
 

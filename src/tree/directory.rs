@@ -23,8 +23,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{ChunkId, SnapshotId};
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, SnapshotId};
 use crate::tree::codec::{self, ObjectKind};
 use crate::tree::entry::{Entry, EntryKind, Metadata};
 use crate::tree::path::TreePath;
@@ -55,12 +55,12 @@ pub(crate) struct Child {
     /// The entry's name: one path component.
     pub(crate) name: Vec<u8>,
     /// What it is.
-    pub(crate) node: Node,
+    pub(crate) node: ChildNode,
 }
 
 /// A child directory by id, or any other entry in full.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Node {
+pub(crate) enum ChildNode {
     /// A subdirectory: the id of its object, and how many hard-link entries
     /// lie beneath it at any depth.
     Dir([u8; 32], u64),
@@ -68,21 +68,21 @@ pub(crate) enum Node {
     Leaf(EntryKind, Metadata),
 }
 
-impl Node {
+impl ChildNode {
     /// The object id of a subdirectory.
     pub(crate) fn dir_id(&self) -> Option<ChunkId> {
         match self {
-            Node::Dir(id, _) => Some(ChunkId::from_bytes(*id)),
-            Node::Leaf(..) => None,
+            ChildNode::Dir(id, _) => Some(ChunkId::from_bytes(*id)),
+            ChildNode::Leaf(..) => None,
         }
     }
 
     /// How many hard links this is or holds.
     pub(crate) fn links(&self) -> u64 {
         match self {
-            Node::Dir(_, links) => *links,
-            Node::Leaf(EntryKind::Hardlink { .. }, _) => 1,
-            Node::Leaf(..) => 0,
+            ChildNode::Dir(_, links) => *links,
+            ChildNode::Leaf(EntryKind::Hardlink { .. }, _) => 1,
+            ChildNode::Leaf(..) => 0,
         }
     }
 }
@@ -140,7 +140,7 @@ impl Directory {
                 )));
             }
             previous = Some(name);
-            if matches!(child.node, Node::Leaf(EntryKind::Dir, _)) {
+            if matches!(child.node, ChildNode::Leaf(EntryKind::Dir, _)) {
                 return Err(bad(format!(
                     "'{}' is a directory without an object",
                     crate::tree::path::escape(name)
@@ -167,8 +167,8 @@ impl Child {
     /// As [`Entry::check`].
     pub(crate) fn leaf_entry(&self, path: TreePath) -> Result<Option<Entry>> {
         match &self.node {
-            Node::Dir(..) => Ok(None),
-            Node::Leaf(kind, meta) => {
+            ChildNode::Dir(..) => Ok(None),
+            ChildNode::Leaf(kind, meta) => {
                 let entry = Entry::new(path, kind.clone(), meta.clone());
                 entry.check()?;
                 Ok(Some(entry))
@@ -415,11 +415,11 @@ pub(crate) fn expand(
         // `Directory::decode` checked that the name is one valid component.
         let path = top.path.join_name(&child.name);
         match child.node {
-            Node::Leaf(kind, meta) => {
+            ChildNode::Leaf(kind, meta) => {
                 top.links += u64::from(matches!(kind, EntryKind::Hardlink { .. }));
                 out.push(Entry::new(path, kind, meta));
             }
-            Node::Dir(id, declared) => {
+            ChildNode::Dir(id, declared) => {
                 if depth > MAX_DEPTH {
                     return Err(bad(format!(
                         "'{path}' is more than {MAX_DEPTH} directories deep"
@@ -519,7 +519,7 @@ mod tests {
         let objects: std::collections::HashMap<_, _> = encode_tree(&tree).into_iter().collect();
         let root_id = ChunkId::from(tree.id());
         let mut root = Directory::decode(&objects[&root_id]).unwrap();
-        if let Node::Dir(_, links) = &mut root.children[0].node {
+        if let ChildNode::Dir(_, links) = &mut root.children[0].node {
             *links += 1;
         }
         let load = |id: &ChunkId| Directory::decode(&objects[id]);
@@ -535,7 +535,7 @@ mod tests {
                 meta: Metadata::default(),
                 children: vec![Child {
                     name: name.to_vec(),
-                    node: Node::Leaf(EntryKind::Fifo, Metadata::default()),
+                    node: ChildNode::Leaf(EntryKind::Fifo, Metadata::default()),
                 }],
             };
             let bytes = codec::encode(ObjectKind::Directory, &dir);
@@ -547,7 +547,7 @@ mod tests {
                 .iter()
                 .map(|n| Child {
                     name: n.as_bytes().to_vec(),
-                    node: Node::Leaf(EntryKind::Fifo, Metadata::default()),
+                    node: ChildNode::Leaf(EntryKind::Fifo, Metadata::default()),
                 })
                 .collect(),
         };
@@ -557,7 +557,7 @@ mod tests {
             meta: Metadata::default(),
             children: vec![Child {
                 name: b"d".to_vec(),
-                node: Node::Leaf(EntryKind::Dir, Metadata::default()),
+                node: ChildNode::Leaf(EntryKind::Dir, Metadata::default()),
             }],
         };
         let bytes = codec::encode(ObjectKind::Directory, &leaf_dir);

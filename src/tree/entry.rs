@@ -236,7 +236,7 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::ChunkId;
+    use crate::id::ChunkId;
     use crate::store::chunk_list::ChunkRef;
 
     fn p(s: &str) -> TreePath {

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::digest::{ChunkId, ImageId};
 use crate::error::Result;
+use crate::id::{ChunkId, ImageId};
 use crate::store::Store;
 use crate::tree::TagName;
 use crate::tree::reach::{Root, Walk, roots};
@@ -295,11 +295,11 @@ fn sort_orphans(
 
 #[cfg(test)]
 mod tests {
-    use crate::digest::ChunkId;
+    use crate::id::ChunkId;
     use crate::store::Store;
     use crate::tree::TagName;
     use crate::tree::codec::{self, ObjectKind};
-    use crate::tree::directory::{Child, Node};
+    use crate::tree::directory::{Child, ChildNode};
     use crate::tree::{
         Entry, FsckOptions, History, Image, ImageConfig, Metadata, Snapshot, TreePath,
     };
@@ -324,25 +324,20 @@ mod tests {
         ])
         .unwrap();
         let good = store.put_snapshot(&tree).unwrap();
-        let root = store
-            .directory(&ChunkId::from_bytes(*good.as_bytes()))
-            .unwrap();
-        let Node::Dir(z, 1) = root.children[0].node else {
+        let root = store.directory(&ChunkId::from(good)).unwrap();
+        let ChildNode::Dir(z, 1) = root.children[0].node else {
             panic!("z holds one link: {root:?}");
         };
         let mut bad = root.clone();
         bad.children = vec![Child {
             name: b"z".to_vec(),
-            node: Node::Dir(z, 0),
+            node: ChildNode::Dir(z, 0),
         }];
         let bad = store
             .put_object(&codec::encode(ObjectKind::Directory, &bad))
             .unwrap();
         let layer = store.put_layer(&Snapshot::empty().diff(&tree)).unwrap();
-        for (name, rootfs) in [
-            ("good", good),
-            ("bad", crate::SnapshotId::from_bytes(*bad.as_bytes())),
-        ] {
+        for (name, rootfs) in [("good", good), ("bad", crate::SnapshotId::from(bad))] {
             let image = Image::new(
                 vec![layer],
                 rootfs,

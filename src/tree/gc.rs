@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::digest::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::store::{GcReport, Store};
 use crate::tree::reach::{Root, Walk, roots};
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{ImageId, LayerId, SnapshotId};
 use crate::error::{Error, Result};
+use crate::id::{ImageId, LayerId, SnapshotId};
 use crate::tree::codec::{self, ObjectKind};
 use crate::tree::entry::Timestamp;
 

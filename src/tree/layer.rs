@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 
-use crate::digest::{LayerId, SnapshotId};
 use crate::error::{Error, Result};
+use crate::id::{LayerId, SnapshotId};
 use crate::tree::codec::{self, ObjectKind};
 use crate::tree::diff::Change;
 use crate::tree::directory;

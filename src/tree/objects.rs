@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::store::Store;
 use crate::tree::TagName;
 use crate::tree::directory::{self, Directory};
@@ -190,7 +190,7 @@ impl Store {
             reason: reason.to_owned(),
         };
         let digits = reference
-            .strip_prefix(crate::digest::ID_PREFIX)
+            .strip_prefix(crate::id::ID_PREFIX)
             .unwrap_or(reference);
         let is_hex = digits.len() >= 12
             && digits.len() <= 64
@@ -208,7 +208,7 @@ impl Store {
             }
             match found.len() {
                 1 => return Ok(found[0]),
-                0 if reference.starts_with(crate::digest::ID_PREFIX) => {
+                0 if reference.starts_with(crate::id::ID_PREFIX) => {
                     return Err(not_found("no image has this id"));
                 }
                 0 => {}

@@ -7,13 +7,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use crate::digest::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, ImageId, LayerId, SnapshotId};
 use crate::store::chunk_list::ChunkList;
 use crate::store::{Store, layout};
 use crate::tree::TagName;
 use crate::tree::codec;
-use crate::tree::directory::{MAX_DEPTH, Node};
+use crate::tree::directory::{ChildNode, MAX_DEPTH};
 use crate::tree::entry::{Entry, EntryKind};
 use crate::tree::layer::{self, StoredLayer};
 
@@ -84,7 +84,7 @@ impl<'a> Walk<'a> {
 
     /// Marks image `id` and everything it names.
     pub(crate) fn image(&mut self, id: ImageId) -> Result<Damage> {
-        let key = ChunkId::from_bytes(*id.as_bytes());
+        let key = ChunkId::from(id);
         if let Some(done) = self.objects.get(&key) {
             return Ok(done.clone());
         }
@@ -105,7 +105,7 @@ impl<'a> Walk<'a> {
 
     /// Marks layer `id` and the chunks of its files.
     pub(crate) fn layer(&mut self, id: LayerId) -> Result<Damage> {
-        let key = ChunkId::from_bytes(*id.as_bytes());
+        let key = ChunkId::from(id);
         if let Some(done) = self.objects.get(&key) {
             return Ok(done.clone());
         }
@@ -123,7 +123,7 @@ impl<'a> Walk<'a> {
     /// Marks snapshot `id`: its directory objects and the chunks of its
     /// files.
     pub(crate) fn snapshot(&mut self, id: SnapshotId) -> Result<Damage> {
-        self.directory(ChunkId::from_bytes(*id.as_bytes()), 0)
+        self.directory(ChunkId::from(id), 0)
     }
 
     /// Marks directory object `key`, `depth` directories below a root, and
@@ -154,7 +154,7 @@ impl<'a> Walk<'a> {
                 for child in &dir.children {
                     let name = crate::tree::path::escape(&child.name);
                     match &child.node {
-                        Node::Dir(id, declared) => {
+                        ChildNode::Dir(id, declared) => {
                             let id = ChunkId::from_bytes(*id);
                             damage.add(&self.directory(id, depth + 1)?);
                             let Some(&found) = self.links.get(&id) else {
@@ -173,10 +173,10 @@ impl<'a> Walk<'a> {
                                 });
                             }
                         }
-                        Node::Leaf(EntryKind::File { chunks, .. }, _) => {
+                        ChildNode::Leaf(EntryKind::File { chunks, .. }, _) => {
                             self.chunks(chunks, &name, "directory", key, &mut damage);
                         }
-                        Node::Leaf(kind, _) => {
+                        ChildNode::Leaf(kind, _) => {
                             links += u64::from(matches!(kind, EntryKind::Hardlink { .. }));
                         }
                     }

@@ -16,8 +16,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::digest::{ChunkId, ImageId};
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, ImageId};
 use crate::store::{Store, is_ref_part, layout};
 
 /// The ref groups that are not pins.

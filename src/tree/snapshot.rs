@@ -2,8 +2,8 @@
 
 use std::cmp::Ordering;
 
-use crate::digest::SnapshotId;
 use crate::error::{Error, Result};
+use crate::id::SnapshotId;
 use crate::tree::codec::{self, ObjectKind};
 use crate::tree::directory::MAX_DEPTH;
 use crate::tree::entry::{Entry, EntryKind, Metadata};

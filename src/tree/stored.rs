@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use crate::digest::{ChunkId, SnapshotId};
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, SnapshotId};
 use crate::store::Store;
 use crate::tree::codec::{self, ObjectKind};
 use crate::tree::diff::{self, Change};
-use crate::tree::directory::{self, Child, Directory, Node};
+use crate::tree::directory::{self, Child, ChildNode, Directory};
 use crate::tree::entry::{Entry, EntryKind, Metadata};
 use crate::tree::layer::Layer;
 use crate::tree::path::TreePath;
@@ -237,11 +237,11 @@ impl Store {
             let old = dir.children.remove(name);
             if entry.is_dir() {
                 let mut edit = match old {
-                    Some(Slot::Stored(Node::Dir(id, _))) => {
+                    Some(Slot::Stored(ChildNode::Dir(id, _))) => {
                         Edit::of(&*stored.load(&ChunkId::from_bytes(id))?)
                     }
                     Some(Slot::Edited(edit)) => *edit,
-                    Some(Slot::Stored(Node::Leaf(kind, _))) => {
+                    Some(Slot::Stored(ChildNode::Leaf(kind, _))) => {
                         lost_files |= matches!(kind, EntryKind::File { .. });
                         Edit::empty()
                     }
@@ -256,12 +256,12 @@ impl Store {
                 let file_for_file = entry.is_file()
                     && matches!(
                         old,
-                        Some(Slot::Stored(Node::Leaf(EntryKind::File { .. }, _)))
+                        Some(Slot::Stored(ChildNode::Leaf(EntryKind::File { .. }, _)))
                     );
                 lost_files |= !file_for_file && old.as_ref().is_some_and(Slot::may_hold_files);
                 dir.children.insert(
                     name.to_vec(),
-                    Slot::Stored(Node::Leaf(entry.kind.clone(), entry.meta.clone())),
+                    Slot::Stored(ChildNode::Leaf(entry.kind.clone(), entry.meta.clone())),
                 );
             }
         }
@@ -311,7 +311,7 @@ struct Edit {
 
 #[derive(Debug)]
 enum Slot {
-    Stored(Node),
+    Stored(ChildNode),
     Edited(Box<Edit>),
 }
 
@@ -325,7 +325,7 @@ enum Found {
 impl Slot {
     /// Whether a regular file is, or may be beneath, this.
     fn may_hold_files(&self) -> bool {
-        !matches!(self, Slot::Stored(Node::Leaf(kind, _)) if !matches!(kind, EntryKind::File { .. }))
+        !matches!(self, Slot::Stored(ChildNode::Leaf(kind, _)) if !matches!(kind, EntryKind::File { .. }))
     }
 }
 
@@ -356,7 +356,7 @@ impl Edit {
             let Some(slot) = dir.children.get_mut(name) else {
                 return Ok(None);
             };
-            if let Slot::Stored(Node::Dir(id, _)) = slot {
+            if let Slot::Stored(ChildNode::Dir(id, _)) = slot {
                 let edit = Edit::of(&*stored.load(&ChunkId::from_bytes(*id))?);
                 *slot = Slot::Edited(Box::new(edit));
             }
@@ -391,9 +391,9 @@ impl Edit {
                         }
                     }
                     return Ok(Some(match node {
-                        Node::Dir(..) => Found::Dir,
-                        Node::Leaf(EntryKind::File { .. }, _) => Found::File,
-                        Node::Leaf(..) => Found::Other,
+                        ChildNode::Dir(..) => Found::Dir,
+                        ChildNode::Leaf(EntryKind::File { .. }, _) => Found::File,
+                        ChildNode::Leaf(..) => Found::Other,
                     }));
                 }
             }
@@ -410,10 +410,10 @@ impl Edit {
                 let child_path = path.join(name)?;
                 match slot {
                     Slot::Edited(e) => edits.push((child_path, e)),
-                    Slot::Stored(Node::Leaf(kind @ EntryKind::Hardlink { .. }, meta)) => {
+                    Slot::Stored(ChildNode::Leaf(kind @ EntryKind::Hardlink { .. }, meta)) => {
                         out.push(Entry::new(child_path, kind.clone(), meta.clone()));
                     }
-                    Slot::Stored(Node::Dir(id, links)) if *links > 0 => {
+                    Slot::Stored(ChildNode::Dir(id, links)) if *links > 0 => {
                         let dir = stored.load(&ChunkId::from_bytes(*id))?;
                         let mut below = Vec::new();
                         let load = |id: &ChunkId| stored.load(id).map(|d| (*d).clone());
@@ -447,7 +447,7 @@ impl Edit {
                 Slot::Stored(node) => node,
                 Slot::Edited(edit) => {
                     let (id, links) = edit.write(store, depth + 1)?;
-                    Node::Dir(id, links)
+                    ChildNode::Dir(id, links)
                 }
             };
             links = node.links().saturating_add(links);

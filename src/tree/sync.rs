@@ -11,8 +11,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::digest::{ChunkId, ImageId, SnapshotId};
 use crate::error::Result;
+use crate::id::{ChunkId, ImageId, SnapshotId};
 use crate::store::CopyReport;
 use crate::store::Store;
 use crate::tree::TagName;

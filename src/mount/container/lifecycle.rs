@@ -8,9 +8,9 @@ use super::{
     CommitOptions, ContainerInfo, Containers, META, Meta, PIN_GROUP, PrepareOptions,
     prepare_target, validate_name, view_spec,
 };
-use crate::digest::ImageId;
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
+use crate::id::ImageId;
 use crate::mount::{BaseTree, Usage, ViewFiles};
 use crate::tree::{History, TagName, Timestamp};
 

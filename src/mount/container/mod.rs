@@ -24,9 +24,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{BaseTree, MountBackend, ViewSpec};
-use crate::digest::{ChunkId, ImageId};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
+use crate::id::{ChunkId, ImageId};
 use crate::store::{Store, layout};
 use crate::tree::{TagName, Timestamp};
 

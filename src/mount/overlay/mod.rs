@@ -36,10 +36,10 @@ use std::path::{Path, PathBuf};
 use self::extract::{LayerCache, remove_tree, stack_keys};
 use self::kernel::OverlaySpec;
 use super::{MountBackend, Usage, ViewSpec};
-use crate::digest::ImageId;
 use crate::error::{Error, Result};
 use crate::fsutil::confine::ConfinedDir;
 use crate::fsutil::durable::sync_dir;
+use crate::id::ImageId;
 use crate::store::Store;
 use crate::tree::{CheckoutOptions, Entry, Layer, Metadata, Snapshot, Timestamp, TreePath};
 

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::pending::{Group, PendingChunk};
-use crate::digest::ChunkId;
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
+use crate::id::ChunkId;
 use crate::store::lock::DirLock;
 use crate::store::{Pack, Store, index, pack::PackWriter};
 

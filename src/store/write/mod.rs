@@ -28,8 +28,8 @@ use rayon::prelude::*;
 
 use self::pending::Group;
 use super::Store;
-use crate::digest::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::store::chunk_list::{ChunkList, ChunkRef};
 use crate::store::frame;
 

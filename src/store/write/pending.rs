@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
 use super::PACK_TARGET;
-use crate::digest::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::store::frame;
 use crate::store::index::Location;
 use crate::store::{Store, pack::PackWriter};

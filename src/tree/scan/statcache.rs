@@ -56,9 +56,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{ChunkId, SnapshotId};
 use crate::error::Result;
 use crate::fsutil::durable;
+use crate::id::{ChunkId, SnapshotId};
 use crate::store::{Store, layout};
 use crate::tree::entry::{Entry, EntryKind, Timestamp};
 use crate::tree::path::TreePath;
