@@ -148,14 +148,14 @@ impl Store {
             snapshot,
             dest.as_ref(),
             options,
-            &Credentials::current(),
+            &ProcessIds::current(),
         )
     }
 }
 
 /// Who the process is, as far as checkout cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Credentials {
+struct ProcessIds {
     /// Effective uid 0: may create devices, give files away, set `trusted.*`
     /// and `security.capability`.
     privileged: bool,
@@ -165,10 +165,10 @@ struct Credentials {
     groups: Vec<u32>,
 }
 
-impl Credentials {
+impl ProcessIds {
     fn current() -> Self {
         let uid = rustix::process::geteuid();
-        Credentials {
+        ProcessIds {
             privileged: uid.is_root(),
             uid: uid.as_raw(),
             gid: rustix::process::getegid().as_raw(),
@@ -202,7 +202,7 @@ fn checkout_as(
     snapshot: &Snapshot,
     dest: &Path,
     options: &CheckoutOptions,
-    creds: &Credentials,
+    creds: &ProcessIds,
 ) -> Result<CheckoutOutcome> {
     if !creds.privileged && !options.skip_devices {
         let device = snapshot.iter().find_map(|e| match e.kind {
@@ -274,7 +274,7 @@ struct Job<'a> {
     store: &'a Store,
     root: &'a ConfinedDir,
     options: &'a CheckoutOptions,
-    creds: &'a Credentials,
+    creds: &'a ProcessIds,
 }
 
 impl Job<'_> {
@@ -518,8 +518,8 @@ mod tests {
         TreePath::new(s).unwrap()
     }
 
-    fn unprivileged() -> Credentials {
-        Credentials {
+    fn unprivileged() -> ProcessIds {
+        ProcessIds {
             privileged: false,
             uid: 1000,
             gid: 1000,
@@ -546,7 +546,7 @@ mod tests {
         assert_eq!(user.owner(&owned(1000, 5), false), (Some(1000), None));
         // Strict: try, and let the kernel refuse.
         assert_eq!(user.owner(&owned(0, 5), true), (Some(0), Some(5)));
-        let root = Credentials {
+        let root = ProcessIds {
             privileged: true,
             uid: 0,
             gid: 0,
@@ -563,7 +563,7 @@ mod tests {
         assert!(!user.sets_xattr(b"trusted.overlay.opaque", false));
         assert!(!user.sets_xattr(CAPABILITY_XATTR, false));
         assert!(user.sets_xattr(CAPABILITY_XATTR, true));
-        let root = Credentials {
+        let root = ProcessIds {
             privileged: true,
             ..unprivileged()
         };
@@ -607,9 +607,9 @@ mod tests {
 
         let options = CheckoutOptions::default().skip_devices(true);
         // As the real user, so that owners are left alone in this test.
-        let creds = Credentials {
+        let creds = ProcessIds {
             privileged: false,
-            ..Credentials::current()
+            ..ProcessIds::current()
         };
         let outcome = checkout_as(&store, &snap, &dest, &options, &creds).unwrap();
         assert_eq!(outcome.skipped_devices, [p("dev")]);
@@ -622,9 +622,9 @@ mod tests {
     fn an_unprivileged_checkout_leaves_foreign_owners_to_the_process() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::create(tmp.path().join("store"), &StoreOptions::default()).unwrap();
-        let me = Credentials {
+        let me = ProcessIds {
             privileged: false,
-            ..Credentials::current()
+            ..ProcessIds::current()
         };
         let mut meta = owned(me.uid.wrapping_add(4242), me.gid.wrapping_add(4242));
         meta.mtime = Timestamp::new(1_234_567_890, 5);
