@@ -48,6 +48,12 @@ mod store;
 mod testing;
 mod tree;
 
+/// The README's code blocks, compiled as doctests so that its API tour cannot
+/// fall behind the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use crate::fsutil::fault;
