@@ -17,7 +17,7 @@ pub(crate) struct MountArgs {
     image: String,
     /// An empty directory (created if absent).
     target: PathBuf,
-    /// overlay, copy or fuse (default: overlay where permitted, else copy).
+    /// overlay or copy (default: overlay where permitted, else copy).
     #[arg(long)]
     backend: Option<String>,
     /// The container's name (default: made up from the image).
@@ -65,7 +65,7 @@ pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
     } else {
         if backend == Some("memory") {
             return Err(Failure::Usage(
-                "the memory backend lives in one process; the CLI mounts with overlay, copy or fuse"
+                "the memory backend lives in one process; the CLI mounts with overlay or copy"
                     .to_owned(),
             ));
         }
