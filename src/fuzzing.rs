@@ -3,42 +3,48 @@
 //! compiled only with the test-only feature `fuzzing`.
 //!
 //! Each function must return (never panic, never allocate without bound)
-//! whatever the input.
+//! whatever the input. Each returns whether the reader accepted the input
+//! (it parsed or decoded), so the replay of the seeds can tell a seed that
+//! still exercises the reader from one a format change left stale.
 
 pub use crate::store::fuzzing::{config, frame, index, pack};
 
 /// Decodes a snapshot; what decodes re-encodes to the same bytes (one tree,
 /// one encoding, one id).
-pub fn snapshot(bytes: &[u8]) {
-    if let Ok(snapshot) = crate::Snapshot::decode(bytes) {
+#[must_use]
+pub fn snapshot(bytes: &[u8]) -> bool {
+    let decoded = crate::Snapshot::decode(bytes);
+    if let Ok(snapshot) = &decoded {
         assert!(
             snapshot.encode() == bytes,
             "snapshot re-encodes differently"
         );
         // As the store holds it: one object per directory, read back whole.
         let objects: std::collections::HashMap<_, _> =
-            crate::tree::directory::encode_tree(&snapshot)
+            crate::tree::directory::encode_tree(snapshot)
                 .into_iter()
                 .collect();
         let root = crate::ChunkId::from(snapshot.id());
         let load = |id: &crate::ChunkId| crate::tree::directory::Directory::decode(&objects[id]);
         let again = load(&root).and_then(|dir| crate::tree::directory::assemble(dir, &load));
         assert!(
-            again.as_ref().ok() == Some(&snapshot),
+            again.as_ref().ok() == Some(snapshot),
             "stored as directories, the snapshot reads back as {again:?}"
         );
     }
+    decoded.is_ok()
 }
 
 /// Decodes a directory object; what decodes re-encodes to the same bytes.
 /// Read as a tree whose subdirectories are all the empty directory, it
 /// assembles to a snapshot or an error; and when the subdirectories it names
 /// are that empty directory, the snapshot stores under this object's id.
-pub fn directory(bytes: &[u8]) {
+#[must_use]
+pub fn directory(bytes: &[u8]) -> bool {
     use crate::tree::codec::{ObjectKind, encode};
     use crate::tree::directory::{self, ChildNode, Directory};
     let Ok(dir) = Directory::decode(bytes) else {
-        return;
+        return false;
     };
     assert!(
         encode(ObjectKind::Directory, &dir) == bytes,
@@ -62,15 +68,19 @@ pub fn directory(bytes: &[u8]) {
             "the directory's tree stores under another id"
         );
     }
+    true
 }
 
 /// Decodes a layer, and a stored layer object; what decodes re-encodes to
 /// the same bytes, and a stored object's id is the layer's.
-pub fn layer(bytes: &[u8]) {
-    if let Ok(layer) = crate::Layer::decode(bytes) {
+#[must_use]
+pub fn layer(bytes: &[u8]) -> bool {
+    let decoded = crate::Layer::decode(bytes);
+    if let Ok(layer) = &decoded {
         assert!(layer.encode() == bytes, "layer re-encodes differently");
     }
-    match crate::tree::layer::decode_stored(bytes) {
+    let stored = crate::tree::layer::decode_stored(bytes);
+    match stored {
         Ok(crate::tree::layer::StoredLayer::Flat(layer)) => {
             assert!(
                 layer.id() == crate::LayerId::of(bytes),
@@ -83,23 +93,28 @@ pub fn layer(bytes: &[u8]) {
                 "a layer of a tree re-encodes differently"
             );
         }
-        Err(_) => {}
+        Err(_) => return decoded.is_ok(),
     }
+    true
 }
 
 /// Decodes an image; what decodes re-encodes to the same bytes.
-pub fn image(bytes: &[u8]) {
-    if let Ok(image) = crate::Image::decode(bytes) {
-        assert!(image.encode() == bytes, "image re-encodes differently");
-    }
+#[must_use]
+pub fn image(bytes: &[u8]) -> bool {
+    let Ok(image) = crate::Image::decode(bytes) else {
+        return false;
+    };
+    assert!(image.encode() == bytes, "image re-encodes differently");
+    true
 }
 
 /// Parses a Containerfile: an error or instructions, never a panic; every
 /// instruction parsed has a normalised form that starts with its keyword,
 /// and parsing is deterministic.
-pub fn containerfile(bytes: &[u8]) {
+#[must_use]
+pub fn containerfile(bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else {
-        return;
+        return false;
     };
     let parsed = crate::build::containerfile::parse(text, "Containerfile");
     if let Ok(instructions) = &parsed {
@@ -120,6 +135,7 @@ pub fn containerfile(bytes: &[u8]) {
         format!("{parsed:?}") == format!("{again:?}"),
         "parsing is not deterministic"
     );
+    parsed.is_ok()
 }
 
 pub use model::store_model;
@@ -368,10 +384,12 @@ mod model {
 /// Reads an OCI layer tar (over the empty tree, contents hashed, not
 /// stored), as import does with data from the network: it must return,
 /// never panic; what reads as a layer is a valid one.
-pub fn layer_tar(bytes: &[u8]) {
+#[must_use]
+pub fn layer_tar(bytes: &[u8]) -> bool {
     let Ok(layer) = crate::oci::tar::fuzz_read_layer_tar(bytes) else {
-        return;
+        return false;
     };
     let decoded = crate::tree::Layer::decode(&layer.encode());
     assert_eq!(decoded.ok().as_ref(), Some(&layer));
+    true
 }

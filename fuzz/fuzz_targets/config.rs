@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    layerstore::fuzzing::config(data);
+    let _accepted = layerstore::fuzzing::config(data);
 });

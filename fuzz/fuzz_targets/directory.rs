@@ -4,5 +4,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    layerstore::fuzzing::directory(data);
+    let _accepted = layerstore::fuzzing::directory(data);
 });

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    layerstore::fuzzing::index(data);
+    let _accepted = layerstore::fuzzing::index(data);
 });

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    layerstore::fuzzing::snapshot(data);
+    let _accepted = layerstore::fuzzing::snapshot(data);
 });

@@ -8,17 +8,21 @@ use super::{config::Config, frame, index::Index, pack};
 ///
 /// # Panics
 /// When a config that parses does not render back to the same config: what the fuzzer looks for.
-pub fn config(bytes: &[u8]) {
-    if let Ok(config) = Config::parse(bytes) {
-        // What parses renders back to something that parses the same.
-        assert_eq!(Config::parse(config.render().as_bytes()).ok(), Some(config));
-    }
+#[must_use]
+pub fn config(bytes: &[u8]) -> bool {
+    let Ok(config) = Config::parse(bytes) else {
+        return false;
+    };
+    // What parses renders back to something that parses the same.
+    assert_eq!(Config::parse(config.render().as_bytes()).ok(), Some(config));
+    true
 }
 
 /// Opens a pack index, looks up and checks every record, verifies it.
-pub fn index(bytes: &[u8]) {
+#[must_use]
+pub fn index(bytes: &[u8]) -> bool {
     let Ok(index) = Index::new(bytes) else {
-        return;
+        return false;
     };
     for i in 0..index.len() {
         let id = index.id_at(i);
@@ -27,31 +31,36 @@ pub fn index(bytes: &[u8]) {
             let _ = loc.check(1 << 30);
         }
     }
-    let _ = index.verify();
+    index.verify().is_ok()
 }
 
 /// Parses a frame header and decodes the payload that follows it.
 ///
 /// # Panics
 /// When a payload decodes to another length than its header says: what the fuzzer looks for.
-pub fn frame(bytes: &[u8]) {
+#[must_use]
+pub fn frame(bytes: &[u8]) -> bool {
     let Ok(header) = frame::FrameHeader::parse(bytes) else {
-        return;
+        return false;
     };
     let payload = bytes.get(header.encoded_len()..).unwrap_or_default();
     let payload = payload.get(..header.stored_len as usize).unwrap_or(payload);
-    if let Ok(raw) = frame::decode_payload(header.codec, payload, header.raw_len) {
-        assert_eq!(raw.len(), header.raw_len as usize);
-    }
+    let Ok(raw) = frame::decode_payload(header.codec, payload, header.raw_len) else {
+        return false;
+    };
+    assert_eq!(raw.len(), header.raw_len as usize);
+    true
 }
 
 /// Walks the frames of a whole pack, as an index rebuild does.
 ///
 /// # Panics
 /// When a frame found lies outside the pack: what the fuzzer looks for.
-pub fn pack(bytes: &[u8]) {
+#[must_use]
+pub fn pack(bytes: &[u8]) -> bool {
     let (records, _) = pack::scan(bytes);
-    for (_, loc) in records {
+    for (_, loc) in &records {
         assert!(loc.check(bytes.len() as u64).is_ok());
     }
+    !records.is_empty()
 }
