@@ -134,7 +134,20 @@ fn gc_waits_for_other_handles_then_gives_up() {
     let other = Store::open(&path).unwrap();
     let err = store.gc(&GcOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err}");
-    // The failed attempt left this handle usable and locked shared.
+    // With a real timeout against a handle that stays open: it waits the
+    // whole timeout, then gives up.
+    let timeout = Duration::from_millis(400);
+    let started = std::time::Instant::now();
+    let err = store
+        .gc(&GcOptions::default().lock_timeout(timeout))
+        .unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(
+        started.elapsed() >= timeout,
+        "gave up after {:?}, before the {timeout:?} timeout",
+        started.elapsed()
+    );
+    // The failed attempts left this handle usable and locked shared.
     let id = make_image(&store, "x", &files(6, 1, 1));
     store.flush().unwrap();
     assert!(store.image(&id).is_ok());

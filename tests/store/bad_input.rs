@@ -106,8 +106,50 @@ fn a_full_disk_fails_cleanly_and_keeps_what_was_stored() {
     drop(store);
     let store = Store::open(mnt.join("store")).unwrap();
     assert_eq!(store.read_all(&kept_list).unwrap(), kept);
+    assert_sound(&store, "after the failed write");
+
+    // Fill what is left, so that even a small write finds no space.
+    let filler = mnt.join("filler");
+    fill(&filler);
+    let small = random_bytes(100_000, 3);
+    let err = store
+        .put_bytes(&small)
+        .and_then(|_| store.flush())
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert_sound(&store, "with the disk full");
+
     // Once space is back, writing works again.
-    let again = store.put_bytes(&random_bytes(100_000, 3)).unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    let again = store.put_bytes(&small).unwrap();
     store.flush().unwrap();
-    assert_eq!(store.read_all(&again).unwrap().len(), 100_000);
+    assert_eq!(store.read_all(&again).unwrap(), small);
+    assert_eq!(store.read_all(&kept_list).unwrap(), kept);
+    assert_sound(&store, "once space is back");
+}
+
+/// Asserts that fsck finds no problem in `store`.
+fn assert_sound(store: &Store, when: &str) {
+    let report = store.fsck(&layerstore::FsckOptions::default()).unwrap();
+    assert!(report.is_clean(), "{when}: {:#?}", report.problems);
+}
+
+/// Writes zeros to `path` until the filesystem is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 64 << 10];
+    loop {
+        match file.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(rustix::io::Errno::NOSPC.raw_os_error())
+                );
+                break;
+            }
+        }
+    }
 }

@@ -138,6 +138,13 @@ fn layers_are_minimal() {
     qc().quickcheck(prop as fn(TreePair) -> bool);
 }
 
+/// Whether `tree` is one the constructors accept (sorted, unique, parents
+/// before children, a root directory) and encodes to bytes that decode to it.
+fn is_valid(tree: &Snapshot) -> bool {
+    Snapshot::from_sorted(tree.entries().to_vec()).is_ok_and(|t| t == *tree)
+        && Snapshot::decode(&tree.encode()).is_ok_and(|t| t == *tree)
+}
+
 #[test]
 fn decoding_garbage_never_panics() {
     fn prop(t: ArbTree, flips: Vec<(usize, u8)>, cut: usize) -> bool {
@@ -148,7 +155,11 @@ fn decoding_garbage_never_panics() {
         }
         let cut = cut % (bytes.len() + 1);
         // Any outcome but a panic is fine; a success must be a valid tree.
-        let _ = Snapshot::decode(&bytes[..cut]);
+        if let Ok(tree) = Snapshot::decode(&bytes[..cut]) {
+            if !is_valid(&tree) {
+                return false;
+            }
+        }
         match Layer::decode(&bytes) {
             Ok(layer) => layer.encode().len() <= bytes.len() + 8,
             Err(_) => true,
@@ -164,9 +175,8 @@ fn decoding_random_bytes_after_a_valid_header_never_panics() {
         snapshot.extend_from_slice(&body);
         let mut layer = b"LSOB\x02\x00\x01\x00".to_vec();
         layer.extend_from_slice(&body);
-        let _ = Snapshot::decode(&snapshot);
         let _ = Layer::decode(&layer);
-        true
+        Snapshot::decode(&snapshot).map_or(true, |tree| is_valid(&tree))
     }
     QuickCheck::new()
         .tests(5000)
