@@ -386,6 +386,134 @@ fn gc_and_fsck() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(pack.file_name().unwrap().to_str().unwrap())
     );
+
+    // `--repair` quarantines the pack, says so, and still exits 1: what was
+    // found is reported, and the tag's image lost data.
+    let name = pack.file_name().unwrap().to_str().unwrap();
+    let out = layerstore(&store, &["fsck", "--repair"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("repaired: ")
+            && l.contains(name)
+            && l.contains("damaged pack moved to")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("problem: ") && l.contains(name)),
+        "{text}"
+    );
+    assert!(text.ends_with("problems found\n"), "{text}");
+    assert!(!pack.exists());
+    assert!(store.join("quarantine").join(name).is_file());
+    // The damage is gone: what is left is the tag of the damaged image.
+    let out = layerstore(&store, &["--json", "fsck"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["repaired"], serde_json::json!([]));
+    for problem in report["problems"].as_array().unwrap() {
+        assert!(
+            problem["path"].as_str().unwrap().contains("refs/tags/kept"),
+            "{report}"
+        );
+    }
+    ok(&layerstore(&store, &["untag", "kept"]));
+    let out = ok(&layerstore(&store, &["fsck", "--repair"]));
+    assert!(out.ends_with(": clean\n"), "{out}");
+}
+
+/// A `docker save` archive (`manifest.json`, `<config hex>.json`,
+/// `<layer hex>/layer.tar`) made from an uncompressed layout's blobs.
+fn docker_save_archive(layout: &Path, archive: &Path, tag: &str) {
+    let json = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let blob = |digest: &serde_json::Value| {
+        let digest = digest.as_str().unwrap();
+        let hex = digest.strip_prefix("sha256:").unwrap().to_owned();
+        (layout.join("blobs/sha256").join(&hex), hex)
+    };
+    let index = json(&layout.join("index.json"));
+    let (manifest, _) = blob(&index["manifests"][0]["digest"]);
+    let manifest = json(&manifest);
+    let mut b = tar::Builder::new(std::fs::File::create(archive).unwrap());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, bytes).unwrap();
+    };
+    let (config, hex) = blob(&manifest["config"]["digest"]);
+    let config_name = format!("{hex}.json");
+    add(&config_name, &std::fs::read(config).unwrap());
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let (path, hex) = blob(&layer["digest"]);
+        let name = format!("{hex}/layer.tar");
+        add(&name, &std::fs::read(path).unwrap());
+        layers.push(name);
+    }
+    let saved = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [tag],
+        "Layers": layers,
+    }]);
+    add("manifest.json", &serde_json::to_vec(&saved).unwrap());
+    b.into_inner().unwrap();
+}
+
+#[test]
+fn import_oci_reads_a_docker_save_archive() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let src = work.path().join("src");
+    every_kind(&src);
+    ok(&layerstore(&a, &["init"]));
+    ok(&layerstore(&b, &["init"]));
+    let id = last_line(&ok(&layerstore(
+        &a,
+        &["commit", src.to_str().unwrap(), "--tag", "app"],
+    )))
+    .to_owned();
+    let layout = work.path().join("layout");
+    ok(&layerstore(
+        &a,
+        &[
+            "export-oci",
+            "app",
+            layout.to_str().unwrap(),
+            "--compression",
+            "none",
+        ],
+    ));
+    let archive = work.path().join("saved.tar");
+    docker_save_archive(&layout, &archive, "example:1");
+    let out = ok(&layerstore(
+        &b,
+        &["import-oci", archive.to_str().unwrap(), "--tag", "saved"],
+    ));
+    assert_eq!(last_line(&out), id);
+    let dest = work.path().join("dest");
+    ok(&layerstore(
+        &b,
+        &["checkout", "saved", dest.to_str().unwrap()],
+    ));
+    assert_eq!(describe(&src), describe(&dest));
+    // A tag the archive does not hold: bad input, exit 2, naming it.
+    let out = layerstore(&b, &["import-oci", &format!("{}:nope", archive.display())]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
 
 #[test]
