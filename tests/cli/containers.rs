@@ -201,3 +201,58 @@ fn bad_input_exits_2_with_a_clear_message() {
     assert_eq!(code(&out), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("taken"), "{}", stderr(&out));
 }
+
+/// Whether an overlay filesystem is mounted at `target`.
+fn overlay_mounted_at(target: &Path) -> bool {
+    let target = std::fs::canonicalize(target).unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mounts.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let fstype = line.split(" - ").nth(1).and_then(|t| t.split(' ').next());
+        fields.get(4) == Some(&target.to_str().unwrap()) && fstype == Some("overlay")
+    })
+}
+
+#[test]
+fn mount_backend_overlay_then_umount_by_name_keeps_the_changes() {
+    if !super::common::require_root("mounting an overlay") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_base(dir.path());
+    let target = dir.path().join("rootfs");
+    let t = target.to_str().unwrap();
+    let out = ok(&layerstore(
+        &store,
+        &["mount", "base", t, "--backend", "overlay", "--name", "ov"],
+    ));
+    assert_eq!(out.trim(), "ov");
+    assert!(overlay_mounted_at(&target), "no overlay at {t}");
+    assert_eq!(
+        std::fs::read(target.join("etc/os-release")).unwrap(),
+        b"ID=test\n"
+    );
+    std::fs::write(target.join("etc/hostname"), b"ov\n").unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&layerstore(&store, &["containers", "--json"]))).unwrap();
+    assert_eq!(json[0]["backend"], "overlay");
+    assert_eq!(json[0]["mounted"], true);
+
+    // By name, not by target.
+    ok(&layerstore(&store, &["umount", "ov"]));
+    assert!(!overlay_mounted_at(&target), "still mounted at {t}");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&layerstore(&store, &["containers", "--json"]))).unwrap();
+    assert_eq!(json[0]["mounted"], false);
+
+    // The change was kept: it is in the commit.
+    ok(&layerstore(
+        &store,
+        &["container", "commit", "ov", "--tag", "ov:v1"],
+    ));
+    let diff = ok(&layerstore(&store, &["diff", "base", "ov:v1"]));
+    assert!(diff.contains("A etc/hostname"), "{diff}");
+    ok(&layerstore(&store, &["container", "rm", "ov"]));
+    ok(&layerstore(&store, &["fsck"]));
+}

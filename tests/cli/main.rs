@@ -260,6 +260,33 @@ fn diff_images_and_directories() {
     assert!(inspect["layers"][1]["size"].as_u64().unwrap() >= 9);
     assert_eq!(inspect["history"].as_array().unwrap().len(), 2);
     assert!(inspect["config"].is_object());
+
+    // Two directories: a copy has no change; then one of each kind.
+    let b = work.path().join("b");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let out = layerstore(&store, &["diff", a, b, "--exit-code"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.stdout.is_empty());
+    std::fs::write(Path::new(b).join("usr/bin/python3"), b"python 3.12").unwrap();
+    std::fs::remove_file(Path::new(b).join("new")).unwrap();
+    std::fs::write(Path::new(b).join("added"), b"a").unwrap();
+    let out = layerstore(&store, &["diff", a, b, "--exit-code"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().filter(|l| !l.ends_with(" .")).collect();
+    assert_eq!(lines, ["A added", "D new", "M usr/bin/python3"], "{out}");
 }
 
 #[test]
