@@ -112,6 +112,37 @@ fn an_identical_rebuild_is_all_hits_with_the_same_image() {
 }
 
 #[test]
+fn cmd_and_entrypoint_reach_the_image_config_and_its_oci_form() {
+    let fx = Fixture::new();
+    fx.containerfile(
+        "FROM scratch\nCMD [\"ignored\"]\nENTRYPOINT [\"/bin/app\", \"--flag\"]\nCMD serve --port=80\n",
+    );
+    let report = fx.build();
+    let image = fx.store.image(&report.image).unwrap();
+    // The last CMD wins; the shell form runs through /bin/sh -c.
+    assert_eq!(image.config().entrypoint, ["/bin/app", "--flag"]);
+    assert_eq!(image.config().cmd, ["/bin/sh", "-c", "serve --port=80"]);
+    let blobs = fx.context.parent().unwrap().join("blobs");
+    let export = layerstore::oci::Exchange::new(&fx.store)
+        .export_blobs(
+            &report.image,
+            &blobs,
+            &layerstore::oci::ExportOptions::new(layerstore::oci::Compression::None),
+        )
+        .unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&export.config.path).unwrap()).unwrap();
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/bin/app", "--flag"])
+    );
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["/bin/sh", "-c", "serve --port=80"])
+    );
+}
+
+#[test]
 fn a_context_change_invalidates_its_copy_and_every_later_step() {
     let fx = simple();
     fx.build();
