@@ -263,4 +263,90 @@ fn bearer_tokens_from_a_token_server_and_given_directly() {
         before,
         "the token server was asked"
     );
+
+    // The CLI takes its credentials from the environment: a token as it is,
+    // else a user and password (for the token flow), else none.
+    let store = dir.path().join("store");
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(
+        tree.join("f"),
+        b"pushed with credentials from the environment",
+    )
+    .unwrap();
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_layerstore"));
+        cmd.arg("--store").arg(&store).args(args);
+        for var in [
+            "LAYERSTORE_REGISTRY_USER",
+            "LAYERSTORE_REGISTRY_PASSWORD",
+            "LAYERSTORE_REGISTRY_TOKEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied()).output().unwrap()
+    };
+    assert!(cli(&["init"], &[]).status.success());
+    let tree_arg = tree.to_str().unwrap();
+    assert!(
+        cli(&["commit", tree_arg, "--tag", "app"], &[])
+            .status
+            .success()
+    );
+    let push = |repo: &str, env: &[(&str, &str)]| {
+        cli(
+            &[
+                "push",
+                "app",
+                &format!("{}/{repo}:v1", server.host),
+                "--insecure",
+            ],
+            env,
+        )
+    };
+    let anonymous = push("demo/cli", &[]);
+    assert!(!anonymous.status.success(), "pushed without credentials");
+    let basic = push(
+        "demo/cli",
+        &[
+            ("LAYERSTORE_REGISTRY_USER", USER),
+            ("LAYERSTORE_REGISTRY_PASSWORD", PASSWORD),
+        ],
+    );
+    assert!(
+        basic.status.success(),
+        "{}",
+        String::from_utf8_lossy(&basic.stderr)
+    );
+    let wrong = push(
+        "demo/cli",
+        &[
+            ("LAYERSTORE_REGISTRY_USER", USER),
+            ("LAYERSTORE_REGISTRY_PASSWORD", "nope"),
+        ],
+    );
+    assert!(!wrong.status.success(), "pushed with a wrong password");
+    let token = mint(&keys, "demo/cli-token", &["pull", "push"]);
+    let before = issued.load(Ordering::SeqCst);
+    let bearer = push("demo/cli-token", &[("LAYERSTORE_REGISTRY_TOKEN", &token)]);
+    assert!(
+        bearer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bearer.stderr)
+    );
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        before,
+        "the token server was asked"
+    );
+    // The token wins over a user and password, and is good for its repository only.
+    let elsewhere = push(
+        "demo/cli",
+        &[
+            ("LAYERSTORE_REGISTRY_TOKEN", &token),
+            ("LAYERSTORE_REGISTRY_USER", USER),
+            ("LAYERSTORE_REGISTRY_PASSWORD", PASSWORD),
+        ],
+    );
+    assert!(!elsewhere.status.success(), "the token was not used");
 }
