@@ -264,10 +264,19 @@ fn bearer_tokens_from_a_token_server_and_given_directly() {
         "the token server was asked"
     );
 
-    // The CLI takes its credentials from the environment: a token as it is,
-    // else a user and password (for the token flow), else none.
-    let store = dir.path().join("store");
-    let tree = dir.path().join("tree");
+    cli_credentials_from_the_environment(&server, &keys, &issued, dir.path());
+}
+
+/// The CLI takes its credentials from the environment: a token as it is,
+/// else a user and password (for the token flow), else none.
+fn cli_credentials_from_the_environment(
+    server: &Server,
+    keys: &Keys,
+    issued: &AtomicU64,
+    dir: &Path,
+) {
+    let store = dir.join("store");
+    let tree = dir.join("tree");
     std::fs::create_dir(&tree).unwrap();
     std::fs::write(
         tree.join("f"),
@@ -326,7 +335,7 @@ fn bearer_tokens_from_a_token_server_and_given_directly() {
         ],
     );
     assert!(!wrong.status.success(), "pushed with a wrong password");
-    let token = mint(&keys, "demo/cli-token", &["pull", "push"]);
+    let token = mint(keys, "demo/cli-token", &["pull", "push"]);
     let before = issued.load(Ordering::SeqCst);
     let bearer = push("demo/cli-token", &[("LAYERSTORE_REGISTRY_TOKEN", &token)]);
     assert!(
