@@ -3,6 +3,15 @@
 //! The examples are run through `cargo run --example`, as a user runs them
 //! (the README's first command), in the same profile as these tests.
 
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(
+    dead_code,
+    reason = "the registry tests' server: only its start and view are used here"
+)]
+#[path = "../registry/server.rs"]
+mod server;
+
 use std::process::Command;
 
 /// Runs the example `name` with `args`; its stdout, which must be a success.
@@ -116,4 +125,85 @@ fn cow_view_commits_exactly_the_containers_changes() {
         value_of(&out, "the new image shares the old layers and adds one:"),
         "yes"
     );
+}
+
+#[test]
+fn dedup_stores_repeated_files_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("files");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let shared = common::random_bytes(1 << 20, 1);
+    for name in ["a", "b", "sub/c"] {
+        std::fs::write(dir.join(name), &shared).unwrap();
+    }
+    std::fs::write(dir.join("own"), common::random_bytes(256 << 10, 2)).unwrap();
+    let out = run_example("dedup", &[dir.to_str().unwrap()]);
+    assert!(out.contains(": 4 files, 3.25 MiB"), "{out}");
+    assert_eq!(value_of(&out, "stored twice:"), "6.50 MiB", "{out}");
+    // Four files, two distinct contents: 1.25 MiB unique, stored once.
+    let unique = mib(value_of(&out, "after deduplication:"));
+    assert!((unique - 1.25).abs() < 0.01, "{out}");
+    // The second pass adds no chunk.
+    let distinct = |pass: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{pass} pass:")))
+            .unwrap_or_else(|| panic!("no {pass} pass in {out}"));
+        line.split("holds ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no chunk count in {line}"))
+    };
+    assert_eq!(distinct("first"), distinct("second"), "{out}");
+}
+
+#[test]
+fn push_layout_uploads_only_what_the_registry_lacks() {
+    use layerstore::oci::{Compression, Exchange, ExportOptions};
+    let Some(registry) = server::Server::start("the push_layout example") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = layerstore::Store::create(
+        tmp.path().join("store"),
+        &layerstore::StoreOptions::default(),
+    )
+    .unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), common::random_bytes(300_000, 3)).unwrap();
+    let snapshot = store
+        .scan(&tree, &layerstore::ScanOptions::default())
+        .unwrap()
+        .snapshot;
+    let id = store
+        .put_child_image(
+            None,
+            &layerstore::Snapshot::empty().diff(&snapshot),
+            &snapshot,
+            None,
+            layerstore::History::default(),
+        )
+        .unwrap();
+    let layout = tmp.path().join("layout");
+    Exchange::new(&store)
+        .export_layout(
+            &id,
+            &layout,
+            Some("v1"),
+            &ExportOptions::new(Compression::Gzip),
+        )
+        .unwrap();
+    let source = format!("{}:v1", layout.display());
+    let dest = format!("{}/examples/app:v1", registry.host);
+    let first = run_example("push_layout", &[&source, &dest, "--insecure"]);
+    // A config and one layer.
+    assert_eq!(value_of(&first, "blobs uploaded:"), "2", "{first}");
+    assert_eq!(value_of(&first, "blobs already present:"), "0", "{first}");
+    assert_eq!(registry.stored_blobs().len(), 3, "config, layer, manifest");
+    let again = run_example("push_layout", &[&source, &dest, "--insecure"]);
+    assert_eq!(value_of(&again, "blobs uploaded:"), "0", "{again}");
+    assert_eq!(value_of(&again, "blobs already present:"), "2", "{again}");
+    assert_eq!(value_of(&again, "bytes uploaded:"), "0", "{again}");
 }

@@ -143,3 +143,58 @@ fn handles_opened_at_once_all_open() {
         }
     });
 }
+
+/// Child side of `a_long_lived_handle_sees_packs_another_process_wrote_after_refresh`:
+/// stores `random_bytes(300_000, seed)`, flushes, prints its list.
+#[test]
+#[ignore = "child process of a_long_lived_handle_sees_packs_another_process_wrote_after_refresh"]
+fn child_one_writer() {
+    let Some(arg) = child_arg() else { return };
+    let (store_dir, seed) = arg.split_once('|').unwrap();
+    let store = Store::open(store_dir).unwrap();
+    let list = store
+        .put_bytes(&random_bytes(300_000, seed.parse().unwrap()))
+        .unwrap();
+    store.flush().unwrap();
+    println!();
+    println!("LIST {}", encode_list(&list));
+}
+
+#[test]
+fn a_long_lived_handle_sees_packs_another_process_wrote_after_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let mine = store
+        .put_bytes(b"written before the other process")
+        .unwrap();
+    store.flush().unwrap();
+    let out = child(
+        "concurrency::child_one_writer",
+        &format!("{}|77", store.path().display()),
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "child failed: {out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let theirs = decode_list(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("LIST "))
+            .expect("the child's list"),
+    );
+    // Until it refreshes, the handle knows only the indexes it loaded.
+    let err = store.read_all(&theirs).unwrap_err();
+    assert!(
+        matches!(err, layerstore::Error::ChunkNotFound { .. }),
+        "{err}"
+    );
+    store.refresh().unwrap();
+    assert_eq!(store.read_all(&theirs).unwrap(), random_bytes(300_000, 77));
+    assert_eq!(
+        store.read_all(&mine).unwrap(),
+        b"written before the other process"
+    );
+    // Refreshing again (nothing new) changes nothing.
+    store.refresh().unwrap();
+    assert_eq!(store.read_all(&theirs).unwrap(), random_bytes(300_000, 77));
+}
