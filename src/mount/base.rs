@@ -176,16 +176,4 @@ impl<'s> BaseTree<'s> {
                 .collect()),
         }
     }
-
-    /// Takes the tree out, reading it if it was not read yet.
-    ///
-    /// # Errors
-    /// As [`BaseTree::get`].
-    pub fn into_tree(self) -> Result<Snapshot> {
-        self.get()?;
-        Ok(self
-            .tree
-            .into_inner()
-            .unwrap_or_else(|| unreachable!("read just above")))
-    }
 }

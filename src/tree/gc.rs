@@ -2,7 +2,6 @@
 //! what the roots reach (`tree::reach`, shared with fsck); the store's half
 //! (`store::gc`) deletes and rewrites packs given that live set.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -130,14 +129,5 @@ impl Store {
         drop(work);
         drop(exclusive);
         Ok(report)
-    }
-
-    /// Opens the store at `path`, collects its garbage and closes it: see
-    /// [`Store::gc`].
-    ///
-    /// # Errors
-    /// As [`Store::open`] and [`Store::gc`].
-    pub fn gc_at(path: impl AsRef<Path>, options: &GcOptions) -> Result<GcReport> {
-        Store::open(path)?.gc(options)
     }
 }
