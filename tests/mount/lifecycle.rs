@@ -239,11 +239,13 @@ fn a_copy_container_survives_its_process_dying_while_mounted() {
     let (dir, store) = store();
     let target = dir.path().join("target");
     drop(store);
-    let mut child = crate::common::child("lifecycle::copy_container_child", "")
-        .env("LAYERSTORE_CHILD", dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::child(
+        "lifecycle::copy_container_child",
+        dir.path().to_str().unwrap(),
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(
         // libtest may print the test's name on the same line first.
