@@ -8,6 +8,14 @@
 //! pack files with sorted, memory-mapped indexes. Every read is verified
 //! against the chunk's id.
 //!
+//! The crate is built in strata, each using only those below it: the chunk
+//! store ([`Store`]'s chunk operations), the tree model and its stored form
+//! ([`Snapshot`], [`Layer`], [`Image`], and [`Store`]'s tree operations), then
+//! copy-on-write views ([`mount`]), OCI exchange ([`oci`]) and builds
+//! ([`build`]), each entered through a type that borrows the store. Where each
+//! concept lives and how data flows through it: `docs/ARCHITECTURE.md` in the
+//! repository; the command line's contract: `docs/CLI.md`.
+//!
 //! ```
 //! use std::io::{Read, Seek, SeekFrom};
 //! use layerstore::{Store, StoreOptions};
