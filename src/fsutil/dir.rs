@@ -74,17 +74,7 @@ impl Dir {
 
     /// The names of the children, unsorted, without `.` and `..`.
     pub(crate) fn names(&self) -> Result<Vec<Vec<u8>>> {
-        let err = |e: rustix::io::Errno| Error::io("read directory", &self.path, e.into());
-        let mut reader = DirReader::read_from(&self.fd).map_err(err)?;
-        let mut names = Vec::new();
-        while let Some(entry) = reader.read() {
-            let entry = entry.map_err(err)?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                names.push(name.to_vec());
-            }
-        }
-        Ok(names)
+        names(&self.fd, &self.path)
     }
 
     /// The `lstat` of the child `name`: a link is described, not followed.
@@ -129,6 +119,22 @@ impl Dir {
         let proc = confine::proc_path(self.fd.as_fd(), Some(name));
         xattr::list(xattr::Target::Path(&proc), &self.child_path(name))
     }
+}
+
+/// The names in the open directory `fd` (at `path`, for errors), unsorted,
+/// without `.` and `..`.
+pub(crate) fn names(fd: impl AsFd, path: &Path) -> Result<Vec<Vec<u8>>> {
+    let err = |e: rustix::io::Errno| Error::io("read directory", path, e.into());
+    let mut reader = DirReader::read_from(fd).map_err(err)?;
+    let mut names = Vec::new();
+    while let Some(entry) = reader.read() {
+        let entry = entry.map_err(err)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::fs::{AtFlags, Dir, FileType, OFlags, Stat};
-use rustix::io::Errno;
+use rustix::fs::{AtFlags, FileType, OFlags, Stat};
 
 use super::{ConfinedDir, proc_path, validate};
 use crate::error::{Error, Result};
@@ -74,17 +73,7 @@ impl ConfinedDir {
 
     /// The names in the open directory `dir` (at `path`), unsorted.
     pub(super) fn list(&self, dir: &OwnedFd, path: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let err = |e: Errno| Error::io("read directory", self.full(path), e.into());
-        let mut reader = Dir::read_from(dir).map_err(err)?;
-        let mut names = Vec::new();
-        while let Some(entry) = reader.read() {
-            let entry = entry.map_err(err)?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                names.push(name.to_vec());
-            }
-        }
-        Ok(names)
+        dir::names(dir, &self.full(path))
     }
 
     /// The extended attributes of `path` (the empty path: the root) as
