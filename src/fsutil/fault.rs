@@ -13,6 +13,12 @@
 //! The plan is process-wide but scoped to a directory: only sites whose path
 //! lies beneath the armed root count, so tests that use other directories
 //! (running in parallel in the same binary) neither trip it nor move its count.
+//!
+//! [`arm_kill`] makes the Nth site kill the process with SIGKILL instead, so
+//! that the crash tests kill a child at a point of the operation they chose
+//! (just before its Nth write, fsync, rename or removal), not after a guessed
+//! time. The CLI arms it from `LAYERSTORE_FAULT_KILL` (`<nth>:<root>`) when
+//! built with the feature.
 
 #[cfg(feature = "fault-injection")]
 mod imp {
@@ -26,6 +32,8 @@ mod imp {
         /// The 1-based site number to fail; 0 fails none (counting only).
         fail_at: u64,
         errno: i32,
+        /// Kill the process at `fail_at` instead of failing the call.
+        kill: bool,
         /// The site that failed: its op and path.
         hit: Option<(String, PathBuf)>,
     }
@@ -43,6 +51,18 @@ mod imp {
     /// beneath `root` with `errno`. Replaces any earlier plan for `root`;
     /// roots of different plans must not nest.
     pub fn arm(root: &Path, nth: u64, errno: i32) {
+        arm_plan(root, nth, errno, false);
+    }
+
+    /// Kills the process with SIGKILL just before the `nth` (1-based; 0 for
+    /// none, only counting) write site reached beneath `root`, after writing
+    /// `fault: killed at write site <nth>: <op> <path>` to stderr. Replaces
+    /// any earlier plan for `root`.
+    pub fn arm_kill(root: &Path, nth: u64) {
+        arm_plan(root, nth, 0, true);
+    }
+
+    fn arm_plan(root: &Path, nth: u64, errno: i32, kill: bool) {
         let mut plans = plans();
         plans.retain(|p| p.root != root);
         plans.push(Plan {
@@ -50,6 +70,7 @@ mod imp {
             seen: 0,
             fail_at: nth,
             errno,
+            kill,
             hit: None,
         });
     }
@@ -73,6 +94,20 @@ mod imp {
         };
         plan.seen += 1;
         if plan.seen == plan.fail_at {
+            if plan.kill {
+                eprintln!(
+                    "fault: killed at write site {}: {op} {}",
+                    plan.seen,
+                    path.display()
+                );
+                // Holding the lock: no other thread passes a site meanwhile.
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::KILL,
+                );
+                // Not reached: SIGKILL cannot be caught.
+                std::process::abort();
+            }
             plan.hit = Some((op.to_owned(), path.to_path_buf()));
             return Err(std::io::Error::from_raw_os_error(plan.errno));
         }
@@ -81,7 +116,7 @@ mod imp {
 }
 
 #[cfg(feature = "fault-injection")]
-pub use imp::{arm, disarm};
+pub use imp::{arm, arm_kill, disarm};
 
 #[cfg(feature = "fault-injection")]
 pub(crate) use imp::check;

@@ -20,6 +20,41 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// The seed of a randomized test: `LAYERSTORE_TEST_SEED` when set (to replay
+/// a run), else the test's fixed `default`. Printed either way, with how to
+/// replay it.
+pub fn test_seed(what: &str, default: u64) -> u64 {
+    let seed = match std::env::var("LAYERSTORE_TEST_SEED") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("LAYERSTORE_TEST_SEED={s:?} is not a number")),
+        Err(_) => default,
+    };
+    eprintln!("{what}: seed {seed} (LAYERSTORE_TEST_SEED={seed} replays it)");
+    seed
+}
+
+/// xorshift64*: small, deterministic from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
 /// Whether skips are forbidden: `LAYERSTORE_REQUIRE_PRIVILEGED=1` (set by
 /// `.ci/run`) turns every skip into a failure; any other value, or none, allows
 /// them. The one reading of the variable in the integration tests (the crate's

@@ -108,6 +108,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "fault-injection")]
+    let kill_plan = arm_kill_from_env();
     let cli = Cli::parse();
     let ctx = Ctx {
         store: cli.store,
@@ -136,7 +138,30 @@ fn main() -> ExitCode {
         Command::Push(args) => registry::push(&ctx, args),
         Command::Pull(args) => registry::pull(&ctx, args),
     };
+    #[cfg(feature = "fault-injection")]
+    if let Some(root) = kill_plan {
+        let (seen, _) = layerstore::fault::disarm(&root);
+        eprintln!("fault: {seen} write sites reached");
+    }
     result.map_or_else(Failure::exit, |()| ExitCode::SUCCESS)
+}
+
+/// Test builds only (feature `fault-injection`): `LAYERSTORE_FAULT_KILL` set
+/// to `<nth>:<root>` kills this process with SIGKILL just before its `nth`
+/// write site beneath `root` (`0` only counts them); the count is reported on
+/// stderr at exit. For the crash harness (`tests/cli/crash.rs`).
+#[cfg(feature = "fault-injection")]
+fn arm_kill_from_env() -> Option<PathBuf> {
+    let spec = std::env::var("LAYERSTORE_FAULT_KILL").ok()?;
+    let parsed = spec
+        .split_once(':')
+        .and_then(|(nth, root)| Some((nth.parse().ok()?, PathBuf::from(root))));
+    let Some((nth, root)) = parsed else {
+        eprintln!("layerstore: LAYERSTORE_FAULT_KILL={spec:?} is not <nth>:<root>");
+        std::process::exit(2);
+    };
+    layerstore::fault::arm_kill(&root, nth);
+    Some(root)
 }
 
 /// What every command is given: where the store is and how to print.
