@@ -1,30 +1,53 @@
-//! Garbage collection killed with SIGKILL at random moments leaves a store
-//! that fsck finds clean and whose tagged images read back.
+//! Garbage collection killed with SIGKILL inside a gc, at a write site drawn
+//! from a seeded generator, leaves a store that fsck finds clean and whose
+//! tagged images read back.
+//!
+//! Each kill lands at a point of the operation, not after a guessed time: the
+//! child arms `fault::arm_kill` around each gc, which kills it just before
+//! the gc's Nth write, fsync, rename or removal; a gc that finishes first
+//! passes what is left of N on to the next. So every round is a kill inside
+//! a gc, wherever the machine's speed. The seed is printed;
+//! `LAYERSTORE_TEST_SEED` replays a run.
 
-use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use layerstore::{FsckOptions, GcOptions, Store};
 
 use super::{assert_image, child, child_arg, files, make_image, new_store, read_image};
+use crate::common::{Rng, test_seed};
+
+/// Kills: one per round.
+const ROUNDS: u64 = 20;
+
+/// The write site of the kill, counted over the child's gcs only, is drawn
+/// from `1..=MAX_SITE` (a gc of the churn below reaches about 5 to 10: the
+/// kill lands in the child's first to third gc).
+const MAX_SITE: u64 = 16;
 
 /// Child side: steps of churn (a new image sharing packs with a kept one;
 /// every earlier churn image untagged), each followed by a gc that rewrites
-/// every pack with anything dead in it. Prints `GC <step>` as each gc starts
-/// and `DONE <step>` when it returns.
+/// every pack with anything dead in it, until the `kill_at`th write site of
+/// its gcs kills it. Prints `GC <step>` as each gc starts and
+/// `DONE <step> <sites>` when it returns, with the write sites it reached.
 #[test]
 #[ignore = "child process of a_killed_gc_leaves_a_valid_store"]
 fn child_gc_churn() {
     let Some(arg) = child_arg() else { return };
-    let (dir, round) = arg.split_once('|').unwrap();
-    let round: u64 = round.parse().unwrap();
+    let mut parts = arg.split('|');
+    let (dir, round, kill_at) = (
+        parts.next().unwrap(),
+        parts.next().unwrap().parse::<u64>().unwrap(),
+        parts.next().unwrap().parse::<u64>().unwrap(),
+    );
     let store = Store::open(dir).unwrap();
     let options = GcOptions::default()
         .repack_dead_fraction(0.0)
         .lock_timeout(Duration::from_secs(10));
     // libtest printed "test … " without a newline.
     println!();
-    for step in 0.. {
+    let mut left = kill_at;
+    for step in 0..50 {
         let n = round * 100 + step;
         make_image(&store, &format!("stay:{n}"), &files(10_000 + n, 1, 6));
         let churn = format!("churn:{n}");
@@ -35,9 +58,13 @@ fn child_gc_churn() {
             }
         }
         println!("GC {step}");
+        layerstore::fault::arm_kill(std::path::Path::new(dir), left);
         store.gc(&options).unwrap();
-        println!("DONE {step}");
+        let (seen, _) = layerstore::fault::disarm(std::path::Path::new(dir));
+        println!("DONE {step} {seen}");
+        left -= seen;
     }
+    panic!("50 gcs reached fewer than {kill_at} write sites");
 }
 
 #[test]
@@ -51,55 +78,64 @@ fn a_killed_gc_leaves_a_valid_store() {
     store.remove_tag(&"garbage".parse().unwrap()).unwrap();
     drop(store);
 
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut killed_in_gc = 0;
-    let mut round = 0u64;
+    let seed = test_seed("killed gc", 0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(seed);
     let mut left_garbage = 0;
-    while killed_in_gc < 20 {
-        assert!(
-            round < 80,
-            "only {killed_in_gc} of {round} kills landed in a gc"
-        );
-        let mut proc = child(
+    let mut gcs_finished = 0;
+    for round in 0..ROUNDS {
+        let kill_at = 1 + rng.below(MAX_SITE);
+        let when = format!("seed {seed} round {round} (kill at gc write site {kill_at})");
+        let out = child(
             "crash::child_gc_churn",
-            &format!("{}|{round}", path.display()),
+            &format!("{}|{round}|{kill_at}", path.display()),
         )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        .output()
         .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        // Kill during the first or second gc of the child, 0 to 12 ms in.
-        let target = format!("GC {}", round % 2);
-        let mut out = BufReader::new(proc.stdout.take().unwrap());
-        let mut line = String::new();
-        while out.read_line(&mut line).unwrap() > 0 && line.trim() != target {
-            line.clear();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{when}: the child was not killed\n{stdout}\n{stderr}"
+        );
+        // The kill came inside the last gc started, at the drawn site: the
+        // gcs before it finished having reached `kill_at - last` sites.
+        let mut started = None;
+        let mut reached = 0;
+        for line in stdout.lines() {
+            if let Some(step) = line.strip_prefix("GC ") {
+                started = Some(step.to_owned());
+            } else if let Some(rest) = line.strip_prefix("DONE ") {
+                let (step, sites) = rest.split_once(' ').unwrap();
+                assert_eq!(Some(step), started.as_deref(), "{when}: {stdout}");
+                reached += sites.parse::<u64>().unwrap();
+                gcs_finished += 1;
+                started = None;
+            }
         }
-        std::thread::sleep(Duration::from_micros(seed % 12_000));
-        proc.kill().unwrap();
-        proc.wait().unwrap();
-        let mut rest = String::new();
-        out.read_to_string(&mut rest).unwrap();
-        let done = format!("DONE {}", round % 2);
-        if !rest.lines().any(|l| l == done) {
-            killed_in_gc += 1;
-        }
+        assert!(started.is_some(), "{when}: killed outside a gc\n{stdout}");
+        let last = kill_at
+            .checked_sub(reached)
+            .unwrap_or_else(|| panic!("{when}: the gcs before the kill reached {reached} sites"));
+        assert!(
+            stderr.contains(&format!("fault: killed at write site {last}: ")),
+            "{when}: not killed at its site {last} of the last gc\n{stdout}\n{stderr}"
+        );
 
         let store = Store::open(&path).unwrap();
         let report = store.fsck(&FsckOptions::default()).unwrap();
-        assert!(report.is_clean(), "round {round}: {:#?}", report.problems);
+        assert!(report.is_clean(), "{when}: {:#?}", report.problems);
         left_garbage += usize::from(!report.garbage.is_empty());
         assert_image(&store, &kept_id, &kept);
         for (tag, id) in store.tags().unwrap() {
-            read_image(&store, &id).unwrap_or_else(|e| panic!("round {round}: {tag}: {e}"));
+            read_image(&store, &id).unwrap_or_else(|e| panic!("{when}: {tag}: {e}"));
         }
-        round += 1;
     }
     eprintln!(
-        "{round} kills, {killed_in_gc} of them in a gc, {left_garbage} leaving packs without index"
+        "{ROUNDS} kills, each inside a gc ({gcs_finished} gcs finished before them), \
+         {left_garbage} leaving packs without index"
     );
     // A last gc, not killed, collects every leftover.
     let store = Store::open(&path).unwrap();

@@ -1,9 +1,10 @@
-//! Reliability: garbage collection, fsck and repair, gc killed mid-way,
-//! (feature `fault-injection`) write faults in commit, gc, repair and
+//! Reliability: garbage collection, fsck and repair, (feature
+//! `fault-injection`) gc killed mid-way and write faults in commit, gc, repair and
 //! checkout, and (feature `fuzzing`) the fuzz inputs replayed. One binary.
 
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(feature = "fault-injection")]
 mod crash;
 #[cfg(feature = "fault-injection")]
 mod faults;
