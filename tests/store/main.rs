@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod concurrency;
 mod corruption;
+#[cfg(feature = "fault-injection")]
 mod crash;
 mod roundtrip;
 pub(crate) use common::{child, child_arg, random_bytes, require_root};
