@@ -1,40 +1,30 @@
-//! The crash harness: the CLI killed with SIGKILL at random moments of
+//! The crash harness: the CLI killed with SIGKILL at chosen points of
 //! `commit`, `gc` and `checkout`. After each kill, `fsck` is clean (or
 //! `fsck --repair` makes it clean), and every tag checks out to exactly the
 //! tree that was committed under it: the tree of the last commit that
 //! finished, or of the killed one if it got as far as the tag.
 //!
-//! `LAYERSTORE_CRASH_SEED` replays a run; `LAYERSTORE_CRASH_KILLS` sets how
-//! many kills to land (default 210).
+//! Each kill lands at a point of the operation, not after a guessed time:
+//! the CLI (built with `fault-injection`) reads `LAYERSTORE_FAULT_KILL` and
+//! kills itself just before its Nth write, fsync, rename or removal under the
+//! test's directory, N drawn from a seeded generator. Which runs are killed,
+//! and at which count of write sites, follows from the seed alone, whatever
+//! the machine's speed. The seed is
+//! printed; `LAYERSTORE_TEST_SEED` replays a run. `LAYERSTORE_CRASH_KILLS`
+//! sets how many kills to land (default 210), shared among the operations
+//! as they are drawn: half commits, 30 % gc, 20 % checkouts.
+// Without the feature only the helpers the soak shares are used.
+#![cfg_attr(not(feature = "fault-injection"), allow(dead_code, unused_imports))]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
+use super::common::{Rng, test_seed};
 use super::{layerstore, ok};
-
-/// xorshift64*: small, deterministic from its seed.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Deterministic bytes: incompressible, or text-like when `text`.
 fn bytes(len: usize, seed: u64, text: bool) -> Vec<u8> {
@@ -219,40 +209,76 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
 
+/// Runs `cmd` armed to kill itself just before its `kill_at`th write site
+/// beneath `root` (`0`: never, only counting). Returns its output and, when
+/// it finished, how many write sites it reached.
+fn run_armed(mut cmd: Command, root: &Path, kill_at: u64) -> (std::process::Output, Option<u64>) {
+    let out = cmd
+        .env(
+            "LAYERSTORE_FAULT_KILL",
+            format!("{kill_at}:{}", root.display()),
+        )
+        .output()
+        .unwrap();
+    let reached = String::from_utf8_lossy(&out.stderr).lines().find_map(|l| {
+        l.strip_prefix("fault: ")?
+            .strip_suffix(" write sites reached")?
+            .parse()
+            .ok()
+    });
+    (out, reached)
+}
+
+/// The command line of the CLI on `store`.
+fn cli(store: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_layerstore"));
+    cmd.arg("--store").arg(store);
+    cmd
+}
+
 /// Commits a tree to each tag (not killed), so that every kill has something
-/// to lose, timing one commit, checkout and gc; returns those times.
+/// to lose, counting the write sites of each commit, of a checkout and of a
+/// gc; returns the largest count of each.
 fn warm_up(
     store: &Path,
+    root: &Path,
     sources: &[PathBuf],
     tags: &[&'static str],
     expect: &mut Expect,
-    scratch: &Path,
-) -> BTreeMap<Op, Duration> {
-    let timed = |args: &[&str]| {
-        let t = Instant::now();
-        ok(&layerstore(store, args));
-        t.elapsed()
+) -> BTreeMap<Op, u64> {
+    let counted = |op: Op, args: &[&std::ffi::OsStr]| {
+        let mut cmd = cli(store);
+        cmd.args(args);
+        let (out, reached) = run_armed(cmd, root, 0);
+        ok(&out);
+        (op, reached.expect("the CLI reports its write sites"))
     };
-    let mut commit_time = Duration::ZERO;
+    let mut sizes = BTreeMap::new();
     for (k, tag) in tags.iter().enumerate() {
-        commit_time = commit_time.max(timed(&[
-            "commit",
-            sources[k].to_str().unwrap(),
-            "--tag",
-            tag,
-        ]));
+        let (op, n) = counted(
+            Op::Commit,
+            &[
+                "commit".as_ref(),
+                sources[k].as_os_str(),
+                "--tag".as_ref(),
+                tag.as_ref(),
+            ],
+        );
+        let size = sizes.entry(op).or_insert(0);
+        *size = n.max(*size);
         expect.insert(tag, vec![Some(k as u64)]);
     }
-    let co = scratch.join("co");
-    let checkout_time = timed(&["checkout", "a", co.to_str().unwrap()]);
+    let co = root.join("co");
+    sizes.extend([
+        counted(
+            Op::Checkout,
+            &["checkout".as_ref(), "a".as_ref(), co.as_os_str()],
+        ),
+        counted(Op::Gc, &["gc".as_ref()]),
+    ]);
     std::fs::remove_dir_all(&co).unwrap();
-    let gc_time = timed(&["gc"]);
-    eprintln!("one run: commit {commit_time:.1?}, gc {gc_time:.1?}, checkout {checkout_time:.1?}");
-    BTreeMap::from([
-        (Op::Commit, commit_time),
-        (Op::Gc, gc_time),
-        (Op::Checkout, checkout_time),
-    ])
+    eprintln!("write sites of one run: {sizes:?}");
+    sizes
 }
 
 /// The command line of `op`: for a commit, also the tag and tree; for a
@@ -266,8 +292,7 @@ fn op_command(
     checkout_dest: &Path,
 ) -> (Command, Option<(&'static str, u64)>, Option<&'static str>) {
     let tags: Vec<&'static str> = expect.keys().copied().collect();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_layerstore"));
-    cmd.arg("--store").arg(store);
+    let mut cmd = cli(store);
     let mut commit_of = None;
     let mut checkout_of = None;
     match op {
@@ -296,24 +321,70 @@ fn op_command(
     (cmd, commit_of, checkout_of)
 }
 
+/// One run of an operation, and how it ended.
+struct Run<'a> {
+    op: Op,
+    commit_of: Option<(&'static str, u64)>,
+    checkout_of: Option<&'static str>,
+    killed: bool,
+    out: &'a std::process::Output,
+}
+
+impl Run<'_> {
+    /// Checks what a finished run printed or wrote; updates what each tag may
+    /// hold after a commit.
+    fn check(
+        &self,
+        expect: &mut Expect,
+        checkout_dest: &Path,
+        hashes: &[blake3::Hash],
+        when: &str,
+    ) {
+        match (self.op, self.commit_of, self.checkout_of) {
+            (Op::Commit, Some((tag, k)), _) => {
+                if self.killed {
+                    // The tag may or may not have moved.
+                    let e = expect.get_mut(tag).unwrap();
+                    if !e.contains(&Some(k)) {
+                        e.push(Some(k));
+                    }
+                } else {
+                    ok(self.out);
+                    expect.insert(tag, vec![Some(k)]);
+                }
+            }
+            (Op::Checkout, _, Some(tag)) if !self.killed => {
+                check_checkout(self.out, checkout_dest, &expect[tag], hashes, when);
+            }
+            (Op::Gc, ..) if !self.killed => {
+                ok(self.out);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
 #[test]
-fn random_sigkills_in_commit_gc_and_checkout_lose_nothing_committed() {
+fn sigkills_at_chosen_write_sites_of_commit_gc_and_checkout_lose_nothing_committed() {
     let started = Instant::now();
-    let seed = env_u64("LAYERSTORE_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
+    let seed = test_seed("crash harness", 0xc4a5_11ed_5eed_0001);
     let want_kills = env_u64("LAYERSTORE_CRASH_KILLS").map_or(210, |n| n as usize);
-    eprintln!("crash harness seed {seed} (LAYERSTORE_CRASH_SEED replays it)");
+    // Kills each operation must take: its share of the draws below.
+    let quota = BTreeMap::from([
+        (Op::Commit, want_kills * 5 / 10),
+        (Op::Gc, want_kills * 3 / 10),
+        (Op::Checkout, want_kills * 2 / 10),
+    ]);
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    // Write sites count beneath this directory: the store and the checkouts.
+    let root = dir.path();
+    let store = root.join("store");
     ok(&layerstore(&store, &["init"]));
     let sources: Vec<PathBuf> = (0..TREES)
         .map(|k| {
-            let src = dir.path().join(format!("src{k}"));
+            let src = root.join(format!("src{k}"));
             make_tree(&src, k);
             src
         })
@@ -321,21 +392,25 @@ fn random_sigkills_in_commit_gc_and_checkout_lose_nothing_committed() {
     let hashes: Vec<blake3::Hash> = sources.iter().map(|s| tree_hash(s)).collect();
     let tags = ["a", "b", "c"];
     let mut expect: Expect = tags.iter().map(|t| (*t, vec![None])).collect();
-    // Each kill comes 0 to `window[op]` after the start, a window that adapts
-    // (shrinks when the operation finished first, grows when it was killed)
-    // so that about 70 % of runs are killed, at moments spread over the
-    // whole operation: a commit's scan, its flush, its tag. On this machine
-    // the windows settle at 5 to 60 ms (debug build).
-    let mut window = warm_up(&store, &sources, &tags, &mut expect, dir.path());
+    // Each run of `op` is killed just before its write site N, drawn from
+    // 1 to a quarter more than `size[op]`: the sites its last finished run
+    // reached, widened by an eighth at each kill since. Most runs are killed,
+    // at points spread over the whole operation (a commit's packs, its
+    // index, its tag; a gc's new packs, its removals), and the rest finish
+    // and tell how large the operation has become.
+    let mut size = warm_up(&store, root, &sources, &tags, &mut expect);
 
     let mut kills: BTreeMap<Op, usize> = BTreeMap::new();
     let mut finished: BTreeMap<Op, usize> = BTreeMap::new();
     let mut repairs = 0;
     let mut round = 0u64;
-    while kills.values().sum::<usize>() < want_kills {
+    while quota
+        .iter()
+        .any(|(op, q)| kills.get(op).copied().unwrap_or(0) < *q)
+    {
         assert!(
             round < 3 * want_kills as u64 + 100,
-            "too few kills landed: {kills:?}"
+            "seed {seed}: after {round} rounds, kills {kills:?} are short of {quota:?}"
         );
         let when = format!("seed {seed} round {round}");
         let op = match rng.below(10) {
@@ -343,66 +418,58 @@ fn random_sigkills_in_commit_gc_and_checkout_lose_nothing_committed() {
             5..=7 => Op::Gc,
             _ => Op::Checkout,
         };
-        let checkout_dest = dir.path().join("co");
+        let checkout_dest = root.join("co");
         let _ = std::fs::remove_dir_all(&checkout_dest);
-        let (mut cmd, commit_of, checkout_of) =
+        let (cmd, commit_of, checkout_of) =
             op_command(op, &mut rng, &store, &sources, &expect, &checkout_dest);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let w = window.get_mut(&op).unwrap();
-        std::thread::sleep(Duration::from_micros(rng.below(w.as_micros() as u64)));
-        child.kill().unwrap();
-        let out = child.wait_with_output().unwrap();
+        let kill_at = 1 + rng.below(size[&op] * 5 / 4 + 1);
+        let when = format!("{when}: {op:?} armed to die at write site {kill_at}");
+        let (out, reached) = run_armed(cmd, root, kill_at);
         let killed = out.status.signal() == Some(9);
         if killed {
+            assert!(
+                String::from_utf8_lossy(&out.stderr)
+                    .contains(&format!("fault: killed at write site {kill_at}: ")),
+                "{when}: killed elsewhere: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             *kills.entry(op).or_default() += 1;
-            *w = (*w * 103 / 100).min(Duration::from_millis(500));
+            // It may be larger than last seen: widen the draw until a run
+            // finishes and tells.
+            let size = size.get_mut(&op).unwrap();
+            *size += *size / 8 + 1;
         } else {
+            let reached = reached.unwrap_or_else(|| {
+                panic!(
+                    "{when}: neither killed nor finished: exit {:?}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+            assert!(reached < kill_at, "{when}: finished after {reached} sites");
             *finished.entry(op).or_default() += 1;
-            *w = (*w * 93 / 100).max(Duration::from_millis(2));
+            size.insert(op, reached.max(1));
         }
-        match (op, commit_of, checkout_of) {
-            (Op::Commit, Some((tag, k)), _) => {
-                if killed {
-                    // The tag may or may not have moved.
-                    let e = expect.get_mut(tag).unwrap();
-                    if !e.contains(&Some(k)) {
-                        e.push(Some(k));
-                    }
-                } else {
-                    ok(&out);
-                    expect.insert(tag, vec![Some(k)]);
-                }
-            }
-            (Op::Checkout, _, Some(tag)) if !killed => {
-                check_checkout(&out, &checkout_dest, &expect[tag], &hashes, &when);
-            }
-            (Op::Gc, ..) if !killed => {
-                ok(&out);
-            }
-            _ => {}
-        }
+        let run = Run {
+            op,
+            commit_of,
+            checkout_of,
+            killed,
+            out: &out,
+        };
+        run.check(&mut expect, &checkout_dest, &hashes, &when);
 
         repairs += usize::from(fsck_or_repair(&store, &when));
         let when = format!(
             "{when}: after a {} {op:?}",
             if killed { "killed" } else { "finished" }
         );
-        verify_tags(&store, dir.path(), &mut expect, &hashes, &when);
+        verify_tags(&store, root, &mut expect, &hashes, &when);
         round += 1;
     }
     eprintln!(
         "{round} rounds in {:.1?}: kills {kills:?}, finished {finished:?}, \
-         {repairs} needed fsck --repair; kill windows at the end {window:?}",
+         {repairs} needed fsck --repair; write sites of the last finished runs {size:?}",
         started.elapsed()
     );
-    for op in [Op::Commit, Op::Gc, Op::Checkout] {
-        assert!(
-            kills.get(&op).copied().unwrap_or(0) >= want_kills / 10,
-            "too few kills in {op:?}: {kills:?}"
-        );
-    }
 }
