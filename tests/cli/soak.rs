@@ -4,14 +4,46 @@
 //! open). Then every tag must check out to exactly the tree committed under
 //! it, and fsck must be clean.
 //!
-//! `LAYERSTORE_SOAK_SECS` sets how long the writers run (default 20).
+//! The soak is bounded by work, not time: the writers commit until each has
+//! made `LAYERSTORE_SOAK_COMMITS` commits (default 150) and gc has finished
+//! [`GC_RUNS`] runs while they work; gc runs until both hold. A generous
+//! wall-clock cap ([`CAP`]) fails the test, saying so, only if something
+//! hangs. The writers' seed is printed; `LAYERSTORE_TEST_SEED` replays their
+//! choices (not the interleaving). Throughput belongs to the benchmarks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::crash::{Rng, checkout_hash, make_tree, tree_hash};
+use super::common::{Rng, test_seed};
+use super::crash::{checkout_hash, make_tree, tree_hash};
 use super::{layerstore, ok};
+
+/// Gc runs that must finish while the writers work.
+const GC_RUNS: usize = 10;
+
+/// Time after which the soak counts as hung.
+const CAP: Duration = Duration::from_secs(300);
+
+/// What the participants share: gc runs finished, writers still under their
+/// commit count, and whether the cap was passed.
+struct Progress {
+    gc_done: AtomicUsize,
+    writers_short: AtomicUsize,
+    hung: AtomicBool,
+    cap: Instant,
+}
+
+impl Progress {
+    /// Whether the cap is passed (and then says so for everyone).
+    fn past_cap(&self) -> bool {
+        if Instant::now() > self.cap {
+            self.hung.store(true, Ordering::SeqCst);
+        }
+        self.hung.load(Ordering::SeqCst)
+    }
+}
 
 /// What one writer did: its live tags (tag → tree) and counts.
 #[derive(Default, Debug)]
@@ -26,9 +58,19 @@ struct Writer {
 }
 
 /// Runs the CLI until it is not refused for gc holding the lock; counts the
-/// refusals.
-fn run_retrying(store: &Path, args: &[&str], locked: &mut usize) -> std::process::Output {
+/// refusals. Fails if refused until the cap.
+fn run_retrying(
+    store: &Path,
+    args: &[&str],
+    locked: &mut usize,
+    progress: &Progress,
+) -> std::process::Output {
     loop {
+        assert!(
+            !progress.past_cap(),
+            "the soak hung: `{}` refused {locked} times until {CAP:?} had passed",
+            args.join(" ")
+        );
         let out = layerstore(store, args);
         if out.status.code() == Some(3) && String::from_utf8_lossy(&out.stderr).contains("locked") {
             *locked += 1;
@@ -43,20 +85,25 @@ fn run_retrying(store: &Path, args: &[&str], locked: &mut usize) -> std::process
 /// sometimes on the parent of its previous tag; keeps its last four tags and
 /// untags older ones (garbage for gc); every third round checks out one of
 /// its live tags and compares it with its source; pauses 0 to 20 ms between
-/// rounds.
+/// rounds. Stops once it made `commits` commits and gc finished
+/// [`GC_RUNS`] runs.
+#[allow(clippy::too_many_arguments, reason = "one writer's whole setting")]
 fn writer(
     w: u64,
+    seed: u64,
+    commits: usize,
     store: &Path,
     sources: &[PathBuf],
     hashes: &[blake3::Hash],
     scratch: &Path,
-    deadline: Instant,
+    progress: &Progress,
 ) -> Writer {
-    let mut rng = Rng::new(0x5eed + w);
+    let mut rng = Rng::new(seed + w);
     let mut me = Writer::default();
     let mut order: Vec<String> = Vec::new();
     let mut n = 0;
-    while Instant::now() < deadline {
+    let mut short = true;
+    while (short || progress.gc_done.load(Ordering::SeqCst) < GC_RUNS) && !progress.past_cap() {
         let k = rng.below(sources.len() as u64) as usize;
         let tag = format!("w{w}:{n}");
         n += 1;
@@ -68,13 +115,22 @@ fn writer(
         {
             args.extend(["--parent", parent.as_str()]);
         }
-        ok(&run_retrying(store, &args, &mut me.locked));
+        ok(&run_retrying(store, &args, &mut me.locked, progress));
         me.commits += 1;
+        if short && me.commits >= commits {
+            short = false;
+            progress.writers_short.fetch_sub(1, Ordering::SeqCst);
+        }
         me.tags.insert(tag.clone(), k);
         order.push(tag);
         if order.len() > 4 {
             let old = order.remove(0);
-            ok(&run_retrying(store, &["untag", &old], &mut me.locked));
+            ok(&run_retrying(
+                store,
+                &["untag", &old],
+                &mut me.locked,
+                progress,
+            ));
             me.tags.remove(&old);
             me.untags += 1;
         }
@@ -86,6 +142,7 @@ fn writer(
                 store,
                 &["checkout", tag, dest.to_str().unwrap()],
                 &mut me.locked,
+                progress,
             ));
             assert!(
                 tree_hash(&dest) == hashes[me.tags[tag]],
@@ -100,10 +157,11 @@ fn writer(
 
 #[test]
 fn gc_in_a_loop_while_two_processes_commit_and_tag() {
-    let secs: u64 = std::env::var("LAYERSTORE_SOAK_SECS")
+    let commits: usize = std::env::var("LAYERSTORE_SOAK_COMMITS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(150);
+    let seed = test_seed("soak writers", 0x5eed);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     ok(&layerstore(&store, &["init"]));
@@ -117,20 +175,33 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
     let hashes: Vec<blake3::Hash> = sources.iter().map(|s| tree_hash(s)).collect();
 
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(secs);
+    let progress = Progress {
+        gc_done: AtomicUsize::new(0),
+        writers_short: AtomicUsize::new(2),
+        hung: AtomicBool::new(false),
+        cap: started + CAP,
+    };
     let (writers, gcs) = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..2)
             .map(|w| {
-                let (store, sources, hashes, scratch) = (&store, &sources, &hashes, dir.path());
-                scope.spawn(move || writer(w, store, sources, hashes, scratch, deadline))
+                let (store, sources, hashes, scratch, progress) =
+                    (&store, &sources, &hashes, dir.path(), &progress);
+                scope.spawn(move || {
+                    writer(w, seed, commits, store, sources, hashes, scratch, progress)
+                })
             })
             .collect();
         let gc = scope.spawn(|| {
             let (mut done, mut timed_out) = (0, 0);
-            while Instant::now() < deadline {
+            while (done < GC_RUNS || progress.writers_short.load(Ordering::SeqCst) > 0)
+                && !progress.past_cap()
+            {
                 let out = layerstore(&store, &["gc", "--wait", "5"]);
                 match out.status.code() {
-                    Some(0) => done += 1,
+                    Some(0) => {
+                        done += 1;
+                        progress.gc_done.store(done, Ordering::SeqCst);
+                    }
                     // Writers kept the store open for the whole wait.
                     Some(3) if String::from_utf8_lossy(&out.stderr).contains("locked") => {
                         timed_out += 1;
@@ -146,6 +217,13 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
         (writers, gc.join().unwrap())
     });
     let elapsed = started.elapsed();
+    assert!(
+        !progress.hung.load(Ordering::SeqCst),
+        "the soak hung: after {CAP:?}, writers {writers:?}, gc {} done, {} gave up waiting \
+         (wanted {commits} commits per writer and {GC_RUNS} gc runs)",
+        gcs.0,
+        gcs.1
+    );
 
     let fsck = layerstore(&store, &["fsck"]);
     assert!(
@@ -157,7 +235,7 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
     for w in &writers {
         for (tag, k) in &w.tags {
             let got = checkout_hash(&store, tag, dir.path());
-            assert_eq!(got, Some(hashes[*k]), "tag {tag} (tree {k}) after the soak");
+            assert_eq!(got, Some(hashes[*k]), "tag {tag} after the soak");
             checked += 1;
         }
     }
@@ -165,6 +243,7 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
         "soak {elapsed:.1?}: writers {writers:?}; gc {} done, {} gave up waiting; {checked} tags checked out identical",
         gcs.0, gcs.1
     );
-    assert!(gcs.0 >= 3, "gc never got the store: {gcs:?}");
-    assert!(writers.iter().all(|w| w.commits >= 5), "{writers:?}");
+    // What the loops guarantee when nothing hung.
+    assert!(gcs.0 >= GC_RUNS, "{gcs:?}");
+    assert!(writers.iter().all(|w| w.commits >= commits), "{writers:?}");
 }
