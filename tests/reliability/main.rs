@@ -20,7 +20,9 @@ mod fuzz_regressions;
 mod gc;
 #[cfg(feature = "fault-injection")]
 mod sources;
-pub(crate) use common::{child, child_arg, random_bytes};
+pub(crate) use common::random_bytes;
+#[cfg(feature = "fault-injection")]
+pub(crate) use common::{child, child_arg};
 
 use std::path::{Path, PathBuf};
 
