@@ -282,14 +282,7 @@ impl ConfinedDir {
                 })
                 .map_err(|e| Error::io("change mode of", self.full(path), e.into()))?;
         }
-        let time = Timespec {
-            tv_sec: meta.mtime_sec,
-            tv_nsec: meta.mtime_nsec.into(),
-        };
-        let times = Timestamps {
-            last_access: time,
-            last_modification: time,
-        };
+        let times = mtime_as_both(meta);
         self.fault("set times of", path)
             .and_then(|()| rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW))
             .map_err(|e| Error::io("set times of", self.full(path), e.into()))
@@ -319,14 +312,7 @@ impl ConfinedDir {
         self.fault("change mode of", path)
             .and_then(|()| rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode & 0o7777)))
             .map_err(|e| Error::io("change mode of", self.full(path), e.into()))?;
-        let time = Timespec {
-            tv_sec: meta.mtime_sec,
-            tv_nsec: meta.mtime_nsec.into(),
-        };
-        let times = Timestamps {
-            last_access: time,
-            last_modification: time,
-        };
+        let times = mtime_as_both(meta);
         self.fault("set times of", path)
             .and_then(|()| rustix::fs::futimens(file, &times))
             .map_err(|e| Error::io("set times of", self.full(path), e.into()))
@@ -362,5 +348,18 @@ impl ConfinedDir {
         let (dir, last) = self.open_parent_or_root(path)?;
         let proc = proc_path(dir.as_fd(), Some(last));
         xattr::remove(xattr::Target::Path(&proc), &self.full(path), name)
+    }
+}
+
+/// `meta`'s mtime as both the access and the modification time, as every
+/// metadata setter writes them.
+fn mtime_as_both(meta: &FileAttrs) -> Timestamps {
+    let time = Timespec {
+        tv_sec: meta.mtime_sec,
+        tv_nsec: meta.mtime_nsec.into(),
+    };
+    Timestamps {
+        last_access: time,
+        last_modification: time,
     }
 }
