@@ -72,44 +72,6 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// The mount points at or beneath `dir`, from `/proc/self/mountinfo`.
-pub(crate) fn mounts_beneath(dir: &Path) -> Result<Vec<PathBuf>> {
-    let info = "/proc/self/mountinfo";
-    let text = std::fs::read(info).map_err(|e| Error::io("read", info, e))?;
-    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut out = Vec::new();
-    for line in text.split(|b| *b == b'\n') {
-        let Some(field) = line.split(|b| *b == b' ').nth(4) else {
-            continue;
-        };
-        let point = PathBuf::from(std::ffi::OsStr::from_bytes(&unescape(field)));
-        if point.starts_with(&canonical) {
-            out.push(point);
-        }
-    }
-    Ok(out)
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'\\'
-            && let Some(digits) = field.get(i + 1..i + 4)
-            && let Ok(text) = std::str::from_utf8(digits)
-            && let Ok(byte) = u8::from_str_radix(text, 8)
-        {
-            out.push(byte);
-            i += 4;
-        } else {
-            out.push(field[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 fn busy(target: &Path, what: &str) -> Error {
     Error::io(
         "unmount",
@@ -125,7 +87,7 @@ fn busy(target: &Path, what: &str) -> Error {
 /// read-only bind mount at `target` itself excepted when `own_bind`).
 fn refuse_if_busy(target: &Path, own_bind: bool) -> Result<()> {
     let canonical = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
-    for point in mounts_beneath(target)? {
+    for point in super::mountinfo::mounts_beneath(target)? {
         if own_bind && point == canonical {
             continue;
         }

@@ -4,7 +4,8 @@
 //! name: the image's layers below, the container's own layer on top. How the
 //! view is made is a [`MountBackend`]: `memory` (in-process, no target
 //! directory), `copy` (the merged tree materialised in a directory, no
-//! privilege needed), `overlay` (the kernel's overlayfs). The lifecycle —
+//! privilege needed), `overlay` (the kernel's overlayfs over extracted
+//! layers), `fuse` (served straight from the store, nothing extracted). The lifecycle —
 //! prepare, view, mount, unmount, commit, remove, stat, walk, usage — is the
 //! same for every backend and lives in [`Containers`]; its state is in the
 //! store, under `containers/<name>/`, so containers survive a restart.
@@ -33,7 +34,9 @@ mod base;
 mod container;
 pub(crate) mod copy;
 mod files;
+pub(crate) mod fuse;
 pub(crate) mod memory;
+mod mountinfo;
 pub(crate) mod overlay;
 mod rescan;
 
@@ -49,6 +52,7 @@ pub use self::{
     container::{CommitOptions, ContainerInfo, Containers, PrepareOptions, validate_name},
     copy::CopyBackend,
     files::DirFiles,
+    fuse::{FuseBackend, FuseOptions, FuseView},
     memory::MemoryBackend,
     overlay::OverlayBackend,
 };
@@ -58,12 +62,14 @@ pub use self::{
 /// shows a directory and passes its [`check`](MountBackend::check) here
 /// ([`Containers::pick_backend`]). `overlay`, where the kernel and the
 /// process's privilege allow it, goes first; `copy` works everywhere;
-/// `memory` is in-process only, so never picked for a target.
+/// `fuse` (lazy views served by the mounting process) and `memory`
+/// (in-process only) are used when named.
 #[must_use]
 pub fn builtin_backends() -> Vec<std::sync::Arc<dyn MountBackend>> {
     vec![
         std::sync::Arc::new(OverlayBackend::new()),
         std::sync::Arc::new(CopyBackend::new()),
+        std::sync::Arc::new(FuseBackend::new()),
         std::sync::Arc::new(MemoryBackend::new()),
     ]
 }

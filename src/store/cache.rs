@@ -1,36 +1,45 @@
-//! A small cache of recently decompressed frames, so that reading the chunks of
-//! one grouped frame one after another decompresses it once.
+//! A small cache of recently decompressed bytes, bounded by their size: the
+//! store's frames (so that reading the chunks of one grouped frame one after
+//! another decompresses it once), and the lazy view's chunks (`mount::fuse`).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 /// Which frame: the pack's number in this process, and the payload offset.
 pub(crate) type FrameKey = (u64, u64);
 
-/// Frames kept by bytes, least recently used evicted first.
-pub(crate) struct FrameCache {
+/// Byte buffers kept by key within a budget of bytes, least recently used
+/// evicted first.
+pub(crate) struct ByteCache<K> {
     budget: usize,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<K>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    frames: HashMap<FrameKey, (Arc<Vec<u8>>, u64)>,
+/// The store's cache of decompressed frames.
+pub(crate) type FrameCache = ByteCache<FrameKey>;
+
+struct Inner<K> {
+    frames: HashMap<K, (Arc<Vec<u8>>, u64)>,
     bytes: usize,
     clock: u64,
 }
 
-impl FrameCache {
-    /// A cache holding at most `budget` bytes of frames.
+impl<K: Hash + Eq + Copy> ByteCache<K> {
+    /// A cache holding at most `budget` bytes.
     pub(crate) fn new(budget: usize) -> Self {
         Self {
             budget,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                frames: HashMap::new(),
+                bytes: 0,
+                clock: 0,
+            }),
         }
     }
 
-    /// The frame under `key`, if cached.
-    pub(crate) fn get(&self, key: FrameKey) -> Option<Arc<Vec<u8>>> {
+    /// The bytes under `key`, if cached.
+    pub(crate) fn get(&self, key: K) -> Option<Arc<Vec<u8>>> {
         let mut inner = self
             .inner
             .lock()
@@ -43,9 +52,9 @@ impl FrameCache {
         })
     }
 
-    /// Caches `frame` under `key`, evicting the least recently used frames
+    /// Caches `frame` under `key`, evicting the least recently used entries
     /// beyond the budget.
-    pub(crate) fn insert(&self, key: FrameKey, frame: Arc<Vec<u8>>) {
+    pub(crate) fn insert(&self, key: K, frame: Arc<Vec<u8>>) {
         if frame.len() > self.budget {
             return;
         }

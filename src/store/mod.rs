@@ -13,7 +13,7 @@
 //! put, flush and tag. The price is that gc waits (or gives up with
 //! [`Error::Locked`]) while any other process has the store open.
 
-mod cache;
+pub(crate) mod cache;
 pub(crate) mod chunk_list;
 mod chunker;
 mod config;

@@ -163,24 +163,38 @@ impl<'s> StoredTree<'s> {
     /// # Errors
     /// As [`StoredTree::get`].
     pub fn hardlinks(&self) -> Result<Vec<Entry>> {
-        let mut out = Vec::new();
-        let mut stack = vec![(TreePath::ROOT, self.root_dir()?)];
-        while let Some((path, dir)) = stack.pop() {
-            // Pushed in reverse, so popped (and found) in order.
-            for child in dir.children.iter().rev() {
-                if child.node.links() == 0 {
-                    continue;
-                }
-                let child_path = path.join(&child.name)?;
-                match child.node.dir_id() {
-                    Some(id) => stack.push((child_path, self.load(&id)?)),
-                    None => out.extend(child.leaf_entry(child_path)?),
-                }
+        hardlinks_beneath(self.root_dir()?, &|id| self.load(id))
+    }
+}
+
+/// Every hard link beneath the directory `root` (the tree's root), in order,
+/// reading through `load` only the directories that have some beneath them:
+/// the one walk of [`StoredTree::hardlinks`] and of the lazy view's link
+/// counts (`mount::fuse`), which keeps its own decoded directories.
+///
+/// # Errors
+/// `load`'s errors; [`Error::Malformed`] for a name that is no path component.
+pub(crate) fn hardlinks_beneath(
+    root: Arc<Directory>,
+    load: &dyn Fn(&ChunkId) -> Result<Arc<Directory>>,
+) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(TreePath::ROOT, root)];
+    while let Some((path, dir)) = stack.pop() {
+        // Pushed in reverse, so popped (and found) in order.
+        for child in dir.children.iter().rev() {
+            if child.node.links() == 0 {
+                continue;
+            }
+            let child_path = path.join(&child.name)?;
+            match child.node.dir_id() {
+                Some(id) => stack.push((child_path, load(&id)?)),
+                None => out.extend(child.leaf_entry(child_path)?),
             }
         }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
     }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
 }
 
 /// Layers applied to stored trees

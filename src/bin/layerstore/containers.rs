@@ -3,9 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::Arc;
+
 use clap::Subcommand;
 use layerstore::ImageId;
-use layerstore::mount::{CommitOptions, Containers, PrepareOptions};
+use layerstore::mount::{
+    CommitOptions, ContainerInfo, Containers, FuseBackend, FuseOptions, PrepareOptions,
+};
 use serde_json::json;
 
 use crate::output::Output;
@@ -17,7 +24,7 @@ pub(crate) struct MountArgs {
     image: String,
     /// An empty directory (created if absent).
     target: PathBuf,
-    /// overlay or copy (default: overlay where permitted, else copy).
+    /// overlay, copy or fuse (default: overlay where permitted, else copy).
     #[arg(long)]
     backend: Option<String>,
     /// The container's name (default: made up from the image).
@@ -26,7 +33,19 @@ pub(crate) struct MountArgs {
     /// A read-only view.
     #[arg(long)]
     read_only: bool,
+    /// fuse: serve the view from this process until it is unmounted, instead
+    /// of from a detached server.
+    #[arg(long)]
+    foreground: bool,
+    /// fuse: let every user reach the view (needs root or `user_allow_other`).
+    #[arg(long)]
+    allow_other: bool,
 }
+
+/// Set in a server's environment by the `mount` that starts it: the server
+/// says "ready" on its standard output once the view is mounted, then logs
+/// to the container's `server.log`.
+const SERVER_NOTIFY: &str = "LAYERSTORE_SERVER_NOTIFY";
 
 #[derive(clap::Args)]
 pub(crate) struct UmountArgs {
@@ -48,42 +67,164 @@ pub(crate) enum ContainerCommand {
 }
 
 /// A new container of an image at a target, or an existing one mounted
-/// again; prints its name.
+/// again; prints its name. A `fuse` container is served by a detached
+/// server process (started here, ready when this returns), or by this
+/// process with `--foreground`.
 pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
     let (image, target) = (args.image.as_str(), args.target.as_path());
     let (backend, name) = (args.backend.as_deref(), args.name.as_deref());
     let store = ctx.open()?;
-    let containers = Containers::new(&store);
-    let existing = name.is_none() && backend.is_none() && containers.stat(image).is_ok();
-    let info = if existing {
-        if args.read_only {
-            return Err(Failure::Usage(format!(
-                "'{image}' is an existing container: --read-only applies to new ones"
-            )));
-        }
-        containers.mount(image, Some(target))?
+    let fuse = Arc::new(FuseBackend::with_options(
+        FuseOptions::default().allow_other(args.allow_other),
+    ));
+    // The built-in backends, with this process's fuse server in its place.
+    let backends = layerstore::mount::builtin_backends()
+        .into_iter()
+        .map(|b| {
+            if b.name() == "fuse" {
+                fuse.clone() as Arc<dyn layerstore::mount::MountBackend>
+            } else {
+                b
+            }
+        })
+        .collect();
+    let containers = Containers::with_backends(&store, backends);
+    let existing = if name.is_none() && backend.is_none() {
+        containers.stat(image).ok()
     } else {
-        if backend == Some("memory") {
-            return Err(Failure::Usage(
-                "the memory backend lives in one process; the CLI mounts with overlay or copy"
-                    .to_owned(),
-            ));
-        }
+        None
+    };
+    if existing.is_some() && args.read_only {
+        return Err(Failure::Usage(format!(
+            "'{image}' is an existing container: --read-only applies to new ones"
+        )));
+    }
+    if backend == Some("memory") {
+        return Err(Failure::Usage(
+            "the memory backend lives in one process; the CLI mounts with overlay, copy or fuse"
+                .to_owned(),
+        ));
+    }
+    let is_fuse = existing
+        .as_ref()
+        .map_or(backend, |i| Some(i.backend.as_str()))
+        == Some("fuse");
+    if (args.foreground || args.allow_other) && !is_fuse {
+        return Err(Failure::Usage(
+            "--foreground and --allow-other apply to the fuse backend".to_owned(),
+        ));
+    }
+    let name = match (&existing, name) {
+        (Some(info), _) => info.name.clone(),
+        (None, Some(name)) => name.to_owned(),
+        (None, None) => made_up_name(&containers, image),
+    };
+    if is_fuse && !args.foreground {
+        spawn_server(&name, args.name.is_none() && existing.is_none())?;
+        let info = containers.stat(&name)?;
+        report(ctx, &info);
+        return Ok(());
+    }
+    let info = if existing.is_some() {
+        containers.mount(&name, Some(target))?
+    } else {
         let id = store.resolve_image(image)?;
-        let name = match name {
-            Some(name) => name.to_owned(),
-            None => made_up_name(&containers, image),
-        };
         let mut options = PrepareOptions::default()
             .target(target)
             .read_only(args.read_only);
         options.backend = backend.map(str::to_owned);
         containers.prepare(&name, &id, &options)?
     };
+    if !is_fuse {
+        report(ctx, &info);
+        return Ok(());
+    }
+    // The foreground server: say the view is ready, then serve until it is
+    // unmounted.
+    if std::env::var_os(SERVER_NOTIFY).is_some() {
+        detach_output(&containers.state_dir(&name)?.join("server.log"))?;
+    } else {
+        report(ctx, &info);
+    }
+    fuse.wait()?;
+    Ok(())
+}
+
+fn report(ctx: &Ctx, info: &ContainerInfo) {
     ctx.out.report(
         || json!({ "name": info.name, "image": info.image.to_string(), "backend": info.backend, "target": info.target }),
         || println!("{}", info.name),
     );
+}
+
+/// Starts this program again as the container's foreground server, in a
+/// process group of its own with no terminal, and waits until it says the
+/// view is ready, or fails (its message and exit code are then this one's).
+fn spawn_server(name: &str, add_name: bool) -> CmdResult {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::System(format!("cannot find this program to start a server: {e}")))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(std::env::args_os().skip(1))
+        .arg("--foreground");
+    if add_name {
+        command.arg("--name").arg(name);
+    }
+    let mut child = command
+        .env(SERVER_NOTIFY, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Failure::System(format!("cannot start a server: {e}")))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    if line == "ready\n" {
+        return Ok(());
+    }
+    let mut message = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut message);
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Failure::System(format!("cannot wait for the server: {e}")))?;
+    let message = message.trim().trim_start_matches("layerstore: ").to_owned();
+    let message = if message.is_empty() {
+        format!("the server of '{name}' stopped before its view was ready ({status})")
+    } else {
+        message
+    };
+    Err(match status.code() {
+        Some(2) => Failure::Usage(message),
+        _ => Failure::System(message),
+    })
+}
+
+/// A server started by [`spawn_server`], once its view is mounted: says
+/// "ready" on its standard output, which then goes to /dev/null, and sends
+/// its standard error (the view's log: damaged chunks, with pack and offset)
+/// to `log`.
+fn detach_output(log: &Path) -> CmdResult {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Failure::System(format!("cannot open '{}': {e}", log.display())))?;
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| Failure::System(format!("cannot open /dev/null: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    let ready = stdout.write_all(b"ready\n").and_then(|()| stdout.flush());
+    drop(stdout);
+    ready.map_err(|e| Failure::System(format!("cannot say the view is ready: {e}")))?;
+    rustix::stdio::dup2_stdout(&null)
+        .and_then(|()| rustix::stdio::dup2_stderr(&file))
+        .map_err(|e| Failure::System(format!("cannot detach the server's output: {e}")))?;
     Ok(())
 }
 

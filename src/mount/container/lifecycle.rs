@@ -128,6 +128,10 @@ impl Containers<'_> {
                 ),
             });
         }
+        // What a crash left (a `fuse` view whose server died under its
+        // overlay) goes first: unmounting a view that is not live changes
+        // nothing else (the contract of `MountBackend::unmount`).
+        self.with_view(name, &meta, |b, v| b.unmount(self.store, v))?;
         if self.backend(name, &meta.backend)?.needs_target() {
             let target = target
                 .map(Path::to_path_buf)

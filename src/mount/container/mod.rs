@@ -309,6 +309,17 @@ impl<'s> Containers<'s> {
     pub fn empty_image(&self) -> Result<ImageId> {
         self.store.put_empty_image()
     }
+
+    /// The directory where container `name` keeps its state
+    /// (`<store>/containers/<name>/`: the lifecycle's `meta` and whatever
+    /// its backend keeps, such as a `fuse` server's `server.log`). It exists
+    /// while the container does.
+    ///
+    /// # Errors
+    /// [`Error::Container`] for an invalid name (see [`validate_name`]).
+    pub fn state_dir(&self, name: &str) -> Result<PathBuf> {
+        self.dir(name)
+    }
 }
 
 /// State

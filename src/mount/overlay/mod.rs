@@ -46,7 +46,7 @@ use crate::tree::{CheckoutOptions, Entry, Layer, Metadata, Snapshot, Timestamp, 
 /// The upper directory in a container's state directory.
 const UPPER: &str = "upper";
 /// overlayfs's work directory, beside it.
-const WORK: &str = "work";
+pub(crate) const WORK: &str = "work";
 
 /// The kernel's overlayfs as a [`MountBackend`]: layers extracted once and
 /// shared, the container's changes in its upper directory. Needs
@@ -121,7 +121,7 @@ impl OverlayBackend {
 }
 
 /// The paths of a view's state.
-fn upper_dir(view: &ViewSpec<'_>) -> PathBuf {
+pub(crate) fn upper_dir(view: &ViewSpec<'_>) -> PathBuf {
     view.state.join(UPPER)
 }
 
@@ -136,7 +136,7 @@ fn target<'v>(view: &ViewSpec<'v>) -> Result<&'v Path> {
 /// with the base's root metadata (overlayfs shows the root with the upper
 /// directory's), through a temporary name so that it appears whole. `top` is
 /// the topmost lower directory of the image's layers, if it has any.
-fn create_upper(store: &Store, view: &ViewSpec<'_>, top: Option<&Path>) -> Result<()> {
+pub(crate) fn create_upper(store: &Store, view: &ViewSpec<'_>, top: Option<&Path>) -> Result<()> {
     let upper = upper_dir(view);
     let work = view.state.join(WORK);
     if !upper.is_dir() {
@@ -182,6 +182,48 @@ fn root_metadata(top: &Path) -> Result<Metadata> {
         mtime: Timestamp::new(st.st_mtime as i64, st.st_mtime_nsec as u32),
         xattrs,
     })
+}
+
+/// What a container's upper directory adds over its image: every entry in
+/// it (the root when changed), and the bytes of its files, each inode once.
+/// The `overlay` backend's usage, and the writable `fuse` one's.
+pub(crate) fn upper_usage(view: &ViewSpec<'_>) -> Result<Usage> {
+    let upper = upper_dir(view);
+    let mut usage = Usage::default();
+    if !upper.is_dir() {
+        return Ok(usage);
+    }
+    // The root is always in the upper directory; it counts when changed.
+    let root = std::fs::symlink_metadata(&upper).map_err(|e| Error::io("stat", &upper, e))?;
+    let base = view.base.root()?.meta;
+    let mtime = (root.mtime(), u32::try_from(root.mtime_nsec()).unwrap_or(0));
+    if (root.mode() & 0o7777, root.uid(), root.gid(), mtime)
+        != (
+            base.mode,
+            base.uid,
+            base.gid,
+            (base.mtime.secs, base.mtime.nanos),
+        )
+    {
+        usage.inodes += 1;
+    }
+    let mut seen = HashSet::new();
+    let mut pending = vec![upper];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+            usage.inodes += 1;
+            if meta.is_dir() {
+                pending.push(path);
+            } else if meta.is_file() && seen.insert(meta.ino()) {
+                usage.size += meta.len();
+            }
+        }
+    }
+    Ok(usage)
 }
 
 impl MountBackend for OverlayBackend {
@@ -248,44 +290,7 @@ impl MountBackend for OverlayBackend {
     }
 
     fn usage(&self, _store: &Store, view: &ViewSpec<'_>) -> Result<Usage> {
-        let upper = upper_dir(view);
-        let mut usage = Usage::default();
-        if !upper.is_dir() {
-            return Ok(usage);
-        }
-        // The root is always in the upper directory; it counts when changed.
-        let root = std::fs::symlink_metadata(&upper).map_err(|e| Error::io("stat", &upper, e))?;
-        let base = view.base.root()?.meta;
-        let mtime = (root.mtime(), u32::try_from(root.mtime_nsec()).unwrap_or(0));
-        if (root.mode() & 0o7777, root.uid(), root.gid(), mtime)
-            != (
-                base.mode,
-                base.uid,
-                base.gid,
-                (base.mtime.secs, base.mtime.nanos),
-            )
-        {
-            usage.inodes += 1;
-        }
-        let mut seen = HashSet::new();
-        let mut pending = vec![upper];
-        while let Some(dir) = pending.pop() {
-            let entries =
-                std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
-                let path = entry.path();
-                let meta =
-                    std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
-                usage.inodes += 1;
-                if meta.is_dir() {
-                    pending.push(path);
-                } else if meta.is_file() && seen.insert(meta.ino()) {
-                    usage.size += meta.len();
-                }
-            }
-        }
-        Ok(usage)
+        upper_usage(view)
     }
 
     fn remove(&self, store: &Store, view: &ViewSpec<'_>) -> Result<()> {

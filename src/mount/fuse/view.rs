@@ -1,0 +1,246 @@
+//! A lazy view mounted by this process: [`FuseView`], the handle whose drop
+//! unmounts, serving on threads of its own.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, SessionACL};
+
+use super::nodes::Nodes;
+use super::serve::LazyFs;
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, ImageId, SnapshotId};
+use crate::store::Store;
+
+/// Whether a filesystem type of `/proc/self/mountinfo` is FUSE's: `fuse`
+/// for a view mounted by root (the kernel's type, the subtype aside),
+/// `fuse.layerstore` through `fusermount3`.
+pub(crate) fn is_fuse_type(fstype: &str) -> bool {
+    fstype == "fuse" || fstype.starts_with("fuse.")
+}
+
+/// How a lazy view is served.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FuseOptions {
+    /// Let every user of the machine reach the view (`allow_other`), the
+    /// kernel still checking each access against the image's modes. Needs
+    /// root, or `user_allow_other` in `/etc/fuse.conf`. Default: only the
+    /// user who mounts it (and, through an overlay over it, the overlay's users).
+    pub allow_other: bool,
+    /// Threads answering the kernel's requests (default 4).
+    pub threads: usize,
+}
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        Self {
+            allow_other: false,
+            threads: 4,
+        }
+    }
+}
+
+impl FuseOptions {
+    /// Sets [`FuseOptions::allow_other`].
+    #[must_use]
+    pub fn allow_other(mut self, allow: bool) -> Self {
+        self.allow_other = allow;
+        self
+    }
+
+    /// Sets [`FuseOptions::threads`] (at least 1).
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+}
+
+/// An image shown read-only at a directory over FUSE, straight from the
+/// store: mounting decodes the root directory and nothing else; directories
+/// are read when first looked into and file content a chunk at a time when
+/// read, every chunk verified. Served by threads of this process until the
+/// handle is dropped or [`unmount`](Self::unmount)ed, or the directory is
+/// unmounted from outside (then [`wait`](Self::wait) returns).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use layerstore::Store;
+/// use layerstore::mount::{FuseOptions, FuseView};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = Arc::new(Store::open("/var/lib/layerstore")?);
+/// let image = store.resolve_image("debian:12")?;
+/// let view = FuseView::mount(store, &image, "/mnt/debian", &FuseOptions::default())?;
+/// let os = std::fs::read_to_string("/mnt/debian/etc/os-release")?;
+/// drop(view); // unmounted
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Mounting needs `/dev/fuse` and either root or `fusermount3` (Debian's
+/// `fuse3`). The view is mounted `ro`, `nosuid`, `nodev` and with
+/// `default_permissions`: the kernel checks every access against the
+/// image's modes and owners.
+pub struct FuseView {
+    session: Option<fuser::BackgroundSession>,
+    target: PathBuf,
+}
+
+impl std::fmt::Debug for FuseView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FuseView")
+            .field("target", &self.target)
+            .field("live", &self.session.is_some())
+            .finish()
+    }
+}
+
+impl FuseView {
+    /// Shows image `image` of `store` at `target`, an existing directory.
+    ///
+    /// # Errors
+    /// The store's errors reading the image and its root directory;
+    /// [`Error::Io`] naming `target` if it cannot be mounted (no
+    /// `/dev/fuse`, no `fusermount3` without root, `allow_other` not
+    /// permitted, …).
+    pub fn mount(
+        store: Arc<Store>,
+        image: &ImageId,
+        target: impl AsRef<Path>,
+        options: &FuseOptions,
+    ) -> Result<Self> {
+        let tree = store.image(image)?.rootfs();
+        Self::mount_tree(store, tree, target, options)
+    }
+
+    /// Shows the tree `tree` of `store` at `target`, as [`FuseView::mount`].
+    ///
+    /// # Errors
+    /// As [`FuseView::mount`].
+    pub fn mount_tree(
+        store: Arc<Store>,
+        tree: SnapshotId,
+        target: impl AsRef<Path>,
+        options: &FuseOptions,
+    ) -> Result<Self> {
+        let target = target.as_ref();
+        let nodes = Nodes::new(store, ChunkId::from(tree))?;
+        let mut config = Config::default();
+        config.mount_options = vec![
+            MountOption::FSName(format!("layerstore:{}", short(&tree))),
+            MountOption::Subtype("layerstore".to_owned()),
+            MountOption::DefaultPermissions,
+            MountOption::RO,
+            MountOption::NoSuid,
+            MountOption::NoDev,
+            MountOption::NoAtime,
+        ];
+        config.acl = if options.allow_other {
+            SessionACL::All
+        } else {
+            SessionACL::Owner
+        };
+        config.n_threads = Some(options.threads.max(1));
+        config.clone_fd = options.threads > 1;
+        let session = fuser::Session::new(LazyFs::new(nodes), target, &config)
+            .map_err(|e| Error::io("mount a FUSE view at", target, explain(e)))?;
+        let session = session
+            .spawn()
+            .map_err(|e| Error::io("serve the FUSE view at", target, e))?;
+        widen_read_ahead(target);
+        Ok(Self {
+            session: Some(session),
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// Where the view is mounted.
+    #[must_use]
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Unmounts the view and stops its threads.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the target: `EBUSY` if a file is open in it or a
+    /// process works beneath it (the view then stays mounted and served).
+    pub fn unmount(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    /// Serves until the view is unmounted from outside (`umount`,
+    /// `fusermount3 -u`, `layerstore umount`): what a server in the
+    /// foreground does.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the target if serving failed.
+    pub fn wait(mut self) -> Result<()> {
+        match self.session.take() {
+            Some(session) => session
+                .join()
+                .map_err(|e| Error::io("serve the FUSE view at", &self.target, e)),
+            None => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        session
+            .umount_and_join()
+            .map_err(|e| Error::io("unmount", &self.target, e))
+    }
+}
+
+impl Drop for FuseView {
+    fn drop(&mut self) {
+        if let Err(err) = self.stop() {
+            eprintln!("layerstore: {err}");
+        }
+    }
+}
+
+/// The first hex digits of a tree id, for the mount's source name.
+fn short(tree: &SnapshotId) -> String {
+    let id = tree.to_string();
+    id.rsplit(':')
+        .next()
+        .unwrap_or(&id)
+        .chars()
+        .take(12)
+        .collect()
+}
+
+/// A mount error with what to do about it.
+fn explain(e: std::io::Error) -> std::io::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "; mounting FUSE without root needs fusermount3 (Debian's fuse3) and /dev/fuse"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; allow_other needs root or user_allow_other in /etc/fuse.conf"
+        }
+        _ => "",
+    };
+    if hint.is_empty() {
+        e
+    } else {
+        std::io::Error::new(e.kind(), format!("{e}{hint}"))
+    }
+}
+
+/// Lets the kernel read ahead 1 MiB at a time on the view (its default is
+/// 128 KiB, and a FUSE server cannot ask for more at mount time): the
+/// view's backing device's `read_ahead_kb`, which only root may write. A
+/// view works the same without it, reading in smaller requests.
+fn widen_read_ahead(target: &Path) {
+    let Ok(st) = rustix::fs::stat(target) else {
+        return;
+    };
+    let (major, minor) = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    let _ = std::fs::write(knob, b"1024");
+}
