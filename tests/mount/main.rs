@@ -19,7 +19,7 @@ mod reflink;
 
 use std::sync::Arc;
 
-use layerstore::mount::{CopyBackend, MemoryBackend, OverlayBackend};
+use layerstore::mount::{CopyBackend, FuseBackend, MemoryBackend, OverlayBackend};
 
 pub use common::{require_root, require_tool};
 
@@ -29,6 +29,7 @@ pub use common::{require_root, require_tool};
 conformance!(memory, || Arc::new(MemoryBackend::new()));
 conformance!(copy, || Arc::new(CopyBackend::new()));
 conformance!(overlay, || Arc::new(OverlayBackend::new()));
+conformance!(fuse, || Arc::new(FuseBackend::new()));
 
 /// Says loudly that a test is skipped for a reason other than root or a tool
 /// (those are `common`'s), or panics under `LAYERSTORE_REQUIRE_PRIVILEGED=1`.

@@ -69,8 +69,35 @@ const PID_FILE: &str = "server.pid";
 #[derive(Default)]
 pub struct FuseBackend {
     options: FuseOptions,
-    /// The views this process serves, by container state directory.
-    views: Mutex<HashMap<PathBuf, FuseView>>,
+    /// The views this process serves, by container state directory, with
+    /// the overlay mounted over each (writable containers).
+    views: Mutex<HashMap<PathBuf, Served>>,
+}
+
+/// A view this process serves for a container.
+struct Served {
+    view: FuseView,
+    /// Where the container's overlay over the view is mounted, if writable.
+    overlay: Option<PathBuf>,
+}
+
+impl Drop for FuseBackend {
+    /// Unmounts every container this backend serves (their changes stay in
+    /// their state, for a later mount): each overlay first, then its view.
+    /// A container whose overlay is busy stays mounted, served by this
+    /// process's threads until it exits.
+    fn drop(&mut self) {
+        for (_, served) in self.lock().drain() {
+            if let Some(target) = &served.overlay
+                && let Err(err) = unmount_point(target)
+            {
+                eprintln!("layerstore: {err}; its view is served until this process exits");
+                std::mem::forget(served.view);
+                continue;
+            }
+            drop(served.view);
+        }
+    }
 }
 
 impl std::fmt::Debug for FuseBackend {
@@ -116,7 +143,7 @@ impl FuseBackend {
     /// # Errors
     /// The first view's error that failed while serving.
     pub fn wait(&self) -> Result<()> {
-        let views: Vec<FuseView> = self.lock().drain().map(|(_, v)| v).collect();
+        let views: Vec<FuseView> = self.lock().drain().map(|(_, s)| s.view).collect();
         let mut result = Ok(());
         for view in views {
             let done = view.wait();
@@ -127,7 +154,7 @@ impl FuseBackend {
         result
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FuseView>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Served>> {
         self.views
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -311,7 +338,14 @@ impl MountBackend for FuseBackend {
         let pid = view.state.join(PID_FILE);
         fs_err::write(&pid, format!("{}\n", std::process::id()))
             .map_err(|e| Error::io("write", &pid, e))?;
-        self.lock().insert(view.state.to_path_buf(), fuse);
+        let overlay = (!view.read_only).then(|| target.to_path_buf());
+        self.lock().insert(
+            view.state.to_path_buf(),
+            Served {
+                view: fuse,
+                overlay,
+            },
+        );
         Ok(())
     }
 
@@ -321,8 +355,9 @@ impl MountBackend for FuseBackend {
         if !view.read_only {
             unmount_point(target)?;
         }
-        match self.lock().remove(view.state) {
-            Some(fuse) => fuse.unmount()?,
+        let served = self.lock().remove(view.state);
+        match served {
+            Some(served) => served.view.unmount()?,
             // Served by another process (which then ends), or dead.
             None => unmount_point(&point)?,
         }
