@@ -324,3 +324,49 @@ fn skip_devices_skips_nothing_when_privileged() {
     assert!(outcome.skipped_devices.is_empty());
     assert_same(&walk(&dest), &expected(&store, &snapshot, &[]));
 }
+
+/// The lazy FUSE view of a tree shows exactly what its checkout writes:
+/// every kind and every attribute, hard links as one inode.
+#[test]
+fn a_fuse_view_shows_every_kind_and_attribute_as_checkout_writes_them() {
+    use layerstore::mount::{FuseOptions, FuseView};
+    if !std::path::Path::new("/dev/fuse").exists() {
+        assert!(
+            !super::common::strict(),
+            "LAYERSTORE_REQUIRE_PRIVILEGED=1 and /dev/fuse is missing"
+        );
+        eprintln!("SKIPPED: no /dev/fuse");
+        return;
+    }
+    let is_root = require_root("devices, foreign owners, trusted.* and security.capability");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = new_store(tmp.path());
+    let xattrs = super::user_xattrs_supported(tmp.path());
+    let snapshot = every_kind(&store, &Owners::current(is_root), xattrs);
+    let tree = store.put_snapshot(&snapshot).unwrap();
+    let dest = tmp.path().join("out");
+    store
+        .checkout(&snapshot, &dest, &CheckoutOptions::default())
+        .unwrap();
+    let checked_out = walk(&dest);
+
+    let store = std::sync::Arc::new(store);
+    let target = tmp.path().join("view");
+    std::fs::create_dir(&target).unwrap();
+    let view = FuseView::mount_tree(
+        std::sync::Arc::clone(&store),
+        tree,
+        &target,
+        &FuseOptions::default(),
+    )
+    .unwrap();
+    let seen = walk(&target);
+    let sh = std::fs::symlink_metadata(target.join("bin/sh")).unwrap();
+    let hard = std::fs::symlink_metadata(target.join("links/hard")).unwrap();
+    view.unmount().unwrap();
+
+    assert_same(&seen, &checked_out);
+    assert_same(&seen, &expected(&store, &snapshot, &[]));
+    assert_eq!((sh.ino(), sh.nlink()), (hard.ino(), 3));
+    make_removable(tmp.path());
+}

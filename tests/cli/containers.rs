@@ -256,3 +256,177 @@ fn mount_backend_overlay_then_umount_by_name_keeps_the_changes() {
     ok(&layerstore(&store, &["container", "rm", "ov"]));
     ok(&layerstore(&store, &["fsck"]));
 }
+
+/// Whether a process is alive (and not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')))
+}
+
+fn server_pid(store: &Path, name: &str) -> i32 {
+    let file = store.join("containers").join(name).join("server.pid");
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn mounts_beneath(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|point| Path::new(point).starts_with(&dir))
+        .collect()
+}
+
+#[test]
+fn a_fuse_container_is_served_by_a_detached_server_that_survives_a_crash() {
+    if !super::common::require_root("an overlay over a FUSE view") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_base(dir.path());
+    let target = dir.path().join("rootfs");
+    let t = target.to_str().unwrap();
+
+    // The command returns with the view ready, served by another process.
+    let out = ok(&layerstore(
+        &store,
+        &["mount", "base", t, "--backend", "fuse", "--name", "lazy"],
+    ));
+    assert_eq!(out.trim(), "lazy");
+    let pid = server_pid(&store, "lazy");
+    assert!(alive(pid), "the server runs after mount returned");
+    assert_eq!(
+        std::fs::read(target.join("etc/os-release")).unwrap(),
+        b"ID=test\n"
+    );
+    std::fs::write(target.join("etc/hostname"), b"lazy\n").unwrap();
+
+    // A killed server: the view is dead, the container not mounted, and
+    // mounting it again serves it anew with its change.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    while alive(pid) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // (What was read stays readable from the kept page cache; the view's
+    // own filesystem answers no more.)
+    let lower = store.join("containers/lazy/lower");
+    assert_eq!(
+        rustix::fs::statfs(&lower).map(|_| ()),
+        Err(rustix::io::Errno::NOTCONN)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&layerstore(&store, &["containers", "--json"]))).unwrap();
+    assert_eq!(json[0]["mounted"], false, "{json}");
+    ok(&layerstore(&store, &["mount", "lazy", t]));
+    assert_eq!(
+        std::fs::read(target.join("etc/hostname")).unwrap(),
+        b"lazy\n"
+    );
+    assert_eq!(
+        std::fs::read(target.join("etc/os-release")).unwrap(),
+        b"ID=test\n"
+    );
+    let id = ok(&layerstore(&store, &["container", "commit", "lazy"]));
+    let diff = ok(&layerstore(&store, &["diff", "base", id.trim()]));
+    assert!(diff.contains("A etc/hostname"), "{diff}");
+
+    // umount stops the server and leaves nothing mounted.
+    let pid = server_pid(&store, "lazy");
+    ok(&layerstore(&store, &["umount", "lazy"]));
+    for _ in 0..500 {
+        if !alive(pid) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!alive(pid), "the server ended with its view");
+    assert_eq!(mounts_beneath(dir.path()), Vec::<String>::new());
+
+    // A dead one is cleaned up by rm, changes and mounts gone.
+    ok(&layerstore(&store, &["mount", "lazy", t]));
+    let pid = server_pid(&store, "lazy");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    while alive(pid) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ok(&layerstore(&store, &["container", "rm", "lazy"]));
+    assert_eq!(mounts_beneath(dir.path()), Vec::<String>::new());
+    assert!(!store.join("containers/lazy").exists());
+}
+
+#[test]
+fn a_read_only_fuse_view_and_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_base(dir.path());
+    let target = dir.path().join("view");
+    let t = target.to_str().unwrap();
+    ok(&layerstore(
+        &store,
+        &[
+            "mount",
+            "base",
+            t,
+            "--backend",
+            "fuse",
+            "--read-only",
+            "--name",
+            "ro",
+        ],
+    ));
+    assert_eq!(
+        std::fs::read(target.join("etc/os-release")).unwrap(),
+        b"ID=test\n"
+    );
+    let err = std::fs::write(target.join("etc/x"), b"no").unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::ROFS.raw_os_error())
+    );
+    // --foreground and --allow-other belong to fuse.
+    let out = layerstore(
+        &store,
+        &[
+            "mount",
+            "base",
+            dir.path().join("c").to_str().unwrap(),
+            "--backend",
+            "copy",
+            "--foreground",
+        ],
+    );
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("fuse backend"), "{}", stderr(&out));
+    // A server that cannot mount says why, with the mount's exit code.
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("f"), b"x").unwrap();
+    let out = layerstore(
+        &store,
+        &[
+            "mount",
+            "base",
+            busy.to_str().unwrap(),
+            "--backend",
+            "fuse",
+            "--read-only",
+        ],
+    );
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    ok(&layerstore(&store, &["umount", t]));
+    assert_eq!(mounts_beneath(dir.path()), Vec::<String>::new());
+    ok(&layerstore(&store, &["container", "rm", "ro"]));
+}

@@ -1,6 +1,7 @@
 //! Copy-on-write views: one conformance suite run against every backend
 //! (`conformance.rs`; adding a backend is one `conformance!` line below), the
-//! lifecycle's bad input and crash recovery (`lifecycle.rs`), and the copy
+//! lifecycle's bad input and crash recovery (`lifecycle.rs`), the lazy FUSE
+//! view's reads, damage and permissions (`lazy.rs`), and the copy
 //! backend's reflink path on a real XFS or Btrfs loop filesystem
 //! (`reflink.rs`).
 #![allow(
@@ -14,6 +15,7 @@
 mod common;
 #[macro_use]
 mod conformance;
+mod lazy;
 mod lifecycle;
 mod reflink;
 
