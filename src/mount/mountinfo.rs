@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn unescapes_octal_and_leaves_the_rest() {
-        assert_eq!(unescape(br"/a\040b\\c"), b"/a b\\c");
+        assert_eq!(unescape(br"/a\040b\\c"), br"/a b\\c");
         assert_eq!(unescape(br"/x\04"), br"/x\04");
     }
 

@@ -430,3 +430,60 @@ fn a_read_only_fuse_view_and_its_errors() {
     assert_eq!(mounts_beneath(dir.path()), Vec::<String>::new());
     ok(&layerstore(&store, &["container", "rm", "ro"]));
 }
+
+/// The child half of the next test, run as user 65534: a read-only view
+/// (through fusermount3) and a writable container (fuse-overlayfs over the
+/// view), changed, committed and removed.
+#[test]
+#[ignore = "run by a_plain_user_views_and_changes_images_over_fuse as user 65534"]
+fn plain_user_over_fuse() {
+    let dir = std::path::PathBuf::from(super::common::child_arg().expect("started by the parent"));
+    let store = store_with_base(&dir);
+    let view = dir.join("view");
+    let v = view.to_str().unwrap();
+    ok(&layerstore(
+        &store,
+        &[
+            "mount",
+            "base",
+            v,
+            "--backend",
+            "fuse",
+            "--read-only",
+            "--name",
+            "look",
+        ],
+    ));
+    assert_eq!(
+        std::fs::read(view.join("etc/os-release")).unwrap(),
+        b"ID=test\n"
+    );
+    ok(&layerstore(&store, &["container", "rm", "look"]));
+
+    let rootfs = dir.join("rootfs");
+    let r = rootfs.to_str().unwrap();
+    ok(&layerstore(
+        &store,
+        &["mount", "base", r, "--backend", "fuse", "--name", "box"],
+    ));
+    std::fs::write(rootfs.join("etc/hostname"), b"box\n").unwrap();
+    std::fs::remove_file(rootfs.join("etc/os-release")).unwrap();
+    let id = ok(&layerstore(&store, &["container", "commit", "box"]));
+    let diff = ok(&layerstore(&store, &["diff", "base", id.trim()]));
+    assert!(diff.contains("A etc/hostname"), "{diff}");
+    assert!(diff.contains("D etc/os-release"), "{diff}");
+    ok(&layerstore(&store, &["container", "rm", "box"]));
+    assert_eq!(mounts_beneath(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn a_plain_user_views_and_changes_images_over_fuse() {
+    if !super::common::require_tool("fusermount3") || !super::common::require_tool("fuse-overlayfs")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    super::common::open_to_all(dir.path());
+    super::common::run_unprivileged("containers::plain_user_over_fuse", dir.path());
+    assert_eq!(mounts_beneath(dir.path()), Vec::<String>::new());
+}

@@ -40,7 +40,7 @@ const TTL: Duration = Duration::from_secs(u32::MAX as u64);
 const MAX_REQUEST: u32 = 1 << 20;
 /// Decompressed chunks kept for reads that straddle a request boundary and
 /// for read-ahead.
-const CHUNK_CACHE_BYTES: usize = 64 << 20;
+const CHUNK_CACHE_BYTES: usize = 16 << 20;
 /// How far ahead of a sequential read chunks are read.
 const READ_AHEAD_BYTES: u64 = 2 << 20;
 /// `st_blksize`: what `cp` and `cat` size their reads by.
