@@ -20,7 +20,8 @@
 #              again (warm)
 #   read       `tar cf - -C T . | wc -c` right after mounting (cold), and a
 #              second pass (warm)
-#   RSS        the FUSE server's peak RSS (VmHWM) after the two reads: the
+#   RSS        the FUSE server's peak RSS (VmHWM) after the two reads (and its
+#              anonymous and file-mapped parts at that moment): the
 #              process holding /dev/fuse that appeared with the mount (for
 #              layerstore, the pid in `containers/NAME/server.pid` of the store
 #              when that file exists)
@@ -242,6 +243,8 @@ server_pid() {
 alive() { awk '/^State:/ {z = ($2 == "Z")} END {exit z || NR == 0}' "/proc/$1/status" 2>/dev/null; }
 # peak_rss PID: VmHWM in MiB.
 peak_rss() { awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || true; }
+# rss_kind PID FIELD: the current RssAnon or RssFile in MiB.
+rss_kind() { awk -v f="$2:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || true; }
 
 # do_mount SYSTEM T NAME: mounts SYSTEM at T (NAME: the layerstore container).
 do_mount() {
@@ -340,7 +343,14 @@ measure() {
         read_all "$target"; rec "$t" read_warm_s "$r" "$SECS" s
         if [[ -n $SERVER ]]; then
             rss=$(peak_rss "$SERVER")
-            if [[ -n $rss ]]; then rec "$t" server_rss_mib "$r" "$rss" MiB; else note "$t: server pid $SERVER is gone; no RSS"; fi
+            if [[ -n $rss ]]; then
+                rec "$t" server_rss_mib "$r" "$rss" MiB
+                # what is resident now, by kind: mapped files (packs) count in RSS too
+                rec "$t" server_rss_anon_mib "$r" "$(rss_kind "$SERVER" RssAnon)" MiB
+                rec "$t" server_rss_file_mib "$r" "$(rss_kind "$SERVER" RssFile)" MiB
+            else
+                note "$t: server pid $SERVER is gone; no RSS"
+            fi
         fi
         do_umount "$t" "$target" "read-$r"
         if [[ -n $SERVER ]]; then # the server must end with its mount
@@ -416,12 +426,14 @@ table() {
     local t
     printf '\n%s: %s entries, %s MB; medians of %s run(s); caches dropped before each mount\n' \
         "$TREE" "$ENTRIES" "$((TREE_BYTES / 1000000))" "$RUNS"
-    printf '%-11s %9s %9s %9s %9s %9s %9s\n' system "mount ms" "walk s" "walk2 s" "read s" "read2 s" "RSS MiB"
+    printf '%-11s %9s %9s %9s %9s %9s %9s %13s\n' system "mount ms" "walk s" "walk2 s" "read s" "read2 s" "RSS MiB" "anon/file MiB"
     for t in $SYSTEMS; do
-        printf '%-11s %9s %9s %9s %9s %9s %9s\n' "$t" "$(med "$t" mount_ms)" "$(med "$t" walk_cold_s)" \
-            "$(med "$t" walk_warm_s)" "$(med "$t" read_cold_s)" "$(med "$t" read_warm_s)" "$(med "$t" server_rss_mib)"
+        printf '%-11s %9s %9s %9s %9s %9s %9s %13s\n' "$t" "$(med "$t" mount_ms)" "$(med "$t" walk_cold_s)" \
+            "$(med "$t" walk_warm_s)" "$(med "$t" read_cold_s)" "$(med "$t" read_warm_s)" "$(med "$t" server_rss_mib)" \
+            "$(med "$t" server_rss_anon_mib)/$(med "$t" server_rss_file_mib)"
     done
-    echo "(walk, read: cold, right after mounting; walk2, read2: a second pass; RSS: the FUSE server's peak)"
+    echo "(walk, read: cold, right after mounting; walk2, read2: a second pass; RSS: the FUSE server's peak;"
+    echo " anon/file: what of it was anonymous memory and mapped files after the reads)"
     if ((LAYERSTORE_ON)); then
         printf '\nlayerstore against the targets of issue #18 (ratios computed within each run):\n'
         target "mount" "$(med layerstore mount_ms)" 30 ms
