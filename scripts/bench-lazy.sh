@@ -213,7 +213,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
     echo "# command: $0 ${ORIG_ARGS[*]:-}"
     echo "# tree: $TREE, $ENTRIES entries, $TREE_BYTES bytes"
     echo "# layerstore: ${LS:-not measured} $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null)"
-    echo "# peers: $PEERS; $(mksquashfs -version | head -1); $(mkfs.erofs --help 2>&1 | head -1 | grep -o 'mkfs.erofs.*' || true); $(squashfuse_ll --version 2>&1 | head -1); casync $(casync --version | head -1)"
+    echo "# peers: $PEERS; Debian packages: $(dpkg-query -W -f '${Package} ${Version}, ' squashfs-tools erofs-utils squashfuse casync fuse3 2>/dev/null || true)"
     printf 'system\tmetric\trun\tvalue\tunit\n'
 } >"$RESULTS"
 rec() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"; }
