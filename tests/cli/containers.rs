@@ -484,6 +484,6 @@ fn a_plain_user_views_and_changes_images_over_fuse() {
     }
     let dir = tempfile::tempdir().unwrap();
     super::common::open_to_all(dir.path());
-    super::common::run_unprivileged("containers::plain_user_over_fuse", dir.path());
+    super::common::run_as_plain_user("containers::plain_user_over_fuse", dir.path());
     assert_eq!(mounts_beneath(dir.path()), Vec::<String>::new());
 }

@@ -145,6 +145,17 @@ pub fn user_xattrs_supported(dir: &Path) -> bool {
 /// Returns false (after skipping loudly, or failing under
 /// `LAYERSTORE_REQUIRE_PRIVILEGED=1`) when not root or `setpriv` is missing.
 pub fn run_unprivileged(name: &str, arg: &Path) -> bool {
+    run_as_65534(name, arg, &["--bounding-set=-all"])
+}
+
+/// As [`run_unprivileged`], but with the capability bounding set a login
+/// user has, so that setuid helpers (`fusermount3`) still work: a plain
+/// user, not a sandboxed one.
+pub fn run_as_plain_user(name: &str, arg: &Path) -> bool {
+    run_as_65534(name, arg, &[])
+}
+
+fn run_as_65534(name: &str, arg: &Path, extra: &[&str]) -> bool {
     if !require_root("dropping privilege with setpriv") || !require_tool("setpriv") {
         return false;
     }
@@ -154,8 +165,8 @@ pub fn run_unprivileged(name: &str, arg: &Path) -> bool {
             "--regid=65534",
             "--clear-groups",
             "--inh-caps=-all",
-            "--bounding-set=-all",
         ])
+        .args(extra)
         .arg(std::env::current_exe().expect("test binary"))
         .args([
             name,
