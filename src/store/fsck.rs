@@ -1,8 +1,11 @@
 //! Checking the store, its half: every index and every pack, byte by byte.
 //! `tree::fsck` adds the refs and objects and assembles the public report.
 //!
+//! The combined index is checked against the packs' indexes it caches.
+//!
 //! Repair (with the store's lock held exclusively) never deletes data: a
-//! missing or damaged index is rebuilt from its pack; a damaged pack has the
+//! missing or damaged index is rebuilt from its pack, and the combined index
+//! from the packs' indexes; a damaged pack has the
 //! chunks that still verify copied into a new pack, and is then moved, with
 //! its index, to `<store>/quarantine/`.
 
@@ -11,8 +14,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::combined_index::CombinedIndex;
 use super::gc::Repacker;
 use super::index::{Index, Location};
+use super::maintain::Rewrite;
 use super::verify::{self, PackPass};
 use super::{Store, index, layout, pack};
 use crate::error::{Error, Result};
@@ -104,6 +109,13 @@ impl Store {
             let path = pack_path(id);
             let pass = match pass {
                 Ok(pass) => pass,
+                // Consolidated by another process since `packs/` was listed:
+                // its chunks are in a newer pack.
+                Err(Error::Io { source, .. })
+                    if !repair && source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
+                }
                 Err(err) => {
                     // A failing disk, say: reported, and the other packs are
                     // still checked. Nothing of it can be copied out, and it
@@ -170,11 +182,107 @@ impl Store {
                 ));
             }
         }
-        if repair {
-            check.unreadable.clear();
-        }
+        self.finish_combined(&indexes, repair, &mut check)?;
         check.unreadable.extend(left_unreadable);
         Ok(check)
+    }
+
+    /// Checks the combined index; with `repair`, rebuilds it if it is wrong
+    /// or anything else was repaired.
+    fn finish_combined(
+        &self,
+        indexes: &HashMap<PackId, IdxState>,
+        repair: bool,
+        check: &mut PackCheck,
+    ) -> Result<()> {
+        let combined_wrong = self.check_combined(indexes, check);
+        if repair {
+            check.unreadable.clear();
+            if combined_wrong || !check.repaired.is_empty() {
+                // Packs and indexes may have been rewritten or moved: the
+                // combined index is rebuilt from what is there now.
+                *self.write_committed() = self.fresh_view()?;
+                self.rewrite_combined(Rewrite::Rebuild, &HashSet::new())?;
+                check.repaired.push((
+                    layout::combined_index(&self.root),
+                    "combined index rebuilt from the packs' indexes".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the combined index, if there is one: its checksum and order,
+    /// and that it agrees with the good indexes of the packs it covers (each
+    /// of its records is theirs, each of their chunks is in it). Packs it
+    /// names that are not in `indexes` are not judged (written or removed by
+    /// another process since `packs/` was listed). Returns whether it is
+    /// wrong.
+    fn check_combined(&self, indexes: &HashMap<PackId, IdxState>, check: &mut PackCheck) -> bool {
+        let path = layout::combined_index(&self.root);
+        let bytes = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Err(e) => {
+                check.problems.push((path, format!("cannot be read: {e}")));
+                return true;
+            }
+            Ok(bytes) => bytes,
+        };
+        check.bytes_checked += bytes.len() as u64;
+        let combined = match CombinedIndex::new(bytes) {
+            Ok(combined) => combined,
+            Err(reason) => {
+                check.problems.push((path, reason));
+                return true;
+            }
+        };
+        if let Err(reason) = combined.verify() {
+            check.problems.push((path, reason));
+            return true;
+        }
+        let good = |p: usize| match indexes.get(&combined.pack_at(p).id) {
+            Some(IdxState::Good(index)) => Some(index),
+            _ => None,
+        };
+        let mut wrong = Vec::new();
+        for i in 0..combined.len() {
+            let id = combined.id_at(i);
+            let Some(index) = good(combined.pack_of(i)) else {
+                continue;
+            };
+            let agrees = index
+                .find(&id)
+                .is_some_and(|at| index.location_at(at) == combined.location_at(i));
+            if !agrees {
+                wrong.push(format!(
+                    "record {i} ({id}) disagrees with the index of pack {}",
+                    combined.pack_at(combined.pack_of(i)).id
+                ));
+            }
+        }
+        for p in 0..combined.pack_count() {
+            let Some(index) = good(p) else { continue };
+            let missing = (0..index.len())
+                .filter(|&i| combined.find(&index.id_at(i)).is_none())
+                .count();
+            if missing > 0 {
+                wrong.push(format!(
+                    "{missing} chunks of pack {} are not in it",
+                    combined.pack_at(p).id
+                ));
+            }
+        }
+        let any = !wrong.is_empty();
+        let shown = wrong.len().min(5);
+        for reason in wrong.drain(..shown) {
+            check.problems.push((path.clone(), reason));
+        }
+        if !wrong.is_empty() {
+            check
+                .problems
+                .push((path, format!("and {} more disagreements", wrong.len())));
+        }
+        any
     }
 
     /// Reads and verifies every index; an index whose pack is missing is
@@ -191,6 +299,8 @@ impl Store {
         for id in idx_ids {
             let path = idx_path(id);
             let state = match std::fs::read(&path) {
+                // Consolidated by another process since `packs/` was listed.
+                Err(err) if !repair && err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => {
                     // A failing disk, say: repair rebuilds it from its pack.
                     check

@@ -3,9 +3,14 @@
 //! options are), delete the packs that hold
 //! no live chunk and rewrite those mostly dead.
 //!
+//! Once there are many small packs, those kept are rewritten together
+//! (consolidated, as maintenance does online; see `maintain.rs`), with only
+//! their live chunks.
+//!
 //! Crash safety, at every instant:
-//! - a rewritten pack is durable, and then its index, before any pack it
-//!   replaces loses its index; so every live chunk stays indexed throughout;
+//! - a rewritten pack is durable, and then its index, and then a combined
+//!   index over the packs that remain, before any pack it replaces loses its
+//!   index; so every live chunk stays indexed throughout;
 //! - an index is deleted (and the directory fsynced) before its pack, so no
 //!   index ever names a missing pack. A pack left without an index by a crash
 //!   is invisible to readers; the next gc deletes it (or indexes it, should
@@ -21,6 +26,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::index::Location;
+use super::maintain::{CONSOLIDATE_AT, Rewrite, SMALL_PACK};
 use super::pack::{self, PackWriter, ScannedFrame};
 use super::write::{GROUP_BELOW, GROUP_TARGET, PACK_TARGET};
 use super::{Pack, Store, frame, index, layout};
@@ -90,7 +96,9 @@ fn stored_share(loc: &Location) -> u64 {
 }
 
 /// Decides each pack's fate: deleted if it keeps no live chunk, rewritten if
-/// its dead share exceeds `threshold`, else kept.
+/// its dead share exceeds `threshold` or if it is small (below
+/// [`SMALL_PACK`]) and [`CONSOLIDATE_AT`] small ones are kept (consolidated),
+/// else kept.
 fn plan(
     packs: &[Arc<Pack>],
     owner: &HashMap<ChunkId, usize>,
@@ -99,11 +107,12 @@ fn plan(
     let mut plans = Vec::with_capacity(packs.len());
     for (pi, pack) in packs.iter().enumerate() {
         let size = file_len(&pack.path)? + file_len(&pack.idx_path)?;
+        let index = pack.index()?;
         let (mut total, mut dead, mut live_here) = (0u64, 0u64, 0u64);
-        for i in 0..pack.index.len() {
-            let len = pack.index.location_at(i).map_or(0, |l| stored_share(&l));
+        for i in 0..index.len() {
+            let len = index.location_at(i).map_or(0, |l| stored_share(&l));
             total += len;
-            if owner.get(&pack.index.id_at(i)) == Some(&pi) {
+            if owner.get(&index.id_at(i)) == Some(&pi) {
                 live_here += 1;
             } else {
                 dead += len;
@@ -122,6 +131,14 @@ fn plan(
             total,
             dead,
         });
+    }
+    // Consolidation: once there are many small packs, those kept are
+    // rewritten together.
+    let small = |p: &PackPlan| p.plan == Plan::Keep && p.size < SMALL_PACK;
+    if plans.iter().filter(|p| small(p)).count() >= CONSOLIDATE_AT {
+        for p in plans.iter_mut().filter(|p| small(p)) {
+            p.plan = Plan::Repack;
+        }
     }
     Ok(plans)
 }
@@ -143,13 +160,19 @@ impl Store {
             ..GcReport::default()
         };
         self.adopt_orphans(live, dry_run, &mut report)?;
-        let packs = self.committed_packs();
+        // A pack whose index does not map is left alone (fsck's business).
+        let packs: Vec<Arc<Pack>> = self
+            .committed_packs()
+            .into_iter()
+            .filter(|p| p.index().is_ok())
+            .collect();
 
         // Each live chunk is kept in one pack; copies elsewhere are dead.
         let mut owner: HashMap<ChunkId, usize> = HashMap::with_capacity(live.len());
         for (pi, pack) in packs.iter().enumerate() {
-            for i in 0..pack.index.len() {
-                let id = pack.index.id_at(i);
+            let index = pack.index()?;
+            for i in 0..index.len() {
+                let id = index.id_at(i);
                 if live.contains(&id) {
                     owner.entry(id).or_insert(pi);
                 }
@@ -158,7 +181,9 @@ impl Store {
         report.live_missing = live.len().saturating_sub(owner.len()) as u64;
 
         let plans = plan(&packs, &owner, repack_dead_fraction)?;
-        report.bytes_before = plans.iter().map(|p| p.size).sum();
+        let combined_path = layout::combined_index(&self.root);
+        let combined_before = file_len(&combined_path)?;
+        report.bytes_before = plans.iter().map(|p| p.size).sum::<u64>() + combined_before;
 
         let mut doomed = Vec::new();
         let mut repacker = Repacker::new(self);
@@ -177,8 +202,9 @@ impl Store {
                     }
                 }
             }
-            for i in 0..pack.index.len() {
-                match owner.get(&pack.index.id_at(i)) {
+            let index = pack.index()?;
+            for i in 0..index.len() {
+                match owner.get(&index.id_at(i)) {
                     Some(&o) if o == pi => {}
                     Some(_) => report.duplicates_dropped += 1,
                     None => report.chunks_freed += 1,
@@ -218,6 +244,14 @@ impl Store {
         report.bytes_freed = report
             .bytes_freed
             .saturating_sub(written.iter().map(|p| p.bytes_on_disk).sum());
+        // The combined index over what remains, before anything goes.
+        self.refresh()?;
+        if !doomed.is_empty() || !written.is_empty() || self.combined_needed() {
+            let gone: HashSet<PackId> = doomed.iter().map(|p| p.id).collect();
+            self.rewrite_combined(Rewrite::Rebuild, &gone)?;
+            report.bytes_freed =
+                (report.bytes_freed + combined_before).saturating_sub(file_len(&combined_path)?);
+        }
         let packs_dir = self.packs_dir();
         for pack in &doomed {
             remove_if_present(&pack.idx_path)?;
@@ -316,8 +350,9 @@ fn copy_live(
     let bytes = fs_err::read(&pack.path).map_err(|e| Error::io("read", &pack.path, e))?;
     let (frames, _) = pack::frames(&bytes);
     let keep = |id: &ChunkId| owner.get(id) == Some(&pi);
-    let wanted: HashSet<ChunkId> = (0..pack.index.len())
-        .map(|i| pack.index.id_at(i))
+    let index = pack.index()?;
+    let wanted: HashSet<ChunkId> = (0..index.len())
+        .map(|i| index.id_at(i))
         .filter(|id| keep(id))
         .collect();
     // Decode and verify everything first (frames in parallel), so that a
@@ -438,6 +473,9 @@ pub(crate) struct Repacker<'a> {
     group: Vec<(ChunkId, u32)>,
     group_bytes: Vec<u8>,
     written: Vec<NewPack>,
+    /// If set, only these chunks are indexed, each once: frames copied
+    /// whole may hold others, which another pack indexes.
+    index_only: Option<HashSet<ChunkId>>,
 }
 
 impl<'a> Repacker<'a> {
@@ -448,7 +486,14 @@ impl<'a> Repacker<'a> {
             group: Vec::new(),
             group_bytes: Vec::new(),
             written: Vec::new(),
+            index_only: None,
         }
+    }
+
+    /// Indexes only `chunks` (each in the first pack written that holds it).
+    pub(crate) fn index_only(mut self, chunks: HashSet<ChunkId>) -> Self {
+        self.index_only = Some(chunks);
+        self
     }
 
     /// Copies a frame of `pack_bytes` as it is (its chunks already verified).
@@ -513,6 +558,9 @@ impl<'a> Repacker<'a> {
         }
         let pack_len = writer.len();
         let (id, _, mut records) = writer.finish(&self.store.packs_dir())?;
+        if let Some(only) = &mut self.index_only {
+            records.retain(|(id, _)| only.remove(id));
+        }
         let idx = index::encode(&mut records);
         let idx_path = self.store.packs_dir().join(layout::index_file(&id));
         durable::write_atomic(&self.store.tmp_dir(), &idx_path, &idx)?;

@@ -33,8 +33,11 @@ use crate::store::frame::{Codec, MAX_FRAME_RAW};
 pub(crate) const INDEX_MAGIC: [u8; 8] = *b"LSIDX\0\0\x01";
 /// Bytes per record.
 pub(crate) const RECORD_LEN: usize = 64;
-const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 256 * 4;
-const CHECKSUM_LEN: usize = 32;
+const HEADER_LEN: usize = FANOUT_AT + 256 * 4;
+/// Where the fanout table starts, in this format and in the combined index's.
+pub(crate) const FANOUT_AT: usize = 8 + 4 + 4 + 8;
+/// Bytes of the trailing checksum, in this format and in the combined index's.
+pub(crate) const CHECKSUM_LEN: usize = 32;
 
 /// A chunk and where it is.
 pub(crate) type Record = (ChunkId, Location);
@@ -111,17 +114,7 @@ impl<T: Deref<Target = [u8]>> Index<T> {
             ));
         }
         let count = usize::try_from(count).map_err(|_| "record count overflows")?;
-        let mut previous = 0u32;
-        for b in 0..256 {
-            let f = fanout_at(header, b);
-            if f < previous || f as usize > count {
-                return Err(format!("fanout table is not monotonic at {b}"));
-            }
-            previous = f;
-        }
-        if previous as usize != count {
-            return Err("fanout table does not end at the record count".into());
-        }
+        check_fanout(header, count)?;
         Ok(Self { data, count })
     }
 
@@ -131,8 +124,7 @@ impl<T: Deref<Target = [u8]>> Index<T> {
     }
 
     fn record(&self, i: usize) -> &[u8] {
-        let start = HEADER_LEN + i * RECORD_LEN;
-        &self.data[start..start + RECORD_LEN]
+        record_at(&self.data, HEADER_LEN, i)
     }
 
     /// The id of record `i` (`i < len()`).
@@ -144,53 +136,18 @@ impl<T: Deref<Target = [u8]>> Index<T> {
 
     /// The location in record `i` (`i < len()`); `None` if its codec is unknown.
     pub(crate) fn location_at(&self, i: usize) -> Option<Location> {
-        let r = self.record(i);
-        let u32_at = |at: usize| u32::from_le_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]]);
-        let mut offset = [0u8; 8];
-        offset.copy_from_slice(&r[32..40]);
-        Some(Location {
-            payload_offset: u64::from_le_bytes(offset),
-            stored_len: u32_at(40),
-            raw_len: u32_at(44),
-            offset_in_frame: u32_at(48),
-            len: u32_at(52),
-            codec: Codec::from_u8(r[56])?,
-            frame_chunks: r[57],
-        })
+        decode_location(self.record(i))
     }
 
     /// Finds `id`: the fanout narrows to ids with the same first byte, then a
     /// binary search. Returns the record number.
     pub(crate) fn find(&self, id: &ChunkId) -> Option<usize> {
-        let first = usize::from(id.as_bytes()[0]);
-        let header = &self.data[..HEADER_LEN];
-        let mut lo = if first == 0 {
-            0
-        } else {
-            fanout_at(header, first - 1) as usize
-        };
-        let mut hi = fanout_at(header, first) as usize;
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.record(mid)[..32].cmp(id.as_bytes()) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
-            }
-        }
-        None
+        search(&self.data, HEADER_LEN, id)
     }
 
     /// The record numbers of ids whose first byte is `first`.
     pub(crate) fn first_byte_range(&self, first: u8) -> std::ops::Range<usize> {
-        let header = &self.data[..HEADER_LEN];
-        let b = usize::from(first);
-        let lo = if b == 0 {
-            0
-        } else {
-            fanout_at(header, b - 1) as usize
-        };
-        lo..fanout_at(header, b) as usize
+        first_byte_range(&self.data, first)
     }
 
     /// Verifies the trailing checksum and that the records are strictly sorted.
@@ -208,9 +165,103 @@ impl<T: Deref<Target = [u8]>> Index<T> {
     }
 }
 
+/// Sorted tables of 64-byte records with a fanout: the layout both index
+/// formats share (this one and the combined index, `combined_index.rs`).
 fn fanout_at(header: &[u8], b: usize) -> u32 {
-    let at = 24 + b * 4;
+    let at = FANOUT_AT + b * 4;
     u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+}
+
+/// Checks that the fanout table of `header` rises to `count`.
+pub(crate) fn check_fanout(header: &[u8], count: usize) -> Result<(), String> {
+    let mut previous = 0u32;
+    for b in 0..256 {
+        let f = fanout_at(header, b);
+        if f < previous || f as usize > count {
+            return Err(format!("fanout table is not monotonic at {b}"));
+        }
+        previous = f;
+    }
+    if previous as usize != count {
+        return Err("fanout table does not end at the record count".into());
+    }
+    Ok(())
+}
+
+/// Record `i` of the table that starts at `records_at` in `data`.
+pub(crate) fn record_at(data: &[u8], records_at: usize, i: usize) -> &[u8] {
+    let start = records_at + i * RECORD_LEN;
+    &data[start..start + RECORD_LEN]
+}
+
+/// The record numbers of ids whose first byte is `first`, by the fanout of
+/// `data` (whose header was checked).
+pub(crate) fn first_byte_range(data: &[u8], first: u8) -> std::ops::Range<usize> {
+    let b = usize::from(first);
+    let lo = if b == 0 {
+        0
+    } else {
+        fanout_at(data, b - 1) as usize
+    };
+    lo..fanout_at(data, b) as usize
+}
+
+/// Finds `id` in the table at `records_at` of `data` (whose header was
+/// checked): the fanout narrows to ids with the same first byte, then a
+/// binary search. Returns the record number.
+pub(crate) fn search(data: &[u8], records_at: usize, id: &ChunkId) -> Option<usize> {
+    let range = first_byte_range(data, id.as_bytes()[0]);
+    let (mut lo, mut hi) = (range.start, range.end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match record_at(data, records_at, mid)[..32].cmp(id.as_bytes()) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some(mid),
+        }
+    }
+    None
+}
+
+/// The location in a record (bytes 32..58); `None` if its codec is unknown.
+pub(crate) fn decode_location(r: &[u8]) -> Option<Location> {
+    let u32_at = |at: usize| u32::from_le_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]]);
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&r[32..40]);
+    Some(Location {
+        payload_offset: u64::from_le_bytes(offset),
+        stored_len: u32_at(40),
+        raw_len: u32_at(44),
+        offset_in_frame: u32_at(48),
+        len: u32_at(52),
+        codec: Codec::from_u8(r[56])?,
+        frame_chunks: r[57],
+    })
+}
+
+/// Appends a record's id and location (58 bytes; the caller adds the rest).
+pub(crate) fn encode_record_start(out: &mut Vec<u8>, id: &ChunkId, loc: &Location) {
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&loc.payload_offset.to_le_bytes());
+    out.extend_from_slice(&loc.stored_len.to_le_bytes());
+    out.extend_from_slice(&loc.raw_len.to_le_bytes());
+    out.extend_from_slice(&loc.offset_in_frame.to_le_bytes());
+    out.extend_from_slice(&loc.len.to_le_bytes());
+    out.push(loc.codec as u8);
+    out.push(loc.frame_chunks);
+}
+
+/// Appends the fanout table of `ids` (sorted).
+pub(crate) fn encode_fanout<'a>(out: &mut Vec<u8>, ids: impl Iterator<Item = &'a ChunkId>) {
+    let mut fanout = [0u32; 256];
+    for id in ids {
+        fanout[usize::from(id.as_bytes()[0])] += 1;
+    }
+    let mut running = 0u32;
+    for f in &mut fanout {
+        running += *f;
+        out.extend_from_slice(&running.to_le_bytes());
+    }
 }
 
 /// Encodes an index of `records`, which need not be sorted; duplicate ids keep
@@ -223,24 +274,9 @@ pub(crate) fn encode(records: &mut Vec<Record>) -> Vec<u8> {
     out.extend_from_slice(&(RECORD_LEN as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-    let mut fanout = [0u32; 256];
-    for (id, _) in records.iter() {
-        fanout[usize::from(id.as_bytes()[0])] += 1;
-    }
-    let mut running = 0u32;
-    for f in &mut fanout {
-        running += *f;
-        out.extend_from_slice(&running.to_le_bytes());
-    }
+    encode_fanout(&mut out, records.iter().map(|(id, _)| id));
     for (id, loc) in records.iter() {
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(&loc.payload_offset.to_le_bytes());
-        out.extend_from_slice(&loc.stored_len.to_le_bytes());
-        out.extend_from_slice(&loc.raw_len.to_le_bytes());
-        out.extend_from_slice(&loc.offset_in_frame.to_le_bytes());
-        out.extend_from_slice(&loc.len.to_le_bytes());
-        out.push(loc.codec as u8);
-        out.push(loc.frame_chunks);
+        encode_record_start(&mut out, id, loc);
         out.extend_from_slice(&[0; 6]);
     }
     let checksum = blake3::hash(&out);

@@ -13,6 +13,10 @@
 //!   packs/<id>.pack        frames of zstd-compressed chunks; immutable once renamed into place
 //!   packs/<id>.idx         the pack's sorted 64-byte records (chunk id -> frame), read in
 //!                          place by mmap; written after the pack is durable
+//!   packs/combined.midx    the combined index: one sorted table of the chunks of many packs
+//!                          (`store::combined_index` has its byte layout); a cache of their
+//!                          indexes, written after them, rebuilt from them when missing,
+//!                          stale or damaged; packs written since are looked up in their own
 //!   refs/<group>/<name>    small files naming objects, written atomically: the roots gc keeps
 //!     refs/tags/<name>:<tag>   one image id per tag (`/` in a name written `%2F`)
 //!     refs/cache/<key>         a build-cache entry: the image a build step made
@@ -51,6 +55,8 @@ pub(crate) const PACKS: &str = "packs";
 pub(crate) const PACK_EXT: &str = "pack";
 /// The extension of an index file in [`PACKS`].
 pub(crate) const INDEX_EXT: &str = "idx";
+/// The combined index, in [`PACKS`].
+pub(crate) const COMBINED_INDEX: &str = "combined.midx";
 /// The directory of files being written.
 pub(crate) const TMP: &str = "tmp";
 /// The directory of ref groups.
@@ -82,6 +88,11 @@ pub(crate) fn lock(root: &Path) -> PathBuf {
 /// `packs/`.
 pub(crate) fn packs(root: &Path) -> PathBuf {
     root.join(PACKS)
+}
+
+/// `packs/combined.midx`.
+pub(crate) fn combined_index(root: &Path) -> PathBuf {
+    packs(root).join(COMBINED_INDEX)
 }
 
 /// `tmp/`.
@@ -162,5 +173,6 @@ mod tests {
         assert_eq!(parse_pack_dir_name(&index_file(&id)), Some((id, true)));
         assert_eq!(parse_pack_dir_name("x.idx"), None);
         assert_eq!(parse_pack_dir_name(&format!("{}.tmp", id.to_hex())), None);
+        assert_eq!(parse_pack_dir_name(COMBINED_INDEX), None);
     }
 }

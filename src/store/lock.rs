@@ -6,7 +6,8 @@
 //! - `<store>/packs/` (the directory itself): held exclusively for the few
 //!   milliseconds in which a writer checks which of its chunks another process
 //!   committed meanwhile and writes its index, so that two processes never both
-//!   index the same chunk.
+//!   index the same chunk; and by maintenance while it rewrites the combined
+//!   index or consolidates packs (`store::maintain`).
 
 use std::fs::File;
 use std::path::Path;
@@ -36,5 +37,13 @@ impl DirLock {
         let file = File::open(path).map_err(|e| Error::io("open directory", path, e))?;
         take(&file, path, FlockOperation::LockExclusive)?;
         Ok(Self { _file: file })
+    }
+
+    /// Locks the directory `path` exclusively if nobody holds it; `None` if
+    /// someone does.
+    pub(crate) fn try_exclusive(path: &Path) -> Result<Option<Self>> {
+        let file = File::open(path).map_err(|e| Error::io("open directory", path, e))?;
+        let taken = take(&file, path, FlockOperation::NonBlockingLockExclusive)?;
+        Ok(taken.then_some(Self { _file: file }))
     }
 }

@@ -16,6 +16,8 @@
 pub(crate) mod cache;
 pub(crate) mod chunk_list;
 mod chunker;
+mod combined_index;
+mod committed;
 mod config;
 mod copy;
 mod frame;
@@ -26,6 +28,7 @@ mod gc;
 mod index;
 pub(crate) mod layout;
 mod lock;
+mod maintain;
 mod mmap;
 mod pack;
 mod read;
@@ -34,24 +37,23 @@ mod stats;
 mod verify;
 mod write;
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
 
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
-use crate::id::{ChunkId, PackId};
+use crate::id::ChunkId;
 
 use self::cache::FrameCache;
 use self::chunker::Chunker;
+use self::committed::Committed;
+pub(crate) use self::committed::Pack;
 use self::config::{Config, ConfigError};
-use self::index::{Index, Location};
-use self::mmap::Mapped;
 
 pub use self::config::StoreOptions;
 pub use self::copy::CopyReport;
@@ -85,52 +87,16 @@ pub struct Store {
     pending_changed: Condvar,
     cache: FrameCache,
     pack_seq: AtomicU64,
-    /// Where in `committed.packs` the last chunk looked for was found.
+    /// Where in `committed.recent` the last chunk looked for was found.
     last_hit: AtomicUsize,
-}
-
-/// The packs whose indexes are on disk.
-#[derive(Default)]
-struct Committed {
-    packs: Vec<Arc<Pack>>,
-    names: HashSet<PackId>,
-}
-
-/// One committed pack: its index (mapped) and its file (opened on first read).
-pub(crate) struct Pack {
-    id: PackId,
-    /// Number in this process, for frame-cache keys.
-    seq: u64,
-    path: PathBuf,
-    idx_path: PathBuf,
-    index: Index<Mapped>,
-    file: OnceLock<(File, u64)>,
-}
-
-impl Pack {
-    /// The open pack file and its length.
-    fn file(&self) -> Result<&(File, u64)> {
-        if let Some(f) = self.file.get() {
-            return Ok(f);
-        }
-        let file = File::open(&self.path).map_err(|e| Error::io("open pack", &self.path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat", &self.path, e))?
-            .len();
-        Ok(self.file.get_or_init(|| (file, len)))
-    }
-
-    fn find(&self, id: &ChunkId) -> Option<Result<Location>> {
-        let i = self.index.find(id)?;
-        Some(self.index.location_at(i).ok_or_else(|| {
-            Error::corrupt(
-                &self.idx_path,
-                0,
-                format!("record {i} has an unknown codec"),
-            )
-        }))
-    }
+    /// Held while the view is rebuilt or a pack added to it, so that one
+    /// thread's rebuild from an older listing never drops another's pack.
+    refreshing: Mutex<()>,
+    /// Whether a flush that commits a pack runs maintenance
+    /// ([`Store::set_auto_maintenance`]).
+    auto_maintenance: AtomicBool,
+    /// Set when a pack is committed, cleared when maintenance runs.
+    maintenance_due: AtomicBool,
 }
 
 /// Opening and creating
@@ -256,9 +222,18 @@ impl Store {
             cache: FrameCache::new(FRAME_CACHE_BYTES),
             last_hit: AtomicUsize::new(0),
             pack_seq: AtomicU64::new(0),
+            refreshing: Mutex::new(()),
+            auto_maintenance: AtomicBool::new(true),
+            maintenance_due: AtomicBool::new(false),
             root,
         };
         store.refresh()?;
+        if locking {
+            // A store without a usable combined index (written before there
+            // was one, or after a crash) gets one now, if it has enough packs
+            // to need it; a store that cannot be written still opens.
+            let _ = store.maintain_index_at_open();
+        }
         Ok(store)
     }
 
@@ -282,109 +257,6 @@ impl Store {
         layout::tmp(&self.root)
     }
 
-    /// Loads the indexes that other processes committed since this store was
-    /// opened (or last refreshed). Writers refresh by themselves when they flush.
-    /// An index whose header is damaged is skipped (its chunks read as missing)
-    /// and remembered for [`Store::fsck`](crate::Store::fsck) to report.
-    ///
-    /// # Errors
-    /// [`Error::Io`] if `packs/` cannot be listed or an index cannot be mapped.
-    pub fn refresh(&self) -> Result<()> {
-        let found = self.indexed_pack_ids()?;
-        let known: Vec<PackId> = {
-            let committed = self
-                .committed
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            found
-                .into_iter()
-                .filter(|id| !committed.names.contains(id))
-                .collect()
-        };
-        let loaded = self.load_packs(known)?;
-        let mut committed = self
-            .committed
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for pack in loaded {
-            if committed.names.insert(pack.id) {
-                committed.packs.push(pack);
-            }
-        }
-        Ok(())
-    }
-
-    /// Every pack that has an `.idx` file in `packs/`, sorted.
-    fn indexed_pack_ids(&self) -> Result<Vec<PackId>> {
-        let dir = self.packs_dir();
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
-            let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
-            let name = entry.file_name();
-            if let Some((id, true)) = name.to_str().and_then(layout::parse_pack_dir_name) {
-                found.push(id);
-            }
-        }
-        found.sort();
-        Ok(found)
-    }
-
-    /// Loads the indexes of `ids`, skipping (and remembering) those whose
-    /// header is damaged or that cannot be read (a failing disk, say), so
-    /// that the store still opens and `fsck` can say what is wrong. Their
-    /// chunks read as missing; gc leaves their packs alone (an index is
-    /// there).
-    fn load_packs(&self, ids: Vec<PackId>) -> Result<Vec<Arc<Pack>>> {
-        let mut loaded = Vec::with_capacity(ids.len());
-        for id in ids {
-            let skipped = match self.load_pack(id) {
-                Ok(pack) => {
-                    loaded.push(Arc::new(pack));
-                    continue;
-                }
-                Err(Error::Corrupt { path, reason, .. }) => (path, reason),
-                // The process's own limits (open files, memory) say nothing
-                // about the index: those fail the open.
-                Err(Error::Io { path, source, .. })
-                    if !matches!(
-                        rustix::io::Errno::from_io_error(&source),
-                        Some(
-                            rustix::io::Errno::MFILE
-                                | rustix::io::Errno::NFILE
-                                | rustix::io::Errno::NOMEM
-                        )
-                    ) =>
-                {
-                    (path, format!("cannot be read: {source}"))
-                }
-                Err(other) => return Err(other),
-            };
-            let (path, reason) = skipped;
-            let mut bad = self
-                .bad_indexes
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !bad.iter().any(|(p, _)| *p == path) {
-                bad.push((path, reason));
-            }
-        }
-        Ok(loaded)
-    }
-
-    /// Every index on disk loaded afresh, forgetting what was loaded before
-    /// (after garbage collection or repair, packs may have gone).
-    fn load_all(&self) -> Result<Committed> {
-        self.bad_indexes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
-        let packs = self.load_packs(self.indexed_pack_ids()?)?;
-        Ok(Committed {
-            names: packs.iter().map(|p| p.id).collect(),
-            packs,
-        })
-    }
-
     /// Indexes that opening (or refreshing) skipped because their header is
     /// damaged, each with the reason: their chunks read as missing until
     /// [`Store::fsck`](crate::Store::fsck) with `repair` rebuilds them.
@@ -394,64 +266,6 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-    }
-
-    /// Snapshot of the committed packs.
-    fn committed_packs(&self) -> Vec<Arc<Pack>> {
-        self.committed
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .packs
-            .clone()
-    }
-
-    fn load_pack(&self, id: PackId) -> Result<Pack> {
-        let dir = self.packs_dir();
-        let idx_path = dir.join(layout::index_file(&id));
-        let file = File::open(&idx_path).map_err(|e| Error::io("open index", &idx_path, e))?;
-        let mapped = mmap::map(&file, &idx_path)?;
-        let index = Index::new(mapped).map_err(|reason| Error::corrupt(&idx_path, 0, reason))?;
-        Ok(Pack {
-            id,
-            seq: self.pack_seq.fetch_add(1, Ordering::Relaxed),
-            path: dir.join(layout::pack_file(&id)),
-            idx_path,
-            index,
-            file: OnceLock::new(),
-        })
-    }
-
-    /// The committed pack and location of `id`.
-    fn find_committed(&self, id: &ChunkId) -> Option<(Arc<Pack>, Result<Location>)> {
-        self.search_packs(|pack| pack.find(id).map(|loc| (Arc::clone(pack), loc)))
-    }
-
-    fn is_committed(&self, id: &ChunkId) -> bool {
-        self.search_packs(|pack| pack.index.find(id)).is_some()
-    }
-
-    /// The first answer of `find` among the committed packs: the pack that
-    /// answered last is asked first (the chunks of one file or tree mostly
-    /// sit in one pack, and a store committed to many times has many packs),
-    /// then the others, newest first.
-    fn search_packs<T>(&self, find: impl Fn(&Arc<Pack>) -> Option<T>) -> Option<T> {
-        let committed = self
-            .committed
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let hint = self.last_hit.load(Ordering::Relaxed);
-        if let Some(found) = committed.packs.get(hint).and_then(&find) {
-            return Some(found);
-        }
-        let (i, found) = committed
-            .packs
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(|(i, _)| *i != hint)
-            .find_map(|(i, pack)| find(pack).map(|found| (i, found)))?;
-        self.last_hit.store(i, Ordering::Relaxed);
-        Some(found)
     }
 }
 
@@ -574,7 +388,7 @@ impl Store {
                 FlockOperation::NonBlockingLockShared,
             )? {
                 lock::take(&self.lock, &lock_path, FlockOperation::LockShared)?;
-                *committed = self.load_all()?;
+                *committed = self.fresh_view()?;
             }
             drop(committed);
             let now = Instant::now();
@@ -603,7 +417,7 @@ impl Drop for Exclusive<'_> {
         // If the indexes cannot be loaded, an empty view is safe (reads miss
         // until the next refresh; puts store chunks again rather than
         // deduplicating against a pack that is gone).
-        *self.committed = self.store.load_all().unwrap_or_default();
+        *self.committed = self.store.fresh_view().unwrap_or_default();
         let lock_path = layout::lock(&self.store.root);
         // Exclusive to shared: nobody else holds the lock, so this cannot wait.
         let _ = lock::take(&self.store.lock, &lock_path, FlockOperation::LockShared);

@@ -4,8 +4,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::Store;
 use super::write::PendingChunk;
+use super::{Pack, Store};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::store::chunk_list::ChunkList;
@@ -47,33 +47,78 @@ impl Store {
                 let bytes = self.read_located(&file, &path, seq, &loc)?;
                 (bytes, path.to_path_buf(), loc.payload_offset)
             }
-            None => {
-                let Some((pack, loc)) = self.find_committed(id) else {
-                    return Err(Error::ChunkNotFound {
-                        id: *id,
-                        store: self.root.clone(),
-                    });
-                };
-                let loc = loc?;
-                let (file, len) = pack.file()?;
-                loc.check(*len).map_err(|reason| {
-                    Error::corrupt(
-                        &pack.path,
-                        loc.payload_offset,
-                        format!(
-                            "the entry for {id} in '{}' does not fit: {reason}",
-                            pack.idx_path.display()
-                        ),
-                    )
-                })?;
-                let bytes = self.read_located(file, &pack.path, pack.seq, &loc)?;
-                (bytes, pack.path.clone(), loc.payload_offset)
-            }
+            None => return self.read_committed_chunk(id),
         };
         if ChunkId::of(&bytes) != *id {
             return Err(Error::corrupt(
                 path,
                 offset,
+                format!("chunk {id} does not match its bytes"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Committed chunk `id`, verified. A read that fails (the chunk is not
+    /// found, its pack is gone, its bytes do not verify) tries again once the
+    /// view is refreshed, since another process may have consolidated its
+    /// pack; then through the packs' own indexes, since the combined index
+    /// may be damaged (which is then no longer used).
+    fn read_committed_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let not_found = || Error::ChunkNotFound {
+            id: *id,
+            store: self.root.clone(),
+        };
+        let first = match self.find_committed(id) {
+            Some(found) => self.read_found(id, found),
+            None => Err(not_found()),
+        };
+        let err = match first {
+            Ok(bytes) => return Ok(bytes),
+            Err(err) => err,
+        };
+        self.refresh()?;
+        let err = match self
+            .find_committed(id)
+            .map(|found| self.read_found(id, found))
+        {
+            Some(Ok(bytes)) => return Ok(bytes),
+            Some(Err(again)) => again,
+            None => err,
+        };
+        if self.read_committed().combined.is_some()
+            && let Some(found) = self.find_in_pack_indexes(id)
+            && let Ok(bytes) = self.read_found(id, found)
+        {
+            self.distrust_combined();
+            return Ok(bytes);
+        }
+        Err(err)
+    }
+
+    /// Chunk `id` of `pack` at `loc`, verified.
+    fn read_found(
+        &self,
+        id: &ChunkId,
+        (pack, loc): (Arc<Pack>, Result<Location>),
+    ) -> Result<Vec<u8>> {
+        let loc = loc?;
+        let (file, len) = pack.file()?;
+        loc.check(*len).map_err(|reason| {
+            Error::corrupt(
+                &pack.path,
+                loc.payload_offset,
+                format!(
+                    "the entry for {id} in '{}' does not fit: {reason}",
+                    pack.idx_path.display()
+                ),
+            )
+        })?;
+        let bytes = self.read_located(file, &pack.path, pack.seq, &loc)?;
+        if ChunkId::of(&bytes) != *id {
+            return Err(Error::corrupt(
+                &pack.path,
+                loc.payload_offset,
                 format!("chunk {id} does not match its bytes"),
             ));
         }
@@ -133,13 +178,19 @@ impl Store {
             .copied()
             .collect();
         let first = u8::from_str_radix(hex_prefix.get(..2).unwrap_or("00"), 16).unwrap_or(0);
-        let committed = self
-            .committed
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for pack in &committed.packs {
-            for i in pack.index.first_byte_range(first) {
-                let id = pack.index.id_at(i);
+        let committed = self.read_committed();
+        if let Some(combined) = &committed.combined {
+            for i in combined.index.first_byte_range(first) {
+                let id = combined.index.id_at(i);
+                if matches(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        for pack in &committed.recent {
+            let Ok(index) = pack.index() else { continue };
+            for i in index.first_byte_range(first) {
+                let id = index.id_at(i);
                 if matches(&id) {
                     out.push(id);
                 }

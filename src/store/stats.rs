@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::Store;
+use super::{Store, layout};
 use crate::error::{Error, Result};
 use crate::id::PackId;
 
@@ -29,7 +29,7 @@ pub struct StoreStats {
     pub unique_bytes: u64,
     /// Bytes of pack files on disk: after deduplication and compression.
     pub stored_bytes: u64,
-    /// Bytes of index files on disk.
+    /// Bytes of index files on disk (the packs' and the combined index).
     pub index_bytes: u64,
     /// Per pack, in the order the packs were loaded.
     pub packs: Vec<PackStats>,
@@ -43,13 +43,10 @@ impl Store {
     /// [`Error::Io`] naming a pack or index whose size cannot be read.
     pub fn stats(&self) -> Result<StoreStats> {
         self.refresh()?;
-        let committed = self
-            .committed
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut stats = StoreStats::default();
         let mut seen = HashSet::new();
-        for pack in &committed.packs {
+        for pack in &self.committed_packs() {
+            let index = pack.index()?;
             let mut p = PackStats {
                 id: pack.id,
                 chunks: 0,
@@ -58,14 +55,11 @@ impl Store {
                     .map_err(|e| Error::io("stat", &pack.path, e))?
                     .len(),
             };
-            for i in 0..pack.index.len() {
-                let len = pack
-                    .index
-                    .location_at(i)
-                    .map_or(0, |loc| u64::from(loc.len));
+            for i in 0..index.len() {
+                let len = index.location_at(i).map_or(0, |loc| u64::from(loc.len));
                 p.chunks += 1;
                 p.chunk_bytes += len;
-                if seen.insert(pack.index.id_at(i)) {
+                if seen.insert(index.id_at(i)) {
                     stats.chunks += 1;
                     stats.unique_bytes += len;
                 }
@@ -75,6 +69,12 @@ impl Store {
                 .map_err(|e| Error::io("stat", &pack.idx_path, e))?
                 .len();
             stats.packs.push(p);
+        }
+        let combined = layout::combined_index(self.path());
+        match std::fs::metadata(&combined) {
+            Ok(meta) => stats.index_bytes += meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("stat", &combined, e)),
         }
         Ok(stats)
     }

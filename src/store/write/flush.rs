@@ -1,19 +1,21 @@
 //! Flushing: sealing what is open, then committing each finished pack with
 //! its index, durably.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::pending::{Group, PendingChunk};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
 use crate::id::ChunkId;
 use crate::store::lock::DirLock;
-use crate::store::{Pack, Store, index, pack::PackWriter};
+use crate::store::{Store, index, pack::PackWriter};
 
 /// Flushing
 impl Store {
     /// Makes everything put so far durable: seals the open group, waits for
-    /// compression in flight, fsyncs and renames the pack, then writes its index.
+    /// compression in flight, fsyncs and renames the pack, then writes its
+    /// index. Then, if a pack was committed, runs maintenance (see
+    /// [`Store::set_auto_maintenance`]).
     ///
     /// # Errors
     /// [`Error::Io`] naming the pack or index that could not be written. After
@@ -21,7 +23,8 @@ impl Store {
     /// the store and must be put again. When the error is that a write failed
     /// after the `put` of its chunks had returned, nothing put since the last
     /// successful flush is committed, then or later: it may refer to the lost
-    /// chunks.
+    /// chunks. An error of maintenance (a full disk, say) is reported too,
+    /// though what was put is then committed: maintenance loses nothing.
     pub fn flush(&self) -> Result<()> {
         let mut pending = self.lock_pending();
         if !pending.group.is_empty() {
@@ -62,7 +65,8 @@ impl Store {
             }
         }
         let Some(writer) = pending.writer.take() else {
-            return Ok(());
+            drop(pending);
+            return self.maintain_if_due();
         };
         pending.in_flight += 1;
         drop(pending);
@@ -71,7 +75,19 @@ impl Store {
         pending.in_flight -= 1;
         self.pending_changed.notify_all();
         drop(pending);
-        result
+        result?;
+        self.maintain_if_due()
+    }
+
+    /// Runs maintenance if a pack was committed since it last ran.
+    fn maintain_if_due(&self) -> Result<()> {
+        if self.maintenance_due.swap(false, Ordering::Relaxed) {
+            if let Err(err) = self.maintain_after_write() {
+                self.maintenance_due.store(true, Ordering::Relaxed);
+                return Err(err);
+            }
+        }
+        Ok(())
     }
 
     /// Finishes `writer`'s pack and writes its index, leaving out chunks that
@@ -114,12 +130,7 @@ impl Store {
         if records.is_empty() {
             // Every chunk was indexed by another process meanwhile. The pack is
             // dead weight, unless it is byte for byte a pack someone indexed.
-            let shared = self
-                .committed
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .names
-                .contains(&id);
+            let shared = self.read_committed().names.contains(&id);
             if !shared {
                 let _ = std::fs::remove_file(&pack_path);
             }
@@ -128,14 +139,8 @@ impl Store {
         let idx_bytes = index::encode(&mut records);
         let idx_path = self.packs_dir().join(crate::store::layout::index_file(&id));
         durable::write_atomic(&self.tmp_dir(), &idx_path, &idx_bytes)?;
-        let pack: Pack = self.load_pack(id)?;
-        let mut committed = self
-            .committed
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if committed.names.insert(id) {
-            committed.packs.push(Arc::new(pack));
-        }
+        self.add_recent(self.load_pack(id)?);
+        self.maintenance_due.store(true, Ordering::Relaxed);
         Ok(())
     }
 }
