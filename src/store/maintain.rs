@@ -401,3 +401,108 @@ fn file_len(path: &std::path::Path) -> Result<Option<u64>> {
         Err(e) => Err(Error::io("stat", path, e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quickcheck::{QuickCheck, TestResult};
+
+    use super::*;
+    use crate::store::StoreOptions;
+
+    /// What the view answers for `id` agrees with the packs' own indexes:
+    /// found exactly when some pack's index names it, at the place that
+    /// pack's index gives.
+    fn agrees(store: &Store, id: &ChunkId) -> bool {
+        let in_packs: Vec<(PackId, crate::store::index::Location)> = store
+            .committed_packs()
+            .iter()
+            .filter_map(|pack| {
+                let index = pack.index().ok()?;
+                let i = index.find(id)?;
+                Some((pack.id, index.location_at(i)?))
+            })
+            .collect();
+        let via_view = store
+            .find_committed(id)
+            .map(|(pack, loc)| (pack.id, loc.unwrap()));
+        store.is_committed(id) == via_view.is_some()
+            && match via_view {
+                None => in_packs.is_empty(),
+                Some(found) => in_packs.contains(&found),
+            }
+    }
+
+    /// Lookups through the combined index (and the recent packs) equal
+    /// lookups through each pack's own index, over random stores: packs
+    /// added one flush at a time, the combined index folded, packs
+    /// consolidated, a handle reopened, in any order.
+    #[test]
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "quickcheck properties take their arguments by value"
+    )]
+    fn lookups_through_the_combined_index_equal_those_through_each_pack() {
+        fn prop(ops: Vec<(u8, u16)>) -> TestResult {
+            if ops.len() > 48 {
+                return TestResult::discard();
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("store");
+            let mut store = Store::create(&path, &StoreOptions::default()).unwrap();
+            store.set_auto_maintenance(false);
+            let mut ids = vec![ChunkId::of(b"never stored")];
+            for (step, &(op, seed)) in ops.iter().enumerate() {
+                match op % 8 {
+                    // A new pack of a few small chunks, some already stored.
+                    0..=4 => {
+                        for n in 0..=u64::from(seed % 4) {
+                            let bytes = format!("chunk {} {}", seed % 64, step as u64 * 8 + n);
+                            let list = store.put_bytes(bytes.as_bytes()).unwrap();
+                            ids.extend(list.chunks().iter().map(|c| c.id));
+                        }
+                        store.flush().unwrap();
+                    }
+                    5 => store.maintain(false).unwrap(),
+                    6 => store.maintain(true).unwrap(),
+                    _ => {
+                        drop(store);
+                        store = Store::open(&path).unwrap();
+                        store.set_auto_maintenance(false);
+                    }
+                }
+                if let Some(id) = ids.iter().find(|id| !agrees(&store, id)) {
+                    return TestResult::error(format!("step {step}: {id} disagrees"));
+                }
+            }
+            let read_back = ids[1..].iter().all(|id| store.read_chunk(id).is_ok());
+            TestResult::from_bool(read_back)
+        }
+        QuickCheck::new()
+            .tests(30)
+            .rng(quickcheck::Gen::new(48))
+            .quickcheck(prop as fn(Vec<(u8, u16)>) -> TestResult);
+    }
+
+    /// Consolidation leaves fewer packs, each chunk still found.
+    #[test]
+    fn consolidation_merges_small_packs_and_keeps_every_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().join("store"), &StoreOptions::default()).unwrap();
+        store.set_auto_maintenance(false);
+        let mut lists = Vec::new();
+        for n in 0..CONSOLIDATE_AT as u64 + 3 {
+            let bytes = format!("pack {n}").repeat(100);
+            lists.push((store.put_bytes(bytes.as_bytes()).unwrap(), bytes));
+            store.flush().unwrap();
+        }
+        assert_eq!(store.committed_packs().len(), CONSOLIDATE_AT + 3);
+        store.maintain(true).unwrap();
+        let view = store.read_committed();
+        assert!(view.recent.is_empty(), "every pack folded in");
+        assert_eq!(view.combined.as_ref().unwrap().packs.len(), 1);
+        drop(view);
+        for (list, bytes) in &lists {
+            assert_eq!(store.read_all(list).unwrap(), bytes.as_bytes());
+        }
+    }
+}

@@ -7,11 +7,15 @@ mod common;
 #[cfg(feature = "fault-injection")]
 mod crash;
 #[cfg(feature = "fault-injection")]
+mod crash_maintain;
+#[cfg(feature = "fault-injection")]
 mod faults;
 #[cfg(feature = "fault-injection")]
 mod faults_checkout;
 #[cfg(feature = "fault-injection")]
 mod faults_gc;
+#[cfg(feature = "fault-injection")]
+mod faults_maintain;
 #[cfg(feature = "fault-injection")]
 mod faults_repair;
 mod fsck;

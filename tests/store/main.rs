@@ -1,6 +1,7 @@
 //! Integration tests of the chunk store, one binary.
 
 mod bad_input;
+mod combined;
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrency;
