@@ -383,8 +383,10 @@ fn gc_and_fsck() {
         .expect("bytes freed line")
         .parse()
         .unwrap();
-    // What the dropped image alone held is gone: at least 95 % of the difference.
-    assert!(after < 3000, "{before} -> {after} bytes stored");
+    // What the dropped image alone held is gone (what is left is the kept
+    // image, its index and the combined index, 1.2 KB of which is its
+    // header and fanout): at least 95 % of the difference.
+    assert!(after < 4000, "{before} -> {after} bytes stored");
     assert!(freed * 100 >= (before - after) * 95, "{out}");
     let out = ok(&layerstore(&store, &["fsck"]));
     assert!(out.contains("clean"), "{out}");
