@@ -165,6 +165,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A directory to read from (the root of a scan) is missing or is not a
+    /// directory: the caller named the wrong path.
+    #[error("'{path}' is not a directory to read: {reason}")]
+    NoSuchDirectory {
+        /// The path as given.
+        path: PathBuf,
+        /// What is there instead ("no such file or directory", "not a
+        /// directory").
+        reason: &'static str,
+    },
+
     /// An argument was out of range (for example a seek before the start of the
     /// content, or a zstd level the library does not accept).
     #[error("invalid argument: {0}")]
@@ -431,6 +442,7 @@ impl Error {
             | Error::ChunkNotFound { .. }
             | Error::ObjectNotFound { .. }
             | Error::ImageNotFound { .. }
+            | Error::NoSuchDirectory { .. }
             | Error::ContainerNotFound { .. } => ErrorKind::NotFound,
             Error::UnsupportedVersion { .. } => ErrorKind::Unsupported,
             Error::BadConfig { .. } | Error::Corrupt { .. } | Error::Malformed { .. } => {
@@ -467,7 +479,8 @@ impl Error {
             Error::ChunkNotFound { .. }
             | Error::NotAStore { .. }
             | Error::ObjectNotFound { .. }
-            | Error::ImageNotFound { .. } => io::ErrorKind::NotFound,
+            | Error::ImageNotFound { .. }
+            | Error::NoSuchDirectory { .. } => io::ErrorKind::NotFound,
             Error::InvalidArgument(_) | Error::BadId { .. } | Error::InvalidPath { .. } => {
                 io::ErrorKind::InvalidInput
             }

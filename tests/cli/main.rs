@@ -9,6 +9,7 @@ mod build;
 mod common;
 mod containers;
 mod crash;
+mod pipes;
 mod soak;
 mod sync;
 
@@ -346,6 +347,11 @@ fn tags_images_du_and_exit_codes() {
         Some(2)
     );
     assert_eq!(layerstore(&store, &["frobnicate"]).status.code(), Some(2));
+    // A missing source directory is bad input, named.
+    let missing = work.path().join("nonexistent");
+    let out = layerstore(&store, &["commit", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonexistent"));
 }
 
 #[test]

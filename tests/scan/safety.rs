@@ -48,7 +48,8 @@ fn the_root_must_be_a_directory() {
         .store
         .scan(fx.at(b"file"), &ScanOptions::default())
         .unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(matches!(err, Error::NoSuchDirectory { .. }), "{err:?}");
+    assert_eq!(err.kind(), layerstore::ErrorKind::NotFound);
     let msg = err.to_string();
     assert!(
         msg.contains("not a directory") && msg.contains("file"),
@@ -59,6 +60,7 @@ fn the_root_must_be_a_directory() {
         .store
         .scan(fx.at(b"missing"), &ScanOptions::default())
         .unwrap_err();
+    assert!(matches!(err, Error::NoSuchDirectory { .. }), "{err:?}");
     assert!(err.to_string().contains("missing"), "{err}");
 
     let err = fx

@@ -7,6 +7,7 @@ use std::time::Duration;
 use layerstore::build::{BuildOptions, Builder};
 use serde_json::json;
 
+use crate::output::outln;
 use crate::{CmdResult, Ctx, tag_name};
 
 #[derive(clap::Args)]
@@ -56,7 +57,7 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
                 .collect();
             json!({ "image": report.image.to_string(), "steps": steps })
         },
-        || println!("{}", report.image),
+        || outln!("{}", report.image),
     );
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use layerstore::{History, ImageConfig, ScanOptions, Timestamp};
 use serde_json::json;
 
-use crate::output::{Output, warn};
+use crate::output::{Output, outln, warn};
 use crate::{CmdResult, Ctx, Failure, tag_name};
 
 #[derive(clap::Args)]
@@ -79,7 +79,7 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
                 json!({ "image": id.to_string(), "layer": layer, "tag": tag.map(|t| t.to_string()) }),
             )
         },
-        || println!("{id}"),
+        || outln!("{id}"),
     )?;
     // The process exits next: freeing a large tree's entries one at a time
     // would only lengthen the commit (by 30 ms for 84 000 entries).

@@ -15,7 +15,7 @@ use layerstore::mount::{
 };
 use serde_json::json;
 
-use crate::output::Output;
+use crate::output::{Output, outln};
 use crate::{CmdResult, Ctx, Failure, tag_name};
 
 #[derive(clap::Args)]
@@ -153,7 +153,7 @@ pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
 fn report(ctx: &Ctx, info: &ContainerInfo) {
     ctx.out.report(
         || json!({ "name": info.name, "image": info.image.to_string(), "backend": info.backend, "target": info.target }),
-        || println!("{}", info.name),
+        || outln!("{}", info.name),
     );
 }
 
@@ -326,16 +326,17 @@ pub(crate) fn list(ctx: &Ctx) -> CmdResult {
                 .unwrap_or(0)
                 .max(4);
             let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(5);
-            println!("{:w0$}  {:w1$}  {:8}  TARGET", "NAME", "IMAGE", "BACKEND");
+            outln!("{:w0$}  {:w1$}  {:8}  TARGET", "NAME", "IMAGE", "BACKEND");
             for (info, image) in &rows {
                 let target = match (&info.target, info.mounted) {
                     (Some(t), true) => t.display().to_string(),
                     (Some(t), false) => format!("({}, unmounted)", t.display()),
                     (None, _) => "-".to_owned(),
                 };
-                println!(
+                outln!(
                     "{:w0$}  {image:w1$}  {:8}  {target}",
-                    info.name, info.backend
+                    info.name,
+                    info.backend
                 );
             }
         },
@@ -372,7 +373,7 @@ fn commit(ctx: &Ctx, name: &str, tag: Option<&str>, message: Option<&str>) -> Cm
     let id = id?;
     ctx.out.report(
         || json!({ "image": id.to_string(), "container": name, "tag": tag.map(|t| t.to_string()) }),
-        || println!("{id}"),
+        || outln!("{id}"),
     );
     Ok(())
 }

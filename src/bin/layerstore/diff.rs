@@ -6,7 +6,7 @@ use std::path::Path;
 use layerstore::{ScanOptions, Snapshot, SnapshotId, Store};
 use serde_json::json;
 
-use crate::{CmdResult, Ctx, Failure};
+use crate::{CmdResult, Ctx, Failure, output};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -38,9 +38,12 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
                 .collect()
         },
         || {
-            for change in &changes {
-                println!("{change}");
-            }
+            output::print(|out| {
+                for change in &changes {
+                    writeln!(out, "{change}")?;
+                }
+                Ok(())
+            });
         },
     );
     if args.exit_code && !changes.is_empty() {

@@ -4,6 +4,7 @@
 use layerstore::{EntryKind, Snapshot, Timestamp};
 use serde_json::json;
 
+use crate::output::outln;
 use crate::{CmdResult, Ctx, Failure, tag_name};
 
 #[derive(clap::Args)]
@@ -43,12 +44,12 @@ pub(crate) fn images(ctx: &Ctx) -> CmdResult {
         },
         || {
             let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
-            println!(
+            outln!(
                 "{:width$}  {:19}  {:>6}  {:>12}  CREATED",
                 "NAME", "IMAGE-ID", "LAYERS", "SIZE"
             );
             for (name, id, layers, size, created) in &rows {
-                println!(
+                outln!(
                     "{name:width$}  {:19}  {layers:>6}  {size:>12}  {created}",
                     &id.to_string()[..19]
                 );
@@ -106,7 +107,7 @@ pub(crate) fn inspect(ctx: &Ctx, args: &InspectArgs) -> CmdResult {
         "history": history,
     });
     // JSON is this command's text too, pretty-printed in both modes.
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use layerstore::oci::{Exchange, ExportOptions, ImportOptions};
 use serde_json::json;
 
-use crate::output::Output;
+use crate::output::{Output, outln};
 use crate::{CmdResult, Ctx, tag_name};
 
 #[derive(clap::Args)]
@@ -46,7 +46,7 @@ pub(crate) fn import(ctx: &Ctx, args: &ImportArgs) -> CmdResult {
         store.set_tag(&tag_name(name)?, &id)?;
     }
     ctx.out
-        .report(|| json!({ "image": id.to_string() }), || println!("{id}"));
+        .report(|| json!({ "image": id.to_string() }), || outln!("{id}"));
     Ok(())
 }
 
@@ -64,7 +64,7 @@ pub(crate) fn export(ctx: &Ctx, args: &ExportArgs) -> CmdResult {
     let desc = desc?;
     ctx.out.report(
         || json!({ "image": id.to_string(), "manifest": desc.digest().to_string(), "size": desc.size() }),
-        || println!("{}", desc.digest()),
+        || outln!("{}", desc.digest()),
     );
     Ok(())
 }

@@ -1,12 +1,26 @@
 //! How the command line prints: each command's report goes to stdout, as
 //! text for people or, under `--json`, as one JSON document; progress goes to
-//! stderr, and only when stderr is a terminal or `--progress` was given.
+//! stderr, and only when stderr is a terminal (and not under `--json`) or
+//! `--progress` was given.
+//!
+//! Everything written to stdout goes through [`print`] (or the [`outln!`]
+//! macro): a reader that closes the pipe early (`layerstore diff A B | head
+//! -1`) ends the command at once, quietly, with the status a shell gives a
+//! process that `SIGPIPE` ended (141), where `println!` would panic.
 
 use std::convert::Infallible;
-use std::io::IsTerminal;
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget};
+
+/// `println!` through [`print`]: a closed pipe ends the command quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::print(|out| writeln!(out, $($arg)*))
+    };
+}
+pub(crate) use outln;
 
 /// The printer every command reports through.
 pub(crate) struct Output {
@@ -40,7 +54,8 @@ impl Output {
         text: impl FnOnce(),
     ) -> Result<(), E> {
         if self.json {
-            println!("{}", json()?);
+            let doc = json()?;
+            outln!("{doc}");
         } else {
             text();
         }
@@ -51,14 +66,15 @@ impl Output {
     /// steps); nothing under `--json`, whose document comes at the end.
     pub(crate) fn line(&self, line: impl std::fmt::Display) {
         if !self.json {
-            println!("{line}");
+            outln!("{line}");
         }
     }
 
-    /// A spinner on stderr while long work runs, when stderr is a terminal or
-    /// `--progress` was given; cleared by [`Output::finish`].
+    /// A spinner on stderr while long work runs, when stderr is a terminal
+    /// and the report is text, or `--progress` was given; cleared by
+    /// [`Output::finish`].
     pub(crate) fn spinner(&self, message: String) -> Option<ProgressBar> {
-        if !(self.progress || std::io::stderr().is_terminal()) {
+        if !(self.progress || (!self.json && std::io::stderr().is_terminal())) {
             return None;
         }
         let bar = ProgressBar::new_spinner().with_message(message);
@@ -78,4 +94,24 @@ impl Output {
 /// A warning on stderr, in the form every command uses.
 pub(crate) fn warn(what: impl std::fmt::Display) {
     eprintln!("layerstore: warning: {what}");
+}
+
+/// Writes to stdout through a buffer, flushed at the end. A closed pipe ends
+/// the process quietly (status 141, as `SIGPIPE` would); any other failure to
+/// write is reported and ends it with status 3.
+pub(crate) fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    if let Err(err) = write(&mut out).and_then(|()| out.flush()) {
+        stdout_failed(&err);
+    }
+}
+
+/// Ends the process after stdout failed: quietly for a closed pipe.
+fn stdout_failed(err: &io::Error) -> ! {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("layerstore: could not write to stdout: {err}");
+    std::process::exit(3);
 }

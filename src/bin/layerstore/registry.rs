@@ -7,7 +7,7 @@ use layerstore::oci::{
 };
 use serde_json::json;
 
-use crate::output::Output;
+use crate::output::{Output, outln};
 use crate::{CmdResult, Ctx, Failure, tag_name};
 
 #[derive(clap::Args)]
@@ -88,14 +88,14 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
             })
         },
         || {
-            println!("blobs uploaded: {}", report.blobs_uploaded);
-            println!("blobs already present: {}", report.blobs_present);
-            println!("layers exported: {}", report.layers_exported);
-            println!(
+            outln!("blobs uploaded: {}", report.blobs_uploaded);
+            outln!("blobs already present: {}", report.blobs_present);
+            outln!("layers exported: {}", report.layers_exported);
+            outln!(
                 "layers reused from an earlier export: {}",
                 report.layers_reused
             );
-            println!("manifest: {}", report.manifest_digest);
+            outln!("manifest: {}", report.manifest_digest);
         },
     );
     Ok(())
@@ -131,9 +131,9 @@ pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
             })
         },
         || {
-            println!("blobs fetched: {}", report.blobs_fetched);
-            println!("layers already present: {}", report.layers_skipped);
-            println!("{id}");
+            outln!("blobs fetched: {}", report.blobs_fetched);
+            outln!("layers already present: {}", report.layers_skipped);
+            outln!("{id}");
         },
     );
     Ok(())

@@ -8,7 +8,7 @@ use layerstore::{FsckOptions, GcOptions, ImageId, Store, StoreOptions};
 use serde_json::json;
 
 use crate::images::tree_size;
-use crate::output::{Output, warn};
+use crate::output::{Output, outln, warn};
 use crate::{CmdResult, Ctx, Failure};
 
 #[derive(clap::Args)]
@@ -30,7 +30,7 @@ pub(crate) fn init(ctx: &Ctx) -> CmdResult {
     let dir = ctx.store_dir();
     Store::create(&dir, &StoreOptions::default())?;
     ctx.out
-        .report(|| json!({ "store": dir }), || println!("{}", dir.display()));
+        .report(|| json!({ "store": dir }), || outln!("{}", dir.display()));
     Ok(())
 }
 
@@ -54,11 +54,11 @@ pub(crate) fn du(ctx: &Ctx) -> CmdResult {
     ctx.out.report(
         || json!({ "logical_bytes": logical, "unique_bytes": stats.unique_bytes, "stored_bytes": stored, "chunks": stats.chunks, "dedup_ratio": ratio }),
         || {
-            println!("logical bytes: {logical}");
-            println!("unique bytes: {}", stats.unique_bytes);
-            println!("stored bytes: {stored}");
-            println!("chunks: {}", stats.chunks);
-            println!("dedup ratio: {ratio:.2}");
+            outln!("logical bytes: {logical}");
+            outln!("unique bytes: {}", stats.unique_bytes);
+            outln!("stored bytes: {stored}");
+            outln!("chunks: {}", stats.chunks);
+            outln!("dedup ratio: {ratio:.2}");
         },
     );
     Ok(())
@@ -90,8 +90,8 @@ pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> CmdResult {
             })
         },
         || {
-            println!("bytes freed: {}", report.bytes_freed);
-            println!("chunks freed: {}", report.chunks_freed);
+            outln!("bytes freed: {}", report.bytes_freed);
+            outln!("chunks freed: {}", report.chunks_freed);
         },
     );
     Ok(())
@@ -135,18 +135,18 @@ pub(crate) fn fsck(ctx: &Ctx, args: &FsckArgs) -> CmdResult {
         },
         || {
             for p in &report.problems {
-                println!("problem: {}: {}", p.path.display(), p.what);
+                outln!("problem: {}: {}", p.path.display(), p.what);
             }
             for p in &report.repaired {
-                println!("repaired: {}: {}", p.path.display(), p.what);
+                outln!("repaired: {}: {}", p.path.display(), p.what);
             }
             for a in &report.affected_images {
-                println!("affected image: {} ({}): {}", a.tag, a.image, a.what);
+                outln!("affected image: {} ({}): {}", a.tag, a.image, a.what);
             }
             for g in &report.garbage {
-                println!("unreferenced: {}", g.display());
+                outln!("unreferenced: {}", g.display());
             }
-            println!(
+            outln!(
                 "checked {} chunks, {} bytes: {}",
                 report.chunks_checked,
                 report.bytes_checked,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use layerstore::{Store, StoreOptions, SyncOptions, SyncReport, TagName};
 use serde_json::json;
 
-use crate::output::Output;
+use crate::output::{Output, outln};
 use crate::{CmdResult, Ctx};
 
 #[derive(clap::Args)]
@@ -57,10 +57,10 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
             })
         },
         || {
-            println!("chunks moved: {}", report.chunks_moved);
-            println!("bytes moved: {}", report.bytes_moved);
-            println!("chunks skipped: {}", report.chunks_skipped);
-            println!("bytes skipped: {}", report.bytes_skipped);
+            outln!("chunks moved: {}", report.chunks_moved);
+            outln!("bytes moved: {}", report.bytes_moved);
+            outln!("chunks skipped: {}", report.chunks_skipped);
+            outln!("bytes skipped: {}", report.bytes_skipped);
         },
     );
     Ok(())

@@ -232,7 +232,8 @@ impl Store {
     /// durable.
     ///
     /// # Errors
-    /// [`Error::Io`] naming `dir` if it is missing or not a directory;
+    /// [`Error::NoSuchDirectory`] naming `dir` if it is missing or not a
+    /// directory;
     /// [`Error::Io`] / [`Error::Xattr`] naming the path of an entry that cannot
     /// be read for another reason than vanishing during the scan (permission
     /// denied, I/O error); [`Error::InvalidArgument`] for `threads: Some(0)` or
@@ -259,10 +260,18 @@ impl Store {
     }
 
     fn scan_in_pool(&self, dir: &Path, options: &ScanOptions) -> Result<ScanOutcome> {
-        let meta = fs_err::metadata(dir).map_err(|e| Error::io("scan", dir, e))?;
+        let missing = |reason| Error::NoSuchDirectory {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let meta = match fs_err::metadata(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(missing("no such file or directory"));
+            }
+            other => other.map_err(|e| Error::io("scan", dir, e))?,
+        };
         if !meta.is_dir() {
-            let source = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
-            return Err(Error::io("scan", dir, source));
+            return Err(missing("not a directory"));
         }
         // A clock before 1970 gives the epoch: no cache entry written by
         // this scan is trusted.
