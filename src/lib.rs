@@ -74,9 +74,10 @@ pub use crate::{
         chunk_list::{ChunkList, ChunkRef},
     },
     tree::{
-        AffectedImage, Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Entry,
-        EntryKind, FsckOptions, FsckReport, GcOptions, History, Image, ImageConfig, Layer,
-        Metadata, Problem, ScanOptions, ScanOutcome, ScanWarning, ScanWarningKind, Snapshot,
-        StoredTree, SyncOptions, SyncReport, TagName, Timestamp, TreePath, flatten,
+        AffectedImage, Change, ChangeKind, CheckoutOptions, CheckoutOutcome, Children, Efficiency,
+        Entry, EntryKind, FileCount, FsckOptions, FsckReport, GcOptions, History, HistoryStep,
+        Image, ImageConfig, ImageUsage, Layer, LayerEfficiency, Metadata, Problem, ScanOptions,
+        ScanOutcome, ScanWarning, ScanWarningKind, Snapshot, StoredTree, SyncOptions, SyncReport,
+        TagName, Timestamp, TreePath, WastedPath, flatten,
     },
 };

@@ -131,6 +131,26 @@ impl Exchange<'_> {
     ) -> Result<ImageId> {
         layout::import_docker_archive(self.store, archive, reference, options)
     }
+
+    /// Writes image `image` into the file `archive` as a `docker save`
+    /// archive (`manifest.json`, the config and one uncompressed tar per
+    /// layer under `blobs/sha256/`, as Docker 25+ writes them), which
+    /// `docker load`, `podman load` and [`Exchange::import_docker_archive`]
+    /// read. `repo_tags` (`name:tag`, may be empty) are the names the
+    /// loader gives the image. The file is replaced atomically: written
+    /// beside it, then renamed.
+    ///
+    /// # Errors
+    /// As [`Exchange::export_blobs`]; [`Error::Io`] naming the file if
+    /// writing it fails.
+    pub fn export_docker_archive(
+        &self,
+        image: &ImageId,
+        archive: &Path,
+        repo_tags: &[String],
+    ) -> Result<()> {
+        layout::export_docker_archive(self.store, image, archive, repo_tags)
+    }
 }
 
 /// Blobs and layer tars

@@ -302,3 +302,78 @@ pub(crate) fn import_docker_archive(
         options,
     )
 }
+
+/// [`Exchange::export_docker_archive`](super::Exchange::export_docker_archive) of `store`.
+pub(crate) fn export_docker_archive(
+    store: &Store,
+    image: &ImageId,
+    archive: &Path,
+    repo_tags: &[String],
+) -> Result<()> {
+    let parent = match archive.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let blobs = durable::unique_tmp_path(&parent, ".layerstore-archive-blobs");
+    let tmp = durable::unique_tmp_path(&parent, ".layerstore-archive");
+    let written = write_docker_archive(store, image, &blobs, &tmp, repo_tags)
+        .and_then(|()| durable::rename_durable(&tmp, archive));
+    let _ = fs_err::remove_dir_all(&blobs);
+    if written.is_err() {
+        let _ = fs_err::remove_file(&tmp);
+    }
+    written
+}
+
+/// The archive of [`export_docker_archive`] written to `tmp`, its blobs
+/// exported (uncompressed, as `docker save` writes them) into `blobs` first.
+fn write_docker_archive(
+    store: &Store,
+    image: &ImageId,
+    blobs: &Path,
+    tmp: &Path,
+    repo_tags: &[String],
+) -> Result<()> {
+    let options = ExportOptions::new(crate::oci::Compression::None);
+    let export = export_blobs(store, image, blobs, &options)?;
+    let member = |blob: &crate::oci::ExportedBlob| {
+        format!("blobs/sha256/{}", blob.descriptor.digest().digest())
+    };
+    let manifest = serde_json::json!([{
+        "Config": member(&export.config),
+        "RepoTags": repo_tags,
+        "Layers": export.layers.iter().map(member).collect::<Vec<_>>(),
+    }]);
+    let manifest = serde_json::to_vec(&manifest)
+        .map_err(|e| Error::InvalidArgument(format!("manifest.json: {e}")))?;
+    let file = File::create(tmp).map_err(|e| Error::io("create", tmp, e))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    let io = |e: std::io::Error| Error::io("write", tmp, e);
+    let header = |size: u64, mode: u32, kind: tar::EntryType| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_mtime(0);
+        h.set_entry_type(kind);
+        h
+    };
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = header(0, 0o755, tar::EntryType::Directory);
+        tar.append_data(&mut h, dir, std::io::empty()).map_err(io)?;
+    }
+    let mut done = std::collections::HashSet::new();
+    for blob in std::iter::once(&export.config).chain(&export.layers) {
+        if !done.insert(blob.descriptor.digest().to_string()) {
+            continue;
+        }
+        let file = File::open(&blob.path).map_err(|e| Error::io("open", &blob.path, e))?;
+        let mut h = header(blob.descriptor.size(), 0o644, tar::EntryType::Regular);
+        tar.append_data(&mut h, member(blob), file).map_err(io)?;
+    }
+    let mut h = header(manifest.len() as u64, 0o644, tar::EntryType::Regular);
+    tar.append_data(&mut h, "manifest.json", manifest.as_slice())
+        .map_err(io)?;
+    let out = tar.into_inner().map_err(io)?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    durable::sync_file(&file, tmp)
+}

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::{Store, layout};
 use crate::error::{Error, Result};
-use crate::id::PackId;
+use crate::id::{ChunkId, PackId};
 
 /// One pack's share of the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,5 +77,20 @@ impl Store {
             Err(e) => return Err(Error::io("stat", &combined, e)),
         }
         Ok(stats)
+    }
+}
+
+/// One chunk's cost
+impl Store {
+    /// The bytes chunk `id` takes in its pack: its share, by length, of the
+    /// compressed frame it lies in (so the shares of a frame's chunks add up
+    /// to the frame's stored payload). `None` if the chunk is not committed
+    /// (missing, or put by this process and not yet flushed).
+    #[must_use]
+    pub fn chunk_stored_len(&self, id: &ChunkId) -> Option<u64> {
+        let (_, location) = self.find_committed(id)?;
+        let loc = location.ok()?;
+        let raw = u64::from(loc.raw_len).max(1);
+        Some((u64::from(loc.stored_len) * u64::from(loc.len)).div_ceil(raw))
     }
 }

@@ -252,6 +252,19 @@ impl Layer {
         &self.upserts
     }
 
+    /// The bytes of the regular files this layer adds or replaces: its
+    /// size as `docker history` and `inspect` show it.
+    #[must_use]
+    pub fn content_size(&self) -> u64 {
+        self.upserts
+            .iter()
+            .map(|e| match &e.kind {
+                crate::tree::entry::EntryKind::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// The paths this layer deletes from the lower tree, sorted.
     #[must_use]
     pub fn whiteouts(&self) -> &[TreePath] {

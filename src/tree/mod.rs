@@ -17,9 +17,11 @@ pub(crate) mod checkout;
 pub(crate) mod codec;
 pub(crate) mod diff;
 pub(crate) mod directory;
+pub(crate) mod efficiency;
 pub(crate) mod entry;
 pub(crate) mod fsck;
 pub(crate) mod gc;
+pub(crate) mod history;
 pub(crate) mod image;
 pub(crate) mod layer;
 mod objects;
@@ -30,13 +32,16 @@ pub(crate) mod scan;
 pub(crate) mod snapshot;
 pub(crate) mod stored;
 pub(crate) mod sync;
+pub(crate) mod usage;
 
 pub use self::{
     checkout::{CheckoutOptions, CheckoutOutcome},
     diff::{Change, ChangeKind},
+    efficiency::{Efficiency, FileCount, LayerEfficiency, WastedPath},
     entry::{Entry, EntryKind, Metadata, Timestamp},
     fsck::{AffectedImage, FsckOptions, FsckReport, Problem},
     gc::GcOptions,
+    history::HistoryStep,
     image::{History, Image, ImageConfig},
     layer::{Layer, flatten},
     path::TreePath,
@@ -45,6 +50,7 @@ pub use self::{
     snapshot::{Children, Snapshot},
     stored::StoredTree,
     sync::{SyncOptions, SyncReport},
+    usage::ImageUsage,
 };
 
 // The stat cache's format lives with the scan; other strata reach what

@@ -9,6 +9,7 @@ mod build;
 mod common;
 mod containers;
 mod crash;
+mod inspect;
 mod pipes;
 mod soak;
 mod sync;

@@ -69,5 +69,14 @@ fn a_closed_pipe_ends_every_listing_quietly() {
 
 /// The listings of the commands that look inside images.
 fn listings() -> Vec<Vec<&'static str>> {
-    vec![]
+    vec![
+        vec!["history", "two"],
+        vec!["efficiency", "two"],
+        vec!["efficiency", "one", "two"],
+        vec!["ls", "two", "-R"],
+        vec!["ls", "two", "dir", "-l"],
+        vec!["cat", "two", "dir/f7"],
+        vec!["du", "-v"],
+        vec!["completions", "bash"],
+    ]
 }

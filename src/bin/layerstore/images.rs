@@ -50,8 +50,9 @@ pub(crate) fn images(ctx: &Ctx) -> CmdResult {
             );
             for (name, id, layers, size, created) in &rows {
                 outln!(
-                    "{name:width$}  {:19}  {layers:>6}  {size:>12}  {created}",
-                    &id.to_string()[..19]
+                    "{name:width$}  {:19}  {layers:>6}  {:>12}  {created}",
+                    &id.to_string()[..19],
+                    ctx.out.size(*size)
                 );
             }
         },
@@ -142,7 +143,7 @@ pub(crate) fn tree_size(tree: &Snapshot) -> u64 {
 }
 
 /// RFC 3339 in UTC, to the second.
-fn rfc3339(t: Timestamp) -> String {
+pub(crate) fn rfc3339(t: Timestamp) -> String {
     let days = t.secs.div_euclid(86_400);
     let secs = t.secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.

@@ -16,11 +16,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use layerstore::{Error, ErrorKind, Store, TagName};
 
+mod browse;
 mod build;
 mod checkout;
 mod commit;
 mod containers;
 mod diff;
+mod efficiency;
+mod generate;
+mod history;
 mod images;
 mod oci;
 mod output;
@@ -46,6 +50,10 @@ struct Cli {
     /// Show progress on stderr even when it is not a terminal.
     #[arg(long, global = true)]
     progress: bool,
+    /// Sizes and times for people (`72.8MB`, `3 days ago`); the default
+    /// when stdout is a terminal.
+    #[arg(short = 'H', long, global = true)]
+    human: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,12 +72,23 @@ enum Command {
     Images,
     /// Show an image as JSON.
     Inspect(images::InspectArgs),
+    /// The steps that made IMAGE, newest first: LAYER, CREATED, CREATED BY,
+    /// SIZE, COMMENT.
+    History(history::Args),
+    /// How well IMAGE's layers use their bytes (dive's analysis, with the
+    /// bytes the store keeps); with B, the two compared.
+    Efficiency(efficiency::Args),
+    /// List a directory of IMAGE (or with -R everything beneath it),
+    /// straight from the store.
+    Ls(browse::LsArgs),
+    /// Print a file of IMAGE, straight from the store.
+    Cat(browse::CatArgs),
     /// Point NAME at IMAGE.
     Tag(images::TagArgs),
     /// Remove the tag NAME.
     Untag(images::UntagArgs),
-    /// Logical, unique and stored bytes.
-    Du,
+    /// Logical, unique and stored bytes; with -v, per image.
+    Du(store::DuArgs),
     /// Remove everything no tag or cache entry reaches.
     Gc(store::GcArgs),
     /// Import an image from an OCI image layout (LAYOUT[:REF]) or a
@@ -78,6 +97,9 @@ enum Command {
     /// Write IMAGE into an OCI image layout (LAYOUT[:REF], created or added
     /// to); prints the manifest digest.
     ExportOci(oci::ExportArgs),
+    /// Write IMAGE into FILE as a `docker save` archive (which `docker load`
+    /// and `podman load` read).
+    ExportDockerArchive(oci::ExportArchiveArgs),
     /// Verify every pack, chunk, object and ref; exit 1 if anything is wrong.
     Fsck(store::FsckArgs),
     /// A writable (or read-only) view of IMAGE at TARGET; or, given the name
@@ -105,6 +127,10 @@ enum Command {
     /// Pull REGISTRY/REPO[:TAG] into the store, fetching only the layers it
     /// lacks; prints the image id last.
     Pull(registry::PullArgs),
+    /// Print a shell completion script (bash, zsh, fish) on stdout.
+    Completions(generate::CompletionsArgs),
+    /// Write man pages (layerstore.1 and one per command) into DIR.
+    Man(generate::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -113,7 +139,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = Ctx {
         store: cli.store,
-        out: Output::new(cli.json, cli.progress),
+        out: Output::new(cli.json, cli.progress, cli.human),
     };
     let result = match &cli.command {
         Command::Init => store::init(&ctx),
@@ -122,13 +148,18 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff::run(&ctx, args),
         Command::Images => images::images(&ctx),
         Command::Inspect(args) => images::inspect(&ctx, args),
+        Command::History(args) => history::run(&ctx, args),
+        Command::Efficiency(args) => efficiency::run(&ctx, args),
+        Command::Ls(args) => browse::ls(&ctx, args),
+        Command::Cat(args) => browse::cat(&ctx, args),
         Command::Tag(args) => images::tag(&ctx, args),
         Command::Untag(args) => images::untag(&ctx, args),
-        Command::Du => store::du(&ctx),
+        Command::Du(args) => store::du(&ctx, args),
         Command::Gc(args) => store::gc(&ctx, args),
         Command::Fsck(args) => store::fsck(&ctx, args),
         Command::ImportOci(args) => oci::import(&ctx, args),
         Command::ExportOci(args) => oci::export(&ctx, args),
+        Command::ExportDockerArchive(args) => oci::export_archive(&ctx, args),
         Command::Mount(args) => containers::mount(&ctx, args),
         Command::Umount(args) => containers::umount(&ctx, args),
         Command::Containers => containers::list(&ctx),
@@ -137,6 +168,11 @@ fn main() -> ExitCode {
         Command::Sync(args) => sync::run(&ctx, args),
         Command::Push(args) => registry::push(&ctx, args),
         Command::Pull(args) => registry::pull(&ctx, args),
+        Command::Completions(args) => {
+            generate::completions(args);
+            Ok(())
+        }
+        Command::Man(args) => generate::man(args),
     };
     #[cfg(feature = "fault-injection")]
     if let Some(root) = kill_plan {

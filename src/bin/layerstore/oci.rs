@@ -27,6 +27,17 @@ pub(crate) struct ExportArgs {
     compression: String,
 }
 
+#[derive(clap::Args)]
+pub(crate) struct ExportArchiveArgs {
+    image: String,
+    /// The archive to write (replaced if present).
+    file: PathBuf,
+    /// The name the loader gives the image (`name:tag`); default: IMAGE,
+    /// when it is a tag.
+    #[arg(long, value_name = "NAME")]
+    tag: Option<String>,
+}
+
 /// Import an image from a layout directory or a `docker save` archive (a
 /// file); prints its id.
 pub(crate) fn import(ctx: &Ctx, args: &ImportArgs) -> CmdResult {
@@ -65,6 +76,31 @@ pub(crate) fn export(ctx: &Ctx, args: &ExportArgs) -> CmdResult {
     ctx.out.report(
         || json!({ "image": id.to_string(), "manifest": desc.digest().to_string(), "size": desc.size() }),
         || outln!("{}", desc.digest()),
+    );
+    Ok(())
+}
+
+/// Write an image into a `docker save` archive; prints nothing as text.
+pub(crate) fn export_archive(ctx: &Ctx, args: &ExportArchiveArgs) -> CmdResult {
+    let store = ctx.open()?;
+    let id = store.resolve_image(&args.image)?;
+    // A tag given as IMAGE names the image in the archive too.
+    let repo_tags: Vec<String> = match &args.tag {
+        Some(name) => vec![tag_name(name)?.to_string()],
+        None => match args.image.parse::<layerstore::TagName>() {
+            Ok(tag) if store.tag(&tag)? == Some(id) => vec![tag.to_string()],
+            _ => Vec::new(),
+        },
+    };
+    let bar = ctx
+        .out
+        .spinner(format!("exporting {id} to {}", args.file.display()));
+    let done = Exchange::new(&store).export_docker_archive(&id, &args.file, &repo_tags);
+    Output::finish(bar);
+    done?;
+    ctx.out.report(
+        || json!({ "image": id.to_string(), "file": args.file, "repo_tags": repo_tags }),
+        || {},
     );
     Ok(())
 }

@@ -28,11 +28,33 @@ pub(crate) struct Output {
     json: bool,
     /// `--progress`: a spinner on stderr even when it is not a terminal.
     progress: bool,
+    /// Sizes and times for people: `-H`, or stdout is a terminal.
+    human: bool,
 }
 
 impl Output {
-    pub(crate) fn new(json: bool, progress: bool) -> Self {
-        Self { json, progress }
+    pub(crate) fn new(json: bool, progress: bool, human: bool) -> Self {
+        let human = human || std::io::stdout().is_terminal();
+        Self {
+            json,
+            progress,
+            human,
+        }
+    }
+
+    /// A size in the text report: for people (`72.8MB`, decimal units as
+    /// Docker prints them) under `-H` or on a terminal, else exact bytes.
+    pub(crate) fn size(&self, bytes: u64) -> String {
+        if self.human {
+            human_size(bytes)
+        } else {
+            bytes.to_string()
+        }
+    }
+
+    /// Whether sizes and times are printed for people.
+    pub(crate) fn human(&self) -> bool {
+        self.human
     }
 
     /// Print a command's report: under `--json` the document `json` makes, on
@@ -114,4 +136,94 @@ fn stdout_failed(err: &io::Error) -> ! {
     }
     eprintln!("layerstore: could not write to stdout: {err}");
     std::process::exit(3);
+}
+
+/// `bytes` in decimal units with three significant digits, as Docker prints
+/// sizes: `0B`, `999B`, `1.5kB`, `72.8MB`, `1.23GB`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 999.5 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let text = if unit == 0 || value >= 99.95 {
+        format!("{value:.0}")
+    } else if value >= 9.995 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{}", UNITS[unit])
+}
+
+/// How long ago `secs` (since the epoch) was, as `docker history` says it:
+/// `5 seconds ago`, `About an hour ago`, `3 weeks ago`.
+pub(crate) fn ago(secs: i64) -> String {
+    let now = layerstore::Timestamp::now().secs;
+    let d = (now - secs).max(0);
+    let plural = |n: i64, unit: &str| {
+        if n == 1 {
+            format!("1 {unit} ago")
+        } else {
+            format!("{n} {unit}s ago")
+        }
+    };
+    match d {
+        0 => "Less than a second ago".to_owned(),
+        1..60 => plural(d, "second"),
+        60..120 => "About a minute ago".to_owned(),
+        120..3600 => plural(d / 60, "minute"),
+        3600..7200 => "About an hour ago".to_owned(),
+        7200..172_800 => plural(d / 3600, "hour"),
+        172_800..1_209_600 => plural(d / 86_400, "day"),
+        1_209_600..5_259_600 => plural(d / 604_800, "week"),
+        5_259_600..63_115_200 => plural(d / 2_629_800, "month"),
+        _ => plural(d / 31_557_600, "year"),
+    }
+}
+
+/// Prints a table: a header and rows, columns separated by two spaces and
+/// padded to their widest cell (counted in characters), the columns whose
+/// index is in `right` aligned right, the last column not padded.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| -> io::Result<()> {
+        let mut text = String::new();
+        let last = widths.len().saturating_sub(1);
+        for (i, cell) in cells.enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i > 0 {
+                text.push_str("  ");
+            }
+            if right.contains(&i) {
+                text.extend(std::iter::repeat_n(' ', pad));
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                if i < last {
+                    text.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    print(|out| {
+        line(out, &mut header.iter().copied())?;
+        for row in rows {
+            line(out, &mut row.iter().map(String::as_str))?;
+        }
+        Ok(())
+    });
 }

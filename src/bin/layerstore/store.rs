@@ -8,8 +8,16 @@ use layerstore::{FsckOptions, GcOptions, ImageId, Store, StoreOptions};
 use serde_json::json;
 
 use crate::images::tree_size;
-use crate::output::{Output, outln, warn};
+use crate::output::{Output, outln, table, warn};
 use crate::{CmdResult, Ctx, Failure};
+
+#[derive(clap::Args)]
+pub(crate) struct DuArgs {
+    /// Per image: its size, the bytes it shares with other images and the
+    /// bytes only it holds (what removing it would free).
+    #[arg(short, long)]
+    verbose: bool,
+}
 
 #[derive(clap::Args)]
 pub(crate) struct GcArgs {
@@ -34,9 +42,13 @@ pub(crate) fn init(ctx: &Ctx) -> CmdResult {
     Ok(())
 }
 
-/// Logical, unique and stored bytes, the chunk count and the dedup ratio.
-pub(crate) fn du(ctx: &Ctx) -> CmdResult {
+/// Logical, unique and stored bytes, the chunk count and the dedup ratio;
+/// with `-v`, per image too.
+pub(crate) fn du(ctx: &Ctx, args: &DuArgs) -> CmdResult {
     let store = ctx.open()?;
+    if args.verbose {
+        return du_images(ctx, &store);
+    }
     let mut logical = 0u64;
     let mut seen = HashSet::<ImageId>::new();
     for (_, id) in store.tags()? {
@@ -54,11 +66,62 @@ pub(crate) fn du(ctx: &Ctx) -> CmdResult {
     ctx.out.report(
         || json!({ "logical_bytes": logical, "unique_bytes": stats.unique_bytes, "stored_bytes": stored, "chunks": stats.chunks, "dedup_ratio": ratio }),
         || {
-            outln!("logical bytes: {logical}");
-            outln!("unique bytes: {}", stats.unique_bytes);
-            outln!("stored bytes: {stored}");
+            outln!("logical bytes: {}", ctx.out.size(logical));
+            outln!("unique bytes: {}", ctx.out.size(stats.unique_bytes));
+            outln!("stored bytes: {}", ctx.out.size(stored));
             outln!("chunks: {}", stats.chunks);
             outln!("dedup ratio: {ratio:.2}");
+        },
+    );
+    Ok(())
+}
+
+/// `du -v`: one row per tagged image, `IMAGE  ID  SIZE  STORED  SHARED
+/// UNIQUE`.
+fn du_images(ctx: &Ctx, store: &Store) -> CmdResult {
+    let usage = store.image_usage()?;
+    let names = |u: &layerstore::ImageUsage| {
+        u.tags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    ctx.out.report(
+        || {
+            usage
+                .iter()
+                .map(|u| {
+                    json!({
+                        "image": u.image.to_string(),
+                        "tags": u.tags.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "logical_bytes": u.logical_bytes,
+                        "stored_bytes": u.stored_bytes,
+                        "shared_bytes": u.shared_bytes,
+                        "unique_bytes": u.unique_bytes,
+                    })
+                })
+                .collect()
+        },
+        || {
+            let rows: Vec<Vec<String>> = usage
+                .iter()
+                .map(|u| {
+                    vec![
+                        names(u),
+                        u.image.to_string()[..19].to_owned(),
+                        ctx.out.size(u.logical_bytes),
+                        ctx.out.size(u.stored_bytes),
+                        ctx.out.size(u.shared_bytes),
+                        ctx.out.size(u.unique_bytes),
+                    ]
+                })
+                .collect();
+            table(
+                &["IMAGE", "IMAGE-ID", "SIZE", "STORED", "SHARED", "UNIQUE"],
+                &rows,
+                &[2, 3, 4, 5],
+            );
         },
     );
     Ok(())
