@@ -152,13 +152,10 @@ impl Store {
             return Ok(payload);
         }
         let key = (seq, loc.payload_offset);
-        let frame = if let Some(frame) = self.cache.get(key) {
-            frame
-        } else {
-            let frame = Arc::new(pack::read_payload(file, path, loc)?);
-            self.cache.insert(key, Arc::clone(&frame));
-            frame
-        };
+        // Threads reading chunks of one frame at once decompress it once.
+        let frame = self
+            .cache
+            .get_or_load(key, true, || pack::read_payload(file, path, loc))?;
         frame
             .get(start..end)
             .map(<[u8]>::to_vec)

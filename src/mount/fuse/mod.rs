@@ -1,7 +1,7 @@
 //! The `fuse` backend: images shown straight from the chunk store, nothing
 //! extracted ([`FuseView`]).
 //!
-//! - **The view** ([`view`], [`serve`], [`nodes`]) is a read-only FUSE
+//! - **The view** ([`view`], [`serve`], [`nodes`], [`content`]) is a read-only FUSE
 //!   filesystem served by threads of the mounting process: mounting decodes
 //!   the image's root directory only, each directory is decoded when first
 //!   looked into, and file content is read a chunk at a time, verified, when
@@ -24,6 +24,7 @@
 //! unless [`FuseOptions::allow_other`], reachable by the mounting user only
 //! (an overlay over it reaches it as its mounter).
 
+pub(crate) mod content;
 pub(crate) mod nodes;
 pub(crate) mod serve;
 pub(crate) mod view;

@@ -34,9 +34,11 @@ pub(super) struct Node {
     pub(super) parent: u64,
     pub(super) path: TreePath,
     pub(super) what: What,
-    /// Where the last read of a regular file ended: a read starting there is
-    /// sequential, and its next chunks are read ahead.
-    pub(super) read_end: AtomicU64,
+    /// For a regular file, where its last read ended (a read starting there
+    /// is sequential, and its next chunks are loaded ahead); for a
+    /// directory, how many of its entries have had their content loaded
+    /// ahead (see `serve`).
+    pub(super) ahead: AtomicU64,
 }
 
 /// What a node is, with what serving it needs.
@@ -98,7 +100,7 @@ impl Nodes {
             parent: ROOT_INO,
             path: TreePath::ROOT,
             what: What::Dir(Arc::clone(&dir)),
-            read_end: AtomicU64::new(0),
+            ahead: AtomicU64::new(0),
         });
         let nodes = Self {
             store,
@@ -110,10 +112,6 @@ impl Nodes {
             root,
         };
         Ok(nodes)
-    }
-
-    pub(super) fn store(&self) -> &Store {
-        &self.store
     }
 
     /// The node numbered `ino`, if the kernel has been told of it.
@@ -168,7 +166,7 @@ impl Nodes {
             parent: parent.ino,
             path,
             what,
-            read_end: AtomicU64::new(0),
+            ahead: AtomicU64::new(0),
         }))
     }
 

@@ -26,10 +26,9 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
+use super::content::Content;
 use super::nodes::{Node, Nodes, What};
 use crate::error::{Error, Result};
-use crate::id::ChunkId;
-use crate::store::cache::ByteCache;
 use crate::tree::directory::{ChildNode, Directory};
 use crate::tree::entry::{EntryKind, Metadata, Timestamp};
 
@@ -38,25 +37,29 @@ use crate::tree::entry::{EntryKind, Metadata, Timestamp};
 const TTL: Duration = Duration::from_secs(u32::MAX as u64);
 /// Requests of up to 1 MiB.
 const MAX_REQUEST: u32 = 1 << 20;
-/// Decompressed chunks kept for reads that straddle a request boundary and
-/// for read-ahead.
-const CHUNK_CACHE_BYTES: usize = 16 << 20;
-/// How far ahead of a sequential read chunks are read.
+/// How far ahead of a sequential read chunks are loaded.
 const READ_AHEAD_BYTES: u64 = 2 << 20;
+/// How much of the files after a file first read is loaded ahead: bytes,
+/// and files.
+const SIBLINGS_AHEAD_BYTES: u64 = 1 << 20;
+const SIBLINGS_AHEAD_FILES: usize = 32;
 /// `st_blksize`: what `cp` and `cat` size their reads by.
 const BLOCK_SIZE: u32 = 128 << 10;
 
-/// One view's server: the node table and the chunk cache.
+/// One view's server: the node table and the files' content.
 pub(super) struct LazyFs {
     nodes: Arc<Nodes>,
-    chunks: Arc<ByteCache<ChunkId>>,
+    content: Arc<Content>,
 }
 
+/// Pieces of chunks that make up the bytes of one read.
+type Pieces = Vec<(Arc<Vec<u8>>, std::ops::Range<usize>)>;
+
 impl LazyFs {
-    pub(super) fn new(nodes: Nodes) -> Self {
+    pub(super) fn new(nodes: Nodes, content: Content) -> Self {
         Self {
             nodes: Arc::new(nodes),
-            chunks: Arc::new(ByteCache::new(CHUNK_CACHE_BYTES)),
+            content: Arc::new(content),
         }
     }
 
@@ -117,14 +120,15 @@ impl LazyFs {
     fn failed(&self, node: &Node, err: &Error) -> Errno {
         eprintln!(
             "layerstore: view of {}: '/{}': {err}",
-            self.nodes.store().path().display(),
+            self.content.store().path().display(),
             node.path
         );
         Errno::EIO
     }
 
-    /// `len` bytes of the file `node` from `offset`, verified.
-    fn read_range(&self, node: &Node, offset: u64, len: u64) -> Result<Vec<u8>> {
+    /// `len` bytes of the file `node` from `offset`, verified, as pieces of
+    /// chunks (one, without a copy, for most reads).
+    fn read_range(&self, node: &Node, offset: u64, len: u64) -> Result<Pieces> {
         let What::File {
             size,
             chunks,
@@ -138,30 +142,79 @@ impl LazyFs {
         if offset >= end {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity((end - offset) as usize);
+        let sequential = node.ahead.swap(end, Ordering::Relaxed) == offset;
+        if offset == 0 {
+            self.load_siblings_ahead(node);
+        }
+        let mut pieces = Vec::new();
         let mut i = starts.partition_point(|&s| s <= offset) - 1;
         while i < starts.len() && starts[i] < end {
-            let bytes = chunk(self.nodes.store(), &self.chunks, chunks.chunks()[i])?;
+            let c = chunks.chunks()[i];
+            // Kept if the file's next request will need it too.
+            let keep = starts[i] + u64::from(c.len) > end;
+            let bytes = self.content.chunk(c, keep)?;
             let from = offset.saturating_sub(starts[i]) as usize;
             let to = ((end - starts[i]) as usize).min(bytes.len());
-            out.extend_from_slice(&bytes[from..to]);
+            pieces.push((bytes, from..to));
             i += 1;
         }
-        // A sequential reader gets the chunks after this read decompressed
-        // ahead of its next request.
-        if node.read_end.swap(end, Ordering::Relaxed) == offset {
-            let ahead: Vec<_> = (i..starts.len())
-                .take_while(|&j| starts[j] < end + READ_AHEAD_BYTES)
-                .map(|j| chunks.chunks()[j])
-                .filter(|c| self.chunks.get(c.id).is_none())
-                .collect();
-            for c in ahead {
-                let (nodes, cache) = (Arc::clone(&self.nodes), Arc::clone(&self.chunks));
-                // An error is reported again by the read that needs the chunk.
-                rayon::spawn(move || drop(chunk(nodes.store(), &cache, c)));
+        // A sequential reader gets the chunks after this read loaded ahead
+        // of its next request.
+        if sequential {
+            self.content.load_ahead(
+                (i..starts.len())
+                    .take_while(|&j| starts[j] < end + READ_AHEAD_BYTES)
+                    .map(|j| chunks.chunks()[j]),
+            );
+        }
+        Ok(pieces)
+    }
+
+    /// On the first read of a file, loads ahead the content of the files
+    /// after it in its directory (up to [`SIBLINGS_AHEAD_BYTES`] or
+    /// [`SIBLINGS_AHEAD_FILES`]): what a reader going through the tree in
+    /// order asks for next. The directory remembers how far it was loaded,
+    /// so each file is queued once and the window moves on only when the
+    /// reader comes within [`SIBLINGS_AHEAD_FILES`]` / 4` files of its end.
+    fn load_siblings_ahead(&self, node: &Node) {
+        let Some(parent) = self.nodes.get(node.parent) else {
+            return;
+        };
+        let (What::Dir(dir), Some(name)) = (&parent.what, node.path.file_name()) else {
+            return;
+        };
+        let Ok(at) = dir
+            .children
+            .binary_search_by(|c| c.name.as_slice().cmp(name))
+        else {
+            return;
+        };
+        let loaded = parent.ahead.load(Ordering::Relaxed) as usize;
+        if loaded > at + SIBLINGS_AHEAD_FILES / 4 {
+            return;
+        }
+        let from = loaded.max(at + 1);
+        let mut budget = SIBLINGS_AHEAD_BYTES;
+        let mut ahead = Vec::new();
+        let mut until = from;
+        for child in dir.children.iter().skip(from).take(SIBLINGS_AHEAD_FILES) {
+            until += 1;
+            if let ChildNode::Leaf(EntryKind::File { chunks, .. }, _) = &child.node {
+                for c in chunks.chunks() {
+                    budget = budget.saturating_sub(u64::from(c.len));
+                    ahead.push(*c);
+                    if budget == 0 {
+                        break;
+                    }
+                }
+            }
+            if budget == 0 {
+                break;
             }
         }
-        Ok(out)
+        // Another thread may have moved it on meanwhile: only forward.
+        parent.ahead.fetch_max(until as u64, Ordering::Relaxed);
+        self.content.load_ahead(ahead);
     }
 
     fn list(&self, ino: INodeNo) -> std::result::Result<(Arc<Node>, Arc<Directory>), Errno> {
@@ -174,34 +227,6 @@ impl LazyFs {
             _ => Err(Errno::ENOTDIR),
         }
     }
-}
-
-/// A chunk's bytes, from the cache or the store (verified there), checked
-/// against the length the file's list gives it.
-fn chunk(
-    store: &crate::store::Store,
-    cache: &ByteCache<ChunkId>,
-    c: crate::store::chunk_list::ChunkRef,
-) -> Result<Arc<Vec<u8>>> {
-    if let Some(bytes) = cache.get(c.id) {
-        return Ok(bytes);
-    }
-    let bytes = store.read_chunk(&c.id)?;
-    if bytes.len() != c.len as usize {
-        return Err(Error::corrupt(
-            store.path(),
-            0,
-            format!(
-                "chunk {} is {} bytes, the file's list says {}",
-                c.id,
-                bytes.len(),
-                c.len
-            ),
-        ));
-    }
-    let bytes = Arc::new(bytes);
-    cache.insert(c.id, Arc::clone(&bytes));
-    Ok(bytes)
 }
 
 /// A directory's link count: itself, its entry in its parent, and each
@@ -342,7 +367,17 @@ impl Filesystem for LazyFs {
             return reply.error(Errno::EISDIR);
         }
         match self.read_range(&node, offset, u64::from(size)) {
-            Ok(bytes) => reply.data(&bytes),
+            Ok(pieces) => {
+                if let [(bytes, range)] = pieces.as_slice() {
+                    reply.data(&bytes[range.clone()]);
+                } else {
+                    let mut joined = Vec::with_capacity(size as usize);
+                    for (bytes, range) in &pieces {
+                        joined.extend_from_slice(&bytes[range.clone()]);
+                    }
+                    reply.data(&joined);
+                }
+            }
             Err(err) => reply.error(self.failed(&node, &err)),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use fuser::{Config, MountOption, SessionACL};
 
+use super::content::Content;
 use super::nodes::Nodes;
 use super::serve::LazyFs;
 use crate::error::{Error, Result};
@@ -125,7 +126,7 @@ impl FuseView {
         options: &FuseOptions,
     ) -> Result<Self> {
         let target = target.as_ref();
-        let nodes = Nodes::new(store, ChunkId::from(tree))?;
+        let nodes = Nodes::new(Arc::clone(&store), ChunkId::from(tree))?;
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::FSName(format!("layerstore:{}", short(&tree))),
@@ -143,7 +144,8 @@ impl FuseView {
         };
         config.n_threads = Some(options.threads.max(1));
         config.clone_fd = options.threads > 1;
-        let session = fuser::Session::new(LazyFs::new(nodes), target, &config)
+        let fs = LazyFs::new(nodes, Content::new(store));
+        let session = fuser::Session::new(fs, target, &config)
             .map_err(|e| Error::io("mount a FUSE view at", target, explain(e)))?;
         let session = session
             .spawn()
