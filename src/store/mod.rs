@@ -243,6 +243,13 @@ impl Store {
         &self.root
     }
 
+    /// Keeps at most `bytes` of decompressed frames (64 MiB unless set): a
+    /// long-running reader that reads ahead itself, such as a lazy view's
+    /// server, needs only the frames its readers are in.
+    pub(crate) fn limit_frame_cache(&mut self, bytes: usize) {
+        self.cache = FrameCache::new(bytes);
+    }
+
     /// The zstd level new frames are written at.
     #[must_use]
     pub fn zstd_level(&self) -> i32 {

@@ -47,6 +47,9 @@ use crate::tree::Layer;
 const LOWER: &str = "lower";
 /// The pid of the process serving a container's view.
 const PID_FILE: &str = "server.pid";
+/// The decompressed frames the server's store handle keeps: its readers'
+/// current frames (the view loads ahead itself).
+const SERVER_FRAME_CACHE: usize = 8 << 20;
 
 /// The `fuse` [`MountBackend`]: views served lazily from the store.
 ///
@@ -328,7 +331,9 @@ impl MountBackend for FuseBackend {
         if !view.read_only {
             fs_err::create_dir_all(&point).map_err(|e| Error::io("create directory", &point, e))?;
         }
-        let served = Arc::new(Store::open(store.path())?);
+        let mut served = Store::open(store.path())?;
+        served.limit_frame_cache(SERVER_FRAME_CACHE);
+        let served = Arc::new(served);
         let fuse = FuseView::mount(served, &view.image, &point, &self.options)?;
         if !view.read_only
             && let Err(err) = mount_upper(store, view, &point, target)
