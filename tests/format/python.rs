@@ -1,0 +1,124 @@
+//! The second reader, `reader.py`, written from `docs/FORMAT.md` alone (the
+//! standard library, `zstandard` and `blake3`): its listing of a store must
+//! equal the crate's ([`crate::listing`]), byte for byte, on the golden
+//! store and on stores this build writes.
+
+use std::path::Path;
+use std::process::Command;
+
+use layerstore::{History, ScanOptions, Store, StoreOptions};
+
+use crate::listing::listing;
+
+/// Whether python3 with `zstandard` and `blake3` is here; when not, says
+/// so and returns false, or fails under `LAYERSTORE_REQUIRE_PRIVILEGED=1`
+/// (`.ci/run` installs them).
+fn python_ready() -> bool {
+    if !crate::common::require_tool("python3") {
+        return false;
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import zstandard, blake3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || !crate::common::strict(),
+        "python3 lacks zstandard or blake3, and LAYERSTORE_REQUIRE_PRIVILEGED=1 is set"
+    );
+    if !ok {
+        eprintln!("SKIPPED: python3 lacks zstandard or blake3 (pip install zstandard blake3)");
+    }
+    ok
+}
+
+/// What `reader.py` prints for the store at `store`.
+fn python_listing(store: &Path) -> String {
+    let reader = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/format/reader.py");
+    let out = Command::new("python3")
+        .arg(&reader)
+        .arg(store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reader.py failed on {}:\n{}",
+        store.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn assert_agree(store: &Store) {
+    let want = listing(store);
+    let got = python_listing(store.path());
+    assert!(
+        got == want,
+        "reader.py and the crate disagree on {}:\n--- crate\n{want}\n--- reader.py\n{got}",
+        store.path().display()
+    );
+}
+
+#[test]
+fn the_second_reader_reads_the_golden_store() {
+    if !python_ready() {
+        return;
+    }
+    // The fixture itself, read-only: a reader needs neither `lock` nor `tmp/`.
+    let got = python_listing(&crate::golden::golden_v3());
+    let want = std::fs::read_to_string(crate::fixtures().join("golden-v3.listing")).unwrap();
+    assert!(got == want, "--- pinned\n{want}\n--- reader.py\n{got}");
+}
+
+#[test]
+fn the_second_reader_reads_what_this_build_writes() {
+    if !python_ready() {
+        return;
+    }
+    // The golden store's recipe, written by this build.
+    let tmp = tempfile::tempdir().unwrap();
+    crate::golden::write_golden(&tmp.path().join("golden"));
+    assert_agree(&Store::open(tmp.path().join("golden")).unwrap());
+
+    // A scanned tree: files of many sizes (shared and raw frames, a chunk
+    // larger than a group), several commits and tags.
+    let store = Store::create(tmp.path().join("scanned"), &StoreOptions::default()).unwrap();
+    let src = tmp.path().join("src");
+    let mut parent = None;
+    for round in 0..3u64 {
+        for i in 0..20u64 {
+            let dir = src.join(format!("d{}", i % 4));
+            std::fs::create_dir_all(&dir).unwrap();
+            let len: usize = match i % 5 {
+                0 => 0,
+                1 => 100,
+                2 => 70_000,
+                3 => 1_500_000,
+                _ => 5_000,
+            };
+            let bytes = if i % 2 == 0 {
+                crate::pseudo_random(len, round * 100 + i)
+            } else {
+                crate::vectors::generate("repeat:some text ", len)
+            };
+            std::fs::write(dir.join(format!("f{i}-{round}")), bytes).unwrap();
+        }
+        if round == 2 {
+            std::fs::remove_dir_all(src.join("d1")).unwrap();
+            std::os::unix::fs::symlink("d0", src.join("link")).unwrap();
+        }
+        let tree = store.scan(&src, &ScanOptions::default()).unwrap().snapshot;
+        let layer = match &parent {
+            Some(id) => store.image_tree(id).unwrap().diff(&tree),
+            None => layerstore::Layer::of_tree(tree.clone()),
+        };
+        let image = store
+            .put_child_image(parent.as_ref(), &layer, &tree, None, History::default())
+            .unwrap();
+        store
+            .set_tag(&format!("scanned:r{round}").parse().unwrap(), &image)
+            .unwrap();
+        store.flush().unwrap();
+        parent = Some(image);
+    }
+    assert_agree(&store);
+}
