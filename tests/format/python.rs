@@ -1,7 +1,8 @@
 //! The second reader, `reader.py`, written from `docs/FORMAT.md` alone (the
 //! standard library, `zstandard` and `blake3`): its listing of a store must
 //! equal the crate's ([`crate::listing`]), byte for byte, on the golden
-//! store and on stores this build writes.
+//! store and on stores this build writes. And `chunker.py`, the spec's
+//! chunker, against the pinned cut points.
 
 use std::path::Path;
 use std::process::Command;
@@ -55,6 +56,27 @@ fn assert_agree(store: &Store) {
         got == want,
         "reader.py and the crate disagree on {}:\n--- crate\n{want}\n--- reader.py\n{got}",
         store.path().display()
+    );
+}
+
+/// The chunker as `docs/FORMAT.md` describes it, in Python (standard
+/// library only), cuts every input of `chunker.txt` where the crate does.
+#[test]
+fn the_spec_chunker_cuts_as_pinned() {
+    if !crate::common::require_tool("python3") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/format/chunker.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(crate::fixtures().join("chunker.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chunker.py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
