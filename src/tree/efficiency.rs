@@ -146,11 +146,11 @@ struct Waste {
     paths: Vec<WastedPath>,
 }
 
-/// A path of the tree the layers so far flatten to.
+/// A path of the tree the layers so far flatten to. Its chunks are in its
+/// [`PathStats`], which every version met was recorded into.
 struct Live {
     dir: bool,
     size: u64,
-    chunks: Vec<ChunkRef>,
 }
 
 /// Efficiency
@@ -188,11 +188,8 @@ impl Store {
                         if live.get(&entry.path).is_some_and(|l| !l.dir) {
                             remove(&mut live, &mut paths, &entry.path, true, &mut report);
                         }
-                        live.entry(entry.path.clone()).or_insert(Live {
-                            dir: true,
-                            size: 0,
-                            chunks: Vec::new(),
-                        });
+                        live.entry(entry.path.clone())
+                            .or_insert(Live { dir: true, size: 0 });
                         continue;
                     }
                     EntryKind::File { size, chunks } => (*size, chunks.chunks()),
@@ -217,14 +214,7 @@ impl Store {
                     .entry(entry.path.clone())
                     .or_default()
                     .occur(size, chunks);
-                live.insert(
-                    entry.path.clone(),
-                    Live {
-                        dir: false,
-                        size,
-                        chunks: chunks.to_vec(),
-                    },
-                );
+                live.insert(entry.path.clone(), Live { dir: false, size });
             }
             layers.push(report);
         }
@@ -317,7 +307,7 @@ fn remove(
             && !old.dir
         {
             report.removed.add(old.size);
-            paths.entry(p).or_default().occur(old.size, &old.chunks);
+            paths.entry(p).or_default().occur(old.size, &[]);
         }
     }
 }

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::store::Store;
@@ -143,7 +145,9 @@ impl<'s> StoredTree<'s> {
 
     /// Every entry strictly beneath `dir`, in order (as
     /// [`Snapshot::descendants_of`](crate::Snapshot::descendants_of)): reads
-    /// the whole subtree.
+    /// the whole subtree, a level at a time, each level's directories in
+    /// parallel. The subtree's directories are not kept: a later call reads
+    /// them again.
     ///
     /// # Errors
     /// As [`StoredTree::get`].
@@ -151,10 +155,58 @@ impl<'s> StoredTree<'s> {
         let Some(d) = self.dir_at(dir)? else {
             return Ok(Vec::new());
         };
+        self.read_beneath(&d)?;
         let mut out = Vec::new();
-        let load = |id: &ChunkId| self.load(id).map(|d| (*d).clone());
+        // The subtree's directories are taken out of what was read, not
+        // copied: each is expanded once (one met twice is read again).
+        let load = |id: &ChunkId| {
+            let taken = self
+                .read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(id);
+            match taken {
+                Some(d) => Ok(Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone())),
+                None => self.store.directory(id),
+            }
+        };
         directory::expand((*d).clone(), dir, &load, &mut out)?;
         Ok(out)
+    }
+
+    /// Reads every directory beneath `dir` not read yet, a level at a time,
+    /// each level's in parallel: a whole subtree is then expanded from
+    /// memory.
+    fn read_beneath(&self, dir: &Directory) -> Result<()> {
+        let subdirs = |d: &Directory| -> Vec<ChunkId> {
+            d.children.iter().filter_map(|c| c.node.dir_id()).collect()
+        };
+        let mut level = subdirs(dir);
+        for _ in 0..=directory::MAX_DEPTH {
+            level.sort_unstable();
+            level.dedup();
+            {
+                let read = self
+                    .read
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                level.retain(|id| !read.contains_key(id));
+            }
+            if level.is_empty() {
+                break;
+            }
+            let dirs: Vec<Arc<Directory>> = level
+                .par_iter()
+                .map(|id| self.store.directory(id).map(Arc::new))
+                .collect::<Result<_>>()?;
+            let next = dirs.iter().flat_map(|d| subdirs(d)).collect();
+            self.read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(level.drain(..).zip(dirs));
+            level = next;
+        }
+        Ok(())
     }
 
     /// Every hard link of the tree, in order, reading only the directories

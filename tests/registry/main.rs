@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod image;
 mod layout;
+mod podman;
 mod server;
 mod token;
 mod transport;

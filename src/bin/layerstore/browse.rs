@@ -83,6 +83,10 @@ pub(crate) fn ls(ctx: &Ctx, args: &LsArgs) -> CmdResult {
             });
         },
     );
+    // The process exits next: freeing 80 000 entries one at a time would
+    // lengthen `ls -R` of a large tree by a fifth.
+    std::mem::forget(entries);
+    std::mem::forget(tree);
     Ok(())
 }
 
