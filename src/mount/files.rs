@@ -69,6 +69,48 @@ pub(crate) fn timestamp(secs: i64, nanos: u64) -> Timestamp {
     Timestamp::new(secs, u32::try_from(nanos).unwrap_or(0))
 }
 
+impl DirFiles {
+    /// Moves the directory `from` to `to` by making `to` (replacing an empty
+    /// directory there) and renaming each entry into it, then removing
+    /// `from`; the directory's metadata is set last, so its mtime is kept.
+    fn move_dir_by_parts(&self, from: &TreePath, to: &TreePath) -> Result<()> {
+        let node = self.metadata(from)?;
+        if node.kind != NodeKind::Dir {
+            return Err(Error::io(
+                "rename",
+                self.full(from),
+                io::Error::from(io::ErrorKind::CrossesDevices),
+            ));
+        }
+        match self.metadata(to) {
+            Ok(existing) if existing.kind == NodeKind::Dir => {
+                if !self.list(to)?.is_empty() {
+                    return Err(Error::io(
+                        "rename",
+                        self.full(to),
+                        io::Error::from(io::ErrorKind::DirectoryNotEmpty),
+                    ));
+                }
+                self.remove(to)?;
+            }
+            Ok(_) => {
+                return Err(Error::io(
+                    "rename",
+                    self.full(to),
+                    io::Error::from(io::ErrorKind::NotADirectory),
+                ));
+            }
+            Err(_) => {}
+        }
+        self.create_dir(to, node.meta.mode)?;
+        for name in self.list(from)? {
+            self.rename(&from.join(&name)?, &to.join(&name)?)?;
+        }
+        self.remove(from)?;
+        self.set_metadata(to, &node.meta)
+    }
+}
+
 impl ViewFiles for DirFiles {
     fn read(&self, path: &TreePath) -> Result<Vec<u8>> {
         let mut file = self.root.open_read(rel(path))?;
@@ -147,8 +189,14 @@ impl ViewFiles for DirFiles {
         }
         let (from_dir, from_name) = self.root.open_parent(rel(from))?;
         let (to_dir, to_name) = self.root.open_parent(rel(to))?;
-        rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name)
-            .map_err(|e| Error::io("rename", self.full(from), e.into()))
+        match rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name) {
+            // An overlay that cannot record a moved lower directory
+            // (overlayfs without redirect_dir, fuse-overlayfs without
+            // privilege) refuses to move it: move it as `mv` does, a new
+            // directory and its entries moved into it one by one.
+            Err(rustix::io::Errno::XDEV) => self.move_dir_by_parts(from, to),
+            other => other.map_err(|e| Error::io("rename", self.full(from), e.into())),
+        }
     }
 
     fn list(&self, dir: &TreePath) -> Result<Vec<Vec<u8>>> {

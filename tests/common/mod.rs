@@ -155,9 +155,35 @@ pub fn run_as_plain_user(name: &str, arg: &Path) -> bool {
     run_as_65534(name, arg, &[])
 }
 
-fn run_as_65534(name: &str, arg: &Path, extra: &[&str]) -> bool {
-    if !require_root("dropping privilege with setpriv") || !require_tool("setpriv") {
+/// As [`run_as_plain_user`], for every `#[ignore]`d test whose name contains
+/// `filter`: asserts that `count` of them ran and passed. The child's
+/// temporary files go in `arg` (its `TMPDIR`).
+pub fn run_many_as_plain_user(filter: &str, arg: &Path, count: usize) -> bool {
+    let Some(stdout) = setpriv_65534(&[], &[filter], arg) else {
         return false;
+    };
+    let passed = format!("{count} passed; 0 failed");
+    assert!(
+        stdout.contains(&passed),
+        "not {passed} for {filter}: {stdout}"
+    );
+    true
+}
+
+fn run_as_65534(name: &str, arg: &Path, extra: &[&str]) -> bool {
+    let Some(stdout) = setpriv_65534(extra, &[name, "--exact"], arg) else {
+        return false;
+    };
+    assert!(stdout.contains("1 passed"), "{name} did not run: {stdout}");
+    true
+}
+
+/// Runs this test binary as user and group 65534 (capabilities `extra`
+/// drops aside) on the ignored tests `select` picks, and asserts it passed;
+/// its standard output, or `None` when it cannot be done here.
+fn setpriv_65534(extra: &[&str], select: &[&str], arg: &Path) -> Option<String> {
+    if !require_root("dropping privilege with setpriv") || !require_tool("setpriv") {
+        return None;
     }
     let out = std::process::Command::new("setpriv")
         .args([
@@ -168,24 +194,19 @@ fn run_as_65534(name: &str, arg: &Path, extra: &[&str]) -> bool {
         ])
         .args(extra)
         .arg(std::env::current_exe().expect("test binary"))
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(select)
+        .args(["--ignored", "--nocapture", "--test-threads=1"])
         .env("LAYERSTORE_CHILD", arg)
+        .env("TMPDIR", arg)
         .output()
         .expect("run setpriv");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{name} as user 65534: {stdout}\n{}",
+        "{select:?} as user 65534: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("1 passed"), "{name} did not run: {stdout}");
-    true
+    Some(stdout)
 }
 
 /// Lets any user write in `dir` (mode 1777), for a child started by

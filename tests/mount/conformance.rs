@@ -32,6 +32,14 @@ use layerstore::{ImageId, Store, StoreOptions, TagName, TreePath};
 #[macro_export]
 macro_rules! conformance {
     ($name:ident, $factory:expr) => {
+        conformance!(@module $name, $factory, plain);
+    };
+    // The suite as ignored tests, for a parent test to run in a child
+    // process (as another user, say).
+    (ignored $name:ident, $factory:expr) => {
+        conformance!(@module $name, $factory, ignored);
+    };
+    (@module $name:ident, $factory:expr, $how:ident) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -39,7 +47,7 @@ macro_rules! conformance {
             fn factory() -> std::sync::Arc<dyn layerstore::mount::MountBackend> {
                 ($factory)()
             }
-            conformance!(@cases factory;
+            conformance!(@cases factory, $how;
                 basic, stat_active, stat_committed, transitivity, prepare_view_reused_key,
                 update_labels, remove_and_key_reuse, walk_with_filters, layer_file_update,
                 remove_directory_in_lower_layer, chown, directory_permission_on_commit,
@@ -49,9 +57,20 @@ macro_rules! conformance {
                 xattrs_and_mtime_through_commit);
         }
     };
-    (@cases $factory:ident; $($case:ident),* $(,)?) => {
+    (@cases $factory:ident, plain; $($case:ident),* $(,)?) => {
         $(
             #[test]
+            fn $case() {
+                if let Some(fx) = Fixture::new($factory) {
+                    super::conformance::$case(&fx);
+                }
+            }
+        )*
+    };
+    (@cases $factory:ident, ignored; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            #[ignore = "run by a parent test in a child process"]
             fn $case() {
                 if let Some(fx) = Fixture::new($factory) {
                     super::conformance::$case(&fx);

@@ -305,3 +305,18 @@ fn hard_links_share_an_inode_and_numbers_are_stable_across_mounts() {
     assert_ne!(first["a/f"].0, first["single"].0);
     assert_eq!(inodes("b"), first, "the same numbers whatever the order");
 }
+
+#[test]
+fn the_conformance_suite_passes_on_fuse_as_a_plain_user() {
+    if !fuse_available()
+        || !crate::common::require_tool("fusermount3")
+        || !crate::common::require_tool("fuse-overlayfs")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    crate::common::open_to_all(tmp.path());
+    // Read-only views through fusermount3, writable ones through
+    // fuse-overlayfs over the view: every case of the suite.
+    crate::common::run_many_as_plain_user("fuse_as_a_plain_user::", tmp.path(), 24);
+}

@@ -32,6 +32,8 @@ conformance!(memory, || Arc::new(MemoryBackend::new()));
 conformance!(copy, || Arc::new(CopyBackend::new()));
 conformance!(overlay, || Arc::new(OverlayBackend::new()));
 conformance!(fuse, || Arc::new(FuseBackend::new()));
+// The same, run as user 65534 by `lazy::the_conformance_suite_passes_on_fuse_as_a_plain_user`.
+conformance!(ignored fuse_as_a_plain_user, || Arc::new(FuseBackend::new()));
 
 /// Says loudly that a test is skipped for a reason other than root or a tool
 /// (those are `common`'s), or panics under `LAYERSTORE_REQUIRE_PRIVILEGED=1`.

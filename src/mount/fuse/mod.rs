@@ -47,6 +47,9 @@ use crate::tree::Layer;
 const LOWER: &str = "lower";
 /// The pid of the process serving a container's view.
 const PID_FILE: &str = "server.pid";
+/// Present in a container's state when `fuse-overlayfs` writes its upper
+/// directory (which then records opaque directories in its own form).
+const FUSE_OVERLAYFS_MARK: &str = "upper-by-fuse-overlayfs";
 /// The decompressed frames the server's store handle keeps: its readers'
 /// current frames (the view loads ahead itself).
 const SERVER_FRAME_CACHE: usize = 8 << 20;
@@ -268,6 +271,8 @@ fn mount_upper(store: &Store, view: &ViewSpec<'_>, lower: &Path, target: &Path) 
             },
         );
     }
+    let mark = view.state.join(FUSE_OVERLAYFS_MARK);
+    fs_err::write(&mark, b"").map_err(|e| Error::io("write", &mark, e))?;
     let mut options = std::ffi::OsString::from("lowerdir=");
     options.push(lower);
     options.push(",upperdir=");
@@ -384,7 +389,12 @@ impl MountBackend for FuseBackend {
         if view.read_only || !upper.is_dir() {
             return Ok(Layer::empty());
         }
-        overlay::upper::layer_from_upper(store, &upper, view.base)
+        let writer = if view.state.join(FUSE_OVERLAYFS_MARK).exists() {
+            overlay::upper::Writer::FuseOverlayfs
+        } else {
+            overlay::upper::Writer::Kernel
+        };
+        overlay::upper::layer_from_upper(store, &upper, view.base, writer)
     }
 
     fn usage(&self, _store: &Store, view: &ViewSpec<'_>) -> Result<Usage> {

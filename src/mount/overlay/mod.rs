@@ -286,7 +286,7 @@ impl MountBackend for OverlayBackend {
         if view.read_only || !upper.is_dir() {
             return Ok(Layer::empty());
         }
-        upper::layer_from_upper(store, &upper, view.base)
+        upper::layer_from_upper(store, &upper, view.base, upper::Writer::Kernel)
     }
 
     fn usage(&self, _store: &Store, view: &ViewSpec<'_>) -> Result<Usage> {

@@ -26,13 +26,41 @@ use crate::mount::overlay::extract::{OPAQUE_XATTR, OVERLAY_XATTR_PREFIX};
 use crate::store::Store;
 use crate::tree::{Entry, EntryKind, Layer, ScanOptions, Snapshot, TreePath};
 
-/// The layer of the changes recorded in `upper` over the tree `base`.
+/// Who wrote an upper directory, and so in which form it records what it
+/// hides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    /// The kernel's overlayfs: `0:0` character devices and
+    /// `trusted.overlay.opaque`.
+    Kernel,
+    /// `fuse-overlayfs` run without privilege: also `.wh..wh..opq` files
+    /// (an opaque directory, as `user.fuseoverlayfs.opaque=y` is) and, where
+    /// it could not make a device, `.wh.NAME` files (a whiteout of NAME).
+    FuseOverlayfs,
+}
+
+/// The upper-directory markers of an unprivileged `fuse-overlayfs`.
+const FUSE_OPAQUE_FILE: &[u8] = b".wh..wh..opq";
+const FUSE_WHITEOUT_PREFIX: &[u8] = b".wh.";
+const FUSE_OPAQUE_XATTR: &[u8] = b"user.fuseoverlayfs.opaque";
+
+/// The layer of the changes recorded in `upper` (written by `writer`) over
+/// the tree `base`.
 ///
 /// # Errors
 /// [`Store::scan`]'s errors (naming the path); [`crate::Error::InvalidTree`]
 /// if the changes do not make a layer.
-pub(crate) fn layer_from_upper(store: &Store, upper: &Path, base: &BaseTree<'_>) -> Result<Layer> {
+pub(crate) fn layer_from_upper(
+    store: &Store,
+    upper: &Path,
+    base: &BaseTree<'_>,
+    writer: Writer,
+) -> Result<Layer> {
     let scanned = store.scan(upper, &ScanOptions::default())?.snapshot;
+    let scanned = match writer {
+        Writer::Kernel => scanned,
+        Writer::FuseOverlayfs => kernel_form(scanned)?,
+    };
     // Directories moved from the lower layers (overlayfs's redirects): their
     // lower contents are elsewhere in the base, so each becomes an opaque
     // directory with its whole merged contents spelled out.
@@ -272,6 +300,45 @@ fn is_whiteout(entry: &Entry) -> bool {
     matches!(entry.kind, EntryKind::CharDevice { rdev: 0 })
 }
 
+/// An unprivileged `fuse-overlayfs`'s upper directory in the kernel's form:
+/// an opaque marker file becomes its directory's opaque xattr, a `.wh.NAME`
+/// file a `0:0` device at NAME, `user.fuseoverlayfs.opaque` the kernel's
+/// opaque xattr.
+fn kernel_form(scanned: Snapshot) -> Result<Snapshot> {
+    let mut opaque = std::collections::HashSet::new();
+    let mut entries = Vec::with_capacity(scanned.entries().len());
+    for mut entry in scanned.into_entries() {
+        let name = entry.path.file_name().unwrap_or_default().to_vec();
+        let is_file = matches!(entry.kind, EntryKind::File { .. });
+        if is_file && name == FUSE_OPAQUE_FILE {
+            opaque.extend(entry.path.parent());
+            continue;
+        }
+        if is_file
+            && name.len() > FUSE_WHITEOUT_PREFIX.len()
+            && name.starts_with(FUSE_WHITEOUT_PREFIX)
+        {
+            let hidden = &name[FUSE_WHITEOUT_PREFIX.len()..];
+            let parent = entry.path.parent().unwrap_or(TreePath::ROOT);
+            entry.path = parent.join(hidden)?;
+            entry.kind = EntryKind::CharDevice { rdev: 0 };
+        }
+        if entry.meta.xattrs.remove(FUSE_OPAQUE_XATTR).as_deref() == Some(b"y".as_slice()) {
+            opaque.insert(entry.path.clone());
+        }
+        entries.push(entry);
+    }
+    for entry in &mut entries {
+        if entry.is_dir() && opaque.contains(&entry.path) {
+            entry
+                .meta
+                .xattrs
+                .insert(OPAQUE_XATTR.to_vec(), b"y".to_vec());
+        }
+    }
+    Snapshot::from_entries(entries)
+}
+
 /// Real overlayfs mounts: need root.
 #[cfg(test)]
 mod privileged {
@@ -341,10 +408,13 @@ mod privileged {
         // The base read a directory at a time (as a commit does) and read
         // whole give one layer.
         let lazy = BaseTree::lazy(&store, image.id());
-        let layer = layer_from_upper(&store, &upper, &lazy).unwrap();
+        let layer = layer_from_upper(&store, &upper, &lazy, Writer::Kernel).unwrap();
         assert!(!lazy.is_loaded());
         let given = BaseTree::given(base.clone());
-        assert_eq!(layer_from_upper(&store, &upper, &given).unwrap(), layer);
+        assert_eq!(
+            layer_from_upper(&store, &upper, &given, Writer::Kernel).unwrap(),
+            layer
+        );
         assert_eq!(
             store.apply_layer(&image.rootfs(), &layer).unwrap(),
             layer.apply(&base).unwrap().id()
