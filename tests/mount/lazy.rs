@@ -320,3 +320,49 @@ fn the_conformance_suite_passes_on_fuse_as_a_plain_user() {
     // fuse-overlayfs over the view: every case of the suite.
     crate::common::run_many_as_plain_user("fuse_as_a_plain_user::", tmp.path(), 24);
 }
+
+#[test]
+fn files_read_in_order_are_handed_ahead_to_the_page_cache_intact() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = test_seed("fuse read in order", 21);
+    let mut rng = Rng::new(seed);
+    // Sizes at page and chunk edges among small and middling files, so that
+    // what is handed ahead ends mid-page, at a page, and past a chunk.
+    let edges = [0usize, 1, 4095, 4096, 4097, 8191, 65_536, 300_001];
+    let files: Vec<(String, Vec<u8>)> = (0..240u64)
+        .map(|i| {
+            let len = if i % 3 == 0 {
+                edges[(i / 3) as usize % edges.len()]
+            } else {
+                rng.below(20_000) as usize
+            };
+            (format!("d{}/f{i:03}", i % 3), random_bytes(len, seed + i))
+        })
+        .collect();
+    let (store, tree) = store_with(tmp.path(), &files);
+    let target = mount_dir(tmp.path());
+    let view = FuseView::mount_tree(store, tree, &target, &FuseOptions::default()).unwrap();
+    // As tar does: list a directory (the kernel learns its entries), then
+    // read its files in that order.
+    let by_path: BTreeMap<&str, &Vec<u8>> = files.iter().map(|(p, c)| (p.as_str(), c)).collect();
+    for d in 0..3 {
+        let dir = target.join(format!("d{d}"));
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = format!("d{d}/{name}");
+            let got = std::fs::read(dir.join(&name)).unwrap();
+            assert!(
+                got == *by_path[path.as_str()],
+                "{path} differs (seed {seed})"
+            );
+        }
+    }
+    view.unmount().unwrap();
+}

@@ -3,11 +3,13 @@
 //!
 //! A reader that goes through files in order (`tar`, `cp -r`, a build
 //! reading its sources) waits for each request in turn: the server would
-//! idle between them. So when a file is first read, the chunks of the files
-//! after it in its directory are loaded ahead, and a file read sequentially
-//! has its next chunks loaded likewise, by two loader threads of the view;
-//! a request that needs a chunk being loaded waits for that load rather than
-//! starting its own (as threads reading one frame of a pack do in the store).
+//! idle between them. So when a file is first read, the files after it in
+//! its directory are loaded ahead by two loader threads of the view and
+//! handed to the kernel's page cache (`FUSE_NOTIFY_STORE`): reading them
+//! then asks the server nothing. A file read sequentially has its next
+//! chunks loaded ahead into a cache; a request that needs a chunk being
+//! loaded waits for that load rather than starting its own (as threads
+//! reading one frame of a pack do in the store).
 //! Loaded-ahead chunks wait in a small cache (least recently used out); a
 //! chunk read on demand is kept only if the next request of the file will
 //! need it too, so files read once do not churn the cache.
@@ -25,8 +27,19 @@ const CACHE_BYTES: usize = 16 << 20;
 /// Threads loading ahead (blocked on their queue when idle: no spinning).
 const LOADERS: usize = 2;
 
-/// A chunk to load ahead, for the view whose content it is.
-type Job = (Arc<Content>, ChunkRef);
+/// Work for a loader, with the view whose content it is.
+type Job = (Arc<Content>, Work);
+
+enum Work {
+    /// Load a chunk into the cache.
+    Chunk(ChunkRef),
+    /// Load a file's chunks (each with its offset in the file) and hand
+    /// them to the kernel's page cache for inode `ino`.
+    Push {
+        ino: u64,
+        chunks: Vec<(u64, ChunkRef)>,
+    },
+}
 
 /// The chunks of one view.
 pub(super) struct Content {
@@ -34,6 +47,8 @@ pub(super) struct Content {
     cache: ByteCache<ChunkId>,
     /// The loaders' queue; they end when it is dropped with the view.
     queue: Mutex<std::sync::mpsc::Sender<Job>>,
+    /// How pushed content reaches the kernel, once the session exists.
+    kernel: std::sync::OnceLock<fuser::Notifier>,
 }
 
 impl Content {
@@ -51,11 +66,10 @@ impl Content {
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .recv();
-                        let Ok((content, c)) = job else {
+                        let Ok((content, work)) = job else {
                             return;
                         };
-                        // An error is left for the request that needs it.
-                        let _ = content.chunk(c, true);
+                        content.work(work);
                     }
                 });
         }
@@ -63,6 +77,39 @@ impl Content {
             store,
             cache: ByteCache::new(CACHE_BYTES),
             queue: Mutex::new(queue),
+            kernel: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Lets the loaders hand content to the kernel's page cache through
+    /// `notifier` (the session's).
+    pub(super) fn connect(&self, notifier: fuser::Notifier) {
+        let _ = self.kernel.set(notifier);
+    }
+
+    /// Does one loader's job. Errors are left for the request that needs
+    /// the chunk to report.
+    fn work(&self, work: Work) {
+        match work {
+            Work::Chunk(c) => drop(self.chunk(c, true)),
+            Work::Push { ino, chunks } => {
+                let Some(kernel) = self.kernel.get() else {
+                    for (_, c) in chunks {
+                        drop(self.chunk(c, true));
+                    }
+                    return;
+                };
+                for (offset, c) in chunks {
+                    let Ok(bytes) = self.chunk(c, false) else {
+                        return;
+                    };
+                    // Refused if the kernel has let the inode go: then the
+                    // reader's request reads it.
+                    if kernel.store(fuser::INodeNo(ino), offset, &bytes).is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
 
@@ -109,10 +156,24 @@ impl Content {
             if self.cache.get(c.id).is_some() || self.cache.is_loading(c.id) {
                 continue;
             }
-            if queue.send((Arc::clone(self), c)).is_err() {
+            if queue.send((Arc::clone(self), Work::Chunk(c))).is_err() {
                 // No loader: the request that needs it loads it.
                 return;
             }
         }
+    }
+
+    /// Loads the file `ino`'s `chunks` (with their offsets) on a loader
+    /// thread and hands them to the kernel's page cache, so that reading the
+    /// file asks the server nothing.
+    pub(super) fn push_ahead(self: &Arc<Self>, ino: u64, chunks: Vec<(u64, ChunkRef)>) {
+        if chunks.is_empty() {
+            return;
+        }
+        let queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = queue.send((Arc::clone(self), Work::Push { ino, chunks }));
     }
 }

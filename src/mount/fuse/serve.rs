@@ -56,10 +56,10 @@ pub(super) struct LazyFs {
 type Pieces = Vec<(Arc<Vec<u8>>, std::ops::Range<usize>)>;
 
 impl LazyFs {
-    pub(super) fn new(nodes: Nodes, content: Content) -> Self {
+    pub(super) fn new(nodes: Nodes, content: Arc<Content>) -> Self {
         Self {
             nodes: Arc::new(nodes),
-            content: Arc::new(content),
+            content,
         }
     }
 
@@ -150,9 +150,9 @@ impl LazyFs {
         let mut i = starts.partition_point(|&s| s <= offset) - 1;
         while i < starts.len() && starts[i] < end {
             let c = chunks.chunks()[i];
-            // Kept if the file's next request will need it too.
-            let keep = starts[i] + u64::from(c.len) > end;
-            let bytes = self.content.chunk(c, keep)?;
+            // Kept, even if no later request of this file needs it: a
+            // loader may have it queued still, and then finds it here.
+            let bytes = self.content.chunk(c, true)?;
             let from = offset.saturating_sub(starts[i]) as usize;
             let to = ((end - starts[i]) as usize).min(bytes.len());
             pieces.push((bytes, from..to));
@@ -195,26 +195,39 @@ impl LazyFs {
         }
         let from = loaded.max(at + 1);
         let mut budget = SIBLINGS_AHEAD_BYTES;
-        let mut ahead = Vec::new();
         let mut until = from;
         for child in dir.children.iter().skip(from).take(SIBLINGS_AHEAD_FILES) {
             until += 1;
-            if let ChildNode::Leaf(EntryKind::File { chunks, .. }, _) = &child.node {
-                for c in chunks.chunks() {
-                    budget = budget.saturating_sub(u64::from(c.len));
-                    ahead.push(*c);
-                    if budget == 0 {
-                        break;
-                    }
-                }
+            let ChildNode::Leaf(EntryKind::File { .. } | EntryKind::Hardlink { .. }, _) =
+                &child.node
+            else {
+                continue;
+            };
+            let Ok(sibling) = self.nodes.child(&parent, child) else {
+                continue;
+            };
+            // Read already (or being read): nothing to hand over.
+            if sibling.ahead.load(Ordering::Relaxed) != 0 {
+                continue;
             }
+            let What::File { chunks, starts, .. } = &sibling.what else {
+                continue;
+            };
+            let mut pieces = Vec::new();
+            for (c, start) in chunks.chunks().iter().zip(starts) {
+                if budget == 0 {
+                    break;
+                }
+                budget = budget.saturating_sub(u64::from(c.len));
+                pieces.push((*start, *c));
+            }
+            self.content.push_ahead(sibling.ino, pieces);
             if budget == 0 {
                 break;
             }
         }
         // Another thread may have moved it on meanwhile: only forward.
         parent.ahead.fetch_max(until as u64, Ordering::Relaxed);
-        self.content.load_ahead(ahead);
     }
 
     fn list(&self, ino: INodeNo) -> std::result::Result<(Arc<Node>, Arc<Directory>), Errno> {

@@ -144,9 +144,11 @@ impl FuseView {
         };
         config.n_threads = Some(options.threads.max(1));
         config.clone_fd = options.threads > 1;
-        let fs = LazyFs::new(nodes, Content::new(store));
+        let content = Arc::new(Content::new(store));
+        let fs = LazyFs::new(nodes, Arc::clone(&content));
         let session = fuser::Session::new(fs, target, &config)
             .map_err(|e| Error::io("mount a FUSE view at", target, explain(e)))?;
+        content.connect(session.notifier());
         let session = session
             .spawn()
             .map_err(|e| Error::io("serve the FUSE view at", target, e))?;
