@@ -487,3 +487,60 @@ fn a_plain_user_views_and_changes_images_over_fuse() {
     super::common::run_as_plain_user("containers::plain_user_over_fuse", dir.path());
     assert_eq!(mounts_beneath(dir.path()), Vec::<String>::new());
 }
+
+#[test]
+fn a_damaged_chunk_fails_its_file_with_eio_and_the_server_log_names_the_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ok(&layerstore(&store, &["init"]));
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Incompressible, so that a flipped byte in the middle of the pack lands
+    // in this file's chunks.
+    let big: Vec<u8> = (0..600_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(src.join("big"), &big).unwrap();
+    ok(&layerstore(
+        &store,
+        &["commit", src.to_str().unwrap(), "--tag", "img"],
+    ));
+    let pack = std::fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let view = dir.path().join("view");
+    ok(&layerstore(
+        &store,
+        &[
+            "mount",
+            "img",
+            view.to_str().unwrap(),
+            "--backend",
+            "fuse",
+            "--read-only",
+            "--name",
+            "v",
+        ],
+    ));
+    let err = std::fs::read(view.join("big")).unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::IO.raw_os_error()),
+        "{err}"
+    );
+    let pid = server_pid(&store, "v");
+    assert!(alive(pid), "the server keeps running");
+    let log = std::fs::read_to_string(store.join("containers/v/server.log")).unwrap();
+    let pack_name = pack.file_name().unwrap().to_str().unwrap();
+    assert!(log.contains(pack_name) && log.contains("big"), "{log}");
+    ok(&layerstore(&store, &["container", "rm", "v"]));
+    assert_eq!(mounts_beneath(dir.path()), Vec::<String>::new());
+}
