@@ -15,14 +15,14 @@ use layerstore::{
 };
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    _tmp: common::mounts::MountDir,
     store: Store,
     context: PathBuf,
 }
 
 impl Fixture {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        let tmp = common::mounts::MountDir::new();
         let store = Store::create(tmp.path().join("store"), &StoreOptions::default()).unwrap();
         let context = tmp.path().join("context");
         std::fs::create_dir(&context).unwrap();

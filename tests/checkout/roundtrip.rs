@@ -339,7 +339,7 @@ fn a_fuse_view_shows_every_kind_and_attribute_as_checkout_writes_them() {
         return;
     }
     let is_root = require_root("devices, foreign owners, trusted.* and security.capability");
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let store = new_store(tmp.path());
     let xattrs = super::user_xattrs_supported(tmp.path());
     let snapshot = every_kind(&store, &Owners::current(is_root), xattrs);

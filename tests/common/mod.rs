@@ -1,11 +1,12 @@
 //! Helpers shared by every test binary: deterministic data, the rule for tests
 //! that need root or a tool, re-running the test binary as a child to kill it,
-//! and small filesystem probes.
+//! small filesystem probes, and the mounts a test leaves (`mounts.rs`).
 //!
 //! Each binary includes this file with `#[path = "../common/mod.rs"] mod common;`
 //! and uses what it needs; the rest is allowed to be unused.
 #![allow(dead_code)]
 
+pub mod mounts;
 pub mod tree;
 
 use std::path::Path;

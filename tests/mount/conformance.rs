@@ -81,9 +81,12 @@ macro_rules! conformance {
 }
 
 /// A store, a `Containers` with the one backend under test, and a work
-/// directory for targets.
+/// directory for targets. Dropped, it removes every container, so that the
+/// kernel mounts of the `overlay` and `copy` backends (which outlive the
+/// process) go too, also when a case fails; `dir` then fails a case that
+/// passed but left anything mounted.
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
+    pub dir: crate::common::mounts::MountDir,
     pub store: Store,
     pub factory: fn() -> Arc<dyn MountBackend>,
     pub backend: Arc<dyn MountBackend>,
@@ -93,7 +96,7 @@ impl Fixture {
     /// `None` (after saying so loudly, or failing under
     /// `LAYERSTORE_REQUIRE_PRIVILEGED=1`) if the backend cannot be used here.
     pub fn new(factory: fn() -> Arc<dyn MountBackend>) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::common::mounts::MountDir::new();
         let store = Store::create(dir.path().join("store"), &StoreOptions::default()).unwrap();
         let backend = factory();
         if let Err(err) = backend.check(&store) {
@@ -148,6 +151,21 @@ impl Fixture {
 
     fn is_root(&self) -> bool {
         rustix::process::geteuid().is_root()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let c = self.containers();
+        let removed = c
+            .walk(|_| true)
+            .and_then(|all| all.iter().try_for_each(|info| c.remove(&info.name)));
+        if let Err(err) = removed {
+            assert!(
+                std::thread::panicking(),
+                "removing the containers of a case: {err}"
+            );
+        }
     }
 }
 

@@ -66,7 +66,7 @@ fn eight_threads_reading_random_ranges_see_the_stores_bytes() {
     if !fuse_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let seed = test_seed("fuse random reads", 18);
     let mut rng = Rng::new(seed);
     // Sizes around chunk and request boundaries, and a few MiB.
@@ -131,7 +131,7 @@ fn a_flipped_bit_in_a_pack_fails_that_file_with_eio_and_nothing_else() {
     if !fuse_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let root = tmp.path().join("store");
     let store = Store::create(&root, &StoreOptions::default()).unwrap();
     let damaged_content = random_bytes(400_000, 7);
@@ -214,7 +214,7 @@ fn the_kernel_checks_the_images_modes_for_other_users() {
     if !fuse_available() || !require_root("mounting a view that another user reads") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     crate::common::open_to_all(tmp.path());
     let store = Store::create(tmp.path().join("store"), &StoreOptions::default()).unwrap();
     let owned = |mode| {
@@ -258,7 +258,7 @@ fn hard_links_share_an_inode_and_numbers_are_stable_across_mounts() {
     if !fuse_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let store = Store::create(tmp.path().join("store"), &StoreOptions::default()).unwrap();
     let meta = Metadata::new(0o644);
     let entries = vec![
@@ -314,7 +314,7 @@ fn the_conformance_suite_passes_on_fuse_as_a_plain_user() {
     {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     crate::common::open_to_all(tmp.path());
     // Read-only views through fusermount3, writable ones through
     // fuse-overlayfs over the view: every case of the suite.
@@ -326,7 +326,7 @@ fn files_read_in_order_are_handed_ahead_to_the_page_cache_intact() {
     if !fuse_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let seed = test_seed("fuse read in order", 21);
     let mut rng = Rng::new(seed);
     // Sizes at page and chunk edges among small and middling files, so that

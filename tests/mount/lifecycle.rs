@@ -8,8 +8,8 @@ use layerstore::mount::{
 };
 use layerstore::{Error, GcOptions, ImageId, Store, StoreOptions, TreePath};
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
+fn store() -> (crate::common::mounts::MountDir, Store) {
+    let dir = crate::common::mounts::MountDir::new();
     let store = Store::create(dir.path().join("store"), &StoreOptions::default()).unwrap();
     (dir, store)
 }

@@ -36,7 +36,7 @@ fn a_killed_process_leaves_a_container_that_can_be_committed_and_remounted() {
     if !require_root("overlay crash") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let store = new_store(tmp.path());
     let v1 = tmp.path().join("v1");
     write_tree(&v1, &[("kept", "k"), ("doomed", "d")]);

@@ -14,7 +14,7 @@ fn a_commit_records_exactly_what_the_mounted_view_shows() {
     if !require_root("overlay commit") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let store = new_store(tmp.path());
     let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
     write_tree(
@@ -88,7 +88,7 @@ fn a_view_is_read_only_for_real() {
     if !require_root("overlay view") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let store = new_store(tmp.path());
     let v1 = tmp.path().join("v1");
     write_tree(&v1, &[("f", "content")]);
@@ -120,7 +120,7 @@ fn ten_containers_share_the_layers_and_a_busy_one_is_not_unmounted() {
     if !require_root("overlay sharing") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let store = new_store(tmp.path());
     let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
     write_tree(&v1, &[("a", "1")]);
@@ -193,7 +193,7 @@ fn gc_syncs_and_renames_the_layers_a_mounted_container_stacks() {
     if !require_root("overlay extraction") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     let store = new_store(tmp.path());
     let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
     write_tree(&v1, &[("a", "1")]);

@@ -22,7 +22,7 @@ fn unprivileged_child() {
 
 #[test]
 fn without_privilege_the_error_names_the_copy_backend() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::mounts::MountDir::new();
     crate::common::open_to_all(tmp.path());
     crate::common::run_unprivileged("privilege::unprivileged_child", tmp.path());
 }
