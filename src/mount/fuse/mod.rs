@@ -219,8 +219,10 @@ fn state(view: &ViewSpec<'_>) -> Result<State> {
         return Ok(State::Dead);
     }
     // statfs always reaches the server (attributes are cached for good).
+    // A dead server's mount answers ENOTCONN, or ECONNABORTED for what was
+    // in flight when it died.
     Ok(match rustix::fs::statfs(&point) {
-        Err(rustix::io::Errno::NOTCONN) => State::Dead,
+        Err(rustix::io::Errno::NOTCONN | rustix::io::Errno::CONNABORTED) => State::Dead,
         _ => State::Live,
     })
 }
