@@ -51,6 +51,7 @@ pub mod fuzzing;
 mod id;
 pub mod mount;
 pub mod oci;
+mod progress;
 mod store;
 #[cfg(test)]
 mod testing;
@@ -69,6 +70,7 @@ pub use crate::fsutil::fault;
 pub use crate::{
     error::{Error, ErrorKind, Result},
     id::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
+    progress::{Progress, ProgressEvent, ProgressStage},
     store::{
         ChunkReader, CopyReport, GcReport, PackStats, Store, StoreOptions, StoreStats,
         chunk_list::{ChunkList, ChunkRef},

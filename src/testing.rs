@@ -48,3 +48,60 @@ pub(crate) fn user_xattrs_supported(dir: &Path) -> bool {
     }
     res.is_ok()
 }
+
+/// A [`Progress`](crate::progress::Progress) hook that records every event,
+/// and the events it recorded.
+pub(crate) fn recording_progress() -> (
+    crate::progress::Progress,
+    std::sync::Arc<std::sync::Mutex<Vec<crate::progress::ProgressEvent>>>,
+) {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&events);
+    let progress = crate::progress::Progress::new(move |e| sink.lock().unwrap().push(*e));
+    (progress, events)
+}
+
+/// Checks that `events` never go down, that only the last is `finished`, and
+/// returns the last.
+pub(crate) fn monotone_to_the_end(
+    events: &[crate::progress::ProgressEvent],
+) -> crate::progress::ProgressEvent {
+    let last = *events.last().expect("no progress reported");
+    assert!(last.finished, "the last event is not the end: {last:?}");
+    for pair in events.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(!a.finished, "an event after the end: {b:?}");
+        assert!(
+            a.entries <= b.entries
+                && a.bytes <= b.bytes
+                && a.entries_total.unwrap_or(0) <= b.entries_total.unwrap_or(0)
+                && a.bytes_total.unwrap_or(0) <= b.bytes_total.unwrap_or(0),
+            "progress went down: {a:?} then {b:?}"
+        );
+    }
+    for e in events {
+        assert!(e.entries <= e.entries_total.unwrap_or(u64::MAX), "{e:?}");
+        assert!(e.bytes <= e.bytes_total.unwrap_or(u64::MAX), "{e:?}");
+    }
+    last
+}
+
+/// A tree of `dirs` directories of `files` files each, the files of a few
+/// hundred KiB so that checkouts and scans take more than one progress
+/// interval on no machine in particular (nothing asserts that they do).
+pub(crate) fn progress_tree(root: &Path, dirs: usize, files: usize) {
+    for d in 0..dirs {
+        let dir = root.join(format!("d{d}/sub"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..files {
+            let len = 1000 + (d * files + f) * 37_000;
+            let byte = u8::try_from((d * 31 + f) % 251).unwrap();
+            let content: Vec<u8> = (0..len)
+                .map(|i| byte ^ u8::try_from(i % 253).unwrap())
+                .collect();
+            std::fs::write(dir.join(format!("f{f}")), content).unwrap();
+        }
+        std::os::unix::fs::symlink("sub/f0", root.join(format!("d{d}/link"))).unwrap();
+    }
+    std::fs::hard_link(root.join("d0/sub/f0"), root.join("hard")).unwrap();
+}

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 /// The strata, bottom to top: a module may import from a module of a lower
 /// stratum, and, in the strata marked `true`, from its peers.
 const STRATA: &[(&[&str], bool)] = &[
-    (&["error", "id", "fsutil", "testing"], true),
+    (&["error", "id", "fsutil", "progress", "testing"], true),
     (&["store"], false),
     (&["tree"], false),
     (&["mount", "oci"], false),

@@ -36,8 +36,9 @@ impl Store {
     /// Copies the chunks `ids` that this store lacks from `source`, in the
     /// order they lie in the source (so a shared frame is decompressed once),
     /// each verified against its id when read. Chunks already here are
-    /// skipped without being read. `progress` is called after each batch with
-    /// the figures so far. Like every put, the copies are durable once
+    /// skipped without being read. `progress` is called once those are
+    /// counted and after each batch, with the figures so far (the last call's
+    /// are the report's). Like every put, the copies are durable once
     /// [`Store::flush`] returns.
     ///
     /// # Errors
@@ -71,6 +72,9 @@ impl Store {
             }
         }
         wanted.sort_by_cached_key(|id| source.locality(id));
+        // The chunks already here are done: said at once, so that a copy
+        // with nothing to move still reports its end.
+        progress(&report);
         for batch in wanted.chunks(BATCH) {
             let bytes = batch
                 .par_iter()

@@ -37,6 +37,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::fsutil::confine::{self, ConfinedDir, SpecialFile};
 use crate::fsutil::fault;
+use crate::progress::{Progress, ProgressStage, Tracker};
 use crate::store::Store;
 use crate::store::chunk_list::ChunkList;
 use crate::tree::entry::{Entry, EntryKind, Metadata};
@@ -65,6 +66,9 @@ pub struct CheckoutOptions {
     /// The number of threads to write with; `None` (or 0) uses rayon's
     /// current pool (by default one thread per CPU).
     pub threads: Option<usize>,
+    /// Told how many entries and bytes of file content are written, of the
+    /// totals known from the start ([`ProgressStage::Checkout`]).
+    pub progress: Progress,
 }
 
 impl CheckoutOptions {
@@ -88,6 +92,14 @@ impl CheckoutOptions {
     #[must_use]
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
+        self
+    }
+
+    /// Reports progress to `progress` (see
+    /// [`progress`](Self#structfield.progress)).
+    #[must_use]
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
         self
     }
 }
@@ -223,6 +235,7 @@ fn checkout_as(
         root: &root,
         options,
         creds,
+        progress: options.progress.track(ProgressStage::Checkout),
     };
     match options.threads {
         Some(n) if n > 0 => rayon::ThreadPoolBuilder::new()
@@ -275,18 +288,33 @@ struct Job<'a> {
     root: &'a ConfinedDir,
     options: &'a CheckoutOptions,
     creds: &'a ProcessIds,
+    /// Entries made (a directory once created, a file once written, a hard
+    /// link once linked, the root once its metadata is set) and bytes of
+    /// content written.
+    progress: Tracker,
 }
 
 impl Job<'_> {
     /// The phases of the module documentation, in the current rayon pool.
     fn run(&self, snapshot: &Snapshot) -> Result<CheckoutOutcome> {
         let Some((root_entry, entries)) = snapshot.entries().split_first() else {
+            self.progress.finish();
             return Ok(CheckoutOutcome::default());
         };
+        let content: u64 = entries
+            .iter()
+            .map(|e| match &e.kind {
+                EntryKind::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum();
+        self.progress
+            .add_total(snapshot.entries().len() as u64, content);
 
         // 1. Directories: path order puts every parent before its children.
         for dir in entries.iter().filter(|e| e.is_dir()) {
             self.root.mkdir(dir.path.as_bytes(), 0o700)?;
+            self.progress.add(1, 0);
         }
 
         // 2. Files, symlinks, fifos, devices. Files go in the order their
@@ -311,13 +339,22 @@ impl Job<'_> {
         let nodes: Vec<&Entry> = nodes.into_iter().map(|(_, _, e)| e).collect();
         let made: Vec<Made> = nodes
             .par_iter()
-            .map_init(|| None, |parent, e| self.make(e, parent))
+            .map_init(
+                || None,
+                |parent, e| {
+                    let made = self.make(e, parent)?;
+                    self.progress.add(1, 0);
+                    Ok(made)
+                },
+            )
             .collect::<Result<_>>()?;
 
         // 3. Hard links.
         entries.par_iter().try_for_each(|e| match &e.kind {
             EntryKind::Hardlink { target } => {
-                self.root.hardlink(e.path.as_bytes(), target.as_bytes())
+                self.root.hardlink(e.path.as_bytes(), target.as_bytes())?;
+                self.progress.add(1, 0);
+                Ok(())
             }
             _ => Ok(()),
         })?;
@@ -342,6 +379,8 @@ impl Job<'_> {
             self.root.make_traversable(b"");
             return Err(err);
         }
+        self.progress.add(1, 0);
+        self.progress.finish();
 
         let mut outcome = CheckoutOutcome::default();
         for (entry, made) in nodes.iter().zip(&made) {
@@ -445,7 +484,9 @@ impl Job<'_> {
                 }
                 fault::check_lazy("write", full)
                     .and_then(|()| file.write_all_at(&bytes, offset))
-                    .map_err(|e| Error::io("write", full(), e))
+                    .map_err(|e| Error::io("write", full(), e))?;
+                self.progress.add(0, bytes.len() as u64);
+                Ok(())
             })
     }
 
@@ -638,5 +679,39 @@ mod tests {
         let st = std::fs::symlink_metadata(dest.join("f")).unwrap();
         assert_eq!((st.uid(), st.mode() & 0o7777), (me.uid, 0o644));
         assert_eq!((st.mtime(), st.mtime_nsec()), (1_234_567_890, 5));
+    }
+
+    #[test]
+    fn a_checkout_reports_monotone_progress_ending_at_the_total() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::create(tmp.path().join("store"), &StoreOptions::default()).unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        crate::testing::progress_tree(&src, 6, 5);
+        let snap = store
+            .scan(&src, &crate::tree::ScanOptions::default())
+            .unwrap()
+            .snapshot;
+        let (progress, events) = crate::testing::recording_progress();
+        let options = CheckoutOptions::default().progress(progress).threads(3);
+        let outcome = store
+            .checkout(&snap, tmp.path().join("out"), &options)
+            .unwrap();
+        let events = events.lock().unwrap();
+        let last = crate::testing::monotone_to_the_end(&events);
+        let entries = snap.entries().len() as u64;
+        assert_eq!(last.stage, ProgressStage::Checkout);
+        assert_eq!((last.entries, last.entries_total), (entries, Some(entries)));
+        assert_eq!(
+            (last.bytes, last.bytes_total),
+            (outcome.bytes, Some(outcome.bytes))
+        );
+        // Every event before the end knew both totals from the start.
+        assert!(
+            events
+                .iter()
+                .all(|e| e.entries_total == Some(entries) && e.bytes_total == Some(outcome.bytes)),
+            "{events:?}"
+        );
     }
 }

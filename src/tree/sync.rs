@@ -216,3 +216,61 @@ impl Store {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::StoreOptions;
+    use crate::tree::ScanOptions;
+    use crate::tree::image::{History, ImageConfig};
+
+    #[test]
+    fn a_sync_reports_monotone_progress_ending_at_the_total() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = Store::create(tmp.path().join("a"), &StoreOptions::default()).unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        crate::testing::progress_tree(&src, 4, 5);
+        let rootfs = a
+            .put_snapshot(&a.scan(&src, &ScanOptions::default()).unwrap().snapshot)
+            .unwrap();
+        let image = a
+            .put_tree_image(rootfs, ImageConfig::default(), History::default())
+            .unwrap();
+        a.flush().unwrap();
+
+        for round in ["into an empty store", "into one that has it all"] {
+            let b = Store::create(tmp.path().join("b"), &StoreOptions::default()).unwrap();
+            let seen = Mutex::new(Vec::new());
+            let record = |r: &SyncReport| seen.lock().unwrap().push(*r);
+            let report = a
+                .sync_image(&image, &b, &SyncOptions::default().progress(&record))
+                .unwrap();
+            let seen = seen.into_inner().unwrap();
+            let last = seen
+                .last()
+                .unwrap_or_else(|| panic!("{round}: no progress"));
+            for pair in seen.windows(2) {
+                let (x, y) = (pair[0], pair[1]);
+                assert!(
+                    x.chunks_moved + x.chunks_skipped <= y.chunks_moved + y.chunks_skipped
+                        && x.bytes_moved <= y.bytes_moved,
+                    "{round}: {x:?} then {y:?}"
+                );
+            }
+            assert_eq!(
+                last.chunks_moved + last.chunks_skipped,
+                report.chunks_total,
+                "{round}"
+            );
+            assert_eq!(
+                (last.chunks_moved, last.bytes_moved),
+                (report.chunks_moved, report.bytes_moved),
+                "{round}"
+            );
+            assert!(report.chunks_total > 0);
+        }
+    }
+}

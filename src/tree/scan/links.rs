@@ -118,6 +118,7 @@ impl Scan<'_> {
         // The walk looked the file up in the stat cache already.
         let found = if let Some(chunks) = first.cached {
             self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+            self.progress.add(0, chunks.content_len());
             Some(ReadFile {
                 chunks,
                 stat: first.stat,

@@ -71,6 +71,7 @@ use self::walk::{Found, depth_first};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil::confine::ConfinedDir;
 use crate::id::SnapshotId;
+use crate::progress::{Progress, ProgressStage, Tracker};
 use crate::store::Store;
 use crate::tree::entry::{Entry, Timestamp};
 use crate::tree::path::TreePath;
@@ -89,14 +90,19 @@ pub struct ScanOptions {
     /// runs it in the current rayon pool (the global one, unless called from
     /// inside another). The result is the same for any number.
     pub threads: Option<usize>,
+    /// Told how many entries are examined of those listed so far (the total
+    /// grows as the walk goes) and how many bytes of content are read or
+    /// taken from the stat cache ([`ProgressStage::Scan`]).
+    pub progress: Progress,
 }
 
 impl Default for ScanOptions {
-    /// The stat cache on, the current rayon pool.
+    /// The stat cache on, the current rayon pool, no progress hook.
     fn default() -> Self {
         Self {
             use_stat_cache: true,
             threads: None,
+            progress: Progress::none(),
         }
     }
 }
@@ -115,6 +121,14 @@ impl ScanOptions {
     #[must_use]
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
+        self
+    }
+
+    /// Reports progress to `progress` (see
+    /// [`progress`](Self#structfield.progress)).
+    #[must_use]
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
         self
     }
 }
@@ -278,6 +292,7 @@ impl Store {
         let started = Timestamp::now();
         let canonical = fs_err::canonicalize(dir).map_err(|e| Error::io("scan", dir, e))?;
         let mut scan = Scan::new(self, ConfinedDir::open(&canonical)?, options.use_stat_cache);
+        scan.progress = options.progress.track(ProgressStage::Scan);
         let cache_path = statcache::cache_path(self, canonical.as_os_str().as_bytes());
         if options.use_stat_cache {
             scan.cache = scan.load_cache(&cache_path, canonical.as_os_str().as_bytes());
@@ -342,6 +357,7 @@ impl Store {
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         warnings.sort_unstable();
+        scan.progress.finish();
         Ok(ScanOutcome {
             snapshot,
             warnings,
@@ -365,6 +381,8 @@ struct Scan<'s> {
     files_read: AtomicU64,
     bytes_read: AtomicU64,
     files_from_cache: AtomicU64,
+    /// Entries examined of those listed, bytes read or taken from the cache.
+    progress: Tracker,
 }
 
 /// An entry, and for a regular file the stat of the file whose content it
@@ -382,6 +400,7 @@ impl<'s> Scan<'s> {
             files_read: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             files_from_cache: AtomicU64::new(0),
+            progress: Progress::none().track(ProgressStage::Scan),
         }
     }
 

@@ -55,6 +55,7 @@ impl Scan<'_> {
             self.files_read.fetch_add(1, Ordering::Relaxed);
             self.bytes_read
                 .fetch_add(chunks.content_len(), Ordering::Relaxed);
+            self.progress.add(0, chunks.content_len());
             let after = fstat(&file)?;
             let stable = file_stat(&before) == file_stat(&after)
                 && chunks.content_len() == file_stat(&after).size;

@@ -288,3 +288,27 @@ fn an_unreadable_file_is_an_error_naming_it() {
     assert!(err.to_string().contains(&*shown.to_string_lossy()), "{err}");
     assert!(kinds(&scan).is_empty());
 }
+
+#[test]
+fn a_scan_reports_monotone_progress_ending_at_the_total() {
+    let fx = fixture();
+    crate::testing::progress_tree(&fx.tree, 6, 5);
+    let (progress, events) = crate::testing::recording_progress();
+    let options = ScanOptions::default().progress(progress);
+    let out = fx.store.scan(&fx.tree, &options).unwrap();
+    let events = events.lock().unwrap();
+    let last = crate::testing::monotone_to_the_end(&events);
+    let entries = out.snapshot.entries().len() as u64;
+    assert_eq!(last.stage, ProgressStage::Scan);
+    assert_eq!((last.entries, last.entries_total), (entries, Some(entries)));
+    assert_eq!((last.bytes, last.bytes_total), (out.bytes_read, None));
+
+    // A rescan counts the bytes of the files it takes from the cache as
+    // well as those it reads (all of them here: they are racily new).
+    let (progress, events) = crate::testing::recording_progress();
+    fx.store
+        .scan(&fx.tree, &options.progress(progress))
+        .unwrap();
+    let last = crate::testing::monotone_to_the_end(&events.lock().unwrap());
+    assert_eq!((last.entries, last.bytes), (entries, out.bytes_read));
+}

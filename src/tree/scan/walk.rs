@@ -140,6 +140,11 @@ impl Scan<'_> {
         let own = Entry::dir(pending.path.clone(), metadata(&st, dir.xattrs()?));
         let mut names = dir.names()?;
         names.sort_unstable();
+        // The root counts itself; every other directory was counted as its
+        // parent's child.
+        let root = u64::from(pending.expect.is_none());
+        self.progress.add_entries_total(names.len() as u64 + root);
+        self.progress.add(root, 0);
         // Where the directory's descendants were in the previous scan's tree:
         // its children are looked up there, not in the whole tree.
         let near = self
@@ -148,7 +153,11 @@ impl Scan<'_> {
             .map_or(0..0, |cache| cache.range_of(&pending.path));
         let children: Vec<Option<Found>> = names
             .par_iter()
-            .map(|name| self.examine(&dir, &pending.path, name, &near))
+            .map(|name| {
+                let found = self.examine(&dir, &pending.path, name, &near);
+                self.progress.add(1, 0);
+                found
+            })
             .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(children.len() + 1);
         out.push(Found::Entry(own, None));
@@ -215,6 +224,9 @@ impl Scan<'_> {
             && let Some(old) = cached
         {
             self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+            if let EntryKind::File { size, .. } = &old.kind {
+                self.progress.add(0, *size);
+            }
             let meta = Metadata {
                 xattrs: old.meta.xattrs.clone(),
                 ..metadata(&st, Vec::new())
