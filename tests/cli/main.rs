@@ -11,6 +11,7 @@ mod containers;
 mod crash;
 mod inspect;
 mod pipes;
+mod progress;
 mod soak;
 mod sync;
 

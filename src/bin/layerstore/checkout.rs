@@ -20,10 +20,20 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
     let store = ctx.open()?;
     let id = store.resolve_image(&args.image)?;
     let tree = store.image_tree(&id)?;
-    let bar = ctx
-        .out
-        .spinner(format!("checking out {id} into {}", dest.display()));
-    let outcome = store.checkout(&tree, dest, &CheckoutOptions::default());
+    let bar = ctx.out.bar(
+        format!("checking out {} into {}", args.image, dest.display()),
+        "bytes",
+    );
+    let progress = Output::hook(bar.as_ref(), |e| {
+        let entries = e.entries_total.unwrap_or(e.entries);
+        (
+            e.bytes,
+            e.bytes_total,
+            format!("{}/{entries} entries", e.entries),
+        )
+    });
+    let options = CheckoutOptions::default().progress(progress);
+    let outcome = store.checkout(&tree, dest, &options);
     Output::finish(bar);
     let outcome = outcome?;
     ctx.out.report(

@@ -31,8 +31,14 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
         .as_deref()
         .map(|p| store.resolve_image(p))
         .transpose()?;
-    let bar = ctx.out.spinner(format!("scanning {}", dir.display()));
-    let scanned = store.scan(dir, &ScanOptions::default());
+    let bar = ctx
+        .out
+        .bar(format!("scanning {}", dir.display()), "entries");
+    let progress = Output::hook(bar.as_ref(), |e| {
+        let read = crate::output::human_size(e.bytes);
+        (e.entries, e.entries_total, format!("{read} read"))
+    });
+    let scanned = store.scan(dir, &ScanOptions::default().progress(progress));
     Output::finish(bar);
     let scanned = scanned?;
     for warning in &scanned.warnings {

@@ -12,7 +12,8 @@ use std::convert::Infallible;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use layerstore::{Progress, ProgressEvent};
 
 /// `println!` through [`print`]: a closed pipe ends the command quietly.
 macro_rules! outln {
@@ -92,11 +93,51 @@ impl Output {
         }
     }
 
+    /// Whether progress is shown: stderr is a terminal and the report is
+    /// text, or `--progress` was given.
+    fn shows_progress(&self) -> bool {
+        self.progress || (!self.json && std::io::stderr().is_terminal())
+    }
+
+    /// A progress bar on stderr (when [`Output::spinner`] would show a
+    /// spinner) counting `unit`s (`"bytes"` shows sizes) with their rate and
+    /// the time left; a spinner until its length is set. Cleared by
+    /// [`Output::finish`].
+    pub(crate) fn bar(&self, message: String, unit: &str) -> Option<ProgressBar> {
+        if !self.shows_progress() {
+            return None;
+        }
+        let style = bar_style(unit).unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = ProgressBar::new(0).with_style(style).with_message(message);
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Some(bar)
+    }
+
+    /// A [`Progress`] hook moving `bar` (none without one): `show` picks
+    /// from each event the position, the length (if known) and a message.
+    pub(crate) fn hook(
+        bar: Option<&ProgressBar>,
+        show: impl Fn(&ProgressEvent) -> (u64, Option<u64>, String) + Send + Sync + 'static,
+    ) -> Progress {
+        let Some(bar) = bar.cloned() else {
+            return Progress::none();
+        };
+        Progress::new(move |event| {
+            let (position, length, message) = show(event);
+            if let Some(length) = length {
+                bar.set_length(length);
+            }
+            bar.set_position(position);
+            bar.set_message(message);
+        })
+    }
+
     /// A spinner on stderr while long work runs, when stderr is a terminal
     /// and the report is text, or `--progress` was given; cleared by
     /// [`Output::finish`].
     pub(crate) fn spinner(&self, message: String) -> Option<ProgressBar> {
-        if !(self.progress || (!self.json && std::io::stderr().is_terminal())) {
+        if !self.shows_progress() {
             return None;
         }
         let bar = ProgressBar::new_spinner().with_message(message);
@@ -105,12 +146,23 @@ impl Output {
         Some(bar)
     }
 
-    /// Clear the spinner, if there is one.
+    /// Clear the spinner or bar, if there is one.
     pub(crate) fn finish(bar: Option<ProgressBar>) {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The look of [`Output::bar`]'s bars counting `unit`s.
+fn bar_style(unit: &str) -> Result<ProgressStyle, indicatif::style::TemplateError> {
+    let counts = if unit == "bytes" {
+        "{bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)".to_owned()
+    } else {
+        format!("{{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left)")
+    };
+    let template = format!("{{spinner}} {{msg}} [{{wide_bar}}] {counts}");
+    Ok(ProgressStyle::with_template(&template)?.progress_chars("=> "))
 }
 
 /// A warning on stderr, in the form every command uses.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use layerstore::{Store, StoreOptions, SyncOptions, SyncReport, TagName};
 use serde_json::json;
 
-use crate::output::{Output, outln};
+use crate::output::{Output, human_size, outln};
 use crate::{CmdResult, Ctx};
 
 #[derive(clap::Args)]
@@ -28,16 +28,15 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
         .ok()
         .filter(|name| store.tag(name).ok().flatten() == Some(id));
     let target = Store::create(to, &StoreOptions::default())?;
-    let bar = ctx.out.spinner(format!("syncing {id} to {}", to.display()));
+    let bar = ctx.out.bar(
+        format!("syncing {} to {}", reference, to.display()),
+        "chunks",
+    );
     let progress = |r: &SyncReport| {
         if let Some(bar) = &bar {
-            bar.set_message(format!(
-                "syncing {id}: {} of {} chunks checked, {} moved ({} bytes)",
-                r.chunks_moved + r.chunks_skipped,
-                r.chunks_total,
-                r.chunks_moved,
-                r.bytes_moved
-            ));
+            bar.set_length(r.chunks_total);
+            bar.set_position(r.chunks_moved + r.chunks_skipped);
+            bar.set_message(format!("{} moved", human_size(r.bytes_moved)));
         }
     };
     let mut options = SyncOptions::default().progress(&progress);
