@@ -6,9 +6,11 @@
 //! cost no request at all (the server declines `open`, and the kernel then
 //! keeps each file's page cache across opens), listings are cached, and
 //! `readdirplus` answers a listing and its attributes in one request. Reads
-//! come in requests of up to 1 MiB; a read that continues where the last one
-//! of the file ended reads the next chunks ahead, on the store's worker
-//! threads, so decompressing overlaps the kernel's copying.
+//! come in requests of up to 1 MiB. A reader going through files in order
+//! finds most of them in the page cache already: the first read of a file
+//! has the files after it in its directory loaded and handed to the kernel
+//! (see [`content`](super::content)), and a read that continues where the
+//! last one of the file ended has the next chunks loaded ahead.
 //!
 //! Damage never gives wrong bytes: a chunk that does not verify fails the
 //! read with `EIO`, logged (to the server's standard error) with the pack and
