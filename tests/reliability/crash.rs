@@ -21,15 +21,17 @@ use crate::common::{Rng, test_seed};
 const ROUNDS: u64 = 20;
 
 /// The write site of the kill, counted over the child's gcs only, is drawn
-/// from `1..=MAX_SITE` (a gc of the churn below reaches about 5 to 10: the
-/// kill lands in the child's first to third gc).
-const MAX_SITE: u64 = 16;
+/// from `1..=MAX_SITE` (a gc of the churn below reaches about 15 to 30: the
+/// kill lands in the child's first to fourth gc).
+const MAX_SITE: u64 = 60;
 
-/// Child side: steps of churn (a new image sharing packs with a kept one;
-/// every earlier churn image untagged), each followed by a gc that rewrites
-/// every pack with anything dead in it, until the `kill_at`th write site of
-/// its gcs kills it. Prints `GC <step>` as each gc starts and
-/// `DONE <step> <sites>` when it returns, with the write sites it reached.
+/// Child side: steps of churn (an image of files that stay and files that
+/// go, written together so that they share packs, and an image of the files
+/// that stay; every earlier churn image untagged), each followed by a gc
+/// that rewrites every pack with anything dead in it, copying live chunks,
+/// until the `kill_at`th write site of its gcs kills it. Prints `GC <step>`
+/// as each gc starts and `DONE <step> <sites> <rewritten>` when it returns,
+/// with the write sites it reached and the packs it rewrote.
 #[test]
 #[ignore = "child process of a_killed_gc_leaves_a_valid_store"]
 fn child_gc_churn() {
@@ -49,9 +51,19 @@ fn child_gc_churn() {
     let mut left = kill_at;
     for step in 0..50 {
         let n = round * 100 + step;
-        make_image(&store, &format!("stay:{n}"), &files(10_000 + n, 1, 6));
+        // The churn image holds the files that stay too, so the packs its
+        // files go to mix chunks that stay live with chunks that die once
+        // it is untagged: the next gc rewrites them, copying live data.
+        let stay = files(10_000 + n, 1, 6);
         let churn = format!("churn:{n}");
-        make_image(&store, &churn, &files(20_000 + n, 2, 6));
+        let mut both = stay.clone();
+        both.extend(
+            files(20_000 + n, 2, 6)
+                .into_iter()
+                .map(|(name, bytes)| (format!("churn-{name}"), bytes)),
+        );
+        make_image(&store, &churn, &both);
+        make_image(&store, &format!("stay:{n}"), &stay);
         for (tag, _) in store.tags().unwrap() {
             if tag.name() == "churn" && tag.to_string() != churn {
                 store.remove_tag(&tag).unwrap();
@@ -59,9 +71,9 @@ fn child_gc_churn() {
         }
         println!("GC {step}");
         layerstore::fault::arm_kill(std::path::Path::new(dir), left);
-        store.gc(&options).unwrap();
+        let report = store.gc(&options).unwrap();
         let (seen, _) = layerstore::fault::disarm(std::path::Path::new(dir));
-        println!("DONE {step} {seen}");
+        println!("DONE {step} {seen} {}", report.packs_repacked);
         left -= seen;
     }
     panic!("50 gcs reached fewer than {kill_at} write sites");
@@ -82,6 +94,7 @@ fn a_killed_gc_leaves_a_valid_store() {
     let mut rng = Rng::new(seed);
     let mut left_garbage = 0;
     let mut gcs_finished = 0;
+    let mut repacked = 0;
     for round in 0..ROUNDS {
         let kill_at = 1 + rng.below(MAX_SITE);
         let when = format!("seed {seed} round {round} (kill at gc write site {kill_at})");
@@ -108,9 +121,12 @@ fn a_killed_gc_leaves_a_valid_store() {
             if let Some(step) = line.strip_prefix("GC ") {
                 started = Some(step.to_owned());
             } else if let Some(rest) = line.strip_prefix("DONE ") {
-                let (step, sites) = rest.split_once(' ').unwrap();
+                let [step, sites, rewritten] = rest.split(' ').collect::<Vec<_>>()[..] else {
+                    panic!("{when}: {line}")
+                };
                 assert_eq!(Some(step), started.as_deref(), "{when}: {stdout}");
                 reached += sites.parse::<u64>().unwrap();
+                repacked += rewritten.parse::<u64>().unwrap();
                 gcs_finished += 1;
                 started = None;
             }
@@ -134,9 +150,13 @@ fn a_killed_gc_leaves_a_valid_store() {
         }
     }
     eprintln!(
-        "{ROUNDS} kills, each inside a gc ({gcs_finished} gcs finished before them), \
-         {left_garbage} leaving packs without index"
+        "{ROUNDS} kills, each inside a gc ({gcs_finished} gcs finished before them, \
+         rewriting {repacked} packs), {left_garbage} leaving packs without index"
     );
+    // The kills land among rewrites of packs holding live chunks (a gc
+    // that deleted replaced packs before their rewrites were durable would
+    // lose those chunks), not only among deletions of dead packs.
+    assert!(repacked > 0, "the finished gcs rewrote no pack");
     // A last gc, not killed, collects every leftover.
     let store = Store::open(&path).unwrap();
     store.gc(&GcOptions::default()).unwrap();
