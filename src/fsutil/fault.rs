@@ -19,6 +19,10 @@
 //! (just before its Nth write, fsync, rename or removal), not after a guessed
 //! time. The CLI arms it from `LAYERSTORE_FAULT_KILL` (`<nth>:<root>`) when
 //! built with the feature.
+//!
+//! [`arm_pause`] makes an operation sleep at a named point (gc between its
+//! walk and its sweep), so that a test can show the store locked there; the
+//! CLI arms it from `LAYERSTORE_FAULT_PAUSE` (`<point>:<milliseconds>`).
 
 #[cfg(feature = "fault-injection")]
 mod imp {
@@ -117,6 +121,40 @@ mod imp {
 
 #[cfg(feature = "fault-injection")]
 pub use imp::{arm, arm_kill, disarm};
+
+/// A pause armed at a named point of an operation: [`pause`] there sleeps.
+#[cfg(feature = "fault-injection")]
+static PAUSE: std::sync::Mutex<Option<(String, std::time::Duration)>> = std::sync::Mutex::new(None);
+
+/// Makes every later [`pause`] at `point` sleep for `time`, so that a test
+/// holds an operation between two of its steps while other processes run
+/// (gc between its walk and its sweep, say: `"gc-walked"`). Replaces any
+/// earlier pause.
+#[cfg(feature = "fault-injection")]
+pub fn arm_pause(point: &str, time: std::time::Duration) {
+    *PAUSE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((point.to_owned(), time));
+}
+
+/// Sleeps if a pause is armed at `point`; without the feature, nothing.
+#[inline]
+pub(crate) fn pause(point: &'static str) {
+    #[cfg(feature = "fault-injection")]
+    {
+        let armed = PAUSE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some((at, time)) = armed
+            && at == point
+        {
+            std::thread::sleep(time);
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = point;
+}
 
 #[cfg(feature = "fault-injection")]
 pub(crate) use imp::check;

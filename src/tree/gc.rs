@@ -122,6 +122,9 @@ impl Store {
         for id in &options.extra_roots {
             walk.pinned(*id)?;
         }
+        // What the walk found dead stays dead only while no one else writes:
+        // the lock is held from the walk to the end of the sweep.
+        crate::fsutil::fault::pause("gc-walked");
         if !options.dry_run {
             exclusive.clean_tmp()?;
         }

@@ -2,7 +2,10 @@
 //! tag (every commit, tag and untag its own short-lived CLI process, since gc
 //! needs the store alone and waits for a moment when no process has it
 //! open). Then every tag must check out to exactly the tree committed under
-//! it, and fsck must be clean.
+//! it, and fsck must be clean. Each gc pauses between its walk and its
+//! sweep ([`GC_PAUSE_MS`]), and the writers commit trees that were garbage
+//! at times ([`SOURCES`]), so a gc that let writers in between the two would
+//! lose their chunks and fail the soak.
 //!
 //! The soak is bounded by work, not time: the writers commit until each has
 //! made `LAYERSTORE_SOAK_COMMITS` commits (default 150) and gc has finished
@@ -13,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,6 +26,18 @@ use super::{layerstore, ok};
 
 /// Gc runs that must finish while the writers work.
 const GC_RUNS: usize = 10;
+
+/// Source trees the writers commit: more than the eight tags they keep, so
+/// that what one commits was often garbage when gc walked (a tree untagged
+/// earlier), and is stored again by deduplicating against chunks gc found
+/// dead.
+const SOURCES: u64 = 12;
+
+/// How long each gc sleeps between its walk and its sweep (a test hook of
+/// feature `fault-injection`): it holds the store alone meanwhile, so the
+/// writers wait; a gc that let them in would sweep away the chunks their
+/// commits just deduplicated against.
+const GC_PAUSE_MS: u64 = 40;
 
 /// Time after which the soak counts as hung.
 const CAP: Duration = Duration::from_secs(300);
@@ -165,7 +181,7 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     ok(&layerstore(&store, &["init"]));
-    let sources: Vec<PathBuf> = (0..4)
+    let sources: Vec<PathBuf> = (0..SOURCES)
         .map(|k| {
             let src = dir.path().join(format!("src{k}"));
             make_tree(&src, k);
@@ -196,7 +212,12 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
             while (done < GC_RUNS || progress.writers_short.load(Ordering::SeqCst) > 0)
                 && !progress.past_cap()
             {
-                let out = layerstore(&store, &["gc", "--wait", "5"]);
+                let out = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+                    .args(["--store".as_ref(), store.as_os_str()])
+                    .args(["gc", "--wait", "5"])
+                    .env("LAYERSTORE_FAULT_PAUSE", format!("gc-walked:{GC_PAUSE_MS}"))
+                    .output()
+                    .expect("run layerstore gc");
                 match out.status.code() {
                     Some(0) => {
                         done += 1;

@@ -136,6 +136,8 @@ enum Command {
 fn main() -> ExitCode {
     #[cfg(feature = "fault-injection")]
     let kill_plan = arm_kill_from_env();
+    #[cfg(feature = "fault-injection")]
+    arm_pause_from_env();
     let cli = Cli::parse();
     let ctx = Ctx {
         store: cli.store,
@@ -198,6 +200,25 @@ fn arm_kill_from_env() -> Option<PathBuf> {
     };
     layerstore::fault::arm_kill(&root, nth);
     Some(root)
+}
+
+/// Test builds only (feature `fault-injection`): `LAYERSTORE_FAULT_PAUSE`
+/// set to `<point>:<milliseconds>` makes the operation sleep at that point
+/// (`gc-walked`: gc between its walk and its sweep). For the soak
+/// (`tests/cli/soak.rs`).
+#[cfg(feature = "fault-injection")]
+fn arm_pause_from_env() {
+    let Ok(spec) = std::env::var("LAYERSTORE_FAULT_PAUSE") else {
+        return;
+    };
+    let parsed = spec
+        .split_once(':')
+        .and_then(|(point, ms)| Some((point, ms.parse().ok()?)));
+    let Some((point, ms)) = parsed else {
+        eprintln!("layerstore: LAYERSTORE_FAULT_PAUSE={spec:?} is not <point>:<milliseconds>");
+        std::process::exit(2);
+    };
+    layerstore::fault::arm_pause(point, std::time::Duration::from_millis(ms));
 }
 
 /// What every command is given: where the store is and how to print.
