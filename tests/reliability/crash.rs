@@ -158,8 +158,12 @@ fn a_killed_gc_leaves_a_valid_store() {
     // lose those chunks), not only among deletions of dead packs.
     assert!(repacked > 0, "the finished gcs rewrote no pack");
     // A last gc, not killed, collects every leftover.
+    // With a wait: a process another test of this binary is starting may
+    // hold, until its exec, a copy of a round's handle (and its shared lock).
     let store = Store::open(&path).unwrap();
-    store.gc(&GcOptions::default()).unwrap();
+    store
+        .gc(&GcOptions::default().lock_timeout(Duration::from_secs(10)))
+        .unwrap();
     let report = store.fsck(&FsckOptions::default()).unwrap();
     assert!(
         report.is_clean() && report.garbage.is_empty(),
