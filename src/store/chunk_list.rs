@@ -33,6 +33,19 @@ impl ChunkList {
         &self.chunks
     }
 
+    /// Where each chunk starts in the content, in order.
+    pub(crate) fn starts(&self) -> Vec<u64> {
+        let mut at = 0u64;
+        self.chunks
+            .iter()
+            .map(|c| {
+                let start = at;
+                at += u64::from(c.len);
+                start
+            })
+            .collect()
+    }
+
     /// The total length of the content in bytes.
     #[must_use]
     pub fn content_len(&self) -> u64 {

@@ -8,7 +8,7 @@ use super::write::PendingChunk;
 use super::{Pack, Store};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::store::chunk_list::ChunkList;
+use crate::store::chunk_list::{ChunkList, ChunkRef};
 use crate::store::index::Location;
 use crate::store::pack;
 
@@ -211,12 +211,8 @@ impl Store {
     /// A reader of the content whose chunk list is `list`.
     #[must_use]
     pub fn reader(&self, list: &ChunkList) -> ChunkReader<'_> {
-        let mut starts = Vec::with_capacity(list.chunks().len());
-        let mut total = 0u64;
-        for chunk in list.chunks() {
-            starts.push(total);
-            total += u64::from(chunk.len);
-        }
+        let starts = list.starts();
+        let total = list.content_len();
         ChunkReader {
             store: self,
             list: list.clone(),
@@ -234,22 +230,31 @@ impl Store {
     pub fn read_all(&self, list: &ChunkList) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(usize::try_from(list.content_len()).unwrap_or(0));
         for chunk in list.chunks() {
-            let bytes = self.read_chunk(&chunk.id)?;
-            if bytes.len() != chunk.len as usize {
-                return Err(Error::corrupt(
-                    self.path(),
-                    0,
-                    format!(
-                        "chunk {} is {} bytes, the list says {}",
-                        chunk.id,
-                        bytes.len(),
-                        chunk.len
-                    ),
-                ));
-            }
-            out.extend_from_slice(&bytes);
+            out.extend_from_slice(&self.read_listed_chunk(*chunk)?);
         }
         Ok(out)
+    }
+
+    /// The bytes of the chunk a list names, verified against its id and
+    /// checked against the length the list gives it.
+    ///
+    /// # Errors
+    /// As [`Store::read_chunk`]; [`Error::Corrupt`] if the length differs.
+    pub(crate) fn read_listed_chunk(&self, chunk: ChunkRef) -> Result<Vec<u8>> {
+        let bytes = self.read_chunk(&chunk.id)?;
+        if bytes.len() != chunk.len as usize {
+            return Err(Error::corrupt(
+                self.path(),
+                0,
+                format!(
+                    "chunk {} is {} bytes, the list says {}",
+                    chunk.id,
+                    bytes.len(),
+                    chunk.len
+                ),
+            ));
+        }
+        Ok(bytes)
     }
 }
 
@@ -287,21 +292,7 @@ impl Read for ChunkReader<'_> {
         }
         let i = self.starts.partition_point(|&s| s <= self.pos) - 1;
         if self.current.as_ref().is_none_or(|(c, _)| *c != i) {
-            let chunk = self.list.chunks()[i];
-            let bytes = self.store.read_chunk(&chunk.id)?;
-            if bytes.len() != chunk.len as usize {
-                return Err(Error::corrupt(
-                    self.store.path(),
-                    0,
-                    format!(
-                        "chunk {} is {} bytes, the list says {}",
-                        chunk.id,
-                        bytes.len(),
-                        chunk.len
-                    ),
-                )
-                .into());
-            }
+            let bytes = self.store.read_listed_chunk(self.list.chunks()[i])?;
             self.current = Some((i, bytes));
         }
         let Some((_, bytes)) = &self.current else {

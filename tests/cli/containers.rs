@@ -263,6 +263,18 @@ fn alive(pid: i32) -> bool {
         .is_ok_and(|stat| !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')))
 }
 
+/// SIGKILLs `pid` and waits until it is gone.
+fn kill_and_wait(pid: i32) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    while alive(pid) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn server_pid(store: &Path, name: &str) -> i32 {
     let file = store.join("containers").join(name).join("server.pid");
     std::fs::read_to_string(&file)
@@ -298,14 +310,7 @@ fn a_fuse_container_is_served_by_a_detached_server_that_survives_a_crash() {
 
     // A killed server: the view is dead, the container not mounted, and
     // mounting it again serves it anew with its change.
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
-    while alive(pid) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    kill_and_wait(pid);
     // (What was read stays readable from the kept page cache; the view's
     // own filesystem answers no more: ENOTCONN, or ECONNABORTED for a
     // request the kernel had queued while it aborted the connection.)
@@ -352,14 +357,7 @@ fn a_fuse_container_is_served_by_a_detached_server_that_survives_a_crash() {
     // A dead one is cleaned up by rm, changes and mounts gone.
     ok(&layerstore(&store, &["mount", "lazy", t]));
     let pid = server_pid(&store, "lazy");
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
-    while alive(pid) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    kill_and_wait(pid);
     ok(&layerstore(&store, &["container", "rm", "lazy"]));
     assert_eq!(
         crate::common::mounts::mounts_beneath(dir.path()),

@@ -16,7 +16,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::ChunkId;
 use crate::store::Store;
 use crate::store::cache::ByteCache;
@@ -124,24 +124,8 @@ impl Content {
     /// [`Store::read_chunk`]'s (naming pack and offset), and a chunk whose
     /// length is not the one the file's list gives.
     pub(super) fn chunk(&self, c: ChunkRef, keep: bool) -> Result<Arc<Vec<u8>>> {
-        self.cache.get_or_load(c.id, keep, || self.load(c))
-    }
-
-    fn load(&self, c: ChunkRef) -> Result<Vec<u8>> {
-        let bytes = self.store.read_chunk(&c.id)?;
-        if bytes.len() != c.len as usize {
-            return Err(Error::corrupt(
-                self.store.path(),
-                0,
-                format!(
-                    "chunk {} is {} bytes, the file's list says {}",
-                    c.id,
-                    bytes.len(),
-                    c.len
-                ),
-            ));
-        }
-        Ok(bytes)
+        self.cache
+            .get_or_load(c.id, keep, || self.store.read_listed_chunk(c))
     }
 
     /// Loads `chunks` on the loader threads into the cache, each

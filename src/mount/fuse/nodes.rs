@@ -273,20 +273,12 @@ impl Nodes {
 /// A node's content for a leaf of a directory object.
 fn leaf(kind: &EntryKind, meta: &Metadata) -> What {
     match kind {
-        EntryKind::File { size, chunks } => {
-            let mut starts = Vec::with_capacity(chunks.chunks().len());
-            let mut at = 0u64;
-            for chunk in chunks.chunks() {
-                starts.push(at);
-                at += u64::from(chunk.len);
-            }
-            What::File {
-                size: *size,
-                chunks: chunks.clone(),
-                starts,
-                meta: meta.clone(),
-            }
-        }
+        EntryKind::File { size, chunks } => What::File {
+            size: *size,
+            chunks: chunks.clone(),
+            starts: chunks.starts(),
+            meta: meta.clone(),
+        },
         EntryKind::Symlink { target } => What::Symlink {
             target: target.clone(),
             meta: meta.clone(),
