@@ -34,9 +34,12 @@ fn ok(what: &str, out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Podman with its own storage under `dir`.
+/// Podman with its own storage under `root`, and its run directory in
+/// `run` (podman refuses a run directory path over 50 characters, which a
+/// test's temporary directory beneath a checkout can exceed).
 struct Podman {
     root: PathBuf,
+    run: PathBuf,
 }
 
 impl Podman {
@@ -45,7 +48,7 @@ impl Podman {
             .arg("--root")
             .arg(self.root.join("root"))
             .arg("--runroot")
-            .arg(self.root.join("run"))
+            .arg(&self.run)
             .args(["--storage-driver", "vfs"])
             .args(args)
             .output()
@@ -222,8 +225,13 @@ fn podman_pulls_builds_on_pushes_and_loads_what_layerstore_makes() {
         "commit",
         &layerstore(&store, &["commit", src.to_str().unwrap(), "--tag", "app"]),
     );
+    let run = tempfile::Builder::new()
+        .prefix("podman-run")
+        .tempdir_in("/tmp")
+        .unwrap();
     let podman = Podman {
         root: work.path().join("podman"),
+        run: run.path().to_path_buf(),
     };
     let v1 = format!("{}/podman/app:v1", server.host);
     ok(
