@@ -122,11 +122,11 @@ mod imp {
 #[cfg(feature = "fault-injection")]
 pub use imp::{arm, arm_kill, disarm};
 
-/// A pause armed at a named point of an operation: [`pause`] there sleeps.
+/// A pause armed at a named point of an operation: `pause` there sleeps.
 #[cfg(feature = "fault-injection")]
 static PAUSE: std::sync::Mutex<Option<(String, std::time::Duration)>> = std::sync::Mutex::new(None);
 
-/// Makes every later [`pause`] at `point` sleep for `time`, so that a test
+/// Makes every later `pause` at `point` sleep for `time`, so that a test
 /// holds an operation between two of its steps while other processes run
 /// (gc between its walk and its sweep, say: `"gc-walked"`). Replaces any
 /// earlier pause.
