@@ -393,3 +393,11 @@ pub fn layer_tar(bytes: &[u8]) -> bool {
     assert_eq!(decoded.ok().as_ref(), Some(&layer));
     true
 }
+
+/// Reads raw bytes as a whole seekable layer blob: its footer, then the
+/// table of contents it locates (as a partial pull reads them from a
+/// registry): it must return, never panic.
+#[must_use]
+pub fn seekable_toc(bytes: &[u8]) -> bool {
+    crate::oci::seekable::toc::fuzz_decode(bytes).is_ok()
+}

@@ -22,6 +22,8 @@ use crate::oci::cache::{ExportRecord, OciCache, file_matches};
 use crate::oci::compress::{Compression, ParallelCompressor};
 use crate::oci::config;
 use crate::oci::digest::{HashingReader, chain_ids, sha256_digest, sha256_hex};
+use crate::oci::seekable::write::write_seekable_layer;
+use crate::oci::seekable::{TOC_DIGEST, TOC_POSITION};
 use crate::oci::tar::{read_layer_tar, write_layer_tar};
 use crate::store::Store;
 use crate::tree::{Image, Snapshot};
@@ -152,23 +154,17 @@ pub(crate) fn export_blobs(
     fs_err::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let img: Image = store.image(image)?;
     let mut layers = Vec::with_capacity(img.layers().len());
-    let mut digests = Vec::with_capacity(img.layers().len());
     let mut diff_ids = Vec::with_capacity(img.layers().len());
     for id in img.layers() {
         let record = export_layer(store, id, dir, options)?;
         layers.push(ExportedBlob {
-            descriptor: descriptor(
-                options.compression.media_type(),
-                record.size,
-                &record.digest,
-            )?,
+            descriptor: layer_descriptor(options.compression, &record)?,
             path: record.path,
         });
-        digests.push(record.digest);
         diff_ids.push(record.diff_id);
     }
     // Best effort: a store that cannot be written to still exports.
-    let _ = OciCache::new(store).record_layers(&digests, &diff_ids, img.layers());
+    let _ = OciCache::new(store).record_layers(&diff_ids, img.layers());
     let (config, manifest) = write_config_and_manifest(dir, &img, &layers, diff_ids.clone())?;
     Ok(OciExport {
         manifest,
@@ -244,18 +240,25 @@ pub(crate) fn export_layer_now(
     let result = (|| {
         let file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
         let blob = BufWriter::with_capacity(1 << 20, file);
-        let compressor = ParallelCompressor::new(blob, options.compression, Some(level));
-        let done = write_layer_tar(store, &layer, compressor)?
-            .finish()
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        let file = done
-            .inner
+        let (blob, diff_id, digest, len, toc) = if options.compression == Compression::ZstdSeekable
+        {
+            let done = write_seekable_layer(store, &layer, blob, level)?;
+            let toc = (done.toc.to_annotation(), done.toc_digest);
+            (done.inner, done.diff_id, done.digest, done.len, Some(toc))
+        } else {
+            let compressor = ParallelCompressor::new(blob, options.compression, Some(level));
+            let done = write_layer_tar(store, &layer, compressor)?
+                .finish()
+                .map_err(|e| Error::io("write", &tmp, e))?;
+            (done.inner, done.plain_digest, done.digest, done.len, None)
+        };
+        let file = blob
             .into_inner()
             .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
         durable::sync_file(&file, &tmp)?;
-        Ok::<_, Error>((done.plain_digest, done.digest, done.len))
+        Ok::<_, Error>((diff_id, digest, len, toc))
     })();
-    let (diff_id, digest, size) = match result {
+    let (diff_id, digest, size, toc) = match result {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -268,6 +271,7 @@ pub(crate) fn export_layer_now(
         size,
         diff_id,
         path: std::path::absolute(&path).unwrap_or_else(|_| path.clone()),
+        toc,
     };
     // Best effort, as in export_blobs.
     let _ = OciCache::new(store).record_export(id, options.compression, level, &record);
@@ -306,6 +310,26 @@ fn copy_blob(dir: &Path, earlier: &ExportRecord) -> Result<Option<PathBuf>> {
             Ok(None)
         }
     }
+}
+
+/// The descriptor of an exported layer blob: a seekable one's carries its
+/// TOC's digest and position as annotations, which the manifest's digest
+/// then covers.
+pub(crate) fn layer_descriptor(
+    compression: Compression,
+    record: &ExportRecord,
+) -> Result<Descriptor> {
+    let mut desc = descriptor(compression.media_type(), record.size, &record.digest)?;
+    if let Some((position, digest)) = &record.toc {
+        desc.set_annotations(Some(
+            [
+                (TOC_DIGEST.to_owned(), digest.clone()),
+                (TOC_POSITION.to_owned(), position.clone()),
+            ]
+            .into(),
+        ));
+    }
+    Ok(desc)
 }
 
 pub(crate) fn descriptor(media_type: MediaType, size: u64, digest: &str) -> Result<Descriptor> {
@@ -398,7 +422,7 @@ where
     let mut layer_ids = Vec::with_capacity(diff_ids.len());
     let mut known = 0;
     for ((desc, diff_id), chain) in manifest.layers().iter().zip(diff_ids).zip(&chains) {
-        let layer = match cache.known_layer(desc.digest().as_ref(), diff_id, chain) {
+        let layer = match cache.known_layer(chain) {
             Some(id) => {
                 known += 1;
                 store.layer(&id)?
@@ -415,12 +439,7 @@ where
     let image = Image::new(layer_ids, rootfs, image_config, history)?;
     let id = store.put_image(&image)?;
     store.flush()?;
-    let digests: Vec<String> = manifest
-        .layers()
-        .iter()
-        .map(|d| d.digest().to_string())
-        .collect();
-    cache.record_layers(&digests, diff_ids, image.layers())?;
+    cache.record_layers(diff_ids, image.layers())?;
     Ok((id, known))
 }
 

@@ -3,23 +3,22 @@
 //! layer again):
 //!
 //! ```text
-//! cache/oci/blobs/<sha256 hex>    the DiffID of the layer tar that blob
-//!                                 decodes to (a blob an import verified, or
-//!                                 one an export wrote)
 //! cache/oci/chains/<sha256 hex>   the layer that a stack of layer tars with
 //!                                 that ChainID ends with
-//! cache/oci/exports/<layer hex>.<codec>-<level>.v1
+//! cache/oci/exports/<layer hex>.<codec>-<level>.v2
 //!                                 an export of that layer: its digest, size,
-//!                                 DiffID and the file it was written to
+//!                                 DiffID, a seekable blob's TOC position and
+//!                                 digest (empty lines otherwise) and the file
+//!                                 it was written to
 //! cache/oci/pushed/<image hex>    the manifest last pushed for an image
 //! ```
 //!
 //! Every OCI path records here: layout and `docker save` imports, pulls,
-//! exports and pushes. A layer blob is recognised by its digest *and* its
-//! `DiffID`: [`OciCache::known_layer`] answers only when the blob is known to
-//! decode to the `DiffID` the image's config gives, and the `ChainID` (the
-//! layers below included, as a layer's tar is read over the tree below it)
-//! names a layer the store holds.
+//! exports and pushes. A layer is recognised by its content, as Docker
+//! recognises it: [`OciCache::known_layer`] answers when the `ChainID` of
+//! the image's `DiffIDs` up to it (the layers below included, as a layer's
+//! tar is read over the tree below it) names a layer the store holds,
+//! whatever the blob's digest or compression.
 //!
 //! Nothing here is trusted blindly: a layer is used only if the store holds
 //! it, an export's file only if it still has its size and digest, and a
@@ -43,7 +42,7 @@ const MAX_ENTRY: u64 = 4 << 20;
 /// Bumped whenever an export of the same layer would give other bytes (a
 /// change of the tar writer or the compressor), so that older records are
 /// not taken for what an export writes now.
-const EXPORT_FORMAT: &str = "v1";
+const EXPORT_FORMAT: &str = "v2";
 
 /// An earlier export of one layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +54,9 @@ pub(crate) struct ExportRecord {
     pub(crate) diff_id: String,
     /// Where the blob was written (it may have gone since).
     pub(crate) path: PathBuf,
+    /// A seekable blob's TOC: its position (`offset:length:raw`) and the
+    /// `sha256:` of its frame, as the descriptor's annotations give them.
+    pub(crate) toc: Option<(String, String)>,
 }
 
 pub(crate) struct OciCache<'a> {
@@ -94,19 +96,12 @@ impl<'a> OciCache<'a> {
         self.store.contains(&ChunkId::from(*layer))
     }
 
-    /// The stored layer that layer blob `digest` holds, when the blob is
-    /// known to decode to `diff_id` and the stack of layers up to it
-    /// (`chain_id`) to end with a layer the store holds.
-    pub(crate) fn known_layer(
-        &self,
-        digest: &str,
-        diff_id: &str,
-        chain_id: &str,
-    ) -> Option<LayerId> {
-        let recorded = self.read_text("blobs", sha256_hex(digest)?)?;
-        if recorded != diff_id {
-            return None;
-        }
+    /// The stored layer that a stack of layer tars with `ChainID`
+    /// `chain_id` ends with, if the store holds it: whatever blobs (of
+    /// whatever compression) carry those tars, as Docker knows layers. A
+    /// chain is recorded only for tars whose `DiffIDs` were computed from
+    /// the bytes (an import, an export, a partial pull's check).
+    pub(crate) fn known_layer(&self, chain_id: &str) -> Option<LayerId> {
         let id: LayerId = self
             .read_text("chains", sha256_hex(chain_id)?)?
             .trim()
@@ -115,32 +110,22 @@ impl<'a> OciCache<'a> {
         self.holds(&id).then_some(id)
     }
 
-    /// Remembers that layer blob `digest` decodes to the tar `diff_id`.
-    pub(crate) fn record_blob(&self, digest: &str, diff_id: &str) -> Result<()> {
-        let Some(hex) = sha256_hex(digest) else {
-            return Err(crate::Error::InvalidArgument(format!(
-                "'{digest}' is not a sha256 digest"
-            )));
-        };
-        self.write("blobs", hex, diff_id.as_bytes())
+    /// Remembers that the stack of layer tars with `ChainID` `chain_id`
+    /// ends with `layer`.
+    pub(crate) fn record_chain(&self, chain_id: &str, layer: &LayerId) -> Result<()> {
+        match sha256_hex(chain_id) {
+            Some(hex) => self.write("chains", hex, layer.to_string().as_bytes()),
+            None => Err(crate::Error::InvalidArgument(format!(
+                "'{chain_id}' is not a sha256 digest"
+            ))),
+        }
     }
 
-    /// Remembers an image's layers: blob `digests[i]` decodes to
-    /// `diff_ids[i]`, and the stack of the first `i + 1` of them ends with
-    /// `layers[i]`.
-    pub(crate) fn record_layers(
-        &self,
-        digests: &[String],
-        diff_ids: &[String],
-        layers: &[LayerId],
-    ) -> Result<()> {
-        for (digest, diff_id) in digests.iter().zip(diff_ids) {
-            self.record_blob(digest, diff_id)?;
-        }
+    /// Remembers an image's layers: the stack of the tars `diff_ids[..=i]`
+    /// ends with `layers[i]`.
+    pub(crate) fn record_layers(&self, diff_ids: &[String], layers: &[LayerId]) -> Result<()> {
         for (chain, layer) in chain_ids(diff_ids).iter().zip(layers) {
-            if let Some(hex) = sha256_hex(chain) {
-                self.write("chains", hex, layer.to_string().as_bytes())?;
-            }
+            self.record_chain(chain, layer)?;
         }
         Ok(())
     }
@@ -149,6 +134,7 @@ impl<'a> OciCache<'a> {
         let codec = match compression {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
+            Compression::ZstdSeekable => "zstd-seekable",
             Compression::None => "none",
         };
         format!("{}.{codec}-{level}.{EXPORT_FORMAT}", layer.to_hex())
@@ -162,17 +148,20 @@ impl<'a> OciCache<'a> {
         level: i32,
     ) -> Option<ExportRecord> {
         let bytes = self.read("exports", &Self::export_name(layer, compression, level))?;
-        let mut parts = bytes.splitn(4, |&b| b == b'\n');
+        let mut parts = bytes.splitn(6, |&b| b == b'\n');
         let mut text = || String::from_utf8(parts.next()?.to_vec()).ok();
         let digest = text()?;
         let size = text()?.parse().ok()?;
         let diff_id = text()?;
+        let toc = (text()?, text()?);
+        let toc = (toc != (String::new(), String::new())).then_some(toc);
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(parts.next()?));
         (sha256_hex(&digest).is_some() && sha256_hex(&diff_id).is_some()).then_some(ExportRecord {
             digest,
             size,
             diff_id,
             path,
+            toc,
         })
     }
 
@@ -184,9 +173,12 @@ impl<'a> OciCache<'a> {
         level: i32,
         export: &ExportRecord,
     ) -> Result<()> {
-        self.record_blob(&export.digest, &export.diff_id)?;
-        let mut bytes =
-            format!("{}\n{}\n{}\n", export.digest, export.size, export.diff_id).into_bytes();
+        let (position, toc_digest) = export.toc.clone().unwrap_or_default();
+        let mut bytes = format!(
+            "{}\n{}\n{}\n{position}\n{toc_digest}\n",
+            export.digest, export.size, export.diff_id
+        )
+        .into_bytes();
         bytes.extend_from_slice(export.path.as_os_str().as_bytes());
         self.write(
             "exports",
@@ -236,41 +228,37 @@ mod tests {
     use crate::{Layer, StoreOptions};
 
     #[test]
-    fn layers_are_known_by_digest_diff_id_and_chain() {
+    fn layers_are_known_by_chain() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(dir.path().join("s"), &StoreOptions::default()).unwrap();
         let cache = OciCache::new(&store);
         let stored = store.put_layer(&Layer::empty()).unwrap();
         let absent = LayerId::of(b"not stored");
-        let (blob, tar) = (sha256_digest(b"blob"), sha256_digest(b"tar"));
-        let (blob2, tar2) = (sha256_digest(b"blob2"), sha256_digest(b"tar2"));
+        let (tar, tar2) = (sha256_digest(b"tar"), sha256_digest(b"tar2"));
         let chains = chain_ids(&[tar.clone(), tar2.clone()]);
-        assert_eq!(cache.known_layer(&blob, &tar, &chains[0]), None);
+        assert_eq!(cache.known_layer(&chains[0]), None);
         cache
-            .record_layers(
-                &[blob.clone(), blob2.clone()],
-                &[tar.clone(), tar2.clone()],
-                &[stored, absent],
-            )
+            .record_layers(&[tar.clone(), tar2.clone()], &[stored, absent])
             .unwrap();
-        assert_eq!(cache.known_layer(&blob, &tar, &chains[0]), Some(stored));
+        // Whatever blob carries it (another compression: another digest).
+        assert_eq!(cache.known_layer(&chains[0]), Some(stored));
         assert_eq!(
-            cache.known_layer(&blob2, &tar2, &chains[1]),
+            cache.known_layer(&chains[1]),
             None,
             "a layer the store lacks"
         );
         assert_eq!(
-            cache.known_layer(&blob, &tar2, &chains[0]),
+            cache.known_layer(&chain_ids(std::slice::from_ref(&tar2))[0]),
             None,
-            "a config whose DiffID is not what the blob holds"
+            "another tar"
         );
         assert_eq!(
-            cache.known_layer(&blob, &tar, &sha256_digest(b"other base")),
+            cache.known_layer(&chain_ids(&[sha256_digest(b"other base"), tar.clone()])[1]),
             None,
             "the same tar over other layers"
         );
-        assert!(cache.record_blob("sha256:../../x", &tar).is_err());
-        assert_eq!(cache.known_layer("sha256:../../x", &tar, &chains[0]), None);
+        assert!(cache.record_chain("sha256:../x", &stored).is_err());
+        assert_eq!(cache.known_layer("sha256:../../x"), None);
     }
 
     #[test]
@@ -286,6 +274,7 @@ mod tests {
             size: 10,
             diff_id: sha256_digest(b"tar"),
             path: file.clone(),
+            toc: None,
         };
         assert_eq!(cache.export_of(&layer, Compression::Gzip, 6), None);
         cache

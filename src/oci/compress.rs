@@ -30,6 +30,12 @@ pub enum Compression {
     Zstd,
     /// `application/vnd.oci.image.layer.v1.tar`.
     None,
+    /// `application/vnd.oci.image.layer.v1.tar+zstd` written seekable: zstd
+    /// frames cut where chunks begin, then a table of contents and a footer
+    /// in skippable frames (which every zstd reader skips). Any client reads
+    /// it as a zstd layer; layerstore pulls only the chunks it lacks and
+    /// mounts it lazily. `docs/FORMAT.md` specifies it.
+    ZstdSeekable,
 }
 
 impl Compression {
@@ -38,7 +44,7 @@ impl Compression {
     pub fn media_type(self) -> MediaType {
         match self {
             Compression::Gzip => MediaType::ImageLayerGzip,
-            Compression::Zstd => MediaType::ImageLayerZstd,
+            Compression::Zstd | Compression::ZstdSeekable => MediaType::ImageLayerZstd,
             Compression::None => MediaType::ImageLayer,
         }
     }
@@ -50,7 +56,7 @@ impl Compression {
     pub(crate) fn level(self, level: Option<i32>) -> i32 {
         match self {
             Compression::Gzip => level.unwrap_or(6).clamp(0, 9),
-            Compression::Zstd => level.unwrap_or(3).clamp(1, 19),
+            Compression::Zstd | Compression::ZstdSeekable => level.unwrap_or(3).clamp(1, 19),
             Compression::None => 0,
         }
     }
@@ -59,22 +65,29 @@ impl Compression {
 impl FromStr for Compression {
     type Err = Error;
 
-    /// `gzip`, `zstd` or `none`.
+    /// `gzip`, `zstd`, `zstd-seekable` or `none`.
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
+            "zstd-seekable" => Ok(Compression::ZstdSeekable),
             "none" => Ok(Compression::None),
             other => Err(Error::InvalidArgument(format!(
-                "unknown compression '{other}' (gzip, zstd or none)"
+                "unknown compression '{other}' (gzip, zstd, zstd-seekable or none)"
             ))),
         }
     }
 }
 
-const BLOCK: usize = 1 << 20;
+/// The largest block: the stream is cut every `BLOCK` bytes, and also
+/// where [`ParallelCompressor::cut`] is called.
+pub(crate) const BLOCK: usize = 1 << 20;
 
 type Done = (u64, io::Result<Vec<u8>>);
+
+/// What the writing thread hands back: the writer, the hash of what it
+/// wrote, the length, and each block's compressed length.
+type Written<W> = (W, Sha256, u64, Vec<u32>);
 
 /// What [`ParallelCompressor::finish`] hands back.
 pub(crate) struct Compressed<W> {
@@ -85,6 +98,12 @@ pub(crate) struct Compressed<W> {
     /// `sha256:` and length of the compressed output (the blob's digest).
     pub(crate) digest: String,
     pub(crate) len: u64,
+    /// The sha256 of the output so far, to go on hashing bytes appended
+    /// after the compressed ones (a seekable layer's table of contents).
+    pub(crate) hasher: Sha256,
+    /// Each block's compressed and uncompressed length, in order: the
+    /// frames (members) of the output.
+    pub(crate) blocks: Vec<(u32, u32)>,
 }
 
 /// A writer that compresses blocks in parallel and writes them in order: a
@@ -111,9 +130,11 @@ pub(crate) struct ParallelCompressor<W: Write + Send + 'static> {
     /// Blocks of input, to the hashing thread.
     plain: mpsc::SyncSender<Arc<Vec<u8>>>,
     hasher: std::thread::JoinHandle<String>,
-    writer: std::thread::JoinHandle<io::Result<(W, String, u64)>>,
+    writer: std::thread::JoinHandle<io::Result<Written<W>>>,
     /// Set by the writing thread when the inner writer failed.
     failed: Arc<AtomicBool>,
+    /// The uncompressed length of each block submitted.
+    raw_lens: Vec<u32>,
 }
 
 impl<W: Write + Send + 'static> ParallelCompressor<W> {
@@ -147,7 +168,23 @@ impl<W: Write + Send + 'static> ParallelCompressor<W> {
             hasher,
             writer,
             failed,
+            raw_lens: Vec::new(),
         }
+    }
+
+    /// Ends the current block here (if it holds anything), so that the next
+    /// byte written starts a new frame.
+    pub(crate) fn cut(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.submit()
+    }
+
+    /// Where the next byte written goes: the block's number and the offset
+    /// in its uncompressed bytes.
+    pub(crate) fn position(&self) -> (u64, usize) {
+        (self.submitted, self.buf.len())
     }
 
     fn submit(&mut self) -> io::Result<()> {
@@ -159,6 +196,9 @@ impl<W: Write + Send + 'static> ParallelCompressor<W> {
             .send(())
             .map_err(|_| io::Error::other("the writing thread vanished"))?;
         let block = Arc::new(std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK)));
+        // A block is at most BLOCK bytes.
+        self.raw_lens
+            .push(u32::try_from(block.len()).unwrap_or(u32::MAX));
         self.plain
             .send(Arc::clone(&block))
             .map_err(|_| io::Error::other("the hashing thread vanished"))?;
@@ -188,30 +228,35 @@ impl<W: Write + Send + 'static> ParallelCompressor<W> {
             plain,
             hasher,
             writer,
+            raw_lens,
             ..
         } = self;
         drop((done, plain));
         let vanished = || io::Error::other("a thread of the compressor vanished");
         let plain_digest = hasher.join().map_err(|_| vanished())?;
-        let (inner, digest, len) = writer.join().map_err(|_| vanished())??;
+        let (inner, hasher, len, lens) = writer.join().map_err(|_| vanished())??;
         Ok(Compressed {
             inner,
             plain_digest,
-            digest,
+            digest: format_digest(&hasher.clone().finalize()),
             len,
+            hasher,
+            blocks: lens.into_iter().zip(raw_lens).collect(),
         })
     }
 }
 
 /// The writing thread: compressed blocks in order into `inner`, hashed; a
 /// permit freed per block (also after a failure, so that the caller never
-/// waits for ever). Returns the writer, the digest and the length.
+/// waits for ever). Returns the writer, the hash of what it wrote, the length
+/// and each block's compressed length.
 fn write_in_order<W: Write>(
     mut inner: W,
     done: &mpsc::Receiver<Done>,
     permits: &mpsc::Receiver<()>,
     failed: &AtomicBool,
-) -> io::Result<(W, String, u64)> {
+) -> io::Result<Written<W>> {
+    let mut lens = Vec::new();
     let mut ready: BTreeMap<u64, io::Result<Vec<u8>>> = BTreeMap::new();
     let mut next = 0u64;
     let mut hasher = Sha256::new();
@@ -224,6 +269,7 @@ fn write_in_order<W: Write>(
             if error.is_none() {
                 let written = block.and_then(|b| {
                     inner.write_all(&b)?;
+                    lens.push(u32::try_from(b.len()).map_err(io::Error::other)?);
                     hasher.update(&b);
                     len += b.len() as u64;
                     Ok(())
@@ -243,7 +289,7 @@ fn write_in_order<W: Write>(
         return Err(io::Error::other("a compression task vanished"));
     }
     inner.flush()?;
-    Ok((inner, format_digest(&hasher.finalize()), len))
+    Ok((inner, hasher, len, lens))
 }
 
 impl<W: Write + Send + 'static> Write for ParallelCompressor<W> {
@@ -289,7 +335,7 @@ fn compress_block(block: &[u8], compression: Compression, level: i32) -> io::Res
             out.truncate(n);
             Ok(out)
         }),
-        Compression::Zstd => ZSTD.with_borrow_mut(|slot| {
+        Compression::Zstd | Compression::ZstdSeekable => ZSTD.with_borrow_mut(|slot| {
             let compressor = match slot {
                 Some((l, c)) if *l == level => c,
                 _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
@@ -344,7 +390,7 @@ mod tests {
                         .read_to_end(&mut back)
                         .unwrap();
                 }
-                Compression::Zstd => {
+                Compression::Zstd | Compression::ZstdSeekable => {
                     zstd::stream::read::Decoder::new(&out[..])
                         .unwrap()
                         .read_to_end(&mut back)

@@ -15,13 +15,13 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::blobs::{
-    ExportOptions, ExportedBlob, ImportOptions, descriptor, export_layer_now, import_blobs,
+    ExportOptions, ExportedBlob, ImportOptions, export_layer_now, import_blobs, layer_descriptor,
     write_config_and_manifest,
 };
 use super::cache::{ExportRecord, OciCache, file_matches};
-use super::compress::Compression;
 use super::digest::chain_ids;
 use super::registry::{Registry, RegistryRef};
+use super::seekable::pull::{Partial, pull_layer};
 use super::transfer::{Layout, Manifest, PullReport, PushOptions, PushReport, sha256};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
@@ -80,7 +80,9 @@ impl Registry {
         let cache = OciCache::new(store);
         let layout = durable::unique_tmp_path(&layout::tmp(store.path()), "oci-pull");
         let result = (|| {
-            let skip = |manifest: &Manifest, config: &[u8]| known_layers(&cache, manifest, config);
+            let skip = |manifest: &Manifest, config: &[u8], report: &mut PullReport| {
+                self.known_or_partial(store, &cache, &src.repository, manifest, config, report)
+            };
             let report = self.pull_layout_with(src, &layout, "pulled", &skip, progress)?;
             let lay = Layout { root: &layout };
             let (manifest, _) = lay.manifest(None)?;
@@ -137,9 +139,9 @@ impl Registry {
     }
 }
 
-/// Which layers of `manifest` the store holds already, from the config's
-/// `DiffIDs` (all false if the config has none that fit).
-fn known_layers(cache: &OciCache<'_>, manifest: &Manifest, config: &[u8]) -> Vec<bool> {
+/// The config's `DiffIDs` if it has one per layer of `manifest` (none
+/// otherwise: then no layer is known).
+fn diff_ids_of(manifest: &Manifest, config: &[u8]) -> Vec<String> {
     let diff_ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(config)
         .ok()
         .and_then(|v| {
@@ -150,17 +152,54 @@ fn known_layers(cache: &OciCache<'_>, manifest: &Manifest, config: &[u8]) -> Vec
                 .collect()
         })
         .unwrap_or_default();
-    if diff_ids.len() != manifest.layers.len() {
-        return vec![false; manifest.layers.len()];
+    if diff_ids.len() == manifest.layers.len() {
+        diff_ids
+    } else {
+        Vec::new()
     }
-    let chains = chain_ids(&diff_ids);
-    manifest
-        .layers
-        .iter()
-        .zip(&diff_ids)
-        .zip(&chains)
-        .map(|((blob, diff_id), chain)| cache.known_layer(&blob.digest, diff_id, chain).is_some())
-        .collect()
+}
+
+impl Registry {
+    /// Which layers of `manifest` need no download of their whole blob: those
+    /// the store holds already (by `ChainID`, whatever the blob), and those
+    /// pulled now a piece at a time (seekable blobs: only the chunks the
+    /// store lacks are fetched).
+    fn known_or_partial(
+        &self,
+        store: &Store,
+        cache: &OciCache<'_>,
+        repo: &str,
+        manifest: &Manifest,
+        config: &[u8],
+        report: &mut PullReport,
+    ) -> Result<Vec<bool>> {
+        let diff_ids = diff_ids_of(manifest, config);
+        if diff_ids.is_empty() {
+            return Ok(vec![false; manifest.layers.len()]);
+        }
+        let chains = chain_ids(&diff_ids);
+        let mut skip = Vec::with_capacity(manifest.layers.len());
+        for ((blob, diff_id), chain) in manifest.layers.iter().zip(&diff_ids).zip(&chains) {
+            if cache.known_layer(chain).is_some() {
+                skip.push(true);
+                continue;
+            }
+            match pull_layer(self, store, repo, blob, diff_id, report)? {
+                Partial::Pulled(layer) => {
+                    cache.record_chain(chain, &layer)?;
+                    skip.push(true);
+                }
+                // Fetched whole, as any other blob.
+                Partial::Whole(why) => {
+                    if blob.annotations.contains_key(super::seekable::TOC_DIGEST) {
+                        report.fetched_whole.push(format!("{}: {why}", blob.digest));
+                    }
+                    skip.push(false);
+                }
+            }
+        }
+        Ok(skip)
+    }
 }
 
 /// One push of a store image.
@@ -181,23 +220,18 @@ impl ImagePush<'_> {
     /// Pushes every layer, then the config and the manifest; returns the
     /// report and the manifest's bytes.
     fn push(mut self, img: &Image, dest: &RegistryRef) -> Result<(PushReport, Vec<u8>)> {
-        let gzip = ExportOptions::new(Compression::Gzip);
+        let export = ExportOptions::new(self.options.compression);
         let mut layers = Vec::with_capacity(img.layers().len());
         let mut diff_ids = Vec::with_capacity(img.layers().len());
         for id in img.layers() {
-            let record = self.push_layer(id, &gzip)?;
+            let record = self.push_layer(id, &export)?;
             layers.push(ExportedBlob {
-                descriptor: descriptor(gzip.compression.media_type(), record.size, &record.digest)?,
+                descriptor: layer_descriptor(export.compression, &record)?,
                 path: record.path,
             });
             diff_ids.push(record.diff_id);
         }
-        let digests: Vec<String> = layers
-            .iter()
-            .map(|l| l.descriptor.digest().to_string())
-            .collect();
-        self.cache
-            .record_layers(&digests, &diff_ids, img.layers())?;
+        self.cache.record_layers(&diff_ids, img.layers())?;
         let (config, manifest) = write_config_and_manifest(self.dir, img, &layers, diff_ids)?;
         let config_digest = config.descriptor.digest().to_string();
         if !self.settled(&config_digest)? {
@@ -222,12 +256,12 @@ impl ImagePush<'_> {
 
     /// One layer: its blob's descriptor, and the blob moved if the
     /// repository lacks it.
-    fn push_layer(&mut self, id: &LayerId, gzip: &ExportOptions) -> Result<ExportRecord> {
-        let level = gzip.compression.level(gzip.level);
+    fn push_layer(&mut self, id: &LayerId, export: &ExportOptions) -> Result<ExportRecord> {
+        let level = export.compression.level(export.level);
         // Exported before: the digest is known, so the registry can be asked
         // before anything is compressed, and the earlier file uploaded if it
         // is intact.
-        let earlier = self.cache.export_of(id, gzip.compression, level);
+        let earlier = self.cache.export_of(id, export.compression, level);
         if let Some(earlier) = &earlier {
             if self.settled(&earlier.digest)? {
                 return Ok(earlier.clone());
@@ -238,7 +272,7 @@ impl ImagePush<'_> {
                 return Ok(earlier.clone());
             }
         }
-        let record = export_layer_now(self.store, id, self.dir, gzip)?;
+        let record = export_layer_now(self.store, id, self.dir, export)?;
         self.report.layers_exported += 1;
         // Same bytes as the earlier export: the registry was asked already.
         let asked = earlier.is_some_and(|e| e.digest == record.digest);

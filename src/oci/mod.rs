@@ -66,6 +66,7 @@ mod image;
 mod layout;
 #[cfg(feature = "registry")]
 mod registry;
+pub(crate) mod seekable;
 pub(crate) mod tar;
 #[cfg(feature = "registry")]
 mod transfer;

@@ -482,6 +482,73 @@ impl Registry {
         })
     }
 
+    /// Fetches byte ranges `(offset, length)` of blob `digest`, up to
+    /// `in_flight` requests at a time, and hands each range's bytes to
+    /// `each` with its index, in order. Returns false, having handed over
+    /// nothing, if the registry answers a range with the whole blob (it does
+    /// not serve ranges).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] naming the blob and the range if a request fails
+    /// or a response is not the length asked; what `each` returns.
+    pub(crate) fn blob_ranges(
+        &self,
+        repository: &str,
+        digest: &str,
+        ranges: &[(u64, u64)],
+        in_flight: usize,
+        each: &mut dyn FnMut(usize, Vec<u8>) -> Result<()>,
+    ) -> Result<bool> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        self.authenticate(repository, false)?;
+        let image = self.reference(repository, "latest");
+        let client = &self.client;
+        let fetch = |(offset, len): (u64, u64)| {
+            let image = &image;
+            async move {
+                let what = |e: String| format!("downloading {digest} bytes {offset}+{len}: {e}");
+                let response = client
+                    .pull_blob_stream_partial(image, digest, offset, Some(len))
+                    .await
+                    .map_err(|e| what(describe(&e)))?;
+                let mut stream = match response {
+                    oci_client::client::BlobResponse::Partial(stream) => stream,
+                    oci_client::client::BlobResponse::Full(_) => return Ok(None),
+                };
+                let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                while let Some(piece) = stream.try_next().await.map_err(|e| what(e.to_string()))? {
+                    if bytes.len() + piece.len() > usize::try_from(len).unwrap_or(usize::MAX) {
+                        return Err(what("the registry sent more than was asked".into()));
+                    }
+                    bytes.extend_from_slice(&piece);
+                }
+                if bytes.len() as u64 != len {
+                    return Err(what(format!("the registry sent {} bytes", bytes.len())));
+                }
+                Ok(Some(bytes))
+            }
+        };
+        let run = async {
+            let mut responses = futures_util::stream::iter(ranges.iter().copied())
+                .map(fetch)
+                .buffered(in_flight.max(1));
+            let mut index = 0;
+            while let Some(response) = responses.next().await {
+                match response {
+                    Ok(Some(bytes)) => each(index, bytes)?,
+                    Ok(None) => return Ok(false),
+                    Err(what) => return Err(self.error(repository, what)),
+                }
+                index += 1;
+            }
+            Ok(true)
+        };
+        let run = std::panic::AssertUnwindSafe(|| self.runtime.block_on(run));
+        std::panic::catch_unwind(run).unwrap_or_else(|_| {
+            Err(self.error(repository, "the registry client failed on a response"))
+        })
+    }
+
     /// The manifest `reference` (a tag or digest) of `repository`: its bytes
     /// and digest. Manifest lists (indexes) are refused.
     ///

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::Digest as _;
 
+use super::compress::Compression;
 use super::registry::{Registry, RegistryRef};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
@@ -22,7 +23,7 @@ pub(crate) const MANIFEST_TYPES: [&str; 2] = [
 const MAX_MANIFEST: u64 = 4 << 20;
 
 /// How a push goes.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct PushOptions<'a> {
     /// Repositories of the same registry to mount blobs from, tried in
@@ -30,9 +31,30 @@ pub struct PushOptions<'a> {
     pub mount_from: &'a [String],
     /// Called after each blob with the figures so far.
     pub progress: Option<&'a (dyn Fn(&PushReport) + Sync)>,
+    /// How layers are compressed (default [`Compression::ZstdSeekable`]:
+    /// every current client reads it as a zstd layer, and layerstore pulls
+    /// it a chunk at a time; [`Compression::Gzip`] for the oldest clients).
+    pub compression: Compression,
+}
+
+impl Default for PushOptions<'_> {
+    fn default() -> Self {
+        Self {
+            mount_from: &[],
+            progress: None,
+            compression: Compression::ZstdSeekable,
+        }
+    }
 }
 
 impl<'a> PushOptions<'a> {
+    /// Compresses layers with `compression`.
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
     /// Tries to mount missing blobs from these repositories of the same
     /// registry, in order.
     #[must_use]
@@ -54,6 +76,7 @@ impl std::fmt::Debug for PushOptions<'_> {
         f.debug_struct("PushOptions")
             .field("mount_from", &self.mount_from)
             .field("progress", &self.progress.is_some())
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -93,9 +116,27 @@ pub struct PullReport {
     pub bytes_fetched: u64,
     /// Layer blobs skipped because the caller has them.
     pub layers_skipped: u64,
+    /// Seekable layers pulled a piece at a time: their table of contents,
+    /// then only the frames holding chunks the store lacked (their bytes
+    /// are in `bytes_fetched`).
+    pub layers_partial: u64,
+    /// Chunks fetched for them.
+    pub chunks_fetched: u64,
+    /// The compressed size of all the image's layers: what a pull of every
+    /// whole blob would have fetched.
+    pub layers_size: u64,
+    /// Seekable layers fetched whole after all, each as `digest: why` (the
+    /// registry serves no ranges, say).
+    pub fetched_whole: Vec<String>,
     /// The digest of the manifest pulled.
     pub manifest_digest: String,
 }
+
+/// Decides which layers of a manifest a pull leaves out, from the manifest
+/// and the config: one flag per layer (it may fetch some itself, counting
+/// them in the report).
+pub(crate) type SkipLayers<'a> =
+    dyn Fn(&Manifest, &[u8], &mut PullReport) -> Result<Vec<bool>> + 'a;
 
 /// A blob named by a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +144,8 @@ pub(crate) struct Descriptor {
     pub(crate) media_type: String,
     pub(crate) digest: String,
     pub(crate) size: u64,
+    /// Its annotations with string values (a seekable layer's TOC).
+    pub(crate) annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// The parts of an image manifest that moving it needs.
@@ -163,10 +206,20 @@ fn descriptor(value: &Value, what: &str) -> Result<Descriptor> {
         .get("size")
         .and_then(Value::as_u64)
         .ok_or_else(|| malformed(what, "a descriptor has no size"))?;
+    let annotations = value
+        .get("annotations")
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Descriptor {
         media_type,
         digest,
         size,
+        annotations,
     })
 }
 
@@ -382,21 +435,22 @@ impl Registry {
         have: &dyn Fn(&str) -> bool,
         progress: &dyn Fn(&PullReport),
     ) -> Result<PullReport> {
-        let skip = |manifest: &Manifest, _config: &[u8]| {
-            manifest.layers.iter().map(|l| have(&l.digest)).collect()
+        let skip = |manifest: &Manifest, _config: &[u8], _report: &mut PullReport| {
+            Ok(manifest.layers.iter().map(|l| have(&l.digest)).collect())
         };
         self.pull_layout_with(src, layout, name, &skip, progress)
     }
 
     /// [`Registry::pull_layout`], the layers to leave out decided by `skip`
     /// from the manifest and the config (fetched and verified first): one
-    /// flag per layer of the manifest.
+    /// flag per layer of the manifest. (`skip` may fetch layers itself, a
+    /// piece at a time, and count them in the report.)
     pub(crate) fn pull_layout_with(
         &self,
         src: &RegistryRef,
         layout: &Path,
         name: &str,
-        skip: &dyn Fn(&Manifest, &[u8]) -> Vec<bool>,
+        skip: &SkipLayers<'_>,
         progress: &dyn Fn(&PullReport),
     ) -> Result<PullReport> {
         let repo = src.repository.as_str();
@@ -448,7 +502,8 @@ impl Registry {
                 "the config does not match its digest",
             ));
         }
-        let skipped = skip(&manifest, &config);
+        report.layers_size = manifest.layers.iter().map(|l| l.size).sum();
+        let skipped = skip(&manifest, &config, &mut report)?;
         for (i, blob) in manifest.layers.iter().enumerate() {
             if skipped.get(i).copied().unwrap_or(false) {
                 report.layers_skipped += 1;
@@ -457,6 +512,8 @@ impl Registry {
             }
             fetch(blob, &mut report)?;
         }
+        // Those `skip` pulled a piece at a time were not skipped.
+        report.layers_skipped = report.layers_skipped.saturating_sub(report.layers_partial);
         std::fs::remove_dir(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
         lay.write_blob(&digest, &manifest_bytes)?;
         let index = serde_json::json!({

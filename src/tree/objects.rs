@@ -15,6 +15,27 @@ use crate::tree::image::{History, Image, ImageConfig};
 use crate::tree::layer::{self, Layer, StoredLayer};
 use crate::tree::snapshot::Snapshot;
 
+/// Every object that stores `layer`, the layer object last (subdirectories
+/// before their parents), and the layer's id: what [`Store::put_layer`]
+/// writes, for carrying a layer elsewhere whole.
+pub(crate) fn layer_objects(layer: &Layer) -> (LayerId, Vec<Vec<u8>>) {
+    let mut objects = Vec::new();
+    let top = match layer.whole_tree_entries() {
+        Some(entries) => {
+            let dirs = directory::encode_entries(&entries);
+            let root = dirs
+                .last()
+                .map_or_else(|| unreachable!("every tree has a root"), |(id, _)| *id);
+            objects.extend(dirs.into_iter().map(|(_, bytes)| bytes));
+            layer::encode_of_tree(&SnapshotId::from(root))
+        }
+        None => layer.encode(),
+    };
+    let id = LayerId::from_bytes(*ChunkId::of(&top).as_bytes());
+    objects.push(top);
+    (id, objects)
+}
+
 /// Tree objects
 impl Store {
     /// The bytes of metadata object `id`; a missing one is
@@ -45,6 +66,33 @@ impl Store {
             None => self.put_object(&layer.encode())?,
         };
         Ok(LayerId::from_bytes(*id.as_bytes()))
+    }
+
+    /// Stores the objects of a layer that [`layer_objects`] gave (from
+    /// elsewhere: a seekable layer's table of contents), each verified by
+    /// its id as any object is, and returns the layer, read back (which
+    /// decodes every one of them).
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] if the layer object is not among them or they do
+    /// not decode; as [`Store::put_bytes`].
+    pub(crate) fn put_layer_objects(&self, id: &LayerId, objects: &[Vec<u8>]) -> Result<Layer> {
+        let mut found = false;
+        for bytes in objects {
+            let stored = if self.contains(&ChunkId::of(bytes)) {
+                ChunkId::of(bytes)
+            } else {
+                self.put_object(bytes)?
+            };
+            found |= stored.as_bytes() == id.as_bytes();
+        }
+        if !found {
+            return Err(Error::Malformed {
+                what: "layer",
+                reason: format!("the objects of layer {id} do not hold it"),
+            });
+        }
+        self.layer(id)
     }
 
     /// The layer `id`.

@@ -63,7 +63,13 @@ fn push_then_pull_with_the_cli() {
     let layout = dir.path().join("layout");
     ok(&layerstore(
         &src,
-        &["export-oci", "app", &format!("{}:app", layout.display())],
+        &[
+            "export-oci",
+            "app",
+            &format!("{}:app", layout.display()),
+            "--compression",
+            "zstd-seekable",
+        ],
     ));
     let other = format!("{}/cli/other:v1", server.host);
     let reused = ok(&layerstore(&src, &["push", "app", &other, "--insecure"]));
@@ -80,6 +86,10 @@ fn push_then_pull_with_the_cli() {
         &target,
         &["pull", &dest, "--tag", "got", "--insecure"],
     ));
+    assert!(
+        pulled.contains("layers pulled a chunk at a time: 1 "),
+        "{pulled}"
+    );
     let id = pulled.lines().last().unwrap();
     assert!(id.starts_with("blake3:") && id.len() == 71, "{pulled}");
     let images = ok(&layerstore(&target, &["images"]));

@@ -7,6 +7,8 @@ mod common;
 mod image;
 mod layout;
 mod podman;
+mod proxy;
+mod seekable;
 mod server;
 mod token;
 mod transport;

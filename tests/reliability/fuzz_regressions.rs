@@ -11,7 +11,7 @@ use super::new_store;
 /// A fuzz target's entry point: whether the reader accepted the input.
 type Target = fn(&[u8]) -> bool;
 
-const TARGETS: [(&str, Target); 11] = [
+const TARGETS: [(&str, Target); 12] = [
     ("config", fuzzing::config),
     ("index", fuzzing::index),
     ("frame", fuzzing::frame),
@@ -26,6 +26,7 @@ const TARGETS: [(&str, Target); 11] = [
     }),
     ("containerfile", fuzzing::containerfile),
     ("layer_tar", fuzzing::layer_tar),
+    ("seekable_toc", fuzzing::seekable_toc),
 ];
 
 fn files_in(dir: &Path, seeds_only: bool) -> Vec<std::path::PathBuf> {

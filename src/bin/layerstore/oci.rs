@@ -1,6 +1,6 @@
 //! OCI image layouts: `import-oci LAYOUT[:REF] [--tag NAME]` (also a
 //! `docker save` archive) and `export-oci IMAGE LAYOUT[:REF]
-//! [--compression gzip|zstd|none]`.
+//! [--compression gzip|zstd|zstd-seekable|none]`.
 
 use std::path::PathBuf;
 
@@ -23,7 +23,11 @@ pub(crate) struct ExportArgs {
     image: String,
     /// The layout directory, optionally `:REF`.
     layout: String,
-    #[arg(long, default_value = "gzip", value_name = "gzip|zstd|none")]
+    #[arg(
+        long,
+        default_value = "gzip",
+        value_name = "gzip|zstd|zstd-seekable|none"
+    )]
     compression: String,
 }
 

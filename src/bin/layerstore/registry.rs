@@ -18,6 +18,15 @@ pub(crate) struct PushArgs {
     /// Plain http (a loopback registry only).
     #[arg(long)]
     insecure: bool,
+    /// How layers are compressed: `zstd-seekable` (any current client reads
+    /// it as zstd; layerstore pulls it a chunk at a time), `gzip` for the
+    /// oldest clients, `zstd`, `none`.
+    #[arg(
+        long,
+        default_value = "zstd-seekable",
+        value_name = "zstd-seekable|gzip|zstd|none"
+    )]
+    compression: String,
 }
 
 #[derive(clap::Args)]
@@ -70,7 +79,9 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
             ));
         }
     };
-    let options = PushOptions::default().progress(&progress);
+    let options = PushOptions::default()
+        .progress(&progress)
+        .compression(args.compression.parse()?);
     let report = Exchange::new(&store).push(&reg, &id, &dest, &options);
     Output::finish(bar);
     let report = report?;
@@ -128,11 +139,30 @@ pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
                 "blobs_fetched": report.blobs_fetched,
                 "bytes_fetched": report.bytes_fetched,
                 "layers_skipped": report.layers_skipped,
+                "layers_partial": report.layers_partial,
+                "chunks_fetched": report.chunks_fetched,
+                "layers_size": report.layers_size,
+                "fetched_whole": report.fetched_whole,
             })
         },
         || {
             outln!("blobs fetched: {}", report.blobs_fetched);
             outln!("layers already present: {}", report.layers_skipped);
+            if report.layers_partial > 0 {
+                outln!(
+                    "layers pulled a chunk at a time: {} ({} chunks)",
+                    report.layers_partial,
+                    report.chunks_fetched
+                );
+            }
+            for why in &report.fetched_whole {
+                outln!("fetched whole: {why}");
+            }
+            outln!(
+                "bytes fetched: {} of the layers' {}",
+                report.bytes_fetched,
+                report.layers_size
+            );
             outln!("{id}");
         },
     );

@@ -28,7 +28,7 @@ mod tests;
 #[cfg(feature = "fuzzing")]
 pub(crate) use self::read::fuzz_read_layer_tar;
 pub(crate) use self::read::read_layer_tar;
-pub(crate) use self::write::write_layer_tar;
+pub(crate) use self::write::{ChunkMarks, write_layer_tar, write_layer_tar_marked};
 
 use crate::error::Error;
 use crate::tree::Timestamp;

@@ -7,6 +7,7 @@ use super::{OPAQUE, WHITEOUT, format_pax_time, oci_err};
 use crate::error::{Error, Result};
 use crate::fsutil::device;
 use crate::store::Store;
+use crate::store::chunk_list::ChunkRef;
 use crate::tree::{Entry, EntryKind, Layer, Metadata, Timestamp, TreePath};
 
 /// The largest value a ustar octal field of 8 bytes holds.
@@ -20,6 +21,25 @@ const USTAR_MAX_12_SIGNED: i64 = 0o77_777_777_777;
 /// [`Exchange::write_layer_tar`](crate::oci::Exchange::write_layer_tar) of a
 /// layer of `store`.
 pub(crate) fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) -> Result<W> {
+    write_layer_tar_marked(store, layer, out, None)
+}
+
+/// Told where each chunk of file content begins in a tar stream being
+/// written: every byte before it has been written to the stream's writer
+/// when [`chunk_starts`](Self::chunk_starts) is called (the seekable format
+/// cuts its frames there).
+pub(crate) trait ChunkMarks {
+    /// The next byte written is the first of `chunk`.
+    fn chunk_starts(&self, chunk: &ChunkRef) -> io::Result<()>;
+}
+
+/// [`write_layer_tar`], telling `marks` (if any) where each chunk begins.
+pub(crate) fn write_layer_tar_marked<W: Write>(
+    store: &Store,
+    layer: &Layer,
+    out: W,
+    marks: Option<&dyn ChunkMarks>,
+) -> Result<W> {
     // Every member, sorted by its path in the tar, so parents come first.
     enum Item<'a> {
         Entry(&'a Entry),
@@ -53,7 +73,7 @@ pub(crate) fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) ->
     items.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     for (_, _, path, item) in items {
         match item {
-            Item::Entry(entry) => append_entry(&mut builder, store, entry)?,
+            Item::Entry(entry) => append_entry(&mut builder, store, entry, marks)?,
             Item::Whiteout | Item::Opaque => {
                 let meta = Metadata::new(0o644);
                 let header = header_for(
@@ -72,7 +92,12 @@ pub(crate) fn write_layer_tar<W: Write>(store: &Store, layer: &Layer, out: W) ->
     builder.into_inner().map_err(io_err)
 }
 
-fn append_entry<W: Write>(builder: &mut tar::Builder<W>, store: &Store, e: &Entry) -> Result<()> {
+fn append_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    store: &Store,
+    e: &Entry,
+    marks: Option<&dyn ChunkMarks>,
+) -> Result<()> {
     let io_err = |err: io::Error| match err.into_inner() {
         Some(inner) => match inner.downcast::<Error>() {
             // The store's own error (Corrupt naming the pack, ChunkNotFound…).
@@ -97,9 +122,20 @@ fn append_entry<W: Write>(builder: &mut tar::Builder<W>, store: &Store, e: &Entr
                 None,
                 None,
             )?;
-            builder
-                .append(&header, store.reader(chunks))
-                .map_err(io_err)
+            match marks {
+                None => builder.append(&header, store.reader(chunks)),
+                Some(marks) => builder.append(
+                    &header,
+                    MarkedChunks {
+                        store,
+                        chunks: chunks.chunks(),
+                        buf: Vec::new(),
+                        pos: 0,
+                        marks,
+                    },
+                ),
+            }
+            .map_err(io_err)
         }
         EntryKind::Dir => {
             if !e.path.is_root() {
@@ -153,6 +189,38 @@ fn append_entry<W: Write>(builder: &mut tar::Builder<W>, store: &Store, e: &Entr
             let header = header_for(builder, &name, tar::EntryType::Fifo, &e.meta, 0, None, None)?;
             builder.append(&header, io::empty()).map_err(io_err)
         }
+    }
+}
+
+/// A file's content read a chunk at a time, `marks` told before the first
+/// byte of each is handed out. (`tar` copies with `io::copy`, which writes
+/// all it has read before it reads again.)
+struct MarkedChunks<'a> {
+    store: &'a Store,
+    chunks: &'a [ChunkRef],
+    buf: Vec<u8>,
+    pos: usize,
+    marks: &'a dyn ChunkMarks,
+}
+
+impl io::Read for MarkedChunks<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            let Some((chunk, rest)) = self.chunks.split_first() else {
+                return Ok(0);
+            };
+            self.marks.chunk_starts(chunk)?;
+            self.buf = self
+                .store
+                .read_listed_chunk(*chunk)
+                .map_err(io::Error::other)?;
+            self.chunks = rest;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -1,0 +1,145 @@
+//! Writing a layer as a seekable blob: the tar compressed in zstd frames cut
+//! where chunks begin, then the TOC and the footer.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use sha2::Digest as _;
+
+use super::toc::{Toc, TocChunk, TocFrame, TocPosition};
+use crate::error::{Error, Result};
+use crate::oci::compress::{BLOCK, Compression, ParallelCompressor};
+use crate::oci::digest::format_digest;
+use crate::oci::tar::{ChunkMarks, write_layer_tar_marked};
+use crate::store::Store;
+use crate::store::chunk_list::ChunkRef;
+use crate::tree::{Layer, layer_objects};
+
+/// The zstd level of the TOC: it is read before anything else of a lazy
+/// view, so it is worth compressing harder than the content.
+const TOC_LEVEL: i32 = 12;
+
+/// What writing a seekable layer gave.
+pub(crate) struct SeekableLayer<W> {
+    /// The writer, every byte written.
+    pub(crate) inner: W,
+    /// `sha256:` of the tar (the layer's `DiffID`).
+    pub(crate) diff_id: String,
+    /// `sha256:` and length of the blob.
+    pub(crate) digest: String,
+    pub(crate) len: u64,
+    /// Where the TOC is and the `sha256:` of its frame.
+    pub(crate) toc: TocPosition,
+    pub(crate) toc_digest: String,
+}
+
+/// The frames being cut: the compressor, and where each chunk went.
+struct Framer<W: Write + Send + 'static> {
+    compressor: ParallelCompressor<W>,
+    /// Chunk id to (block, offset in it, length), the first place of each.
+    chunks: HashMap<[u8; 32], (u64, usize, u32)>,
+    /// Whether the current block holds the start of a chunk.
+    chunk_in_block: bool,
+}
+
+/// The tar's writer and the chunk marks: two views of one [`Framer`].
+struct Shared<'a, W: Write + Send + 'static>(&'a RefCell<Framer<W>>);
+
+impl<W: Write + Send + 'static> Write for Shared<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().compressor.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write + Send + 'static> ChunkMarks for Shared<'_, W> {
+    /// One chunk a frame: the frame is cut before each chunk but the first
+    /// in it (the tar headers before a chunk share its frame), and before
+    /// any chunk that would not fit a block.
+    fn chunk_starts(&self, chunk: &ChunkRef) -> io::Result<()> {
+        let mut framer = self.0.borrow_mut();
+        let (_, offset) = framer.compressor.position();
+        if framer.chunk_in_block || offset + chunk.len as usize > BLOCK {
+            framer.compressor.cut()?;
+        }
+        let (block, offset) = framer.compressor.position();
+        framer
+            .chunks
+            .entry(*chunk.id.as_bytes())
+            .or_insert((block, offset, chunk.len));
+        framer.chunk_in_block = true;
+        Ok(())
+    }
+}
+
+/// Writes `layer` of `store` to `out` as a seekable blob compressed at zstd
+/// `level`.
+pub(crate) fn write_seekable_layer<W: Write + Send + 'static>(
+    store: &Store,
+    layer: &Layer,
+    out: W,
+    level: i32,
+) -> Result<SeekableLayer<W>> {
+    let framer = RefCell::new(Framer {
+        compressor: ParallelCompressor::new(out, Compression::Zstd, Some(level)),
+        chunks: HashMap::new(),
+        chunk_in_block: false,
+    });
+    write_layer_tar_marked(store, layer, Shared(&framer), Some(&Shared(&framer)))?;
+    let Framer {
+        compressor, chunks, ..
+    } = framer.into_inner();
+    let io_err = |e: io::Error| Error::io("write", "seekable layer", e);
+    let mut done = compressor.finish().map_err(io_err)?;
+
+    let (layer_id, objects) = layer_objects(layer);
+    let toc_frames: Vec<TocFrame> = done
+        .blocks
+        .iter()
+        .map(|&(len, raw)| TocFrame { len, raw })
+        .collect();
+    let mut toc_chunks: Vec<TocChunk> = chunks
+        .into_iter()
+        .map(|(id, (block, offset, len))| TocChunk {
+            id,
+            // Blocks and offsets within one are bounded by the block count
+            // and BLOCK, both far below u32::MAX.
+            frame: u32::try_from(block).unwrap_or(u32::MAX),
+            offset: u32::try_from(offset).unwrap_or(u32::MAX),
+            len,
+        })
+        .collect();
+    toc_chunks.sort_unstable_by_key(|c| c.id);
+    let toc = Toc {
+        layer: *layer_id.as_bytes(),
+        objects,
+        frames: toc_frames,
+        chunks: toc_chunks,
+        prefetch: Vec::new(),
+    };
+    let (frame, raw) = toc.to_frame(TOC_LEVEL)?;
+    let position = TocPosition {
+        offset: done.len,
+        len: frame.len() as u64,
+        raw,
+    };
+    let toc_digest = format_digest(&sha2::Sha256::digest(&frame));
+    let footer = position.footer();
+    done.inner.write_all(&frame).map_err(io_err)?;
+    done.inner.write_all(&footer).map_err(io_err)?;
+    done.inner.flush().map_err(io_err)?;
+    done.hasher.update(&frame);
+    done.hasher.update(footer);
+    Ok(SeekableLayer {
+        inner: done.inner,
+        diff_id: done.plain_digest,
+        digest: format_digest(&done.hasher.finalize()),
+        len: done.len + frame.len() as u64 + footer.len() as u64,
+        toc: position,
+        toc_digest,
+    })
+}

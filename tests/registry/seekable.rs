@@ -1,0 +1,464 @@
+//! Seekable layers through a real registry: what `push` writes by default
+//! (tar+zstd in frames cut at chunks, a TOC, a footer) is read by skopeo as
+//! an ordinary layer; `pull` of it fetches the TOC and only the frames of
+//! the chunks the store lacks, counted by a proxy in front of the registry
+//! that also refuses ranges, flips bytes and cuts connections; and layers
+//! another client recompressed are known by their `DiffID`.
+
+use std::path::Path;
+use std::process::Command;
+
+use layerstore::oci::{
+    Exchange, ImportOptions, PullReport, PushOptions, Registry, RegistryOptions, RegistryRef,
+};
+use layerstore::{FsckOptions, ImageId, Store, StoreOptions};
+
+use crate::layout::{describe, noise, run, tools_present};
+use crate::proxy::{Fault, Proxy};
+use crate::server::Server;
+
+const TOC_DIGEST: &str = "dev.layerstore.seekable.toc.digest";
+const TOC_POSITION: &str = "dev.layerstore.seekable.toc.position";
+
+fn registry(host: &str) -> Registry {
+    Registry::new(host, &RegistryOptions::default().insecure(true)).unwrap()
+}
+
+fn reference(host: &str, name: &str) -> RegistryRef {
+    format!("{host}/{name}").parse().unwrap()
+}
+
+/// Commits `dir` as a one-layer image (a whole tree, as a base image is).
+fn commit(store: &Store, dir: &Path) -> ImageId {
+    let tree = store
+        .scan(dir, &layerstore::ScanOptions::default())
+        .unwrap()
+        .snapshot;
+    let id = store
+        .put_child_image(
+            None,
+            &layerstore::Snapshot::empty().diff(&tree),
+            &tree,
+            None,
+            layerstore::History::default(),
+        )
+        .unwrap();
+    store.flush().unwrap();
+    id
+}
+
+fn checkout(store: &Store, id: &ImageId, dest: &Path) -> Vec<String> {
+    let tree = store.image_tree(id).unwrap();
+    store
+        .checkout(&tree, dest, &layerstore::CheckoutOptions::default())
+        .unwrap();
+    describe(dest)
+}
+
+fn clean(store: &Store) -> bool {
+    store.fsck(&FsckOptions::default()).unwrap().is_clean()
+}
+
+/// A base image's tree: one big file, many small ones, links.
+fn base_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("usr/lib")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::write(dir.join("usr/lib/big.so"), noise(4 << 20, 11)).unwrap();
+    for i in 0..40 {
+        std::fs::write(
+            dir.join(format!("etc/conf-{i:02}")),
+            format!("setting {i}\n").repeat(50 + i),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink("usr/lib/big.so", dir.join("link")).unwrap();
+    std::fs::hard_link(dir.join("etc/conf-00"), dir.join("etc/hard")).unwrap();
+}
+
+/// The next release of `base_tree`: two distant pieces of the big file
+/// changed, one small file changed, one added.
+fn upgrade(dir: &Path) {
+    let big = dir.join("usr/lib/big.so");
+    let mut bytes = std::fs::read(&big).unwrap();
+    bytes[100_000..100_100].copy_from_slice(&[7; 100]);
+    let end = bytes.len() - 200_000;
+    bytes[end..end + 100].copy_from_slice(&[9; 100]);
+    std::fs::write(&big, bytes).unwrap();
+    std::fs::write(dir.join("etc/conf-07"), b"changed\n").unwrap();
+    std::fs::write(dir.join("usr/lib/new.so"), noise(300_000, 12)).unwrap();
+}
+
+/// The manifest of `name` as JSON.
+fn manifest(reg: &Registry, name: &str) -> serde_json::Value {
+    let (repo, tag) = name.split_once(':').unwrap();
+    serde_json::from_slice(&reg.manifest(repo, tag).unwrap().0).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    server: Server,
+    proxy: Proxy,
+    src: Store,
+    v1: ImageId,
+    v2: ImageId,
+    v1_tree: Vec<String>,
+    v2_tree: Vec<String>,
+}
+
+/// A registry holding `demo/base:v1` and `demo/base:v2` pushed from `src`
+/// with the default (seekable) compression, and a proxy in front of it.
+fn fixture(what: &str) -> Option<Fixture> {
+    let server = Server::start(what)?;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let tree = root.join("tree");
+    base_tree(&tree);
+    let src = Store::create(root.join("src"), &StoreOptions::default()).unwrap();
+    let v1 = commit(&src, &tree);
+    upgrade(&tree);
+    let v2 = commit(&src, &tree);
+    let reg = registry(&server.host);
+    for (id, tag) in [(&v1, "v1"), (&v2, "v2")] {
+        Exchange::new(&src)
+            .push(
+                &reg,
+                id,
+                &reference(&server.host, &format!("demo/base:{tag}")),
+                &PushOptions::default(),
+            )
+            .unwrap();
+    }
+    let v1_tree = checkout(&src, &v1, &root.join("v1-src"));
+    let v2_tree = checkout(&src, &v2, &root.join("v2-src"));
+    let proxy = Proxy::start(&server.host);
+    Some(Fixture {
+        _dir: dir,
+        root,
+        server,
+        proxy,
+        src,
+        v1,
+        v2,
+        v1_tree,
+        v2_tree,
+    })
+}
+
+impl Fixture {
+    fn store(&self, name: &str) -> Store {
+        Store::create(self.root.join(name), &StoreOptions::default()).unwrap()
+    }
+
+    fn pull(&self, store: &Store, tag: &str) -> layerstore::Result<(ImageId, PullReport)> {
+        Exchange::new(store).pull(
+            &registry(&self.proxy.host),
+            &reference(&self.proxy.host, &format!("demo/base:{tag}")),
+            None,
+            &|_| {},
+        )
+    }
+
+    /// A store holding v1, pulled straight from the registry.
+    fn store_with_v1(&self, name: &str) -> Store {
+        let store = self.store(name);
+        let (id, _) = Exchange::new(&store)
+            .pull(
+                &registry(&self.server.host),
+                &reference(&self.server.host, "demo/base:v1"),
+                None,
+                &|_| {},
+            )
+            .unwrap();
+        assert_eq!(id, self.v1);
+        store
+    }
+}
+
+#[test]
+fn a_seekable_push_is_an_ordinary_zstd_layer_to_skopeo_and_pulls_only_missing_chunks() {
+    if !tools_present("seekable layers")
+        || !crate::server::require_tool("/usr/bin/zstd", "seekable layers")
+    {
+        return;
+    }
+    let Some(fx) = fixture("seekable layers") else {
+        return;
+    };
+    let reg = registry(&fx.server.host);
+    let m = manifest(&reg, "demo/base:v2");
+    let layer = &m["layers"][0];
+    assert_eq!(
+        layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+        "{m}"
+    );
+    let size = layer["size"].as_u64().unwrap();
+    assert!(
+        layer["annotations"][TOC_DIGEST]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:"))
+    );
+    let position = layer["annotations"][TOC_POSITION].as_str().unwrap();
+    let parts: Vec<u64> = position.split(':').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(parts[0] + parts[1] + 48, size, "{position}");
+
+    // skopeo copies it as any layer (digests verified); our import of that
+    // layout, which reads the blob whole with an ordinary zstd decoder and
+    // checks the DiffID, gives the same image.
+    let copied = fx.root.join("copied");
+    run(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/demo/base:v2", fx.server.host))
+        .arg(format!("oci:{}:v2", copied.display())));
+    let imported = fx.store("imported");
+    let id = Exchange::new(&imported)
+        .import_layout(&copied, Some("v2"), &ImportOptions::default())
+        .unwrap();
+    assert_eq!(id, fx.v2);
+    // The blob's bytes decompress, with the zstd tool, to a tar whose sha256
+    // is the DiffID (the TOC and footer are skipped as skippable frames).
+    let blob = copied
+        .join("blobs/sha256")
+        .join(&layer["digest"].as_str().unwrap()["sha256:".len()..]);
+    let tar = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc < {} | sha256sum", blob.display())));
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            copied
+                .join("blobs/sha256")
+                .join(&m["config"]["digest"].as_str().unwrap()["sha256:".len()..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        format!("sha256:{}", tar.split_whitespace().next().unwrap()),
+        config["rootfs"]["diff_ids"][0].as_str().unwrap()
+    );
+
+    // A fresh store pulls v1 a piece at a time: everything, verified.
+    let fresh = fx.store("fresh");
+    fx.proxy.take_counts();
+    let (id, report) = fx.pull(&fresh, "v1").unwrap();
+    assert_eq!(id, fx.v1);
+    assert_eq!(
+        (report.layers_partial, report.layers_skipped),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.bytes_fetched,
+        fx.proxy.take_counts().blob_bytes,
+        "{report:?}"
+    );
+    assert_eq!(checkout(&fresh, &id, &fx.root.join("fresh-v1")), fx.v1_tree);
+    assert!(clean(&fresh));
+
+    // Holding v1, it pulls v2 fetching the TOC and the frames of the few
+    // chunks that changed: a small part of the layer.
+    let (id, report) = fx.pull(&fresh, "v2").unwrap();
+    let counts = fx.proxy.take_counts();
+    assert_eq!(id, fx.v2);
+    assert_eq!(report.layers_partial, 1, "{report:?}");
+    assert_eq!(report.bytes_fetched, counts.blob_bytes, "{report:?}");
+    assert_eq!(counts.whole_blobs, 1, "the config only: {counts:?}");
+    assert!(
+        report.bytes_fetched * 4 < report.layers_size,
+        "fetched {} of {}: {report:?}",
+        report.bytes_fetched,
+        report.layers_size
+    );
+    assert!(
+        report.chunks_fetched >= 3 && report.chunks_fetched < 20,
+        "{report:?}"
+    );
+    assert_eq!(checkout(&fresh, &id, &fx.root.join("fresh-v2")), fx.v2_tree);
+    assert!(clean(&fresh));
+    // The same layers as the pusher's: a second pull has nothing to fetch.
+    assert_eq!(
+        fresh.image(&id).unwrap().layers(),
+        fx.src.image(&fx.v2).unwrap().layers()
+    );
+    let (_, again) = fx.pull(&fresh, "v2").unwrap();
+    assert_eq!(
+        (again.layers_skipped, again.layers_partial),
+        (1, 0),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn layers_another_client_recompressed_are_known_by_their_diff_id() {
+    if !tools_present("recompressed layers") {
+        return;
+    }
+    let Some(fx) = fixture("recompressed layers") else {
+        return;
+    };
+    // skopeo recompresses v1 with gzip into another repository: new blob
+    // digests, the same DiffIDs.
+    run(Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--dest-compress-format",
+            "gzip",
+        ])
+        .arg(format!("docker://{}/demo/base:v1", fx.server.host))
+        .arg(format!("docker://{}/demo/copy:v1", fx.server.host)));
+    let reg = registry(&fx.server.host);
+    let ours = manifest(&reg, "demo/base:v1");
+    let theirs = manifest(&reg, "demo/copy:v1");
+    assert_ne!(ours["layers"][0]["digest"], theirs["layers"][0]["digest"]);
+    let store = fx.store_with_v1("holder");
+    fx.proxy.take_counts();
+    let (id, report) = Exchange::new(&store)
+        .pull(
+            &registry(&fx.proxy.host),
+            &reference(&fx.proxy.host, "demo/copy:v1"),
+            None,
+            &|_| {},
+        )
+        .unwrap();
+    let counts = fx.proxy.take_counts();
+    assert_eq!(report.layers_skipped, 1, "{report:?}");
+    assert_eq!(
+        (counts.whole_blobs, counts.ranges),
+        (1, 0),
+        "the config only"
+    );
+    assert_eq!(
+        store.image(&id).unwrap().layers(),
+        store.image(&fx.v1).unwrap().layers()
+    );
+}
+
+#[test]
+fn a_registry_that_serves_no_ranges_gets_whole_blobs() {
+    let Some(fx) = fixture("a registry without ranges") else {
+        return;
+    };
+    let store = fx.store_with_v1("holder");
+    fx.proxy.set_fault(Fault::NoRanges);
+    let (id, report) = fx.pull(&store, "v2").unwrap();
+    let counts = fx.proxy.take_counts();
+    assert_eq!(id, fx.v2);
+    assert_eq!(report.layers_partial, 0, "{report:?}");
+    assert_eq!(report.fetched_whole.len(), 1, "{report:?}");
+    assert!(
+        report.fetched_whole[0].contains("ranges"),
+        "{:?}",
+        report.fetched_whole
+    );
+    // The TOC request came back whole (dropped unread), then the layer.
+    assert_eq!(counts.ranges, 0, "{counts:?}");
+    assert_eq!(checkout(&store, &id, &fx.root.join("out")), fx.v2_tree);
+    assert!(clean(&store));
+}
+
+#[test]
+fn wrong_bytes_and_cut_connections_fail_naming_the_blob_and_keep_what_verified() {
+    let Some(fx) = fixture("faults in a partial pull") else {
+        return;
+    };
+    let layer = manifest(&registry(&fx.server.host), "demo/base:v2")["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A clean partial pull, for the count of chunks v2 adds to v1.
+    let reference_store = fx.store_with_v1("reference");
+    let (_, clean_pull) = fx.pull(&reference_store, "v2").unwrap();
+    let missing = clean_pull.chunks_fetched;
+    assert!(missing >= 3, "{clean_pull:?}");
+
+    // A flipped byte in a frame: refused, naming the blob and the offset;
+    // nothing wrong is stored, the store stays sound.
+    let store = fx.store_with_v1("flipped");
+    fx.proxy.set_fault(Fault::FlipAfterFirstRange);
+    let err = fx.pull(&store, "v2").unwrap_err().to_string();
+    assert!(err.contains(&layer), "{err}");
+    assert!(err.contains("offset"), "{err}");
+    assert!(clean(&store));
+    assert!(store.resolve_image(&fx.v2.to_string()).is_err());
+
+    // A connection cut in the middle of a range: an error naming the blob;
+    // the chunks that verified before it are kept, and the next pull
+    // fetches only the rest.
+    let store = fx.store_with_v1("cut");
+    let chunks = |s: &Store| s.stats().unwrap().chunks;
+    let before = chunks(&store);
+    fx.proxy.set_fault(Fault::CutFromThirdRange);
+    let err = fx.pull(&store, "v2").unwrap_err().to_string();
+    assert!(err.contains(&layer), "{err}");
+    assert!(clean(&store));
+    let kept = chunks(&store) - before;
+    eprintln!("the cut pull kept {kept} of {missing} chunks");
+    fx.proxy.set_fault(Fault::None);
+    let (id, report) = fx.pull(&store, "v2").unwrap();
+    assert_eq!(
+        report.chunks_fetched + kept,
+        missing,
+        "kept {kept}: {report:?}"
+    );
+    assert_eq!(checkout(&store, &id, &fx.root.join("out")), fx.v2_tree);
+    assert!(clean(&store));
+}
+
+#[test]
+fn a_toc_that_does_not_match_its_manifest_is_refused() {
+    let Some(fx) = fixture("a bad table of contents") else {
+        return;
+    };
+    let reg = registry(&fx.server.host);
+    let good = manifest(&reg, "demo/base:v2");
+    let size = good["layers"][0]["size"].as_u64().unwrap();
+    let position = good["layers"][0]["annotations"][TOC_POSITION]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (at, rest) = position.split_once(':').unwrap();
+    let len = rest.split(':').next().unwrap();
+    let cases = [
+        (
+            "wrong-digest",
+            TOC_DIGEST,
+            format!("sha256:{}", "0".repeat(64)),
+            "table of contents",
+        ),
+        (
+            "past-the-end",
+            TOC_POSITION,
+            format!("{size}:100:100"),
+            "footer",
+        ),
+        (
+            "oversized",
+            TOC_POSITION,
+            format!("{at}:{len}:{}", 1u64 << 31),
+            "limits",
+        ),
+        ("garbage", TOC_POSITION, "1:2".to_owned(), "annotation"),
+    ];
+    for (tag, key, value, says) in cases {
+        let mut bad = good.clone();
+        bad["layers"][0]["annotations"][key] = serde_json::Value::String(value);
+        reg.put_manifest(
+            "demo/base",
+            tag,
+            serde_json::to_vec(&bad).unwrap(),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        .unwrap();
+        let store = fx.store(tag);
+        let err = fx.pull(&store, tag).unwrap_err().to_string();
+        assert!(err.contains(says), "{tag}: {err}");
+        assert!(
+            err.contains(good["layers"][0]["digest"].as_str().unwrap()),
+            "{tag}: {err}"
+        );
+        assert!(clean(&store), "{tag}");
+    }
+    let _ = &fx.src;
+}
