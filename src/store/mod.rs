@@ -33,6 +33,7 @@ mod mmap;
 mod pack;
 mod read;
 mod refs;
+mod source;
 mod stats;
 mod verify;
 mod write;
@@ -60,6 +61,7 @@ pub use self::copy::CopyReport;
 pub use self::gc::GcReport;
 pub use self::read::ChunkReader;
 pub(crate) use self::refs::is_ref_part;
+pub use self::source::ChunkSource;
 pub use self::stats::{PackStats, StoreStats};
 
 /// Bytes of decompressed frames kept for reads.
@@ -97,6 +99,8 @@ pub struct Store {
     auto_maintenance: AtomicBool,
     /// Set when a pack is committed, cleared when maintenance runs.
     maintenance_due: AtomicBool,
+    /// Where chunks the store lacks are fetched from ([`Store::set_chunk_source`]).
+    source: RwLock<Option<std::sync::Arc<dyn ChunkSource>>>,
 }
 
 /// Opening and creating
@@ -225,6 +229,7 @@ impl Store {
             refreshing: Mutex::new(()),
             auto_maintenance: AtomicBool::new(true),
             maintenance_due: AtomicBool::new(false),
+            source: RwLock::new(None),
             root,
         };
         store.refresh()?;

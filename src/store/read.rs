@@ -47,7 +47,14 @@ impl Store {
                 let bytes = self.read_located(&file, &path, seq, &loc)?;
                 (bytes, path.to_path_buf(), loc.payload_offset)
             }
-            None => return self.read_committed_chunk(id),
+            None => {
+                return match self.read_committed_chunk(id) {
+                    Err(Error::ChunkNotFound { .. }) if self.has_chunk_source() => {
+                        self.fetch_from_source(id)
+                    }
+                    other => other,
+                };
+            }
         };
         if ChunkId::of(&bytes) != *id {
             return Err(Error::corrupt(
