@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 
 /// Fsyncs the directory `dir`, so that renames into it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    if fault::omitted("fsync directory", dir) {
+        return Ok(());
+    }
     fault::check("fsync directory", dir).map_err(|e| Error::io("fsync directory", dir, e))?;
     let handle = std::fs::File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
     handle
@@ -23,6 +26,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Fsyncs the file `file` whose path is `path` (for the error message).
 pub(crate) fn sync_file(file: &std::fs::File, path: &Path) -> Result<()> {
+    if fault::omitted("fsync", path) {
+        return Ok(());
+    }
     fault::check("fsync", path)
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io("fsync", path, e))
@@ -30,13 +36,39 @@ pub(crate) fn sync_file(file: &std::fs::File, path: &Path) -> Result<()> {
 
 /// Renames `from` to `to` and fsyncs the destination's directory.
 pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
-    fault::check("rename into place", to)
+    fault::check_rename(from, to)
         .and_then(|()| std::fs::rename(from, to))
         .map_err(|e| Error::io("rename into place", to, e))?;
     if let Some(dir) = to.parent() {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Creates the directory `dir` and its missing parents, fsyncing the parent
+/// of each one created, so that a file later renamed into `dir` (and made
+/// durable there) keeps its path after a crash: an fsync of `dir` makes its
+/// entries durable, not `dir`'s own entry in its parent.
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    // Another process creating it at this moment fsyncs its parent itself,
+    // before it relies on it.
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        create_dir(parent)?;
+    }
+    match fault::check("create directory", dir).and_then(|()| std::fs::create_dir(dir)) {
+        Ok(()) => {}
+        // Created meanwhile: fsync its parent all the same.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(Error::io("create directory", dir, e)),
+    }
+    match parent {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
 }
 
 /// Writes `bytes` to `dest` atomically and durably, staging the file in `tmp_dir`
@@ -197,6 +229,18 @@ mod tests {
         writeback.grown(1);
         let err = writeback.finish(Path::new("/x/pack")).unwrap_err();
         assert!(err.to_string().contains("/x/pack"), "{err}");
+    }
+
+    #[test]
+    fn create_dir_makes_the_missing_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dir(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir(&deep).unwrap();
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let err = create_dir(&dir.path().join("file/sub")).unwrap_err();
+        assert!(err.to_string().contains("file/sub"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,14 @@
 //! [`arm_pause`] makes an operation sleep at a named point (gc between its
 //! walk and its sweep), so that a test can show the store locked there; the
 //! CLI arms it from `LAYERSTORE_FAULT_PAUSE` (`<point>:<milliseconds>`).
+//!
+//! [`arm_record`] makes the sites beneath a root log what they do instead of
+//! failing: each site's op and path (and a rename's source), and the bytes
+//! of every file written, read just before the next site. From that log the
+//! crash-state tests (`tests/reliability/crash_states.rs`) build the states a
+//! power loss could leave. [`omit`] turns one kind of site (`"fsync"`,
+//! `"fsync directory"`) into a no-op there: a deliberately broken write
+//! order, to show that those tests catch one.
 
 #[cfg(feature = "fault-injection")]
 mod imp {
@@ -40,6 +48,57 @@ mod imp {
         kill: bool,
         /// The site that failed: its op and path.
         hit: Option<(String, PathBuf)>,
+        /// What the sites did, when recording.
+        record: Option<Recording>,
+        /// The op whose sites do nothing (a test's broken write order).
+        omit: Option<&'static str>,
+    }
+
+    /// The log of a recording plan.
+    #[derive(Default)]
+    struct Recording {
+        events: Vec<Recorded>,
+        /// Files written since the last event, to read at the next one.
+        dirty: Vec<PathBuf>,
+    }
+
+    impl Recording {
+        /// Reads the files written since the last event into the log.
+        fn settle(&mut self) {
+            for path in std::mem::take(&mut self.dirty) {
+                if let Ok(bytes) = std::fs::read(&path) {
+                    self.events.push(Recorded::Content { path, bytes });
+                }
+            }
+        }
+    }
+
+    /// What a write site beneath a recorded root did (see [`arm_record`]).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum Recorded {
+        /// A site reached, just before its call: the op as the site names it
+        /// (`"create"`, `"write"`, `"fsync"`, `"rename into place"`,
+        /// `"fsync directory"`, `"remove"`, `"create directory"`, …), the
+        /// path, and for a rename its source.
+        Site {
+            /// The op.
+            op: &'static str,
+            /// The path it acts on (a rename's destination).
+            path: PathBuf,
+            /// A rename's source.
+            from: Option<PathBuf>,
+        },
+        /// The bytes of a file that a `"create"` or `"write"` site wrote,
+        /// read just before the next event.
+        Content {
+            /// The file.
+            path: PathBuf,
+            /// Its bytes then.
+            bytes: Vec<u8>,
+        },
+        /// A point marked with [`mark`] (an operation acknowledged, say).
+        Mark(String),
     }
 
     /// The armed plans, one per root.
@@ -76,7 +135,65 @@ mod imp {
             errno,
             kill,
             hit: None,
+            record: None,
+            omit: None,
         });
+    }
+
+    /// Records every write site reached beneath `root` (none fails) until
+    /// [`take_record`]: its op and path, and the bytes of each file written.
+    /// Replaces any earlier plan for `root`.
+    pub fn arm_record(root: &Path) {
+        arm_plan(root, 0, 0, false);
+        if let Some(plan) = plans().iter_mut().find(|p| p.root == root) {
+            plan.record = Some(Recording::default());
+        }
+    }
+
+    /// Adds `label` to the recording of `root` (a point the caller reached:
+    /// a flush that returned, say).
+    pub fn mark(root: &Path, label: &str) {
+        if let Some(Plan {
+            record: Some(rec), ..
+        }) = plans().iter_mut().find(|p| p.root == root)
+        {
+            rec.settle();
+            rec.events.push(Recorded::Mark(label.to_owned()));
+        }
+    }
+
+    /// Ends the plan for `root`; returns what it recorded (nothing if it was
+    /// not recording).
+    #[must_use]
+    pub fn take_record(root: &Path) -> Vec<Recorded> {
+        let mut plans = plans();
+        let Some(at) = plans.iter().position(|p| p.root == root) else {
+            return Vec::new();
+        };
+        let plan = plans.swap_remove(at);
+        plan.record
+            .map(|mut rec| {
+                rec.settle();
+                rec.events
+            })
+            .unwrap_or_default()
+    }
+
+    /// Test-only, to break the write order on purpose: from now on the sites
+    /// named `op` (`"fsync"` or `"fsync directory"`) beneath `root`, which
+    /// must have a plan, return without doing anything and are not counted
+    /// or recorded.
+    pub fn omit(root: &Path, op: &'static str) {
+        if let Some(plan) = plans().iter_mut().find(|p| p.root == root) {
+            plan.omit = Some(op);
+        }
+    }
+
+    /// Whether the site `op` at `path` is to do nothing (see [`omit`]).
+    pub(crate) fn omitted(op: &'static str, path: &Path) -> bool {
+        plans()
+            .iter()
+            .any(|p| p.omit == Some(op) && path.starts_with(&p.root))
     }
 
     /// Removes the plan for `root`; returns how many sites were reached
@@ -92,11 +209,31 @@ mod imp {
     }
 
     pub(crate) fn check(op: &'static str, path: &Path) -> std::io::Result<()> {
+        check_site(op, path, None)
+    }
+
+    /// [`check`] for a rename of `from` to `to`.
+    pub(crate) fn check_rename(from: &Path, to: &Path) -> std::io::Result<()> {
+        check_site("rename into place", to, Some(from))
+    }
+
+    fn check_site(op: &'static str, path: &Path, from: Option<&Path>) -> std::io::Result<()> {
         let mut plans = plans();
         let Some(plan) = plans.iter_mut().find(|p| path.starts_with(&p.root)) else {
             return Ok(());
         };
         plan.seen += 1;
+        if let Some(rec) = &mut plan.record {
+            rec.settle();
+            rec.events.push(Recorded::Site {
+                op,
+                path: path.to_path_buf(),
+                from: from.map(Path::to_path_buf),
+            });
+            if matches!(op, "create" | "write") {
+                rec.dirty.push(path.to_path_buf());
+            }
+        }
         if plan.seen == plan.fail_at {
             if plan.kill {
                 eprintln!(
@@ -120,7 +257,7 @@ mod imp {
 }
 
 #[cfg(feature = "fault-injection")]
-pub use imp::{arm, arm_kill, disarm};
+pub use imp::{Recorded, arm, arm_kill, arm_record, disarm, mark, omit, take_record};
 
 /// A pause armed at a named point of an operation: `pause` there sleeps.
 #[cfg(feature = "fault-injection")]
@@ -157,7 +294,7 @@ pub(crate) fn pause(point: &'static str) {
 }
 
 #[cfg(feature = "fault-injection")]
-pub(crate) use imp::check;
+pub(crate) use imp::{check, check_rename, omitted};
 
 /// [`check`] for a path that is built only when the feature is on (a write
 /// site on a hot path, such as each chunk written by a checkout).
@@ -190,4 +327,22 @@ pub(crate) fn check_lazy(
 )]
 pub(crate) fn check(_op: &'static str, _path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
+}
+
+/// Without the feature: never fails.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the same signature as the injecting version"
+)]
+pub(crate) fn check_rename(_from: &std::path::Path, _to: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Without the feature: nothing is omitted.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub(crate) fn omitted(_op: &'static str, _path: &std::path::Path) -> bool {
+    false
 }

@@ -21,7 +21,7 @@ use super::maintain::Rewrite;
 use super::verify::{self, PackPass};
 use super::{Store, index, layout, pack};
 use crate::error::{Error, Result};
-use crate::fsutil::{durable, fault};
+use crate::fsutil::durable;
 use crate::id::{ChunkId, PackId};
 
 /// What checking the packs and indexes found (and repaired).
@@ -530,9 +530,7 @@ fn list_packs(dir: &Path) -> Result<(Vec<PackId>, Vec<PackId>)> {
 /// returns where it went.
 fn quarantine(root: &Path, path: &Path) -> Result<PathBuf> {
     let dir = layout::quarantine(root);
-    fault::check("create directory", &dir)
-        .and_then(|()| fs_err::create_dir_all(&dir))
-        .map_err(|e| Error::io("create directory", &dir, e))?;
+    durable::create_dir(&dir)?;
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use super::{Store, layout};
 use crate::error::{Error, Result};
-use crate::fsutil::durable;
+use crate::fsutil::{durable, fault};
 use crate::id::ChunkId;
 
 /// The longest ref file read: longer ones are corrupt.
@@ -48,7 +48,7 @@ impl Store {
             self.flush()?;
         }
         let dir = layout::ref_group(&self.root, group);
-        fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        durable::create_dir(&dir)?;
         durable::write_atomic(
             &self.tmp_dir(),
             &dir.join(name),
@@ -75,7 +75,7 @@ impl Store {
     pub(crate) fn delete_ref(&self, group: &str, name: &str) -> Result<bool> {
         let dir = layout::ref_group(&self.root, group);
         let path = dir.join(name);
-        match std::fs::remove_file(&path) {
+        match fault::check("remove", &path).and_then(|()| std::fs::remove_file(&path)) {
             Ok(()) => {
                 durable::sync_dir(&dir)?;
                 Ok(true)

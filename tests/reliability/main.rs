@@ -1,6 +1,8 @@
 //! Reliability: garbage collection, fsck and repair, (feature
-//! `fault-injection`) gc killed mid-way and write faults in commit, gc, repair and
-//! checkout, and (feature `fuzzing`) the fuzz inputs replayed. One binary.
+//! `fault-injection`) gc killed mid-way, write faults in commit, gc, repair and
+//! checkout, and the crash states a power loss could leave of commit, tag, gc,
+//! consolidation and repair; and (feature `fuzzing`) the fuzz inputs replayed.
+//! One binary.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -8,6 +10,10 @@ mod common;
 mod crash;
 #[cfg(feature = "fault-injection")]
 mod crash_maintain;
+#[cfg(feature = "fault-injection")]
+mod crash_model;
+#[cfg(feature = "fault-injection")]
+mod crash_states;
 #[cfg(feature = "fault-injection")]
 mod faults;
 #[cfg(feature = "fault-injection")]
