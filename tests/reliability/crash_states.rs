@@ -198,6 +198,50 @@ fn every_crash_state_of_a_commit_is_sound() {
     assert_none_failed(&commit(None), 8);
 }
 
+/// A commit whose flush brings the recent packs to eight, so that the
+/// maintenance after it folds them into the combined index.
+#[test]
+fn every_crash_state_of_a_commit_that_folds_the_combined_index_is_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = new_store(dir.path());
+    store.set_auto_maintenance(false);
+    let images: Vec<(String, ImageId, Files)> = (0..7)
+        .map(|n| {
+            let content = files(60 + n, 0, 1);
+            let name = format!("i{n}");
+            let id = make_image(&store, &name, &content);
+            (name, id, content)
+        })
+        .collect();
+    drop(store);
+    assert!(!path.join("packs/combined.midx").exists());
+    let store = Store::open(&path).unwrap();
+    let new = files(70, 0, 2);
+    let new_id = std::cell::OnceCell::new();
+    let explored = explore(
+        "commit and fold",
+        &path,
+        None,
+        || {
+            new_id.set(make_image(&store, "new", &new)).unwrap();
+            fault::mark(&path, "tagged");
+            drop(store);
+        },
+        |state, marks| {
+            let store = open_clean(state)?;
+            for (name, id, content) in &images {
+                tagged(&store, name, id, content)?;
+            }
+            if marks.iter().any(|m| m == "tagged") {
+                tagged(&store, "new", new_id.get().unwrap(), &new)?;
+            }
+            Ok(())
+        },
+    );
+    assert!(path.join("packs/combined.midx").exists(), "no fold");
+    assert_none_failed(&explored, 15);
+}
+
 /// The self-check: with file fsyncs skipped, and with directory fsyncs
 /// skipped, the commit's crash states include some that lose the flushed
 /// image or break the store, and the enumeration reports them.
