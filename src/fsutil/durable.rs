@@ -239,8 +239,10 @@ mod tests {
         assert!(deep.is_dir());
         create_dir(&deep).unwrap();
         std::fs::write(dir.path().join("file"), b"x").unwrap();
+        // A file in the way: the error names it.
         let err = create_dir(&dir.path().join("file/sub")).unwrap_err();
-        assert!(err.to_string().contains("file/sub"), "{err}");
+        let file = dir.path().join("file").display().to_string();
+        assert!(err.to_string().contains(&file), "{err}");
     }
 
     #[test]
