@@ -122,7 +122,8 @@ impl Store {
         if config_path.exists() {
             return Self::open(root);
         }
-        fs_err::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
+        // Its parent fsynced: a store that `create` returned survives a crash.
+        durable::create_dir(root)?;
         let mut entries =
             std::fs::read_dir(root).map_err(|e| Error::io("read directory", root, e))?;
         if let Some(entry) = entries.next() {
@@ -139,13 +140,18 @@ impl Store {
             }
         }
         for dir in [layout::packs(root), layout::tmp(root)] {
-            fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            crate::fsutil::fault::check("create directory", &dir)
+                .and_then(|()| fs_err::create_dir_all(&dir))
+                .map_err(|e| Error::io("create directory", &dir, e))?;
         }
         let lock_path = layout::lock(root);
-        File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
-        // The config is written last: a directory with a config is a store.
-        durable::write_atomic(&layout::tmp(root), &config_path, config.render().as_bytes())?;
+        crate::fsutil::fault::check("create", &lock_path)
+            .and_then(|()| File::create(&lock_path))
+            .map_err(|e| Error::io("create", &lock_path, e))?;
+        // The config is written last, once the rest is durable: a directory
+        // with a config is a store. (`write_atomic` fsyncs the directory.)
         durable::sync_dir(root)?;
+        durable::write_atomic(&layout::tmp(root), &config_path, config.render().as_bytes())?;
         Self::open(root)
     }
 

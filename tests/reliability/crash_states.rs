@@ -1,7 +1,7 @@
-//! Crash states, enumerated (feature `fault-injection`): a commit, a tag, a
-//! gc (with the rewrite of a half-dead pack), a consolidation of small packs
-//! (`Store::maintain`) and an `fsck --repair` run with their write sites
-//! recorded (`fault::arm_record`); `crash_model` builds from each log the
+//! Crash states, enumerated (feature `fault-injection`): a store's creation,
+//! a commit, a tag, a gc (with the rewrite of a half-dead pack), a
+//! consolidation of small packs (`Store::maintain`) and an `fsck --repair`
+//! run with their write sites recorded (`fault::arm_record`); `crash_model` builds from each log the
 //! on-disk states a power loss could leave at each point (unsynced bytes
 //! and directory entries lost, torn or reordered), and each state is written
 //! to a directory of its own and checked: the store opens, `fsck` is clean
@@ -14,7 +14,9 @@
 //! of a store created `refs/` and `refs/tags/` without fsyncing their parents,
 //! so a power loss after `set_tag` returned could lose the tag (tagging);
 //! `fsck --repair` created `quarantine/` likewise, so the damaged pack it
-//! moved there could be lost (repair).
+//! moved there could be lost (repair); `Store::create` fsynced neither the
+//! store directory's parent (the store could vanish after `create`
+//! returned) nor the directory before renaming the config in (create).
 //!
 //! A self-check runs the commit with file fsyncs, then with directory
 //! fsyncs, turned off (`fault::omit`) and asserts that the enumeration
@@ -155,6 +157,47 @@ fn tagged(store: &Store, tag: &str, id: &ImageId, want: &Files) -> Result<(), St
         Ok(None) => Err(format!("tag {tag} lost")),
         Err(e) => Err(format!("tag {tag}: {e}")),
     }
+}
+
+/// `Store::create` in an existing directory (the recording's root, so that
+/// the store directory's own entry is modelled), then a tagged image.
+#[test]
+fn every_crash_state_of_creating_a_store_is_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().join("parent");
+    std::fs::create_dir(&parent).unwrap();
+    let path = parent.join("store");
+    let content = files(11, 0, 2);
+    let id = std::cell::OnceCell::new();
+    let explored = explore(
+        "create",
+        &parent,
+        None,
+        || {
+            let store = Store::create(&path, &StoreOptions::default()).unwrap();
+            fault::mark(&parent, "created");
+            id.set(make_image(&store, "first", &content)).unwrap();
+            fault::mark(&parent, "tagged");
+            drop(store);
+        },
+        |state, marks| {
+            let passed = |m: &str| marks.iter().any(|x| x == m);
+            let path = state.join("store");
+            if !passed("created") {
+                // Anything a crash leaves is a store, or nothing, or a
+                // directory that create accepts.
+                return Store::create(&path, &StoreOptions::default())
+                    .map(drop)
+                    .map_err(|e| format!("create again: {e}"));
+            }
+            let store = open_clean(&path)?;
+            if passed("tagged") {
+                tagged(&store, "first", id.get().unwrap(), &content)?;
+            }
+            Ok(())
+        },
+    );
+    assert_none_failed(&explored, 8);
 }
 
 /// A commit (images put, then `flush`) on a store holding a tagged image;
