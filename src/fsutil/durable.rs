@@ -50,8 +50,9 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
 /// durable there) keeps its path after a crash: an fsync of `dir` makes its
 /// entries durable, not `dir`'s own entry in its parent.
 pub(crate) fn create_dir(dir: &Path) -> Result<()> {
-    // Another process creating it at this moment fsyncs its parent itself,
-    // before it relies on it.
+    // One that exists is taken as durable. The case this misses: another
+    // process made it a moment ago and has not yet fsynced its parent (a
+    // window of one fsync), and a power loss comes before it does.
     if dir.is_dir() {
         return Ok(());
     }
