@@ -307,7 +307,7 @@ fn the_enumeration_finds_a_missing_fsync() {
 }
 
 /// Tags set on a store that has none yet (so `refs/tags/` is created), one
-/// of them naming an image not yet flushed, then one moved.
+/// of them naming an image not yet flushed; then one moved, one removed.
 #[test]
 fn every_crash_state_of_tagging_is_sound() {
     let dir = tempfile::tempdir().unwrap();
@@ -330,6 +330,9 @@ fn every_crash_state_of_tagging_is_sound() {
             fault::mark(&path, "t2");
             store.set_tag(&"t1".parse().unwrap(), &id).unwrap();
             fault::mark(&path, "t1 moved");
+            fault::mark(&path, "removing t2");
+            assert!(store.remove_tag(&"t2".parse().unwrap()).unwrap());
+            fault::mark(&path, "t2 removed");
             two_id.set(id).unwrap();
             drop(store);
         },
@@ -344,7 +347,15 @@ fn every_crash_state_of_tagging_is_sound() {
                 tagged(&store, "t1", &one_id, &one)
                     .or_else(|_| tagged(&store, "t1", two_id, &two))?;
             }
-            if passed("t2") {
+            if passed("t2 removed") {
+                if !matches!(store.tag(&"t2".parse().unwrap()), Ok(None)) {
+                    return Err("tag t2 is back after its removal returned".into());
+                }
+            } else if passed("removing t2") {
+                if !matches!(store.tag(&"t2".parse().unwrap()), Ok(None)) {
+                    tagged(&store, "t2", two_id, &two)?;
+                }
+            } else if passed("t2") {
                 tagged(&store, "t2", two_id, &two)?;
             }
             Ok(())
