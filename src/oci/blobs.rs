@@ -381,16 +381,19 @@ where
         what: "image manifest".into(),
         reason: e.to_string(),
     })?;
-    import_manifest(store, &manifest, open_blob, options).map(|(id, _)| id)
+    import_manifest(store, &manifest, open_blob, options, &[]).map(|(id, _)| id)
 }
 
 /// [`import_blobs`] of a parsed manifest; also returns how many layers were
-/// known (not read).
+/// known (not read). `given[i]`, where there is one, is layer `i`, in the
+/// store but not yet checked against its `DiffID` (a lazy image's): then no
+/// layer of the image is recorded as known.
 pub(crate) fn import_manifest<F, R>(
     store: &Store,
     manifest: &ImageManifest,
     mut open_blob: F,
     options: &ImportOptions,
+    given: &[Option<LayerId>],
 ) -> Result<(ImageId, u64)>
 where
     F: FnMut(&Descriptor) -> Result<R>,
@@ -421,8 +424,15 @@ where
     let mut tree = Snapshot::empty();
     let mut layer_ids = Vec::with_capacity(diff_ids.len());
     let mut known = 0;
-    for ((desc, diff_id), chain) in manifest.layers().iter().zip(diff_ids).zip(&chains) {
-        let layer = match cache.known_layer(chain) {
+    for (i, ((desc, diff_id), chain)) in manifest
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .zip(&chains)
+        .enumerate()
+    {
+        let given = given.get(i).copied().flatten();
+        let layer = match given.or_else(|| cache.known_layer(chain)) {
             Some(id) => {
                 known += 1;
                 store.layer(&id)?
@@ -439,7 +449,9 @@ where
     let image = Image::new(layer_ids, rootfs, image_config, history)?;
     let id = store.put_image(&image)?;
     store.flush()?;
-    cache.record_layers(diff_ids, image.layers())?;
+    if given.iter().all(Option::is_none) {
+        cache.record_layers(diff_ids, image.layers())?;
+    }
     Ok((id, known))
 }
 

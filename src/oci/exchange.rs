@@ -273,4 +273,24 @@ impl Exchange<'_> {
     ) -> Result<(ImageId, PullReport)> {
         registry.pull_image(self.store, src, tag, progress)
     }
+
+    /// Opens image `src` lazily: fetches its manifest, config and the table
+    /// of contents of each seekable layer (layers without one, or from a
+    /// registry that serves no ranges, are pulled whole; layers the store
+    /// holds are skipped), and puts the image's whole tree into the store,
+    /// but not its content. Read it through a store whose chunk source is
+    /// [`LazyImage::source`] (a [`FuseView`](crate::mount::FuseView) of
+    /// [`LazyImage::image`], say): each read fetches what it lacks.
+    /// [`LazyImage::prefetch`] fetches the rest, [`LazyImage::complete`]
+    /// makes it an ordinary image. The image is not tagged until then.
+    ///
+    /// # Errors
+    /// As [`Exchange::pull`].
+    pub fn pull_lazy(
+        &self,
+        registry: &std::sync::Arc<Registry>,
+        src: &RegistryRef,
+    ) -> Result<super::LazyImage> {
+        registry.pull_lazy(self.store, src)
+    }
 }

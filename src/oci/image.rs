@@ -11,17 +11,19 @@
 //! re-push puts the remembered manifest once the registry confirms (HEAD)
 //! every blob it names.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::Path;
 
 use super::blobs::{
-    ExportOptions, ExportedBlob, ImportOptions, export_layer_now, import_blobs, layer_descriptor,
-    write_config_and_manifest,
+    ExportOptions, ExportedBlob, ImportOptions, export_layer_now, import_manifest,
+    layer_descriptor, write_config_and_manifest,
 };
 use super::cache::{ExportRecord, OciCache, file_matches};
 use super::digest::chain_ids;
 use super::registry::{Registry, RegistryRef};
-use super::seekable::pull::{Partial, pull_layer};
+use super::seekable::lazy::{LazyImage, LazyLayer};
+use super::seekable::pull::{Partial, fetch_toc, pull_layer, refusal};
 use super::transfer::{Layout, Manifest, PullReport, PushOptions, PushReport, sha256};
 use crate::error::{Error, Result};
 use crate::fsutil::durable;
@@ -77,27 +79,82 @@ impl Registry {
         tag: Option<&TagName>,
         progress: &dyn Fn(&PullReport),
     ) -> Result<(ImageId, PullReport)> {
-        let cache = OciCache::new(store);
+        let pulled = self.pull_into(store, src, false, progress)?;
+        if let Some(tag) = tag {
+            store.set_tag(tag, &pulled.image)?;
+        }
+        Ok((pulled.image, pulled.report))
+    }
+
+    /// [`Exchange::pull_lazy`](super::Exchange::pull_lazy) into `store`.
+    pub(crate) fn pull_lazy(
+        self: &std::sync::Arc<Self>,
+        store: &Store,
+        src: &RegistryRef,
+    ) -> Result<LazyImage> {
+        let pulled = self.pull_into(store, src, true, &|_| {})?;
+        let layers = store.image(&pulled.image)?.layers().to_vec();
+        Ok(LazyImage::new(
+            pulled.image,
+            layers,
+            pulled.diff_ids,
+            std::sync::Arc::clone(self),
+            src.repository.clone(),
+            pulled.lazy,
+            pulled.report,
+        ))
+    }
+
+    /// Pulls `src` into `store`: layers it holds skipped, seekable ones a
+    /// piece at a time (or, `lazy`, their TOCs only), the rest whole.
+    fn pull_into(
+        &self,
+        store: &Store,
+        src: &RegistryRef,
+        open_lazily: bool,
+        progress: &dyn Fn(&PullReport),
+    ) -> Result<Pulled> {
         let layout = durable::unique_tmp_path(&layout::tmp(store.path()), "oci-pull");
+        let opened = RefCell::new(Vec::new());
+        let diff_ids = RefCell::new(Vec::new());
         let result = (|| {
             let skip = |manifest: &Manifest, config: &[u8], report: &mut PullReport| {
-                self.known_or_partial(store, &cache, &src.repository, manifest, config, report)
+                *diff_ids.borrow_mut() = diff_ids_of(manifest, config);
+                let lazy = open_lazily.then_some(&opened);
+                self.known_or_partial(store, &src.repository, manifest, config, report, lazy)
             };
             let report = self.pull_layout_with(src, &layout, "pulled", &skip, progress)?;
             let lay = Layout { root: &layout };
             let (manifest, _) = lay.manifest(None)?;
+            let manifest =
+                oci_spec::image::ImageManifest::from_reader(&manifest[..]).map_err(|e| {
+                    Error::Oci {
+                        what: format!("image manifest of {src}"),
+                        reason: e.to_string(),
+                    }
+                })?;
+            let mut given = vec![None; manifest.layers().len()];
+            for layer in opened.borrow().iter() {
+                if let Some(slot) = given.get_mut(layer.index) {
+                    *slot = Some(LayerId::from_bytes(layer.toc.layer));
+                }
+            }
             let open = |desc: &oci_spec::image::Descriptor| {
                 let path = lay.blob_path(desc.digest().as_ref())?;
                 std::fs::File::open(&path).map_err(|e| Error::io("open blob", &path, e))
             };
-            let id = import_blobs(store, &manifest, open, &ImportOptions::default())?;
-            if let Some(tag) = tag {
-                store.set_tag(tag, &id)?;
-            }
-            Ok((id, report))
+            let (image, _) =
+                import_manifest(store, &manifest, open, &ImportOptions::default(), &given)?;
+            Ok((image, report))
         })();
         let _ = std::fs::remove_dir_all(&layout);
-        result
+        let (image, report) = result?;
+        Ok(Pulled {
+            image,
+            report,
+            lazy: opened.into_inner(),
+            diff_ids: diff_ids.into_inner(),
+        })
     }
 
     /// The fast path of an unchanged re-push: the remembered manifest, put
@@ -167,24 +224,55 @@ impl Registry {
     fn known_or_partial(
         &self,
         store: &Store,
-        cache: &OciCache<'_>,
         repo: &str,
         manifest: &Manifest,
         config: &[u8],
         report: &mut PullReport,
+        lazy: Option<&RefCell<Vec<LazyLayer>>>,
     ) -> Result<Vec<bool>> {
+        let cache = OciCache::new(store);
         let diff_ids = diff_ids_of(manifest, config);
         if diff_ids.is_empty() {
             return Ok(vec![false; manifest.layers.len()]);
         }
         let chains = chain_ids(&diff_ids);
         let mut skip = Vec::with_capacity(manifest.layers.len());
-        for ((blob, diff_id), chain) in manifest.layers.iter().zip(&diff_ids).zip(&chains) {
+        for (i, ((blob, diff_id), chain)) in manifest
+            .layers
+            .iter()
+            .zip(&diff_ids)
+            .zip(&chains)
+            .enumerate()
+        {
             if cache.known_layer(chain).is_some() {
                 skip.push(true);
                 continue;
             }
-            match pull_layer(self, store, repo, blob, diff_id, report)? {
+            let partial = match lazy {
+                // The TOC alone: the tree is here, the content is not.
+                Some(opened) => match fetch_toc(self, repo, blob, report)? {
+                    Ok(toc) => {
+                        store
+                            .put_layer_objects(&LayerId::from_bytes(toc.layer), &toc.objects)
+                            .map_err(|e| {
+                                refusal(
+                                    self,
+                                    repo,
+                                    blob,
+                                    format_args!("its table of contents: {e}"),
+                                )
+                            })?;
+                        opened
+                            .borrow_mut()
+                            .push(LazyLayer::new(i, blob.clone(), toc));
+                        skip.push(true);
+                        continue;
+                    }
+                    Err(why) => Partial::Whole(why),
+                },
+                None => pull_layer(self, store, repo, blob, diff_id, report)?,
+            };
+            match partial {
                 Partial::Pulled(layer) => {
                     cache.record_chain(chain, &layer)?;
                     skip.push(true);
@@ -200,6 +288,16 @@ impl Registry {
         }
         Ok(skip)
     }
+}
+
+/// What [`Registry::pull_into`] made.
+struct Pulled {
+    image: ImageId,
+    report: PullReport,
+    /// The layers opened lazily (their TOCs only).
+    lazy: Vec<LazyLayer>,
+    /// The config's `DiffIDs`.
+    diff_ids: Vec<String>,
 }
 
 /// One push of a store image.

@@ -83,4 +83,6 @@ pub use self::{
 #[cfg(feature = "registry")]
 pub use self::registry::{Credentials, Registry, RegistryOptions, RegistryRef};
 #[cfg(feature = "registry")]
+pub use self::seekable::lazy::{LazyImage, PrefetchOptions, PrefetchReport};
+#[cfg(feature = "registry")]
 pub use self::transfer::{PullReport, PushOptions, PushReport};

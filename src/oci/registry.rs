@@ -61,9 +61,22 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// Who we are.
     pub credentials: Credentials,
+    /// How long to wait for a connection, and for the next bytes of a
+    /// response, before the request fails (default 30 s to connect, 300 s
+    /// between bytes). A lazy view sets a short one, so that a read while
+    /// the registry is unreachable fails soon rather than hangs.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl RegistryOptions {
+    /// Gives up on a connection or a response after `timeout` without
+    /// progress.
+    #[must_use]
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Speaks plain http (loopback hosts only, see
     /// [`insecure`](Self#structfield.insecure)).
     #[must_use]
@@ -252,8 +265,16 @@ impl Registry {
             // Manifest lists: layerstore images are single-platform; a list
             // is refused rather than resolved for this machine silently.
             platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(30)),
-            read_timeout: Some(std::time::Duration::from_secs(300)),
+            connect_timeout: Some(
+                options
+                    .timeout
+                    .unwrap_or(std::time::Duration::from_secs(30)),
+            ),
+            read_timeout: Some(
+                options
+                    .timeout
+                    .unwrap_or(std::time::Duration::from_secs(300)),
+            ),
             ..ClientConfig::default()
         };
         let auth = match &options.credentials {

@@ -20,6 +20,9 @@ pub enum Fault {
     /// Cuts the connection halfway through the third range response and
     /// every one after it.
     CutFromThirdRange,
+    /// Closes every connection at once, answering nothing (the registry
+    /// is unreachable).
+    Down,
 }
 
 /// What the proxy counted.
@@ -106,6 +109,9 @@ fn header<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
+    if state.lock().unwrap().fault == Fault::Down {
+        return client.shutdown(std::net::Shutdown::Both);
+    }
     let mut reader = BufReader::new(client.try_clone()?);
     let Some(request) = read_head(&mut reader)? else {
         return Ok(());

@@ -462,3 +462,114 @@ fn a_toc_that_does_not_match_its_manifest_is_refused() {
     }
     let _ = &fx.src;
 }
+
+#[test]
+fn a_lazy_view_fetches_as_it_is_read_and_prefetch_makes_it_local() {
+    const WHAT: &str = "a lazy view from a registry";
+    if !crate::common::require_root(WHAT) {
+        return;
+    }
+    let Some(fx) = fixture(WHAT) else {
+        return;
+    };
+    let store = std::sync::Arc::new(fx.store("lazy"));
+    let reg = std::sync::Arc::new(
+        Registry::new(
+            &fx.proxy.host,
+            &RegistryOptions::default()
+                .insecure(true)
+                .timeout(std::time::Duration::from_secs(5)),
+        )
+        .unwrap(),
+    );
+    fx.proxy.take_counts();
+    let lazy = Exchange::new(&store)
+        .pull_lazy(&reg, &reference(&fx.proxy.host, "demo/base:v2"))
+        .unwrap();
+    let opened = fx.proxy.take_counts();
+    let size = lazy.report().layers_size;
+    assert_eq!(lazy.image(), fx.v2);
+    assert_eq!(opened.ranges, 1, "the TOC only: {opened:?}");
+    assert!(
+        opened.blob_bytes * 20 < size,
+        "opening fetched {} of {size}",
+        opened.blob_bytes
+    );
+    assert!(lazy.missing(&store) > 0);
+
+    store.set_chunk_source(Some(lazy.source()));
+    let mounts = crate::common::mounts::MountDir::new();
+    let target = mounts.path().join("view");
+    std::fs::create_dir(&target).unwrap();
+    let view = layerstore::mount::FuseView::mount(
+        std::sync::Arc::clone(&store),
+        &lazy.image(),
+        &target,
+        &layerstore::mount::FuseOptions::default(),
+    )
+    .unwrap();
+    let source = fx.root.join("v2-src");
+    // The tree is all there before any content.
+    assert_eq!(
+        std::fs::read_dir(target.join("etc")).unwrap().count(),
+        std::fs::read_dir(source.join("etc")).unwrap().count()
+    );
+    // One small file: a few frames, not the layer.
+    assert_eq!(
+        std::fs::read(target.join("etc/conf-05")).unwrap(),
+        std::fs::read(source.join("etc/conf-05")).unwrap()
+    );
+    let first = fx.proxy.take_counts();
+    assert!(
+        first.ranges >= 1 && first.blob_bytes * 4 < size,
+        "{first:?}"
+    );
+
+    // The registry unreachable: a read of content not yet here fails with
+    // EIO; what is here still reads; once it is back, so does the rest.
+    fx.proxy.set_fault(Fault::Down);
+    let started = std::time::Instant::now();
+    let err = std::fs::read(target.join("usr/lib/new.so")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read(target.join("etc/conf-05")).unwrap(),
+        std::fs::read(source.join("etc/conf-05")).unwrap()
+    );
+    fx.proxy.set_fault(Fault::None);
+    assert_eq!(
+        std::fs::read(target.join("usr/lib/new.so")).unwrap(),
+        std::fs::read(source.join("usr/lib/new.so")).unwrap()
+    );
+    // A stopped prefetch fetches nothing, and an image with chunks
+    // missing is not complete (nor tagged).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stopped = lazy
+        .prefetch(
+            &store,
+            &layerstore::oci::PrefetchOptions::default().stop(stop),
+        )
+        .unwrap();
+    assert!(
+        stopped.stopped && stopped.chunks_fetched == 0,
+        "{stopped:?}"
+    );
+    assert!(stopped.chunks_missing > 0, "{stopped:?}");
+    let tag: layerstore::TagName = "lazy".parse().unwrap();
+    assert!(!lazy.complete(&store, Some(&tag)).unwrap());
+    assert_eq!(store.tag(&tag).unwrap(), None);
+    // Every file reads as the source has it.
+    assert_eq!(describe(&target), fx.v2_tree);
+    // A whole prefetch leaves nothing missing; then the image is checked
+    // and tagged: an ordinary one.
+    let done = lazy
+        .prefetch(&store, &layerstore::oci::PrefetchOptions::default())
+        .unwrap();
+    assert_eq!(done.chunks_missing, 0, "{done:?}");
+    assert!(lazy.complete(&store, Some(&tag)).unwrap());
+    view.unmount().unwrap();
+    store.set_chunk_source(None);
+    assert_eq!(store.tag(&tag).unwrap(), Some(fx.v2));
+    assert!(clean(&store));
+    assert_eq!(checkout(&store, &fx.v2, &fx.root.join("local")), fx.v2_tree);
+}

@@ -18,10 +18,14 @@
 //! - `toc.rs`: the TOC and footer, both ways;
 //! - `write.rs`: a layer written as a seekable blob (export and push);
 //! - `pull.rs` (feature `registry`): a layer pulled by range requests,
-//!   fetching only the frames of the chunks a store lacks.
+//!   fetching only the frames of the chunks a store lacks;
+//! - `lazy.rs` (feature `registry`): an image opened from its TOCs alone,
+//!   its content fetched as it is read, prefetched in the background.
 //!
 //! `docs/FORMAT.md` ("Seekable layers") specifies the bytes.
 
+#[cfg(feature = "registry")]
+pub(crate) mod lazy;
 #[cfg(feature = "registry")]
 pub(crate) mod pull;
 pub(crate) mod toc;

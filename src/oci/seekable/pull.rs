@@ -54,13 +54,72 @@ pub(crate) fn pull_layer(
     diff_id: &str,
     report: &mut PullReport,
 ) -> Result<Partial> {
-    let Some(digest) = blob.annotations.get(TOC_DIGEST) else {
-        return Ok(Partial::Whole("it has no table of contents".into()));
+    let toc = match fetch_toc(registry, repo, blob, report)? {
+        Ok(toc) => toc,
+        Err(why) => return Ok(Partial::Whole(why)),
     };
-    let refuse = |what: String| Error::Registry {
+    let fetched = fetch_missing(registry, store, repo, blob, &toc, report);
+    // What verified is kept even if the rest failed: a second pull fetches
+    // only what is still missing.
+    let flushed = store.flush();
+    fetched?;
+    flushed?;
+
+    let id = LayerId::from_bytes(toc.layer);
+    let layer = store
+        .put_layer_objects(&id, &toc.objects)
+        .map_err(|e| refusal(registry, repo, blob, format!("its table of contents: {e}")))?;
+    store.flush()?;
+    let made = tar_digest(store, &layer)?;
+    if made != diff_id {
+        return Ok(Partial::Whole(format!(
+            "its table of contents makes the tar {made}, the config names {diff_id}"
+        )));
+    }
+    report.layers_partial += 1;
+    Ok(Partial::Pulled(id))
+}
+
+/// An error about layer `blob` of `repo`.
+pub(crate) fn refusal(
+    registry: &Registry,
+    repo: &str,
+    blob: &Descriptor,
+    what: impl std::fmt::Display,
+) -> Error {
+    Error::Registry {
         registry: format!("{}/{repo}", registry.host()),
         what: format!("layer {}: {what}", blob.digest),
+    }
+}
+
+/// The `sha256:` of the tar of `layer` as this build writes it (all its
+/// chunks read, so the store must hold them).
+pub(crate) fn tar_digest(store: &Store, layer: &crate::Layer) -> Result<String> {
+    let mut tar = Sha256Writer(sha2::Sha256::new());
+    write_layer_tar(store, layer, &mut tar)?;
+    Ok(format_digest(&tar.0.finalize()))
+}
+
+/// The TOC of seekable layer `blob`, fetched by range (the footer first if
+/// the descriptor gives no position) and checked against the digest the
+/// manifest gives; `Ok(Err(why))` if the layer cannot be read a piece at a
+/// time (no TOC, no ranges served).
+///
+/// # Errors
+/// [`Error::Registry`] naming the blob if the TOC or footer is malformed,
+/// out of the blob's bounds or not the manifest's.
+pub(crate) fn fetch_toc(
+    registry: &Registry,
+    repo: &str,
+    blob: &Descriptor,
+    report: &mut PullReport,
+) -> Result<std::result::Result<Toc, String>> {
+    let Some(digest) = blob.annotations.get(TOC_DIGEST) else {
+        return Ok(Err("it has no table of contents".into()));
     };
+    let refuse = |what: String| refusal(registry, repo, blob, what);
+    let no_ranges = || Ok(Err("the registry does not serve ranges".into()));
     let position = if let Some(position) = blob.annotations.get(TOC_POSITION) {
         TocPosition::from_annotation(position, blob.size)
     } else {
@@ -73,7 +132,7 @@ pub(crate) fn pull_layer(
         };
         let Some(footer) = fetch_one(registry, repo, &blob.digest, start, FOOTER_LEN as u64)?
         else {
-            return Ok(Partial::Whole("the registry does not serve ranges".into()));
+            return no_ranges();
         };
         report.bytes_fetched += FOOTER_LEN as u64;
         TocPosition::from_footer(&footer, blob.size)
@@ -81,7 +140,7 @@ pub(crate) fn pull_layer(
     .map_err(|e| refuse(e.to_string()))?;
     let Some(frame) = fetch_one(registry, repo, &blob.digest, position.offset, position.len)?
     else {
-        return Ok(Partial::Whole("the registry does not serve ranges".into()));
+        return no_ranges();
     };
     report.bytes_fetched += frame.len() as u64;
     let got = format_digest(&sha2::Sha256::digest(&frame));
@@ -90,31 +149,9 @@ pub(crate) fn pull_layer(
             "its table of contents is {got}, the manifest says {digest}"
         )));
     }
-    let toc = Toc::from_frame(&frame, &position).map_err(|e| refuse(e.to_string()))?;
-    drop(frame);
-
-    let fetched = fetch_missing(registry, store, repo, blob, &toc, report);
-    // What verified is kept even if the rest failed: a second pull fetches
-    // only what is still missing.
-    let flushed = store.flush();
-    fetched?;
-    flushed?;
-
-    let id = LayerId::from_bytes(toc.layer);
-    let layer = store
-        .put_layer_objects(&id, &toc.objects)
-        .map_err(|e| refuse(format!("its table of contents: {e}")))?;
-    store.flush()?;
-    let mut tar = Sha256Writer(sha2::Sha256::new());
-    write_layer_tar(store, &layer, &mut tar)?;
-    let made = format_digest(&tar.0.finalize());
-    if made != diff_id {
-        return Ok(Partial::Whole(format!(
-            "its table of contents makes the tar {made}, the config names {diff_id}"
-        )));
-    }
-    report.layers_partial += 1;
-    Ok(Partial::Pulled(id))
+    Toc::from_frame(&frame, &position)
+        .map(Ok)
+        .map_err(|e| refuse(e.to_string()))
 }
 
 /// Fetches the frames of the chunks of `toc` that `store` lacks, verifies
@@ -162,46 +199,18 @@ fn fetch_missing(
             )
         })
         .collect();
-    let refuse = |what: String| Error::Registry {
-        registry: format!("{}/{repo}", registry.host()),
-        what: format!("layer {}: {what}", blob.digest),
-    };
+    let refuse = |what: String| refusal(registry, repo, blob, what);
     let mut each = |index: usize, bytes: Vec<u8>| -> Result<()> {
         let (first, last) = runs[index];
         let start = offsets[first];
         report.bytes_fetched += bytes.len() as u64;
         for (f, chunks) in wanted.range(first..=last) {
             let at = usize::try_from(offsets[*f] - start).unwrap_or(usize::MAX);
-            let frame = &toc.frames[*f];
             let compressed = bytes
-                .get(at..at + frame.len as usize)
+                .get(at..at + toc.frames[*f].len as usize)
                 .ok_or_else(|| refuse(format!("frame at {} is outside the range", offsets[*f])))?;
-            let raw = zstd::bulk::decompress(compressed, frame.raw as usize).map_err(|e| {
-                refuse(format!(
-                    "frame at offset {}: cannot decompress: {e}",
-                    offsets[*f]
-                ))
-            })?;
-            for &c in chunks {
-                let chunk = &toc.chunks[c];
-                let data = raw
-                    .get(chunk.offset as usize..(chunk.offset + chunk.len) as usize)
-                    .ok_or_else(|| {
-                        refuse(format!(
-                            "frame at offset {} is {} bytes, shorter than its table says",
-                            offsets[*f],
-                            raw.len()
-                        ))
-                    })?;
-                if *blake3::hash(data).as_bytes() != chunk.id {
-                    return Err(refuse(format!(
-                        "the chunk at offset {} of the frame at offset {} is not {}",
-                        chunk.offset,
-                        offsets[*f],
-                        ChunkId::from_bytes(chunk.id)
-                    )));
-                }
-                store.put_chunk(data)?;
+            for data in frame_chunks(toc, offsets[*f], *f, compressed, chunks).map_err(refuse)? {
+                store.put_chunk(&data)?;
                 report.chunks_fetched += 1;
             }
         }
@@ -215,8 +224,45 @@ fn fetch_missing(
     Ok(())
 }
 
+/// The chunks `indexes` (of `toc.chunks`) of frame `f` (at `offset` in the
+/// blob), from its compressed bytes, each checked against its id; why not,
+/// naming the offsets, otherwise.
+pub(crate) fn frame_chunks(
+    toc: &Toc,
+    offset: u64,
+    f: usize,
+    compressed: &[u8],
+    indexes: &[usize],
+) -> std::result::Result<Vec<Vec<u8>>, String> {
+    let frame = &toc.frames[f];
+    let raw = zstd::bulk::decompress(compressed, frame.raw as usize)
+        .map_err(|e| format!("frame at offset {offset}: cannot decompress: {e}"))?;
+    indexes
+        .iter()
+        .map(|&c| {
+            let chunk = &toc.chunks[c];
+            let data = raw
+                .get(chunk.offset as usize..(chunk.offset + chunk.len) as usize)
+                .ok_or_else(|| {
+                    format!(
+                        "frame at offset {offset} is {} bytes, shorter than its table says",
+                        raw.len()
+                    )
+                })?;
+            if *blake3::hash(data).as_bytes() != chunk.id {
+                return Err(format!(
+                    "the chunk at offset {} of the frame at offset {offset} is not {}",
+                    chunk.offset,
+                    ChunkId::from_bytes(chunk.id)
+                ));
+            }
+            Ok(data.to_vec())
+        })
+        .collect()
+}
+
 /// One range of a blob; `None` if the registry answers with the whole blob.
-fn fetch_one(
+pub(crate) fn fetch_one(
     registry: &Registry,
     repo: &str,
     digest: &str,
