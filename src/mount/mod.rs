@@ -52,7 +52,7 @@ pub use self::{
     container::{CommitOptions, ContainerInfo, Containers, PrepareOptions, validate_name},
     copy::CopyBackend,
     files::DirFiles,
-    fuse::{FuseBackend, FuseOptions, FuseView},
+    fuse::{FuseBackend, FuseOptions, FuseView, ReadLog},
     memory::MemoryBackend,
     overlay::OverlayBackend,
 };

@@ -36,6 +36,10 @@ pub struct ExportOptions {
     pub compression: Compression,
     /// Compression level: gzip 0–9 (default 6), zstd 1–19 (default 3).
     pub level: Option<i32>,
+    /// For seekable layers: the paths a lazy reader fetches first, in order
+    /// (a [`ReadLog`](crate::mount::ReadLog) of a typical run); each layer's
+    /// table of contents lists those of its files.
+    pub prefetch: Vec<crate::TreePath>,
 }
 
 impl ExportOptions {
@@ -45,6 +49,7 @@ impl ExportOptions {
         Self {
             compression,
             level: None,
+            prefetch: Vec::new(),
         }
     }
 
@@ -52,6 +57,13 @@ impl ExportOptions {
     #[must_use]
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Lists `paths` as the prefetch order of seekable layers.
+    #[must_use]
+    pub fn prefetch(mut self, paths: Vec<crate::TreePath>) -> Self {
+        self.prefetch = paths;
         self
     }
 
@@ -214,8 +226,7 @@ pub(crate) fn export_layer(
     dir: &Path,
     options: &ExportOptions,
 ) -> Result<ExportRecord> {
-    let level = options.compression.level(options.level);
-    if let Some(earlier) = OciCache::new(store).export_of(id, options.compression, level) {
+    if let Some(earlier) = OciCache::new(store).export_of(id, options) {
         if let Some(path) = copy_blob(dir, &earlier)? {
             return Ok(ExportRecord { path, ..earlier });
         }
@@ -242,7 +253,7 @@ pub(crate) fn export_layer_now(
         let blob = BufWriter::with_capacity(1 << 20, file);
         let (blob, diff_id, digest, len, toc) = if options.compression == Compression::ZstdSeekable
         {
-            let done = write_seekable_layer(store, &layer, blob, level)?;
+            let done = write_seekable_layer(store, &layer, blob, level, &options.prefetch)?;
             let toc = (done.toc.to_annotation(), done.toc_digest);
             (done.inner, done.diff_id, done.digest, done.len, Some(toc))
         } else {
@@ -274,7 +285,7 @@ pub(crate) fn export_layer_now(
         toc,
     };
     // Best effort, as in export_blobs.
-    let _ = OciCache::new(store).record_export(id, options.compression, level, &record);
+    let _ = OciCache::new(store).record_export(id, options, &record);
     Ok(ExportRecord { path, ..record })
 }
 

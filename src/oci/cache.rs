@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::fsutil::durable;
 use crate::id::{ChunkId, LayerId};
+use crate::oci::blobs::ExportOptions;
 use crate::oci::compress::Compression;
 use crate::oci::digest::{chain_ids, sha256_hex};
 use crate::store::{Store, layout};
@@ -130,24 +131,41 @@ impl<'a> OciCache<'a> {
         Ok(())
     }
 
-    fn export_name(layer: &LayerId, compression: Compression, level: i32) -> String {
-        let codec = match compression {
+    /// The record's name: the layer, the codec and level, and for a
+    /// seekable export with a prefetch list, the list's hash (the list is
+    /// in the blob).
+    fn export_name(layer: &LayerId, options: &ExportOptions) -> String {
+        let codec = match options.compression {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
             Compression::ZstdSeekable => "zstd-seekable",
             Compression::None => "none",
         };
-        format!("{}.{codec}-{level}.{EXPORT_FORMAT}", layer.to_hex())
+        let level = options.compression.level(options.level);
+        let prefetch =
+            if options.compression == Compression::ZstdSeekable && !options.prefetch.is_empty() {
+                let mut hasher = blake3::Hasher::new();
+                for path in &options.prefetch {
+                    hasher.update(path.as_bytes());
+                    hasher.update(b"\0");
+                }
+                format!("-p{}", &hasher.finalize().to_hex()[..16])
+            } else {
+                String::new()
+            };
+        format!(
+            "{}.{codec}-{level}{prefetch}.{EXPORT_FORMAT}",
+            layer.to_hex()
+        )
     }
 
-    /// The export of `layer` with `compression` at `level` recorded last.
+    /// The export of `layer` with `options` recorded last.
     pub(crate) fn export_of(
         &self,
         layer: &LayerId,
-        compression: Compression,
-        level: i32,
+        options: &ExportOptions,
     ) -> Option<ExportRecord> {
-        let bytes = self.read("exports", &Self::export_name(layer, compression, level))?;
+        let bytes = self.read("exports", &Self::export_name(layer, options))?;
         let mut parts = bytes.splitn(6, |&b| b == b'\n');
         let mut text = || String::from_utf8(parts.next()?.to_vec()).ok();
         let digest = text()?;
@@ -165,12 +183,11 @@ impl<'a> OciCache<'a> {
         })
     }
 
-    /// Remembers an export of `layer`.
+    /// Remembers an export of `layer` with `options`.
     pub(crate) fn record_export(
         &self,
         layer: &LayerId,
-        compression: Compression,
-        level: i32,
+        options: &ExportOptions,
         export: &ExportRecord,
     ) -> Result<()> {
         let (position, toc_digest) = export.toc.clone().unwrap_or_default();
@@ -180,11 +197,7 @@ impl<'a> OciCache<'a> {
         )
         .into_bytes();
         bytes.extend_from_slice(export.path.as_os_str().as_bytes());
-        self.write(
-            "exports",
-            &Self::export_name(layer, compression, level),
-            &bytes,
-        )
+        self.write("exports", &Self::export_name(layer, options), &bytes)
     }
 
     /// The manifest last pushed for `image` (its bytes, checked against the
@@ -276,16 +289,26 @@ mod tests {
             path: file.clone(),
             toc: None,
         };
-        assert_eq!(cache.export_of(&layer, Compression::Gzip, 6), None);
-        cache
-            .record_export(&layer, Compression::Gzip, 6, &record)
-            .unwrap();
+        let gzip = ExportOptions::new(Compression::Gzip);
+        assert_eq!(cache.export_of(&layer, &gzip), None);
+        cache.record_export(&layer, &gzip, &record).unwrap();
+        assert_eq!(cache.export_of(&layer, &gzip), Some(record.clone()));
+        assert_eq!(cache.export_of(&layer, &gzip.clone().level(9)), None);
         assert_eq!(
-            cache.export_of(&layer, Compression::Gzip, 6),
-            Some(record.clone())
+            cache.export_of(&layer, &ExportOptions::new(Compression::Zstd)),
+            None
         );
-        assert_eq!(cache.export_of(&layer, Compression::Gzip, 9), None);
-        assert_eq!(cache.export_of(&layer, Compression::Zstd, 6), None);
+        // A seekable export remembers its TOC, and one with a prefetch list
+        // is another export.
+        let seekable = ExportOptions::new(Compression::ZstdSeekable);
+        let with_toc = ExportRecord {
+            toc: Some(("1:2:3".into(), sha256_digest(b"toc"))),
+            ..record.clone()
+        };
+        cache.record_export(&layer, &seekable, &with_toc).unwrap();
+        assert_eq!(cache.export_of(&layer, &seekable), Some(with_toc));
+        let listed = seekable.prefetch(vec![crate::TreePath::new("etc/hosts").unwrap()]);
+        assert_eq!(cache.export_of(&layer, &listed), None);
         assert!(file_matches(&file, record.size, &record.digest));
         std::fs::write(&file, b"compresseD").unwrap();
         assert!(!file_matches(&file, record.size, &record.digest));

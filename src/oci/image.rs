@@ -318,7 +318,8 @@ impl ImagePush<'_> {
     /// Pushes every layer, then the config and the manifest; returns the
     /// report and the manifest's bytes.
     fn push(mut self, img: &Image, dest: &RegistryRef) -> Result<(PushReport, Vec<u8>)> {
-        let export = ExportOptions::new(self.options.compression);
+        let export =
+            ExportOptions::new(self.options.compression).prefetch(self.options.prefetch.to_vec());
         let mut layers = Vec::with_capacity(img.layers().len());
         let mut diff_ids = Vec::with_capacity(img.layers().len());
         for id in img.layers() {
@@ -355,11 +356,10 @@ impl ImagePush<'_> {
     /// One layer: its blob's descriptor, and the blob moved if the
     /// repository lacks it.
     fn push_layer(&mut self, id: &LayerId, export: &ExportOptions) -> Result<ExportRecord> {
-        let level = export.compression.level(export.level);
         // Exported before: the digest is known, so the registry can be asked
         // before anything is compressed, and the earlier file uploaded if it
         // is intact.
-        let earlier = self.cache.export_of(id, export.compression, level);
+        let earlier = self.cache.export_of(id, export);
         if let Some(earlier) = &earlier {
             if self.settled(&earlier.digest)? {
                 return Ok(earlier.clone());

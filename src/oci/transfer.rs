@@ -35,6 +35,9 @@ pub struct PushOptions<'a> {
     /// every current client reads it as a zstd layer, and layerstore pulls
     /// it a chunk at a time; [`Compression::Gzip`] for the oldest clients).
     pub compression: Compression,
+    /// For seekable layers: the files a lazy reader fetches first
+    /// ([`ExportOptions::prefetch`](super::ExportOptions::prefetch)).
+    pub prefetch: &'a [crate::TreePath],
 }
 
 impl Default for PushOptions<'_> {
@@ -43,6 +46,7 @@ impl Default for PushOptions<'_> {
             mount_from: &[],
             progress: None,
             compression: Compression::ZstdSeekable,
+            prefetch: &[],
         }
     }
 }
@@ -52,6 +56,13 @@ impl<'a> PushOptions<'a> {
     #[must_use]
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Lists `paths` as the prefetch order of the seekable layers pushed.
+    #[must_use]
+    pub fn prefetch(mut self, paths: &'a [crate::TreePath]) -> Self {
+        self.prefetch = paths;
         self
     }
 
@@ -77,6 +88,7 @@ impl std::fmt::Debug for PushOptions<'_> {
             .field("mount_from", &self.mount_from)
             .field("progress", &self.progress.is_some())
             .field("compression", &self.compression)
+            .field("prefetch", &self.prefetch.len())
             .finish()
     }
 }

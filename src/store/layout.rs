@@ -29,6 +29,8 @@
 //!   cache/oci/<kind>/      what OCI export and push remember (blobs, chains, exports,
 //!                          pushed manifests); a cache only: safe to delete
 //!   mounts/layers/<key>    layers extracted for overlayfs, by stack key
+//!   mounts/lazy/<image>.log  the log of the server of a lazy view of that
+//!                          image (the CLI's `mount --lazy`)
 //!                          (`.unsynced-<boot id>` until gc syncs them); rebuilt on demand
 //!   quarantine/            damaged packs and indexes that `fsck` repair moved aside
 //!                          (never deleted)
@@ -138,6 +140,11 @@ pub(crate) fn base_checkouts(root: &Path) -> PathBuf {
 /// `mounts/layers/`.
 pub(crate) fn layer_cache(root: &Path) -> PathBuf {
     root.join("mounts").join("layers")
+}
+
+/// `mounts/lazy/`.
+pub(crate) fn lazy_views(root: &Path) -> PathBuf {
+    root.join("mounts").join("lazy")
 }
 
 /// The file name of pack `id`: `<id>.pack`.

@@ -17,9 +17,9 @@ pub enum Fault {
     /// Flips one byte in the middle of every range response but the first
     /// (the first is the table of contents).
     FlipAfterFirstRange,
-    /// Cuts the connection halfway through the third range response and
-    /// every one after it.
-    CutFromThirdRange,
+    /// Cuts the connection halfway through every range response whose
+    /// range starts in `[from, to)`.
+    CutRangesIn(u64, u64),
     /// Closes every connection at once, answering nothing (the registry
     /// is unreachable).
     Down,
@@ -118,6 +118,10 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
     };
     let fault = state.lock().unwrap().fault;
     let method = request[0].split(' ').next().unwrap_or("").to_owned();
+    let range_start = header(&request, "range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split('-').next())
+        .and_then(|r| r.parse::<u64>().ok());
     let is_blob = request[0].contains("/blobs/sha256:");
     let mut body = Vec::new();
     if let Some(len) = header(&request, "content-length").and_then(|v| v.parse::<u64>().ok()) {
@@ -161,7 +165,11 @@ fn serve(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Re
                     let at = payload.len() / 2;
                     payload[at] ^= 0x40;
                 }
-                Fault::CutFromThirdRange if nth >= 3 => cut = Some(payload.len() / 2),
+                Fault::CutRangesIn(from, to)
+                    if range_start.is_some_and(|s| (from..to).contains(&s)) =>
+                {
+                    cut = Some(payload.len() / 2);
+                }
                 _ => {}
             }
         } else if status == "200" {

@@ -389,12 +389,22 @@ fn wrong_bytes_and_cut_connections_fail_naming_the_blob_and_keep_what_verified()
     let store = fx.store_with_v1("cut");
     let chunks = |s: &Store| s.stats().unwrap().chunks;
     let before = chunks(&store);
-    fx.proxy.set_fault(Fault::CutFromThirdRange);
+    // The last file of the tar (usr/lib/new.so, 300 kB of noise) lies in the
+    // last frames before the TOC: the ranges that fetch it are cut.
+    let position = manifest(&registry(&fx.server.host), "demo/base:v2")["layers"][0]["annotations"]
+        [TOC_POSITION]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let toc_at: u64 = position.split(':').next().unwrap().parse().unwrap();
+    fx.proxy
+        .set_fault(Fault::CutRangesIn(toc_at - 420_000, toc_at));
     let err = fx.pull(&store, "v2").unwrap_err().to_string();
     assert!(err.contains(&layer), "{err}");
     assert!(clean(&store));
     let kept = chunks(&store) - before;
     eprintln!("the cut pull kept {kept} of {missing} chunks");
+    assert!(kept > 0 && kept < missing, "kept {kept} of {missing}");
     fx.proxy.set_fault(Fault::None);
     let (id, report) = fx.pull(&store, "v2").unwrap();
     assert_eq!(
@@ -572,4 +582,178 @@ fn a_lazy_view_fetches_as_it_is_read_and_prefetch_makes_it_local() {
     assert_eq!(store.tag(&tag).unwrap(), Some(fx.v2));
     assert!(clean(&store));
     assert_eq!(checkout(&store, &fx.v2, &fx.root.join("local")), fx.v2_tree);
+}
+
+/// `layerstore --store STORE ARGS…`, its output.
+fn layerstore(store: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Starts `layerstore mount … --lazy --foreground` and waits until it says
+/// the view is mounted (its first line, the image id).
+fn lazy_server(store: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .args(["--lazy", "--insecure", "--foreground"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("blake3:"), "the server said {line:?}");
+    (child, line.trim().to_owned())
+}
+
+fn umount(target: &Path) {
+    let out = Command::new("umount").arg(target).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_cli_records_a_prefetch_list_and_a_push_carries_it() {
+    const WHAT: &str = "lazy mounts from the command line";
+    if !crate::common::require_root(WHAT) {
+        return;
+    }
+    let Some(fx) = fixture(WHAT) else {
+        return;
+    };
+    let mounts = crate::common::mounts::MountDir::new();
+    let image = format!("{}/demo/base:v2", fx.server.host);
+    let source = fx.root.join("v2-src");
+
+    // A recording run: the files read, in the order of their first read.
+    let store = fx.root.join("recording");
+    assert!(layerstore(&store, &["init"]).status.success());
+    let target = mounts.path().join("recording");
+    let list = fx.root.join("prefetch.txt");
+    let list_arg = list.to_str().unwrap();
+    let (mut server, id) = lazy_server(
+        &store,
+        &[
+            "mount",
+            &image,
+            target.to_str().unwrap(),
+            "--no-prefetch",
+            "--record-prefetch",
+            list_arg,
+        ],
+    );
+    assert_eq!(id, fx.v2.to_string());
+    for file in ["usr/lib/new.so", "etc/conf-03", "usr/lib/new.so"] {
+        assert_eq!(
+            std::fs::read(target.join(file)).unwrap(),
+            std::fs::read(source.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    umount(&target);
+    assert!(server.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(&list).unwrap(),
+        "usr/lib/new.so\netc/conf-03\n"
+    );
+
+    // A push carries the list in the TOC: a lazy image of it prefetches
+    // those files first.
+    let pushed = layerstore(
+        fx.src.path(),
+        &[
+            "push",
+            &fx.v2.to_string(),
+            &format!("{}/demo/listed:v2", fx.server.host),
+            "--insecure",
+            "--prefetch",
+            list_arg,
+        ],
+    );
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let reader = fx.store("reader");
+    let lazy = Exchange::new(&reader)
+        .pull_lazy(
+            &std::sync::Arc::new(registry(&fx.server.host)),
+            &reference(&fx.server.host, "demo/listed:v2"),
+        )
+        .unwrap();
+    let listed: Vec<String> = lazy
+        .prefetch_list()
+        .iter()
+        .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
+        .collect();
+    assert_eq!(listed, ["usr/lib/new.so", "etc/conf-03"]);
+}
+
+#[test]
+fn a_killed_lazy_server_keeps_what_its_prefetch_flushed_and_the_next_fetches_the_rest() {
+    const WHAT: &str = "a killed lazy server";
+    if !crate::common::require_root(WHAT) {
+        return;
+    }
+    let Some(fx) = fixture(WHAT) else {
+        return;
+    };
+    let mounts = crate::common::mounts::MountDir::new();
+    let image = format!("{}/demo/base:v2", fx.server.host);
+    // A prefetch killed midway keeps the batches it flushed; the next one
+    // fetches only the rest, and the image is then complete.
+    let store = fx.root.join("killed");
+    assert!(layerstore(&store, &["init"]).status.success());
+    let target = mounts.path().join("killed");
+    let (mut server, _) = lazy_server(
+        &store,
+        &[
+            "mount",
+            &image,
+            target.to_str().unwrap(),
+            "--prefetch-rate",
+            "400000",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    umount(&target);
+    let store = std::sync::Arc::new(Store::open(&store).unwrap());
+    let lazy = Exchange::new(&store)
+        .pull_lazy(
+            &std::sync::Arc::new(registry(&fx.server.host)),
+            &reference(&fx.server.host, "demo/base:v2"),
+        )
+        .unwrap();
+    let total = lazy.missing(&fx.store("count"));
+    let missing = lazy.missing(&store);
+    eprintln!(
+        "the killed prefetch kept {} of {total} chunks",
+        total - missing
+    );
+    assert!(missing <= total);
+    let rest = lazy
+        .prefetch(&store, &layerstore::oci::PrefetchOptions::default())
+        .unwrap();
+    assert_eq!(rest.chunks_fetched, missing, "{rest:?}");
+    let tag: layerstore::TagName = "resumed".parse().unwrap();
+    assert!(lazy.complete(&store, Some(&tag)).unwrap());
+    assert!(clean(&store));
+    assert_eq!(
+        checkout(&store, &fx.v2, &fx.root.join("resumed")),
+        fx.v2_tree
+    );
 }

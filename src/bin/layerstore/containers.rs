@@ -20,10 +20,11 @@ use crate::{CmdResult, Ctx, Failure, tag_name};
 
 #[derive(clap::Args)]
 pub(crate) struct MountArgs {
-    /// An image, or the name of an existing container.
-    image: String,
+    /// An image, or the name of an existing container; with `--lazy`,
+    /// REGISTRY/REPO[:TAG].
+    pub(crate) image: String,
     /// An empty directory (created if absent).
-    target: PathBuf,
+    pub(crate) target: PathBuf,
     /// overlay, copy or fuse (default: overlay where permitted, else copy).
     #[arg(long)]
     backend: Option<String>,
@@ -36,16 +37,18 @@ pub(crate) struct MountArgs {
     /// fuse: serve the view from this process until it is unmounted, instead
     /// of from a detached server.
     #[arg(long)]
-    foreground: bool,
+    pub(crate) foreground: bool,
     /// fuse: let every user reach the view (needs root or `user_allow_other`).
     #[arg(long)]
-    allow_other: bool,
+    pub(crate) allow_other: bool,
+    #[command(flatten)]
+    pub(crate) lazy: crate::lazy::LazyArgs,
 }
 
 /// Set in a server's environment by the `mount` that starts it: the server
 /// says "ready" on its standard output once the view is mounted, then logs
 /// to the container's `server.log`.
-const SERVER_NOTIFY: &str = "LAYERSTORE_SERVER_NOTIFY";
+pub(crate) const SERVER_NOTIFY: &str = "LAYERSTORE_SERVER_NOTIFY";
 
 #[derive(clap::Args)]
 pub(crate) struct UmountArgs {
@@ -71,6 +74,20 @@ pub(crate) enum ContainerCommand {
 /// server process (started here, ready when this returns), or by this
 /// process with `--foreground`.
 pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
+    if args.lazy.lazy {
+        if args.backend.is_some() || args.name.is_some() || args.read_only {
+            return Err(Failure::Usage(
+                "--lazy shows a read-only fuse view of a registry's image: no --backend, --name or --read-only".to_owned(),
+            ));
+        }
+        return crate::lazy::mount(ctx, args);
+    }
+    if args.lazy.is_set() {
+        return Err(Failure::Usage(
+            "--insecure, --tag, --record-prefetch, --no-prefetch and --prefetch-rate apply to --lazy"
+                .to_owned(),
+        ));
+    }
     let (image, target) = (args.image.as_str(), args.target.as_path());
     let (backend, name) = (args.backend.as_deref(), args.name.as_deref());
     let store = ctx.open()?;
@@ -142,7 +159,7 @@ pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
     // The foreground server: say the view is ready, then serve until it is
     // unmounted.
     if std::env::var_os(SERVER_NOTIFY).is_some() {
-        detach_output(&containers.state_dir(&name)?.join("server.log"))?;
+        detach_output(&containers.state_dir(&name)?.join("server.log"), "")?;
     } else {
         report(ctx, &info);
     }
@@ -160,7 +177,8 @@ fn report(ctx: &Ctx, info: &ContainerInfo) {
 /// Starts this program again as the container's foreground server, in a
 /// process group of its own with no terminal, and waits until it says the
 /// view is ready, or fails (its message and exit code are then this one's).
-fn spawn_server(name: &str, add_name: bool) -> CmdResult {
+/// Returns what the server said after "ready" on that line.
+pub(crate) fn spawn_server(name: &str, add_name: bool) -> Result<String, Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::System(format!("cannot find this program to start a server: {e}")))?;
     let mut command = std::process::Command::new(exe);
@@ -182,8 +200,8 @@ fn spawn_server(name: &str, add_name: bool) -> CmdResult {
     if let Some(out) = child.stdout.take() {
         let _ = BufReader::new(out).read_line(&mut line);
     }
-    if line == "ready\n" {
-        return Ok(());
+    if let Some(said) = line.strip_prefix("ready") {
+        return Ok(said.trim().to_owned());
     }
     let mut message = String::new();
     if let Some(mut err) = child.stderr.take() {
@@ -205,10 +223,10 @@ fn spawn_server(name: &str, add_name: bool) -> CmdResult {
 }
 
 /// A server started by [`spawn_server`], once its view is mounted: says
-/// "ready" on its standard output, which then goes to /dev/null, and sends
-/// its standard error (the view's log: damaged chunks, with pack and offset)
-/// to `log`.
-fn detach_output(log: &Path) -> CmdResult {
+/// "ready" (and `said`) on its standard output, which then goes to
+/// /dev/null, and sends its standard error (the view's log: damaged chunks,
+/// with pack and offset) to `log`.
+pub(crate) fn detach_output(log: &Path, said: &str) -> CmdResult {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -219,7 +237,7 @@ fn detach_output(log: &Path) -> CmdResult {
         .open("/dev/null")
         .map_err(|e| Failure::System(format!("cannot open /dev/null: {e}")))?;
     let mut stdout = std::io::stdout().lock();
-    let ready = stdout.write_all(b"ready\n").and_then(|()| stdout.flush());
+    let ready = writeln!(stdout, "ready {said}").and_then(|()| stdout.flush());
     drop(stdout);
     ready.map_err(|e| Failure::System(format!("cannot say the view is ready: {e}")))?;
     rustix::stdio::dup2_stdout(&null)

@@ -26,6 +26,7 @@ mod efficiency;
 mod generate;
 mod history;
 mod images;
+mod lazy;
 mod oci;
 mod output;
 mod registry;

@@ -27,6 +27,11 @@ pub(crate) struct PushArgs {
         value_name = "zstd-seekable|gzip|zstd|none"
     )]
     compression: String,
+    /// Seekable layers: list the files of FILE (one path a line, as
+    /// `mount --lazy --record-prefetch` writes) as those a lazy view fetches
+    /// first.
+    #[arg(long, value_name = "FILE")]
+    prefetch: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -45,6 +50,12 @@ pub(crate) struct PullArgs {
 /// `$LAYERSTORE_REGISTRY_USER` and `$LAYERSTORE_REGISTRY_PASSWORD`, else
 /// anonymous. An empty variable counts as unset.
 fn registry(host: &str, insecure: bool) -> Result<Registry, Failure> {
+    registry_with(host, RegistryOptions::default().insecure(insecure))
+}
+
+/// A registry client with `options` and the credentials of the environment,
+/// as [`registry`].
+pub(crate) fn registry_with(host: &str, options: RegistryOptions) -> Result<Registry, Failure> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let credentials = match (
         var("LAYERSTORE_REGISTRY_USER"),
@@ -55,12 +66,23 @@ fn registry(host: &str, insecure: bool) -> Result<Registry, Failure> {
         (Some(username), Some(password), None) => Credentials::Basic { username, password },
         _ => Credentials::Anonymous,
     };
-    Ok(Registry::new(
-        host,
-        &RegistryOptions::default()
-            .insecure(insecure)
-            .credentials(credentials),
-    )?)
+    Ok(Registry::new(host, &options.credentials(credentials))?)
+}
+
+/// The paths of a prefetch list file: one a line, `/` at the start or not,
+/// blank lines skipped.
+fn prefetch_list(path: &std::path::Path) -> Result<Vec<layerstore::TreePath>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read '{}': {e}", path.display())))?;
+    text.lines()
+        .map(|l| l.trim_start_matches('/'))
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            layerstore::TreePath::new(l).map_err(|e| {
+                Failure::Usage(format!("'{}': '{l}' is not a path: {e}", path.display()))
+            })
+        })
+        .collect()
 }
 
 /// Push an image, uploading only the blobs the registry lacks; prints what
@@ -79,9 +101,14 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
             ));
         }
     };
+    let prefetch = match &args.prefetch {
+        Some(path) => prefetch_list(path)?,
+        None => Vec::new(),
+    };
     let options = PushOptions::default()
         .progress(&progress)
-        .compression(args.compression.parse()?);
+        .compression(args.compression.parse()?)
+        .prefetch(&prefetch);
     let report = Exchange::new(&store).push(&reg, &id, &dest, &options);
     Output::finish(bar);
     let report = report?;

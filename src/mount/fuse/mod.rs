@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-pub use self::view::{FuseOptions, FuseView};
+pub use self::view::{FuseOptions, FuseView, ReadLog};
 use super::mountinfo;
 use super::overlay::{self, kernel};
 use super::{MountBackend, Usage, ViewSpec};

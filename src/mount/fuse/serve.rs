@@ -30,6 +30,7 @@ use fuser::{
 
 use super::content::Content;
 use super::nodes::{Node, Nodes, What};
+use super::view::ReadLog;
 use crate::error::{Error, Result};
 use crate::tree::directory::{ChildNode, Directory};
 use crate::tree::entry::{EntryKind, Metadata, Timestamp};
@@ -52,16 +53,19 @@ const BLOCK_SIZE: u32 = 128 << 10;
 pub(super) struct LazyFs {
     nodes: Arc<Nodes>,
     content: Arc<Content>,
+    /// Where first reads are recorded, if they are.
+    record: Option<ReadLog>,
 }
 
 /// Pieces of chunks that make up the bytes of one read.
 type Pieces = Vec<(Arc<Vec<u8>>, std::ops::Range<usize>)>;
 
 impl LazyFs {
-    pub(super) fn new(nodes: Nodes, content: Arc<Content>) -> Self {
+    pub(super) fn new(nodes: Nodes, content: Arc<Content>, record: Option<ReadLog>) -> Self {
         Self {
             nodes: Arc::new(nodes),
             content,
+            record,
         }
     }
 
@@ -146,7 +150,10 @@ impl LazyFs {
         }
         let sequential = node.ahead.swap(end, Ordering::Relaxed) == offset;
         if offset == 0 {
-            self.load_siblings_ahead(node);
+            match &self.record {
+                Some(log) => log.record(node.ino, &node.path),
+                None => self.load_siblings_ahead(node),
+            }
         }
         let mut pieces = Vec::new();
         let mut i = starts.partition_point(|&s| s <= offset) - 1;

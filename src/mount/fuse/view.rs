@@ -12,6 +12,7 @@ use super::serve::LazyFs;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ImageId, SnapshotId};
 use crate::store::Store;
+use crate::tree::TreePath;
 
 /// Whether a filesystem type of `/proc/self/mountinfo` is FUSE's: `fuse`
 /// for a view mounted by root (the kernel's type, the subtype aside),
@@ -31,6 +32,11 @@ pub struct FuseOptions {
     pub allow_other: bool,
     /// Threads answering the kernel's requests (default 4).
     pub threads: usize,
+    /// Where to record the files read, in the order of their first read (a
+    /// prefetch list for lazy images: `push --prefetch`). While recording,
+    /// the view does not hand the files after a file first read to the
+    /// kernel ahead of their readers, so that every first read reaches it.
+    pub record_reads: Option<ReadLog>,
 }
 
 impl Default for FuseOptions {
@@ -38,6 +44,41 @@ impl Default for FuseOptions {
         Self {
             allow_other: false,
             threads: 4,
+            record_reads: None,
+        }
+    }
+}
+
+/// The files a view was asked to read, each once, in the order of their
+/// first read ([`FuseOptions::record_reads`]). A handle: clones share the log.
+#[derive(Debug, Clone, Default)]
+pub struct ReadLog(Arc<std::sync::Mutex<(Vec<TreePath>, std::collections::HashSet<u64>)>>);
+
+impl ReadLog {
+    /// An empty log.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The files read so far, in the order of their first read.
+    #[must_use]
+    pub fn paths(&self) -> Vec<TreePath> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Records a read of the file `path` (inode `ino`).
+    pub(super) fn record(&self, ino: u64, path: &TreePath) {
+        let mut log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.1.insert(ino) {
+            log.0.push(path.clone());
         }
     }
 }
@@ -47,6 +88,13 @@ impl FuseOptions {
     #[must_use]
     pub fn allow_other(mut self, allow: bool) -> Self {
         self.allow_other = allow;
+        self
+    }
+
+    /// Records the files read into `log` ([`FuseOptions::record_reads`]).
+    #[must_use]
+    pub fn record_reads(mut self, log: ReadLog) -> Self {
+        self.record_reads = Some(log);
         self
     }
 
@@ -98,6 +146,17 @@ impl std::fmt::Debug for FuseView {
 }
 
 impl FuseView {
+    /// Where a detached server of a view of `image` of `store` writes its
+    /// log: `mounts/lazy/<image>.log` (its directory created).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the directory if it cannot be made.
+    pub fn log_path(store: &Store, image: &ImageId) -> Result<PathBuf> {
+        let dir = crate::store::layout::lazy_views(store.path());
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        Ok(dir.join(format!("{}.log", image.to_hex())))
+    }
+
     /// Shows image `image` of `store` at `target`, an existing directory.
     ///
     /// # Errors
@@ -145,7 +204,7 @@ impl FuseView {
         config.n_threads = Some(options.threads.max(1));
         config.clone_fd = options.threads > 1;
         let content = Arc::new(Content::new(store));
-        let fs = LazyFs::new(nodes, Arc::clone(&content));
+        let fs = LazyFs::new(nodes, Arc::clone(&content), options.record_reads.clone());
         let session = fuser::Session::new(fs, target, &config)
             .map_err(|e| Error::io("mount a FUSE view at", target, explain(e)))?;
         content.connect(session.notifier());

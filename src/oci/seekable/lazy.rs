@@ -225,6 +225,18 @@ impl LazyImage {
         self.remote.clone()
     }
 
+    /// The files the layers' tables of contents list to prefetch first,
+    /// bottom layer first (what a push with a prefetch list put there).
+    #[must_use]
+    pub fn prefetch_list(&self) -> Vec<crate::TreePath> {
+        self.remote
+            .layers
+            .iter()
+            .flat_map(|l| &l.toc.prefetch)
+            .filter_map(|p| crate::TreePath::new(p.as_slice()).ok())
+            .collect()
+    }
+
     /// How many of the lazy layers' chunks `store` lacks.
     #[must_use]
     pub fn missing(&self, store: &Store) -> u64 {
@@ -246,7 +258,7 @@ impl LazyImage {
     /// As a pull: the registry's errors, and chunks that do not verify
     /// (naming the blob and offset).
     pub fn prefetch(&self, store: &Store, options: &PrefetchOptions) -> Result<PrefetchReport> {
-        const BATCH: u64 = 8 << 20;
+        const BATCH: u64 = 1 << 20;
         let started = Instant::now();
         let mut report = PrefetchReport::default();
         for (l, layer) in self.remote.layers.iter().enumerate() {

@@ -14,7 +14,7 @@ use crate::oci::digest::format_digest;
 use crate::oci::tar::{ChunkMarks, write_layer_tar_marked};
 use crate::store::Store;
 use crate::store::chunk_list::ChunkRef;
-use crate::tree::{Layer, layer_objects};
+use crate::tree::{EntryKind, Layer, TreePath, layer_objects};
 
 /// The zstd level of the TOC: it is read before anything else of a lazy
 /// view, so it is worth compressing harder than the content.
@@ -77,12 +77,13 @@ impl<W: Write + Send + 'static> ChunkMarks for Shared<'_, W> {
 }
 
 /// Writes `layer` of `store` to `out` as a seekable blob compressed at zstd
-/// `level`.
+/// `level`, its TOC listing the files of `prefetch` that the layer holds.
 pub(crate) fn write_seekable_layer<W: Write + Send + 'static>(
     store: &Store,
     layer: &Layer,
     out: W,
     level: i32,
+    prefetch: &[TreePath],
 ) -> Result<SeekableLayer<W>> {
     let framer = RefCell::new(Framer {
         compressor: ParallelCompressor::new(out, Compression::Zstd, Some(level)),
@@ -119,7 +120,7 @@ pub(crate) fn write_seekable_layer<W: Write + Send + 'static>(
         objects,
         frames: toc_frames,
         chunks: toc_chunks,
-        prefetch: Vec::new(),
+        prefetch: prefetch_in(layer, prefetch),
     };
     let (frame, raw) = toc.to_frame(TOC_LEVEL)?;
     let position = TocPosition {
@@ -142,4 +143,22 @@ pub(crate) fn write_seekable_layer<W: Write + Send + 'static>(
         toc: position,
         toc_digest,
     })
+}
+
+/// The paths of `prefetch` that are files with content in `layer`, in order.
+fn prefetch_in(layer: &Layer, prefetch: &[TreePath]) -> Vec<Vec<u8>> {
+    if prefetch.is_empty() {
+        return Vec::new();
+    }
+    let files: std::collections::HashSet<&TreePath> = layer
+        .upserts()
+        .iter()
+        .filter(|e| matches!(&e.kind, EntryKind::File { chunks, .. } if !chunks.is_empty()))
+        .map(|e| &e.path)
+        .collect();
+    prefetch
+        .iter()
+        .filter(|p| files.contains(p))
+        .map(|p| p.as_bytes().to_vec())
+        .collect()
 }
