@@ -106,6 +106,14 @@ pub struct Registry {
     auth: RegistryAuth,
     /// (repository, push) pairs authenticated already.
     authed: Mutex<HashSet<(String, bool)>>,
+    /// A client that never authenticates, for a registry that asks no
+    /// credentials of anonymous users: `oci-client` asks such a registry
+    /// `GET /v2/` again before every request (it caches only tokens), one
+    /// round trip per range of a partial pull.
+    open_client: Client,
+    /// Set once an anonymous authentication found that the registry asks
+    /// for nothing.
+    open: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -254,7 +262,7 @@ impl Registry {
                 registry: host.to_owned(),
                 what: format!("cannot start the I/O runtime: {e}"),
             })?;
-        let config = ClientConfig {
+        let config = || ClientConfig {
             protocol: if options.insecure {
                 ClientProtocol::Http
             } else {
@@ -287,7 +295,9 @@ impl Registry {
         Ok(Self {
             host: host.to_owned(),
             runtime,
-            client: Client::new(config),
+            client: Client::new(config()),
+            open_client: Client::new(config()),
+            open: std::sync::atomic::AtomicBool::new(false),
             auth,
             authed: Mutex::new(HashSet::new()),
         })
@@ -347,7 +357,10 @@ impl Registry {
             &[RegistryOperation::Pull]
         };
         for op in ops {
-            self.block_on(repository, self.client.auth(&image, &self.auth, *op))?;
+            let token = self.block_on(repository, self.client.auth(&image, &self.auth, *op))?;
+            if token.is_none() && self.auth == RegistryAuth::Anonymous && !push {
+                self.open.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         self.authed
             .lock()
@@ -523,7 +536,11 @@ impl Registry {
         use futures_util::{StreamExt as _, TryStreamExt as _};
         self.authenticate(repository, false)?;
         let image = self.reference(repository, "latest");
-        let client = &self.client;
+        let client = if self.open.load(std::sync::atomic::Ordering::Relaxed) {
+            &self.open_client
+        } else {
+            &self.client
+        };
         let fetch = |(offset, len): (u64, u64)| {
             let image = &image;
             async move {

@@ -55,5 +55,5 @@ pub use self::{
 
 // The stat cache's format lives with the scan; other strata reach what
 // they need of it through here.
-pub(crate) use self::objects::layer_objects;
+pub(crate) use self::objects::{layer_from_objects, layer_objects};
 pub(crate) use self::scan::statcache::forget as forget_stat_cache;

@@ -36,6 +36,35 @@ pub(crate) fn layer_objects(layer: &Layer) -> (LayerId, Vec<Vec<u8>>) {
     (id, objects)
 }
 
+/// The layer `id` from the objects that store it (as [`layer_objects`] gives
+/// them), decoded without a store: every object checked as a read from a
+/// store checks it.
+///
+/// # Errors
+/// [`Error::ObjectNotFound`] (`store` empty) if the layer or a directory is
+/// not among them; [`Error::Malformed`] if one does not decode.
+pub(crate) fn layer_from_objects(id: &LayerId, objects: &[Vec<u8>]) -> Result<Layer> {
+    let by_id: HashMap<ChunkId, &[u8]> = objects
+        .iter()
+        .map(|o| (ChunkId::of(o), o.as_slice()))
+        .collect();
+    let get = |kind: &'static str, id: &ChunkId| {
+        by_id.get(id).copied().ok_or_else(|| Error::ObjectNotFound {
+            kind,
+            id: id.to_string(),
+            store: std::path::PathBuf::new(),
+        })
+    };
+    match layer::decode_stored(get("layer", &ChunkId::from(*id))?)? {
+        StoredLayer::Flat(layer) => Ok(layer),
+        StoredLayer::OfTree(tree) => {
+            let load = |id: &ChunkId| Directory::decode(get("directory", id)?);
+            let root = load(&ChunkId::from(tree))?;
+            Ok(Layer::of_tree(directory::assemble(root, &load)?))
+        }
+    }
+}
+
 /// Tree objects
 impl Store {
     /// The bytes of metadata object `id`; a missing one is

@@ -105,6 +105,8 @@ enum Command {
     Fsck(store::FsckArgs),
     /// A writable (or read-only) view of IMAGE at TARGET; or, given the name
     /// of an existing container, mount it again. Prints the container name.
+    /// With --lazy, a read-only view of REGISTRY/REPO[:TAG] shown at once, its
+    /// content fetched as it is read; prints the image id.
     Mount(containers::MountArgs),
     /// Unmount a container (by name or target), keeping its changes.
     Umount(containers::UmountArgs),
@@ -125,8 +127,8 @@ enum Command {
     /// Credentials: `$LAYERSTORE_REGISTRY_USER` and
     /// `$LAYERSTORE_REGISTRY_PASSWORD`, or `$LAYERSTORE_REGISTRY_TOKEN`.
     Push(registry::PushArgs),
-    /// Pull REGISTRY/REPO[:TAG] into the store, fetching only the layers it
-    /// lacks; prints the image id last.
+    /// Pull REGISTRY/REPO[:TAG] into the store, fetching only what it lacks
+    /// (of a seekable layer, only the missing chunks); prints the image id last.
     Pull(registry::PullArgs),
     /// Print a shell completion script (bash, zsh, fish) on stdout.
     Completions(generate::CompletionsArgs),

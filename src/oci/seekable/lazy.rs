@@ -388,27 +388,26 @@ fn frame_order(store: &Store, layer: &LazyLayer) -> Vec<usize> {
     let mut seen = HashSet::new();
     let mut order = Vec::new();
     if !layer.toc.prefetch.is_empty() {
-        if let Ok(stored) = store.layer(&LayerId::from_bytes(layer.toc.layer)) {
-            let files: std::collections::HashMap<&[u8], &crate::store::chunk_list::ChunkList> =
-                stored
-                    .upserts()
-                    .iter()
-                    .filter_map(|e| match &e.kind {
-                        crate::EntryKind::File { chunks, .. } => Some((e.path.as_bytes(), chunks)),
-                        _ => None,
-                    })
-                    .collect();
-            for path in &layer.toc.prefetch {
-                for chunk in files.get(path.as_slice()).map_or(&[][..], |c| c.chunks()) {
-                    if let Ok(i) = layer
-                        .toc
-                        .chunks
-                        .binary_search_by(|c| c.id.cmp(chunk.id.as_bytes()))
-                    {
-                        let f = layer.toc.chunks[i].frame as usize;
-                        if seen.insert(f) && missing(f) {
-                            order.push(f);
-                        }
+        let files: std::collections::HashMap<&[u8], &crate::store::chunk_list::ChunkList> = layer
+            .toc
+            .decoded
+            .upserts()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                crate::EntryKind::File { chunks, .. } => Some((e.path.as_bytes(), chunks)),
+                _ => None,
+            })
+            .collect();
+        for path in &layer.toc.prefetch {
+            for chunk in files.get(path.as_slice()).map_or(&[][..], |c| c.chunks()) {
+                if let Ok(i) = layer
+                    .toc
+                    .chunks
+                    .binary_search_by(|c| c.id.cmp(chunk.id.as_bytes()))
+                {
+                    let f = layer.toc.chunks[i].frame as usize;
+                    if seen.insert(f) && missing(f) {
+                        order.push(f);
                     }
                 }
             }

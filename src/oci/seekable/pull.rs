@@ -94,11 +94,67 @@ pub(crate) fn refusal(
 }
 
 /// The `sha256:` of the tar of `layer` as this build writes it (all its
-/// chunks read, so the store must hold them).
+/// chunks read, so the store must hold them). The hashing runs on a thread
+/// of its own, beside the reading and the writing of the tar.
 pub(crate) fn tar_digest(store: &Store, layer: &crate::Layer) -> Result<String> {
-    let mut tar = Sha256Writer(sha2::Sha256::new());
-    write_layer_tar(store, layer, &mut tar)?;
-    Ok(format_digest(&tar.0.finalize()))
+    let (blocks, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let hasher = std::thread::spawn(move || {
+        let mut hasher = sha2::Sha256::new();
+        for block in received {
+            hasher.update(&block);
+        }
+        format_digest(&hasher.finalize())
+    });
+    let mut tar = HashingPipe {
+        buf: Vec::with_capacity(PIPE_BLOCK),
+        blocks,
+    };
+    let written = write_layer_tar(store, layer, &mut tar)
+        .map(drop)
+        .and_then(|()| tar.send().map_err(|e| Error::io("hash", "layer tar", e)));
+    drop(tar);
+    let digest = hasher.join().map_err(|_| {
+        Error::io(
+            "hash",
+            "layer tar",
+            io::Error::other("the hashing thread failed"),
+        )
+    });
+    written?;
+    digest
+}
+
+/// Bytes handed to the hashing thread at a time.
+const PIPE_BLOCK: usize = 1 << 20;
+
+/// A writer whose bytes go, a block at a time, to a hashing thread.
+struct HashingPipe {
+    buf: Vec<u8>,
+    blocks: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl HashingPipe {
+    fn send(&mut self) -> io::Result<()> {
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_BLOCK));
+        self.blocks
+            .send(block)
+            .map_err(|_| io::Error::other("the hashing thread vanished"))
+    }
+}
+
+impl Write for HashingPipe {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(PIPE_BLOCK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIPE_BLOCK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The TOC of seekable layer `blob`, fetched by range (the footer first if
@@ -275,18 +331,4 @@ pub(crate) fn fetch_one(
         Ok(())
     })?;
     Ok(if served { got } else { None })
-}
-
-/// The sha256 of what is written.
-struct Sha256Writer(sha2::Sha256);
-
-impl Write for Sha256Writer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

@@ -6,9 +6,13 @@
 //! (by the caller). `docs/FORMAT.md` ("Seekable layers") is the
 //! specification; this file is its reference.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::id::LayerId;
+use crate::tree::{EntryKind, Layer, layer_from_objects};
 
 /// The magic of the skippable frame that holds the TOC (little-endian).
 pub(crate) const TOC_FRAME_MAGIC: u32 = 0x184D_2A5C;
@@ -141,9 +145,34 @@ pub(crate) struct TocFrame {
     pub(crate) raw: u32,
 }
 
-/// Where a chunk's bytes are: a frame and the range of its decompressed
-/// bytes.
+/// Where a chunk lies, as the TOC holds it: a frame and the offset in its
+/// decompressed bytes (the chunk's id and length are its file's: see
+/// [`TocWire::chunks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireChunk {
+    pub(crate) frame: u32,
+    pub(crate) offset: u32,
+}
+
+/// The table of contents as encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TocWire {
+    /// The layer's object id.
+    pub(crate) layer: [u8; 32],
+    /// The objects that store the layer (directories, then the layer).
+    pub(crate) objects: Vec<Vec<u8>>,
+    /// Every frame of the tar, in order.
+    pub(crate) frames: Vec<TocFrame>,
+    /// Where each distinct chunk of the layer's files lies, in the order
+    /// the chunks first appear when the layer's files are taken in path
+    /// order, each file's chunks in order (the order of the tar).
+    pub(crate) chunks: Vec<WireChunk>,
+    /// Paths whose content a lazy reader fetches first, in order.
+    pub(crate) prefetch: Vec<Vec<u8>>,
+}
+
+/// A chunk of the layer and where it lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TocChunk {
     pub(crate) id: [u8; 32],
     pub(crate) frame: u32,
@@ -151,22 +180,21 @@ pub(crate) struct TocChunk {
     pub(crate) len: u32,
 }
 
-/// The table of contents of a seekable layer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A table of contents, decoded and checked: its layer decoded from its
+/// objects, each chunk paired with its place.
+#[derive(Debug, Clone)]
 pub(crate) struct Toc {
-    /// The layer's object id.
     pub(crate) layer: [u8; 32],
-    /// The objects that store the layer (directories, then the layer).
     pub(crate) objects: Vec<Vec<u8>>,
-    /// Every frame of the tar, in order.
     pub(crate) frames: Vec<TocFrame>,
-    /// Every chunk of file content, sorted by id, each once.
+    /// Every chunk of the layer's files, sorted by id.
     pub(crate) chunks: Vec<TocChunk>,
-    /// Paths whose content a lazy reader fetches first, in order.
     pub(crate) prefetch: Vec<Vec<u8>>,
+    /// The layer the objects hold.
+    pub(crate) decoded: Layer,
 }
 
-impl Toc {
+impl TocWire {
     /// The decompressed TOC's bytes: magic, then the postcard body.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let out = TOC_MAGIC.to_vec();
@@ -190,10 +218,13 @@ impl Toc {
         frame.extend_from_slice(&compressed);
         Ok((frame, raw.len() as u64))
     }
+}
 
+impl Toc {
     /// Decodes the TOC's skippable frame (as located by `position`) and
     /// checks it against the blob: frames that end where the TOC begins,
-    /// chunks inside their frames, sorted, each once.
+    /// a layer its objects hold, and a place inside its frame for each of
+    /// the layer's chunks.
     pub(crate) fn from_frame(frame: &[u8], position: &TocPosition) -> Result<Self> {
         let bad = |reason: String| Error::Malformed {
             what: "seekable layer TOC",
@@ -233,13 +264,13 @@ impl Toc {
         let body = raw
             .strip_prefix(&TOC_MAGIC[..])
             .ok_or_else(|| bad("wrong magic or an unknown version".into()))?;
-        let (toc, rest): (Self, _) =
+        let (wire, rest): (TocWire, _) =
             postcard::take_from_bytes(body).map_err(|e| bad(e.to_string()))?;
         if !rest.is_empty() {
             return Err(bad(format!("{} trailing bytes", rest.len())));
         }
         let mut end = 0u64;
-        for (i, f) in toc.frames.iter().enumerate() {
+        for (i, f) in wire.frames.iter().enumerate() {
             if f.len == 0 || f.raw > MAX_FRAME_RAW {
                 return Err(bad(format!(
                     "frame {i} is {} bytes, {} decompressed",
@@ -253,35 +284,64 @@ impl Toc {
                 "the frames end at {end}, the TOC begins at {frames_end}"
             )));
         }
-        for (i, c) in toc.chunks.iter().enumerate() {
-            let frame = usize::try_from(c.frame)
-                .ok()
-                .and_then(|f| toc.frames.get(f))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "chunk {i} names frame {} of {}",
-                        c.frame,
-                        toc.frames.len()
-                    ))
-                })?;
-            if c.len == 0 || u64::from(c.offset) + u64::from(c.len) > u64::from(frame.raw) {
-                return Err(bad(format!(
-                    "chunk {i} at {}+{} is outside its frame of {} bytes",
-                    c.offset, c.len, frame.raw
-                )));
-            }
-            if i > 0 && toc.chunks[i - 1].id >= c.id {
-                return Err(bad(format!("chunk {i} is out of order or repeated")));
+        let decoded = layer_from_objects(&LayerId::from_bytes(wire.layer), &wire.objects)
+            .map_err(|e| bad(format!("its objects: {e}")))?;
+        // Each distinct chunk of the files, in order, paired with its place.
+        let mut seen = HashSet::new();
+        let mut chunks = Vec::with_capacity(wire.chunks.len());
+        let mut places = wire.chunks.iter();
+        for entry in decoded.upserts() {
+            let EntryKind::File { chunks: list, .. } = &entry.kind else {
+                continue;
+            };
+            for chunk in list.chunks() {
+                if !seen.insert(chunk.id) {
+                    continue;
+                }
+                let place = places
+                    .next()
+                    .ok_or_else(|| bad(format!("{} places for more chunks", wire.chunks.len())))?;
+                let frame = usize::try_from(place.frame)
+                    .ok()
+                    .and_then(|f| wire.frames.get(f))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "chunk {} is in frame {} of {}",
+                            chunk.id,
+                            place.frame,
+                            wire.frames.len()
+                        ))
+                    })?;
+                if u64::from(place.offset) + u64::from(chunk.len) > u64::from(frame.raw) {
+                    return Err(bad(format!(
+                        "chunk {} at {}+{} is outside its frame of {} bytes",
+                        chunk.id, place.offset, chunk.len, frame.raw
+                    )));
+                }
+                chunks.push(TocChunk {
+                    id: *chunk.id.as_bytes(),
+                    frame: place.frame,
+                    offset: place.offset,
+                    len: chunk.len,
+                });
             }
         }
-        if toc
-            .objects
-            .iter()
-            .all(|o| *blake3::hash(o).as_bytes() != toc.layer)
-        {
-            return Err(bad("the layer's object is not among the objects".into()));
+        if places.next().is_some() {
+            return Err(bad(format!(
+                "{} places for {} chunks",
+                wire.chunks.len(),
+                chunks.len()
+            )));
         }
-        Ok(toc)
+        chunks.sort_unstable_by_key(|c| c.id);
+        Ok(Self {
+            layer: wire.layer,
+            objects: wire.objects,
+            frames: wire.frames,
+            chunks,
+            prefetch: wire.prefetch,
+            decoded,
+        })
     }
 
     /// Where frame `index` begins in the blob.
@@ -319,35 +379,55 @@ pub(crate) fn fuzz_decode(data: &[u8]) -> Result<Toc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::chunk_list::{ChunkList, ChunkRef};
+    use crate::tree::{Entry, Metadata, Snapshot, TreePath, layer_objects};
 
-    fn toc() -> Toc {
-        let object = b"LSOB\x05\x00\x01\x00whatever".to_vec();
-        Toc {
-            layer: *blake3::hash(&object).as_bytes(),
-            objects: vec![object],
+    /// A TOC of a layer of two files, `a` (chunks 1 and 2) and `b` (chunks
+    /// 2 and 3), in two frames of 100 and 50 bytes.
+    fn wire() -> TocWire {
+        let file = |p: &str, ids: &[u8]| {
+            let list: ChunkList = ids
+                .iter()
+                .map(|&i| ChunkRef {
+                    id: crate::ChunkId::from_bytes([i; 32]),
+                    len: 20,
+                })
+                .collect();
+            Entry::file(TreePath::new(p).unwrap(), list, Metadata::new(0o644))
+        };
+        let tree = Snapshot::from_entries(vec![
+            Entry::dir(TreePath::ROOT, Metadata::new(0o755)),
+            file("a", &[1, 2]),
+            file("b", &[2, 3]),
+        ])
+        .unwrap();
+        let (id, objects) = layer_objects(&Layer::of_tree(tree));
+        TocWire {
+            layer: *id.as_bytes(),
+            objects,
             frames: vec![TocFrame { len: 10, raw: 100 }, TocFrame { len: 5, raw: 50 }],
             chunks: vec![
-                TocChunk {
-                    id: [1; 32],
+                WireChunk {
                     frame: 0,
                     offset: 10,
-                    len: 90,
                 },
-                TocChunk {
-                    id: [2; 32],
+                WireChunk {
+                    frame: 0,
+                    offset: 40,
+                },
+                WireChunk {
                     frame: 1,
                     offset: 0,
-                    len: 50,
                 },
             ],
-            prefetch: vec![b"etc/passwd".to_vec()],
+            prefetch: vec![b"b".to_vec()],
         }
     }
 
     #[test]
     fn toc_and_footer_round_trip() {
-        let toc = toc();
-        let (frame, raw) = toc.to_frame(3).unwrap();
+        let wire = wire();
+        let (frame, raw) = wire.to_frame(3).unwrap();
         let position = TocPosition {
             offset: 15,
             len: frame.len() as u64,
@@ -364,14 +444,22 @@ mod tests {
             TocPosition::from_annotation(&position.to_annotation(), blob_size).unwrap(),
             position
         );
-        assert_eq!(Toc::from_frame(&frame, &position).unwrap(), toc);
+        let toc = Toc::from_frame(&frame, &position).unwrap();
         assert_eq!(toc.frame_offsets(), vec![0, 10]);
+        // The chunks paired in file order (2 once), sorted by id.
+        let places: Vec<_> = toc
+            .chunks
+            .iter()
+            .map(|c| (c.id[0], c.frame, c.offset, c.len))
+            .collect();
+        assert_eq!(places, vec![(1, 0, 10, 20), (2, 0, 40, 20), (3, 1, 0, 20)]);
+        assert_eq!(toc.prefetch, vec![b"b".to_vec()]);
     }
 
     #[test]
     fn bad_footers_and_tocs_are_refused() {
-        let toc = toc();
-        let (frame, raw) = toc.to_frame(3).unwrap();
+        let wire = wire();
+        let (frame, raw) = wire.to_frame(3).unwrap();
         let position = TocPosition {
             offset: 15,
             len: frame.len() as u64,
@@ -391,24 +479,34 @@ mod tests {
         assert!(TocPosition::from_footer(&footer[1..], blob_size).is_err());
         assert!(TocPosition::from_annotation("1:2", blob_size).is_err());
         assert!(TocPosition::from_annotation("15:x:3", blob_size).is_err());
+        assert!(Toc::decode(&wire.encode(), 15).is_ok());
         // Frames that do not end where the TOC begins.
-        assert!(Toc::decode(&toc.encode(), 16).is_err());
-        let mut unsorted = toc.clone();
-        unsorted.chunks.swap(0, 1);
-        assert!(Toc::decode(&unsorted.encode(), 15).is_err());
-        let mut outside = toc.clone();
-        outside.chunks[1].len = 51;
+        assert!(Toc::decode(&wire.encode(), 16).is_err());
+        let mut outside = wire.clone();
+        outside.chunks[2].offset = 31;
         assert!(Toc::decode(&outside.encode(), 15).is_err());
-        let mut no_frame = toc.clone();
-        no_frame.chunks[1].frame = 2;
+        let mut no_frame = wire.clone();
+        no_frame.chunks[2].frame = 2;
         assert!(Toc::decode(&no_frame.encode(), 15).is_err());
-        let mut no_layer = toc.clone();
+        let mut too_few = wire.clone();
+        too_few.chunks.pop();
+        assert!(Toc::decode(&too_few.encode(), 15).is_err());
+        let mut too_many = wire.clone();
+        too_many.chunks.push(WireChunk {
+            frame: 0,
+            offset: 0,
+        });
+        assert!(Toc::decode(&too_many.encode(), 15).is_err());
+        let mut no_layer = wire.clone();
         no_layer.layer = [9; 32];
         assert!(Toc::decode(&no_layer.encode(), 15).is_err());
+        let mut no_dir = wire.clone();
+        no_dir.objects.remove(0);
+        assert!(Toc::decode(&no_dir.encode(), 15).is_err());
         let mut truncated = frame.clone();
         truncated.pop();
         assert!(Toc::from_frame(&truncated, &position).is_err());
-        let mut trailing = toc.encode();
+        let mut trailing = wire.encode();
         trailing.push(0);
         assert!(Toc::decode(&trailing, 15).is_err());
     }

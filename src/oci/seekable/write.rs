@@ -2,12 +2,12 @@
 //! where chunks begin, then the TOC and the footer.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::{self, Write};
 
 use sha2::Digest as _;
 
-use super::toc::{Toc, TocChunk, TocFrame, TocPosition};
+use super::toc::{TocFrame, TocPosition, TocWire, WireChunk};
 use crate::error::{Error, Result};
 use crate::oci::compress::{BLOCK, Compression, ParallelCompressor};
 use crate::oci::digest::format_digest;
@@ -37,8 +37,10 @@ pub(crate) struct SeekableLayer<W> {
 /// The frames being cut: the compressor, and where each chunk went.
 struct Framer<W: Write + Send + 'static> {
     compressor: ParallelCompressor<W>,
-    /// Chunk id to (block, offset in it, length), the first place of each.
-    chunks: HashMap<[u8; 32], (u64, usize, u32)>,
+    /// The first place (block, offset in it) of each chunk, in the order
+    /// first met.
+    chunks: Vec<(u64, usize)>,
+    seen: HashSet<[u8; 32]>,
     /// Whether the current block holds the start of a chunk.
     chunk_in_block: bool,
 }
@@ -67,10 +69,9 @@ impl<W: Write + Send + 'static> ChunkMarks for Shared<'_, W> {
             framer.compressor.cut()?;
         }
         let (block, offset) = framer.compressor.position();
-        framer
-            .chunks
-            .entry(*chunk.id.as_bytes())
-            .or_insert((block, offset, chunk.len));
+        if framer.seen.insert(*chunk.id.as_bytes()) {
+            framer.chunks.push((block, offset));
+        }
         framer.chunk_in_block = true;
         Ok(())
     }
@@ -87,7 +88,8 @@ pub(crate) fn write_seekable_layer<W: Write + Send + 'static>(
 ) -> Result<SeekableLayer<W>> {
     let framer = RefCell::new(Framer {
         compressor: ParallelCompressor::new(out, Compression::Zstd, Some(level)),
-        chunks: HashMap::new(),
+        chunks: Vec::new(),
+        seen: HashSet::new(),
         chunk_in_block: false,
     });
     write_layer_tar_marked(store, layer, Shared(&framer), Some(&Shared(&framer)))?;
@@ -103,19 +105,17 @@ pub(crate) fn write_seekable_layer<W: Write + Send + 'static>(
         .iter()
         .map(|&(len, raw)| TocFrame { len, raw })
         .collect();
-    let mut toc_chunks: Vec<TocChunk> = chunks
+    // The tar takes the files in path order, as the TOC lists their chunks.
+    let toc_chunks: Vec<WireChunk> = chunks
         .into_iter()
-        .map(|(id, (block, offset, len))| TocChunk {
-            id,
+        .map(|(block, offset)| WireChunk {
             // Blocks and offsets within one are bounded by the block count
             // and BLOCK, both far below u32::MAX.
             frame: u32::try_from(block).unwrap_or(u32::MAX),
             offset: u32::try_from(offset).unwrap_or(u32::MAX),
-            len,
         })
         .collect();
-    toc_chunks.sort_unstable_by_key(|c| c.id);
-    let toc = Toc {
+    let toc = TocWire {
         layer: *layer_id.as_bytes(),
         objects,
         frames: toc_frames,
