@@ -144,3 +144,114 @@ fn the_second_reader_reads_what_this_build_writes() {
     }
     assert_agree(&store);
 }
+
+/// `seekable.py`, the second reader of seekable layers written from the
+/// spec alone, reads every layer blob `export-oci --compression
+/// zstd-seekable` writes (a whole-tree layer and a change set, a prefetch
+/// list): the layer it decodes from the TOC, the chunks it pairs and checks
+/// and the tar it decompresses are the crate's.
+#[test]
+fn the_second_reader_reads_seekable_layers() {
+    use layerstore::oci::{Compression, Exchange, ExportOptions};
+    if !python_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::create(tmp.path().join("store"), &StoreOptions::default()).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("usr/lib")).unwrap();
+    std::fs::write(src.join("usr/lib/big"), crate::pseudo_random(700_000, 1)).unwrap();
+    std::fs::write(src.join("usr/lib/again"), crate::pseudo_random(700_000, 1)).unwrap();
+    std::fs::write(src.join("empty"), b"").unwrap();
+    std::fs::write(src.join("small"), b"small\n").unwrap();
+    std::fs::hard_link(src.join("small"), src.join("linked")).unwrap();
+    std::os::unix::fs::symlink("usr", src.join("link")).unwrap();
+    let tree = store.scan(&src, &ScanOptions::default()).unwrap().snapshot;
+    let base = store
+        .put_child_image(
+            None,
+            &layerstore::Layer::of_tree(tree.clone()),
+            &tree,
+            None,
+            History::default(),
+        )
+        .unwrap();
+    std::fs::write(src.join("small"), b"changed\n").unwrap();
+    std::fs::remove_file(src.join("usr/lib/again")).unwrap();
+    std::fs::write(src.join("added"), crate::pseudo_random(90_000, 2)).unwrap();
+    let upper = store.scan(&src, &ScanOptions::default()).unwrap().snapshot;
+    let image = store
+        .put_child_image(
+            Some(&base),
+            &tree.diff(&upper),
+            &upper,
+            None,
+            History::default(),
+        )
+        .unwrap();
+    store.flush().unwrap();
+    let prefetch = vec![
+        layerstore::TreePath::new("added").unwrap(),
+        layerstore::TreePath::new("usr/lib/big").unwrap(),
+    ];
+    let export = Exchange::new(&store)
+        .export_blobs(
+            &image,
+            &tmp.path().join("blobs"),
+            &ExportOptions::new(Compression::ZstdSeekable).prefetch(prefetch),
+        )
+        .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/format/seekable.py");
+    let layers = store.image(&image).unwrap().layers().to_vec();
+    assert_eq!(export.layers.len(), 2);
+    for (i, blob) in export.layers.iter().enumerate() {
+        let digest =
+            &blob.descriptor.annotations().as_ref().unwrap()["dev.layerstore.seekable.toc.digest"];
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(&blob.path)
+            .arg(digest)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "seekable.py on layer {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let layer = store.layer(&layers[i]).unwrap();
+        let mut chunks = std::collections::HashSet::new();
+        for entry in layer.upserts() {
+            if let layerstore::EntryKind::File { chunks: list, .. } = &entry.kind {
+                chunks.extend(list.chunks().iter().map(|c| c.id));
+            }
+        }
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("layer {}", layers[i]), "{text}");
+        assert_eq!(lines[2], format!("chunks {}", chunks.len()), "{text}");
+        // Each layer lists the prefetch paths it holds, in the list's order.
+        let listed: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("prefetch "))
+            .collect();
+        let want: &[&str] = if i == 0 { &["usr/lib/big"] } else { &["added"] };
+        assert_eq!(listed, want, "{text}");
+        assert_eq!(
+            *lines.last().unwrap(),
+            format!("tar {}", export.diff_ids[i]),
+            "{text}"
+        );
+    }
+    // And a damaged one is refused: a byte of a frame flipped.
+    let blob = &export.layers[0].path;
+    let mut bytes = std::fs::read(blob).unwrap();
+    bytes[2000] ^= 0x10;
+    let damaged = tmp.path().join("damaged");
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&damaged)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
