@@ -623,17 +623,22 @@ fn umount(target: &Path) {
     );
 }
 
+/// A fixture for a test of `mount --lazy` from the command line (as root):
+/// the registry's, a directory for mounts, and v2's reference.
+fn cli_fixture(what: &str) -> Option<(Fixture, crate::common::mounts::MountDir, String)> {
+    if !crate::common::require_root(what) {
+        return None;
+    }
+    let fx = fixture(what)?;
+    let image = format!("{}/demo/base:v2", fx.server.host);
+    Some((fx, crate::common::mounts::MountDir::new(), image))
+}
+
 #[test]
 fn the_cli_records_a_prefetch_list_and_a_push_carries_it() {
-    const WHAT: &str = "lazy mounts from the command line";
-    if !crate::common::require_root(WHAT) {
-        return;
-    }
-    let Some(fx) = fixture(WHAT) else {
+    let Some((fx, mounts, image)) = cli_fixture("lazy mounts from the command line") else {
         return;
     };
-    let mounts = crate::common::mounts::MountDir::new();
-    let image = format!("{}/demo/base:v2", fx.server.host);
     let source = fx.root.join("v2-src");
 
     // A recording run: the files read, in the order of their first read.
@@ -703,15 +708,9 @@ fn the_cli_records_a_prefetch_list_and_a_push_carries_it() {
 
 #[test]
 fn a_killed_lazy_server_keeps_what_its_prefetch_flushed_and_the_next_fetches_the_rest() {
-    const WHAT: &str = "a killed lazy server";
-    if !crate::common::require_root(WHAT) {
-        return;
-    }
-    let Some(fx) = fixture(WHAT) else {
+    let Some((fx, mounts, image)) = cli_fixture("a killed lazy server") else {
         return;
     };
-    let mounts = crate::common::mounts::MountDir::new();
-    let image = format!("{}/demo/base:v2", fx.server.host);
     // A prefetch killed midway keeps the batches it flushed; the next one
     // fetches only the rest, and the image is then complete.
     let store = fx.root.join("killed");
