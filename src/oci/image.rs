@@ -94,6 +94,9 @@ impl Registry {
     ) -> Result<LazyImage> {
         let pulled = self.pull_into(store, src, true, &|_| {})?;
         let layers = store.image(&pulled.image)?.layers().to_vec();
+        for layer in &pulled.lazy {
+            layer.settle(store);
+        }
         Ok(LazyImage::new(
             pulled.image,
             layers,

@@ -524,7 +524,8 @@ fn a_lazy_view_fetches_as_it_is_read_and_prefetch_makes_it_local() {
         std::fs::read_dir(target.join("etc")).unwrap().count(),
         std::fs::read_dir(source.join("etc")).unwrap().count()
     );
-    // One small file: a few frames, not the layer.
+    // One small file: its frame and the wanted ones after it (a read
+    // window of 1 MiB at most, a request or two), not the layer.
     assert_eq!(
         std::fs::read(target.join("etc/conf-05")).unwrap(),
         std::fs::read(source.join("etc/conf-05")).unwrap()

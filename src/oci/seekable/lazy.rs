@@ -38,6 +38,10 @@ pub(crate) struct LazyLayer {
     offsets: Vec<u64>,
     /// The chunks (indexes into `toc.chunks`) of each frame.
     frames: Vec<Vec<usize>>,
+    /// Whether each frame holds a chunk the store lacked when the image was
+    /// opened, and was not fetched since (a read that misses fetches the
+    /// frames after its own that still are, in one request).
+    wanted: Vec<AtomicBool>,
 }
 
 impl LazyLayer {
@@ -47,15 +51,32 @@ impl LazyLayer {
         for (i, chunk) in toc.chunks.iter().enumerate() {
             frames[chunk.frame as usize].push(i);
         }
+        let wanted = frames.iter().map(|_| AtomicBool::new(true)).collect();
         Self {
             index,
             blob,
             toc,
             offsets,
             frames,
+            wanted,
+        }
+    }
+
+    /// Marks the frames whose chunks `store` holds all of as not wanted.
+    pub(crate) fn settle(&self, store: &Store) {
+        for (f, chunks) in self.frames.iter().enumerate() {
+            let missing = chunks
+                .iter()
+                .any(|&c| !store.contains(&ChunkId::from_bytes(self.toc.chunks[c].id)));
+            self.wanted[f].store(missing, Ordering::Relaxed);
         }
     }
 }
+
+/// The most a read that misses fetches in one request: its frame and the
+/// wanted frames after it (the next chunks of the file, and the next files
+/// of the tar, which a reader going through a directory wants next).
+const READ_WINDOW: u64 = 1 << 20;
 
 /// The registry side of a lazy image: what [`LazyImage::source`] fetches
 /// from.
@@ -66,10 +87,24 @@ struct Remote {
 }
 
 impl Remote {
-    /// The chunks of frame `f` of layer `l`, fetched and verified.
+    /// The chunks of frame `f` of layer `l`, and of the wanted frames right
+    /// after it (up to [`READ_WINDOW`] bytes in all), fetched in one request
+    /// and verified.
     fn fetch_frame(&self, l: usize, f: usize) -> Result<Vec<Vec<u8>>> {
         let layer = &self.layers[l];
-        let (offset, len) = (layer.offsets[f], u64::from(layer.toc.frames[f].len));
+        layer.wanted[f].store(false, Ordering::Relaxed);
+        let mut last = f;
+        let mut len = u64::from(layer.toc.frames[f].len);
+        while let Some(next) = layer.toc.frames.get(last + 1) {
+            if len + u64::from(next.len) > READ_WINDOW
+                || !layer.wanted[last + 1].swap(false, Ordering::Relaxed)
+            {
+                break;
+            }
+            last += 1;
+            len += u64::from(next.len);
+        }
+        let offset = layer.offsets[f];
         let mut got = None;
         let served = self.registry.blob_ranges(
             &self.repo,
@@ -80,12 +115,49 @@ impl Remote {
                 got = Some(bytes);
                 Ok(())
             },
-        )?;
+        );
         let refuse = |what: String| refusal(&self.registry, &self.repo, &layer.blob, what);
-        let (true, Some(bytes)) = (served, got) else {
-            return Err(refuse("the registry no longer serves ranges".into()));
+        let bytes = match (served, got) {
+            (Ok(true), Some(bytes)) => bytes,
+            (Ok(_), _) => {
+                self.want_again(l, f..=last);
+                return Err(refuse("the registry no longer serves ranges".into()));
+            }
+            (Err(e), _) => {
+                self.want_again(l, f..=last);
+                return Err(e);
+            }
         };
-        frame_chunks(&layer.toc, offset, f, &bytes, &layer.frames[f]).map_err(refuse)
+        let mut chunks = Vec::new();
+        for g in f..=last {
+            let at = usize::try_from(layer.offsets[g] - offset).unwrap_or(usize::MAX);
+            let compressed = bytes
+                .get(at..at + layer.toc.frames[g].len as usize)
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "frame at {} is outside the range",
+                        layer.offsets[g]
+                    ))
+                })?;
+            chunks.extend(
+                frame_chunks(
+                    &layer.toc,
+                    layer.offsets[g],
+                    g,
+                    compressed,
+                    &layer.frames[g],
+                )
+                .map_err(refuse)?,
+            );
+        }
+        Ok(chunks)
+    }
+
+    /// Frames a failed fetch did not bring, wanted again.
+    fn want_again(&self, l: usize, frames: std::ops::RangeInclusive<usize>) {
+        for g in frames {
+            self.layers[l].wanted[g].store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -258,23 +330,35 @@ impl LazyImage {
     /// As a pull: the registry's errors, and chunks that do not verify
     /// (naming the blob and offset).
     pub fn prefetch(&self, store: &Store, options: &PrefetchOptions) -> Result<PrefetchReport> {
-        const BATCH: u64 = 1 << 20;
+        /// Bytes fetched between two flushes (and two looks at `stop`).
+        const BATCH: u64 = 4 << 20;
         let started = Instant::now();
         let mut report = PrefetchReport::default();
         for (l, layer) in self.remote.layers.iter().enumerate() {
-            let order = frame_order(store, layer);
-            let mut batch: Vec<usize> = Vec::new();
-            let mut batch_bytes = 0;
-            for f in order.into_iter().chain([usize::MAX]) {
-                if f != usize::MAX {
-                    batch_bytes += u64::from(layer.toc.frames[f].len);
-                    batch.push(f);
-                    if batch_bytes < BATCH {
-                        continue;
+            // Runs of consecutive frames, each fetched by one request.
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            for f in frame_order(store, layer) {
+                match runs.last_mut() {
+                    Some((first, last))
+                        if f == *last + 1
+                            && layer.offsets[f] + u64::from(layer.toc.frames[f].len)
+                                - layer.offsets[*first]
+                                <= READ_WINDOW =>
+                    {
+                        *last = f;
                     }
+                    _ => runs.push((f, f)),
                 }
-                if batch.is_empty() {
-                    break;
+            }
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0;
+            let mut runs = runs.into_iter().peekable();
+            while let Some((first, last)) = runs.next() {
+                batch_bytes += layer.offsets[last] + u64::from(layer.toc.frames[last].len)
+                    - layer.offsets[first];
+                batch.push((first, last));
+                if batch_bytes < BATCH && runs.peek().is_some() {
+                    continue;
                 }
                 if options.stop.load(Ordering::Relaxed) {
                     report.stopped = true;
@@ -297,36 +381,50 @@ impl LazyImage {
         Ok(report)
     }
 
-    /// Frames `batch` of layer `l`, each its own range, `in_flight` at a
-    /// time; their missing chunks stored.
+    /// Runs of frames `batch` of layer `l`, each run one range, `in_flight`
+    /// at a time; their missing chunks stored.
     fn fetch_batch(
         &self,
         store: &Store,
         l: usize,
-        batch: &[usize],
+        batch: &[(usize, usize)],
         in_flight: usize,
         report: &mut PrefetchReport,
     ) -> Result<()> {
         let layer = &self.remote.layers[l];
+        let end = |f: usize| layer.offsets[f] + u64::from(layer.toc.frames[f].len);
         let ranges: Vec<(u64, u64)> = batch
             .iter()
-            .map(|&f| (layer.offsets[f], u64::from(layer.toc.frames[f].len)))
+            .map(|&(first, last)| (layer.offsets[first], end(last) - layer.offsets[first]))
             .collect();
         let refuse =
             |what: String| refusal(&self.remote.registry, &self.remote.repo, &layer.blob, what);
         let mut each = |i: usize, bytes: Vec<u8>| -> Result<()> {
-            let f = batch[i];
+            let (first, last) = batch[i];
             report.bytes_fetched += bytes.len() as u64;
-            let missing: Vec<usize> = layer.frames[f]
-                .iter()
-                .copied()
-                .filter(|&c| !store.contains(&ChunkId::from_bytes(layer.toc.chunks[c].id)))
-                .collect();
-            for data in
-                frame_chunks(&layer.toc, layer.offsets[f], f, &bytes, &missing).map_err(refuse)?
-            {
-                store.put_chunk(&data)?;
-                report.chunks_fetched += 1;
+            for f in first..=last {
+                let at =
+                    usize::try_from(layer.offsets[f] - layer.offsets[first]).unwrap_or(usize::MAX);
+                let compressed = bytes
+                    .get(at..at + layer.toc.frames[f].len as usize)
+                    .ok_or_else(|| {
+                        refuse(format!(
+                            "frame at {} is outside the range",
+                            layer.offsets[f]
+                        ))
+                    })?;
+                let missing: Vec<usize> = layer.frames[f]
+                    .iter()
+                    .copied()
+                    .filter(|&c| !store.contains(&ChunkId::from_bytes(layer.toc.chunks[c].id)))
+                    .collect();
+                for data in frame_chunks(&layer.toc, layer.offsets[f], f, compressed, &missing)
+                    .map_err(refuse)?
+                {
+                    store.put_chunk(&data)?;
+                    report.chunks_fetched += 1;
+                }
+                layer.wanted[f].store(false, Ordering::Relaxed);
             }
             Ok(())
         };
