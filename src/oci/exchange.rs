@@ -279,9 +279,9 @@ impl Exchange<'_> {
     /// registry that serves no ranges, are pulled whole; layers the store
     /// holds are skipped), and puts the image's whole tree into the store,
     /// but not its content. Read it through a store whose chunk source is
-    /// [`LazyImage::source`] (a [`FuseView`](crate::mount::FuseView) of
-    /// [`LazyImage::image`], say): each read fetches what it lacks.
-    /// [`LazyImage::prefetch`] fetches the rest, [`LazyImage::complete`]
+    /// [`LazyImage::source`](super::LazyImage::source) (a [`FuseView`](crate::mount::FuseView) of
+    /// [`LazyImage::image`](super::LazyImage::image), say): each read fetches what it lacks.
+    /// [`LazyImage::prefetch`](super::LazyImage::prefetch) fetches the rest, [`LazyImage::complete`](super::LazyImage::complete)
     /// makes it an ordinary image. The image is not tagged until then.
     ///
     /// # Errors

@@ -447,7 +447,7 @@ impl LazyImage {
     /// Returns false, changing nothing, while chunks are missing.
     ///
     /// # Errors
-    /// [`Error::Registry`] naming the layer if its tar is not the config's;
+    /// [`Error::Registry`](crate::Error::Registry) naming the layer if its tar is not the config's;
     /// the store's errors.
     pub fn complete(&self, store: &Store, tag: Option<&TagName>) -> Result<bool> {
         if self.missing(store) > 0 {
