@@ -28,6 +28,17 @@ pub enum ProgressStage {
     /// [`Store::checkout`](crate::Store::checkout): entries and bytes of file
     /// content written, both of a total known from the start.
     Checkout,
+    /// [`Store::fsck`](crate::Store::fsck): packs and their bytes verified, of
+    /// all the packs listed at the start.
+    Fsck,
+    /// An OCI export ([`Exchange::export_layout`](crate::oci::Exchange::export_layout)
+    /// and the others): layers written, and the bytes of file content of the
+    /// layers done, of the image's.
+    Export,
+    /// An OCI import ([`Exchange::import_layout`](crate::oci::Exchange::import_layout)
+    /// and the others): layers read (or found in the store), and compressed
+    /// bytes of the blobs done, of the manifest's.
+    Import,
 }
 
 /// How far an operation got: entries and bytes done, and their totals where

@@ -40,6 +40,9 @@ pub struct ExportOptions {
     /// (a [`ReadLog`](crate::mount::ReadLog) of a typical run); each layer's
     /// table of contents lists those of its files.
     pub prefetch: Vec<crate::TreePath>,
+    /// Told how many layers (and their bytes of file content) are written
+    /// ([`ProgressStage::Export`](crate::ProgressStage::Export)).
+    pub progress: crate::Progress,
 }
 
 impl ExportOptions {
@@ -50,6 +53,7 @@ impl ExportOptions {
             compression,
             level: None,
             prefetch: Vec::new(),
+            progress: crate::Progress::none(),
         }
     }
 
@@ -57,6 +61,13 @@ impl ExportOptions {
     #[must_use]
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Reports the layers written to `progress`.
+    #[must_use]
+    pub fn progress(mut self, progress: crate::Progress) -> Self {
+        self.progress = progress;
         self
     }
 
@@ -91,6 +102,9 @@ pub struct ImportOptions {
     /// Bytes a layer may expand to beyond `max_expansion` times its
     /// compressed size (default 64 MiB), for small, very compressible layers.
     pub expansion_slack: u64,
+    /// Told how many layers (and their compressed bytes) are read
+    /// ([`ProgressStage::Import`](crate::ProgressStage::Import)).
+    pub progress: crate::Progress,
 }
 
 impl Default for ImportOptions {
@@ -100,6 +114,7 @@ impl Default for ImportOptions {
             max_layer_size: 1 << 40,
             max_expansion: 200,
             expansion_slack: 64 << 20,
+            progress: crate::Progress::none(),
         }
     }
 }
@@ -123,6 +138,13 @@ impl ImportOptions {
     #[must_use]
     pub fn max_expansion(mut self, ratio: u64) -> Self {
         self.max_expansion = ratio;
+        self
+    }
+
+    /// Reports the layers read to `progress`.
+    #[must_use]
+    pub fn progress(mut self, progress: crate::Progress) -> Self {
+        self.progress = progress;
         self
     }
 
@@ -167,8 +189,19 @@ pub(crate) fn export_blobs(
     let img: Image = store.image(image)?;
     let mut layers = Vec::with_capacity(img.layers().len());
     let mut diff_ids = Vec::with_capacity(img.layers().len());
-    for id in img.layers() {
+    let tracker = options.progress.track(crate::ProgressStage::Export);
+    let content: Vec<u64> = if options.progress.is_set() {
+        img.layers()
+            .iter()
+            .map(|id| Ok(content_bytes(&store.layer(id)?)))
+            .collect::<Result<_>>()?
+    } else {
+        vec![0; img.layers().len()]
+    };
+    tracker.add_total(content.len() as u64, content.iter().sum());
+    for (id, bytes) in img.layers().iter().zip(&content) {
         let record = export_layer(store, id, dir, options)?;
+        tracker.add(1, *bytes);
         layers.push(ExportedBlob {
             descriptor: layer_descriptor(options.compression, &record)?,
             path: record.path,
@@ -178,12 +211,25 @@ pub(crate) fn export_blobs(
     // Best effort: a store that cannot be written to still exports.
     let _ = OciCache::new(store).record_layers(&diff_ids, img.layers());
     let (config, manifest) = write_config_and_manifest(dir, &img, &layers, diff_ids.clone())?;
+    tracker.finish();
     Ok(OciExport {
         manifest,
         config,
         layers,
         diff_ids,
     })
+}
+
+/// The bytes of file content a layer adds.
+fn content_bytes(layer: &crate::Layer) -> u64 {
+    layer
+        .upserts()
+        .iter()
+        .map(|e| match &e.kind {
+            crate::EntryKind::File { size, .. } => *size,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Writes the config and manifest blobs of `img` whose layer blobs are
@@ -435,6 +481,11 @@ where
     let mut tree = Snapshot::empty();
     let mut layer_ids = Vec::with_capacity(diff_ids.len());
     let mut known = 0;
+    let tracker = options.progress.track(crate::ProgressStage::Import);
+    tracker.add_total(
+        manifest.layers().len() as u64,
+        manifest.layers().iter().map(Descriptor::size).sum(),
+    );
     for (i, ((desc, diff_id), chain)) in manifest
         .layers()
         .iter()
@@ -455,6 +506,7 @@ where
             reason: e.to_string(),
         })?;
         layer_ids.push(store.put_layer(&layer)?);
+        tracker.add(1, desc.size());
     }
     let rootfs = store.put_snapshot(&tree)?;
     let image = Image::new(layer_ids, rootfs, image_config, history)?;
@@ -463,6 +515,7 @@ where
     if given.iter().all(Option::is_none) {
         cache.record_layers(diff_ids, image.layers())?;
     }
+    tracker.finish();
     Ok((id, known))
 }
 
@@ -576,4 +629,73 @@ pub(crate) fn blob_file(dir: &Path, desc: &Descriptor) -> Result<PathBuf> {
         reason: "not a sha256 digest".into(),
     })?;
     Ok(dir.join(hex))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{Entry, History, Metadata, Snapshot, TreePath};
+
+    /// Export and import report their layers, ending at all of them: export
+    /// with the bytes of file content, import with the blobs' bytes.
+    #[test]
+    fn export_and_import_report_their_progress_to_the_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::create(tmp.path().join("s"), &crate::StoreOptions::default()).unwrap();
+        let mut parent = None;
+        let mut tree = Snapshot::empty();
+        for i in 0..3u8 {
+            let mut entries = tree.entries().to_vec();
+            entries.push(Entry::file(
+                TreePath::new(format!("f{i}")).unwrap(),
+                store.put_bytes(&vec![i; 50_000 + usize::from(i)]).unwrap(),
+                Metadata::new(0o644),
+            ));
+            let next = Snapshot::from_entries(entries).unwrap();
+            let id = store
+                .put_child_image(
+                    parent.as_ref(),
+                    &tree.diff(&next),
+                    &next,
+                    None,
+                    History::default(),
+                )
+                .unwrap();
+            (parent, tree) = (Some(id), next);
+        }
+        let image = parent.unwrap();
+        let (progress, events) = crate::testing::recording_progress();
+        let export = export_blobs(
+            &store,
+            &image,
+            &tmp.path().join("blobs"),
+            &ExportOptions::new(Compression::Zstd).progress(progress),
+        )
+        .unwrap();
+        let last = crate::testing::monotone_to_the_end(&events.lock().unwrap());
+        assert_eq!(last.stage, crate::ProgressStage::Export);
+        assert_eq!((last.entries, last.bytes), (3, 150_003));
+        assert_eq!(last.bytes_total, Some(150_003));
+
+        let other = Store::create(tmp.path().join("o"), &crate::StoreOptions::default()).unwrap();
+        let (progress, events) = crate::testing::recording_progress();
+        let manifest = std::fs::read(&export.manifest.path).unwrap();
+        let blob_dir = tmp.path().join("blobs");
+        let open = |d: &Descriptor| {
+            let path = blob_file(&blob_dir, d)?;
+            File::open(&path).map_err(|e| Error::io("open", &path, e))
+        };
+        let id = import_blobs(
+            &other,
+            &manifest,
+            open,
+            &ImportOptions::default().progress(progress),
+        )
+        .unwrap();
+        assert_eq!(id, image);
+        let last = crate::testing::monotone_to_the_end(&events.lock().unwrap());
+        assert_eq!(last.stage, crate::ProgressStage::Import);
+        let sizes: u64 = export.layers.iter().map(|l| l.descriptor.size()).sum();
+        assert_eq!((last.entries, last.bytes), (3, sizes));
+    }
 }

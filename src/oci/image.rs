@@ -123,8 +123,11 @@ impl Registry {
         let result = (|| {
             let skip = |manifest: &Manifest, config: &[u8], report: &mut PullReport| {
                 *diff_ids.borrow_mut() = diff_ids_of(manifest, config);
-                let lazy = open_lazily.then_some(&opened);
-                self.known_or_partial(store, &src.repository, manifest, config, report, lazy)
+                let how = PullHow {
+                    lazy: open_lazily.then_some(&opened),
+                    progress,
+                };
+                self.known_or_partial(store, &src.repository, manifest, config, report, &how)
             };
             let report = self.pull_layout_with(src, &layout, "pulled", &skip, progress)?;
             let lay = Layout { root: &layout };
@@ -231,7 +234,7 @@ impl Registry {
         manifest: &Manifest,
         config: &[u8],
         report: &mut PullReport,
-        lazy: Option<&RefCell<Vec<LazyLayer>>>,
+        how: &PullHow<'_>,
     ) -> Result<Vec<bool>> {
         let cache = OciCache::new(store);
         let diff_ids = diff_ids_of(manifest, config);
@@ -251,7 +254,7 @@ impl Registry {
                 skip.push(true);
                 continue;
             }
-            let partial = match lazy {
+            let partial = match how.lazy {
                 // The TOC alone: the tree is here, the content is not.
                 Some(opened) => match fetch_toc(self, repo, blob, report)? {
                     Ok(toc) => {
@@ -275,6 +278,7 @@ impl Registry {
                 },
                 None => pull_layer(self, store, repo, blob, diff_id, report)?,
             };
+            (how.progress)(report);
             match partial {
                 Partial::Pulled(layer) => {
                     cache.record_chain(chain, &layer)?;
@@ -291,6 +295,14 @@ impl Registry {
         }
         Ok(skip)
     }
+}
+
+/// How [`Registry::known_or_partial`] goes: seekable layers opened lazily
+/// (into `lazy`) or pulled a piece at a time, the report shown to `progress`
+/// after each.
+struct PullHow<'a> {
+    lazy: Option<&'a RefCell<Vec<LazyLayer>>>,
+    progress: &'a dyn Fn(&PullReport),
 }
 
 /// What [`Registry::pull_into`] made.

@@ -61,6 +61,29 @@ struct Scanned {
     damaged: bool,
 }
 
+/// Every pack's [`verify::pass`], in one parallel pass (pieces of all packs
+/// share the threads), counted in `tracker`.
+fn verify_all(
+    pack_ids: &[PackId],
+    pack_path: &(dyn Fn(&PackId) -> PathBuf + Sync),
+    tracker: &crate::progress::Tracker,
+) -> Vec<Result<PackPass>> {
+    let sizes: Vec<u64> = pack_ids
+        .iter()
+        .map(|id| std::fs::metadata(pack_path(id)).map_or(0, |m| m.len()))
+        .collect();
+    tracker.add_total(pack_ids.len() as u64, sizes.iter().sum());
+    pack_ids
+        .par_iter()
+        .zip(&sizes)
+        .map(|(id, size)| {
+            let pass = verify::pass(&pack_path(id));
+            tracker.add(1, *size);
+            pass
+        })
+        .collect()
+}
+
 /// A chunk found in a pack.
 struct Found {
     id: ChunkId,
@@ -75,7 +98,11 @@ impl Store {
     /// Verifies every index (header, checksum, order, each record against its
     /// pack) and every pack (every frame decoded, every chunk rehashed); with
     /// `repair`, which needs the lock held exclusively, fixes what it can.
-    pub(crate) fn check_packs(&self, repair: bool) -> Result<PackCheck> {
+    pub(crate) fn check_packs(
+        &self,
+        repair: bool,
+        tracker: &crate::progress::Tracker,
+    ) -> Result<PackCheck> {
         let mut check = PackCheck::default();
         let dir = self.packs_dir();
         let (pack_ids, idx_ids) = list_packs(&dir)?;
@@ -100,10 +127,7 @@ impl Store {
 
         // Every pack in one parallel pass (pieces of all packs share the
         // threads); what each found is then sorted out in order.
-        let passes: Vec<Result<PackPass>> = pack_ids
-            .par_iter()
-            .map(|id| verify::pass(&pack_path(id)))
-            .collect();
+        let passes = verify_all(&pack_ids, &pack_path, tracker);
         let mut left_unreadable = HashSet::new();
         for (id, pass) in pack_ids.iter().zip(passes) {
             let path = pack_path(id);

@@ -26,6 +26,8 @@ pub struct FsckOptions {
     /// With `repair`: how long to wait for other processes to close the
     /// store before giving up with [`Error::Locked`](crate::Error::Locked).
     pub lock_timeout: Duration,
+    /// Told how many packs and bytes are verified ([`ProgressStage::Fsck`](crate::ProgressStage::Fsck)).
+    pub progress: crate::Progress,
 }
 
 impl FsckOptions {
@@ -40,6 +42,13 @@ impl FsckOptions {
     #[must_use]
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
+        self
+    }
+
+    /// Reports the packs verified to `progress`.
+    #[must_use]
+    pub fn progress(mut self, progress: crate::Progress) -> Self {
+        self.progress = progress;
         self
     }
 }
@@ -122,6 +131,7 @@ impl Store {
     /// alone; [`Error::Io`](crate::Error::Io) naming a file that cannot be read
     /// (or, repairing, written). Damage is reported, not returned as an error.
     pub fn fsck(&self, options: &FsckOptions) -> Result<FsckReport> {
+        let tracker = options.progress.track(crate::ProgressStage::Fsck);
         let mut report = FsckReport::default();
         let exclusive;
         let repairing;
@@ -142,7 +152,7 @@ impl Store {
         };
         let mut repaired_view = None;
         let (check, walked) = if options.repair {
-            let check = work.check_packs(true)?;
+            let check = work.check_packs(true, &tracker)?;
             // After a repair, a fresh handle sees the rebuilt and moved files;
             // what is still unreadable is in packs that could not be read.
             let view = repaired_view.insert(Store::open_unlocked(self.path())?);
@@ -153,8 +163,10 @@ impl Store {
             // counting the chunks no index names; only if the packs turn out
             // to hold damaged chunks must it be done again, counting those.
             let none = HashSet::new();
-            let (check, walked) =
-                rayon::join(|| work.check_packs(false), || walk_roots(work, &none));
+            let (check, walked) = rayon::join(
+                || work.check_packs(false, &tracker),
+                || walk_roots(work, &none),
+            );
             let check = check?;
             let walked = if check.unreadable.is_empty() {
                 walked?
@@ -183,6 +195,7 @@ impl Store {
                     .push(problem(path, format!("skipped on open: {reason}")));
             }
         }
+        tracker.finish();
         Ok(report)
     }
 }
@@ -361,5 +374,34 @@ mod tests {
             "{}",
             report.affected_images[0].what
         );
+    }
+
+    /// fsck reports the packs it verifies, ending at every pack and byte.
+    #[test]
+    fn fsck_reports_its_progress_to_the_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::create(tmp.path().join("s"), &crate::StoreOptions::default()).unwrap();
+        for i in 0..3u8 {
+            store.put_bytes(&vec![i; 100_000]).unwrap();
+            store.flush().unwrap();
+        }
+        let packs: Vec<u64> = std::fs::read_dir(tmp.path().join("s/packs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .collect();
+        let (progress, events) = crate::testing::recording_progress();
+        let report = store
+            .fsck(&FsckOptions::default().progress(progress))
+            .unwrap();
+        assert!(report.is_clean());
+        let last = crate::testing::monotone_to_the_end(&events.lock().unwrap());
+        assert_eq!(last.stage, crate::ProgressStage::Fsck);
+        assert_eq!(
+            (last.entries, last.entries_total),
+            (packs.len() as u64, Some(packs.len() as u64))
+        );
+        assert_eq!(last.bytes, packs.iter().sum::<u64>());
     }
 }

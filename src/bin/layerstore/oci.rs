@@ -48,8 +48,16 @@ pub(crate) fn import(ctx: &Ctx, args: &ImportArgs) -> CmdResult {
     let layout = args.layout.as_str();
     let store = ctx.open()?;
     let (path, reference) = split_layout(layout);
-    let options = ImportOptions::default();
-    let bar = ctx.out.spinner(format!("importing {layout}"));
+    let bar = ctx.out.bar(format!("importing {layout}"), "bytes");
+    let progress = Output::hook(bar.as_ref(), |e| {
+        let layers = e.entries_total.unwrap_or(0);
+        (
+            e.bytes,
+            e.bytes_total,
+            format!("importing: {} of {layers} layers", e.entries),
+        )
+    });
+    let options = ImportOptions::default().progress(progress);
     let id = if path.is_file() {
         Exchange::new(&store).import_docker_archive(&path, reference, &options)
     } else {
@@ -72,8 +80,16 @@ pub(crate) fn export(ctx: &Ctx, args: &ExportArgs) -> CmdResult {
     let store = ctx.open()?;
     let id = store.resolve_image(&args.image)?;
     let (path, reference) = split_layout(layout);
-    let options = ExportOptions::new(args.compression.parse()?);
-    let bar = ctx.out.spinner(format!("exporting {id} to {layout}"));
+    let bar = ctx.out.bar(format!("exporting {id} to {layout}"), "bytes");
+    let progress = Output::hook(bar.as_ref(), |e| {
+        let layers = e.entries_total.unwrap_or(0);
+        (
+            e.bytes,
+            e.bytes_total,
+            format!("exporting: {} of {layers} layers", e.entries),
+        )
+    });
+    let options = ExportOptions::new(args.compression.parse()?).progress(progress);
     let desc = Exchange::new(&store).export_layout(&id, &path, reference, &options);
     Output::finish(bar);
     let desc = desc?;

@@ -92,12 +92,18 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
     let id = store.resolve_image(&args.image)?;
     let dest: RegistryRef = args.dest.parse()?;
     let reg = registry(&dest.host, args.insecure)?;
-    let bar = ctx.out.spinner(format!("pushing {id} to {dest}"));
+    // A bar of blobs: the layers and the config.
+    let blobs = store.image(&id)?.layers().len() as u64 + 1;
+    let bar = ctx.out.bar(format!("pushing {id} to {dest}"), "blobs");
+    if let Some(bar) = &bar {
+        bar.set_length(blobs);
+    }
     let progress = |r: &PushReport| {
         if let Some(bar) = &bar {
+            bar.set_position(r.blobs_uploaded + r.blobs_present + r.blobs_mounted);
             bar.set_message(format!(
-                "pushing {id} to {dest}: {} uploaded, {} present",
-                r.blobs_uploaded, r.blobs_present
+                "pushing to {dest}: {} uploaded ({} bytes), {} present",
+                r.blobs_uploaded, r.bytes_uploaded, r.blobs_present
             ));
         }
     };
@@ -146,12 +152,16 @@ pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
     let src: RegistryRef = args.src.parse()?;
     let tag = args.tag.as_deref().map(tag_name).transpose()?;
     let reg = registry(&src.host, args.insecure)?;
-    let bar = ctx.out.spinner(format!("pulling {src}"));
+    // A bar of bytes against the layers' size (known once the manifest is):
+    // a pull fetches at most that, and less where it skips or fetches chunks.
+    let bar = ctx.out.bar(format!("pulling {src}"), "bytes");
     let progress = |r: &PullReport| {
         if let Some(bar) = &bar {
+            bar.set_length(r.layers_size.max(r.bytes_fetched));
+            bar.set_position(r.bytes_fetched);
             bar.set_message(format!(
-                "pulling {src}: {} blobs fetched ({} bytes), {} layers already here",
-                r.blobs_fetched, r.bytes_fetched, r.layers_skipped
+                "pulling {src}: {} blobs, {} layers a chunk at a time, {} already here",
+                r.blobs_fetched, r.layers_partial, r.layers_skipped
             ));
         }
     };

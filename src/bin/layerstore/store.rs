@@ -164,8 +164,21 @@ pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> CmdResult {
 /// exit 1 when anything is wrong.
 pub(crate) fn fsck(ctx: &Ctx, args: &FsckArgs) -> CmdResult {
     let store = ctx.open()?;
-    let options = FsckOptions::default().repair(args.repair);
-    let bar = ctx.out.spinner("verifying".to_owned());
+    let bar = ctx.out.bar("verifying packs".to_owned(), "bytes");
+    let progress = Output::hook(bar.as_ref(), |e| {
+        (
+            e.bytes,
+            e.bytes_total,
+            format!(
+                "verifying {} of {} packs",
+                e.entries,
+                e.entries_total.unwrap_or(0)
+            ),
+        )
+    });
+    let options = FsckOptions::default()
+        .repair(args.repair)
+        .progress(progress);
     let report = store.fsck(&options);
     Output::finish(bar);
     let report = report?;
