@@ -97,6 +97,9 @@ impl Registry {
         for layer in &pulled.lazy {
             layer.settle(store);
         }
+        if !pulled.lazy.is_empty() {
+            store.mark_lazy(&pulled.image)?;
+        }
         Ok(LazyImage::new(
             pulled.image,
             layers,

@@ -69,6 +69,9 @@ pub(crate) const TAGS: &str = "tags";
 pub(crate) const CACHE_ENTRIES: &str = "cache";
 /// The ref group of containers' pins.
 pub(crate) const CONTAINER_PINS: &str = "containers";
+/// The ref group of images being fetched lazily: a pin each, named by the
+/// image's hex id.
+pub(crate) const LAZY: &str = "lazy";
 /// The directory of damaged files moved aside.
 pub(crate) const QUARANTINE: &str = "quarantine";
 /// The directory of containers.

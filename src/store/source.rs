@@ -36,7 +36,9 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = source;
     }
 
-    pub(crate) fn has_chunk_source(&self) -> bool {
+    /// Whether reads that miss fetch from a source.
+    #[must_use]
+    pub fn has_chunk_source(&self) -> bool {
         self.source
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -96,6 +96,9 @@ pub struct FsckReport {
     pub bytes_checked: u64,
     /// Images walked (from tags).
     pub images_checked: u64,
+    /// Images being fetched lazily ([`Store::mark_lazy`]) whose content is
+    /// not all here yet: their absent chunks are still to come, not damage.
+    pub fetching: Vec<ImageId>,
 }
 
 impl FsckReport {
@@ -184,6 +187,7 @@ impl Store {
             .repaired
             .extend(check.repaired.into_iter().map(|(p, w)| problem(p, w)));
         report.images_checked = walked.images_checked;
+        report.fetching = walked.fetching;
         report.problems.extend(walked.problems);
         report.affected_images = walked.affected_images;
         sort_orphans(&walked.live, walked.complete, check.orphans, &mut report);
@@ -205,6 +209,7 @@ struct Walked {
     problems: Vec<Problem>,
     affected_images: Vec<AffectedImage>,
     images_checked: u64,
+    fetching: Vec<ImageId>,
     /// Every chunk reached.
     live: HashSet<ChunkId>,
     /// Whether every ref parsed and everything it reaches read.
@@ -214,7 +219,22 @@ struct Walked {
 /// Walks every ref down to the chunks, reporting damage: objects that do not
 /// read, and chunks that no index names or that are `unreadable`.
 fn walk_roots(view: &Store, unreadable: &HashSet<ChunkId>) -> Result<Walked> {
-    let mut walk = Walk::new(view, Some(unreadable));
+    // Images being fetched lazily: the chunks they do not have yet are to
+    // come, not lost, whichever root reaches them (a container's commit on
+    // top of one, say).
+    let mut pending = HashSet::new();
+    let mut fetching = Vec::new();
+    for image in view.lazy_images().unwrap_or_default() {
+        let mut marks = Walk::new(view, None);
+        if marks.image(image).is_ok() {
+            let before = pending.len();
+            pending.extend(marks.live.into_iter().filter(|c| !view.contains(c)));
+            if pending.len() > before {
+                fetching.push(image);
+            }
+        }
+    }
+    let mut walk = Walk::new(view, Some(unreadable)).expecting(pending);
     let mut complete = true;
     let mut report = FsckReport::default();
     for (path, root) in roots(view)? {
@@ -275,6 +295,7 @@ fn walk_roots(view: &Store, unreadable: &HashSet<ChunkId>) -> Result<Walked> {
         problems: report.problems,
         affected_images: report.affected_images,
         images_checked: report.images_checked,
+        fetching,
         live: walk.live,
         complete,
     })

@@ -51,6 +51,9 @@ pub(crate) struct Walk<'a> {
     /// chunks that are missing or in this set of unreadable ones, are counted
     /// as damage.
     checking: Option<&'a HashSet<ChunkId>>,
+    /// When checking: file chunks the store does not hold yet that are not
+    /// damage (those of images being fetched lazily).
+    pending: HashSet<ChunkId>,
 }
 
 impl<'a> Walk<'a> {
@@ -61,7 +64,14 @@ impl<'a> Walk<'a> {
             objects: HashMap::new(),
             links: HashMap::new(),
             checking,
+            pending: HashSet::new(),
         }
+    }
+
+    /// When checking, `pending` chunks absent from the store are not damage.
+    pub(crate) fn expecting(mut self, pending: HashSet<ChunkId>) -> Self {
+        self.pending = pending;
+        self
     }
 
     /// Reads an object, or turns its error into damage (when checking).
@@ -215,6 +225,10 @@ impl<'a> Walk<'a> {
             if let Some(unreadable) = self.checking
                 && (unreadable.contains(&chunk.id) || !self.store.contains(&chunk.id))
             {
+                if !unreadable.contains(&chunk.id) && self.pending.contains(&chunk.id) {
+                    // Not here yet: an image being fetched lazily needs it.
+                    continue;
+                }
                 damage.missing += 1;
                 if damage.first.is_none() {
                     damage.first = Some(format!(

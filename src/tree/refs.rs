@@ -238,6 +238,45 @@ impl Store {
         self.delete_ref(group, name)
     }
 
+    /// Marks `image` as being fetched lazily (a [`LazyImage`](crate::oci::LazyImage)'s,
+    /// whose tree is here and whose content arrives as it is read): a pin
+    /// (`refs/lazy/<image hex>`), so garbage collection keeps it and what was
+    /// fetched of it, and `fsck` reports its absent chunks as still to come
+    /// ([`FsckReport::fetching`](crate::FsckReport::fetching)) rather than as
+    /// damage, until [`Store::unmark_lazy`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the ref file.
+    pub fn mark_lazy(&self, image: &ImageId) -> Result<()> {
+        self.set_pins(layout::LAZY, &image.to_hex(), &[ChunkId::from(*image)])
+    }
+
+    /// Removes the mark of [`Store::mark_lazy`] (once the image is all here,
+    /// or abandoned); whether it was there.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the ref file.
+    pub fn unmark_lazy(&self, image: &ImageId) -> Result<bool> {
+        self.remove_pins(layout::LAZY, &image.to_hex())
+    }
+
+    /// The images marked by [`Store::mark_lazy`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `refs/lazy/`; [`Error::Corrupt`] naming a mark
+    /// that is not one.
+    pub fn lazy_images(&self) -> Result<Vec<ImageId>> {
+        let mut out = Vec::new();
+        for name in self.list_refs(layout::LAZY)? {
+            let ids = self.pins(layout::LAZY, &name)?;
+            out.extend(
+                ids.into_iter()
+                    .map(|id| ImageId::from_bytes(*id.as_bytes())),
+            );
+        }
+        Ok(out)
+    }
+
     /// The ref groups other than `tags` and `cache` (directories under
     /// `refs/`), sorted.
     pub(crate) fn pin_groups(&self) -> Result<Vec<String>> {

@@ -525,35 +525,21 @@ fn a_lazy_view_fetches_as_it_is_read_and_prefetch_makes_it_local() {
         std::fs::read_dir(source.join("etc")).unwrap().count()
     );
     // One small file: its frame and the wanted ones after it (a read
-    // window of 1 MiB at most, a request or two), not the layer.
+    // window of 1 MiB at most; with the kernel's read-ahead and the view's
+    // loaders, a few requests), not the layer.
     assert_eq!(
         std::fs::read(target.join("etc/conf-05")).unwrap(),
         std::fs::read(source.join("etc/conf-05")).unwrap()
     );
     let first = fx.proxy.take_counts();
     assert!(
-        (1..=3).contains(&first.ranges)
+        (1..=8).contains(&first.ranges)
             && first.blob_bytes <= 2 << 20
             && first.blob_bytes * 2 < size,
         "{first:?}"
     );
 
-    // The registry unreachable: a read of content not yet here fails with
-    // EIO; what is here still reads; once it is back, so does the rest.
-    fx.proxy.set_fault(Fault::Down);
-    let started = std::time::Instant::now();
-    let err = std::fs::read(target.join("usr/lib/new.so")).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(5), "{err}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(60));
-    assert_eq!(
-        std::fs::read(target.join("etc/conf-05")).unwrap(),
-        std::fs::read(source.join("etc/conf-05")).unwrap()
-    );
-    fx.proxy.set_fault(Fault::None);
-    assert_eq!(
-        std::fs::read(target.join("usr/lib/new.so")).unwrap(),
-        std::fs::read(source.join("usr/lib/new.so")).unwrap()
-    );
+    unreachable_then_back(&fx, &target, &source);
     // A stopped prefetch fetches nothing, and an image with chunks
     // missing is not complete (nor tagged).
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -571,6 +557,10 @@ fn a_lazy_view_fetches_as_it_is_read_and_prefetch_makes_it_local() {
     let tag: layerstore::TagName = "lazy".parse().unwrap();
     assert!(!lazy.complete(&store, Some(&tag)).unwrap());
     assert_eq!(store.tag(&tag).unwrap(), None);
+    // Marked as being fetched: fsck says so, and calls nothing damaged.
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.fetching, [fx.v2]);
     // Every file reads as the source has it.
     assert_eq!(describe(&target), fx.v2_tree);
     // A whole prefetch leaves nothing missing; then the image is checked
@@ -583,8 +573,31 @@ fn a_lazy_view_fetches_as_it_is_read_and_prefetch_makes_it_local() {
     view.unmount().unwrap();
     store.set_chunk_source(None);
     assert_eq!(store.tag(&tag).unwrap(), Some(fx.v2));
-    assert!(clean(&store));
+    let report = store.fsck(&FsckOptions::default()).unwrap();
+    assert!(
+        report.is_clean() && report.fetching.is_empty(),
+        "{report:?}"
+    );
     assert_eq!(checkout(&store, &fx.v2, &fx.root.join("local")), fx.v2_tree);
+}
+
+/// With the registry unreachable, a read of content not yet here fails with
+/// EIO; what is here still reads; once it is back, so does the rest.
+fn unreachable_then_back(fx: &Fixture, target: &Path, source: &Path) {
+    fx.proxy.set_fault(Fault::Down);
+    let started = std::time::Instant::now();
+    let err = std::fs::read(target.join("usr/lib/new.so")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read(target.join("etc/conf-05")).unwrap(),
+        std::fs::read(source.join("etc/conf-05")).unwrap()
+    );
+    fx.proxy.set_fault(Fault::None);
+    assert_eq!(
+        std::fs::read(target.join("usr/lib/new.so")).unwrap(),
+        std::fs::read(source.join("usr/lib/new.so")).unwrap()
+    );
 }
 
 /// `layerstore --store STORE ARGS…`, its output.
@@ -597,15 +610,16 @@ fn layerstore(store: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Starts `layerstore mount … --lazy --foreground` and waits until it says
-/// the view is mounted (its first line, the image id).
+/// Starts `layerstore mount ARGS… --foreground` (a lazy container made, or
+/// mounted again) and waits until it says the container is mounted (its
+/// first line, the container's name).
 fn lazy_server(store: &Path, args: &[&str]) -> (std::process::Child, String) {
     use std::io::BufRead as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_layerstore"))
         .arg("--store")
         .arg(store)
         .args(args)
-        .args(["--lazy", "--insecure", "--foreground"])
+        .arg("--foreground")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -613,17 +627,31 @@ fn lazy_server(store: &Path, args: &[&str]) -> (std::process::Child, String) {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.starts_with("blake3:"), "the server said {line:?}");
+    assert!(!line.trim().is_empty(), "the server said nothing");
     (child, line.trim().to_owned())
 }
 
-fn umount(target: &Path) {
-    let out = Command::new("umount").arg(target).output().unwrap();
+/// `layerstore umount NAME`, which ends the container's server.
+fn umount(store: &Path, name: &str) {
+    let out = layerstore(store, &["umount", name]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What `fsck --json` says is still being fetched lazily (fsck clean).
+fn fetching(store: &Path) -> Vec<String> {
+    let out = layerstore(store, &["--json", "fsck"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["clean"], true, "{report}");
+    report["fetching"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A fixture for a test of `mount --lazy` from the command line (as root):
@@ -650,18 +678,20 @@ fn the_cli_records_a_prefetch_list_and_a_push_carries_it() {
     let target = mounts.path().join("recording");
     let list = fx.root.join("prefetch.txt");
     let list_arg = list.to_str().unwrap();
-    let (mut server, id) = lazy_server(
+    let (mut server, name) = lazy_server(
         &store,
         &[
             "mount",
             &image,
             target.to_str().unwrap(),
+            "--lazy",
+            "--insecure",
+            "--read-only",
             "--no-prefetch",
             "--record-prefetch",
             list_arg,
         ],
     );
-    assert_eq!(id, fx.v2.to_string());
     for file in ["usr/lib/new.so", "etc/conf-03", "usr/lib/new.so"] {
         assert_eq!(
             std::fs::read(target.join(file)).unwrap(),
@@ -669,8 +699,10 @@ fn the_cli_records_a_prefetch_list_and_a_push_carries_it() {
             "{file}"
         );
     }
-    umount(&target);
+    umount(&store, &name);
     assert!(server.wait().unwrap().success());
+    // Not all here, and not damaged: still being fetched.
+    assert_eq!(fetching(&store), [fx.v2.to_string()]);
     assert_eq!(
         std::fs::read_to_string(&list).unwrap(),
         "usr/lib/new.so\netc/conf-03\n"
@@ -714,25 +746,52 @@ fn a_killed_lazy_server_keeps_what_its_prefetch_flushed_and_the_next_fetches_the
     let Some((fx, mounts, image)) = cli_fixture("a killed lazy server") else {
         return;
     };
-    // A prefetch killed midway keeps the batches it flushed; the next one
-    // fetches only the rest, and the image is then complete.
+    // A writable lazy container whose server is killed midway through its
+    // prefetch keeps the batches it flushed and the file written in it.
     let store = fx.root.join("killed");
     assert!(layerstore(&store, &["init"]).status.success());
     let target = mounts.path().join("killed");
-    let (mut server, _) = lazy_server(
+    let (mut server, name) = lazy_server(
         &store,
         &[
             "mount",
             &image,
             target.to_str().unwrap(),
+            "--lazy",
+            "--insecure",
+            "--tag",
+            "fetched",
             "--prefetch-rate",
             "400000",
         ],
     );
+    std::fs::write(target.join("written"), b"in the container").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
     server.kill().unwrap();
     server.wait().unwrap();
-    umount(&target);
+    // Its dead mounts cleared; the store sound, the image still coming,
+    // what the prefetch flushed before the kill kept.
+    umount(&store, &name);
+    assert_eq!(fetching(&store), [fx.v2.to_string()]);
+    let du: serde_json::Value =
+        serde_json::from_slice(&layerstore(&store, &["--json", "du"]).stdout).unwrap();
+    eprintln!("after the kill the store holds {} chunks", du["chunks"]);
+    // Mounted again, it fetches from where it was, and reads right.
+    let (mut server, again) = lazy_server(
+        &store,
+        &["mount", &name, target.to_str().unwrap(), "--no-prefetch"],
+    );
+    assert_eq!(again, name);
+    assert_eq!(
+        std::fs::read(target.join("usr/lib/big.so")).unwrap(),
+        std::fs::read(fx.root.join("v2-src/usr/lib/big.so")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(target.join("written")).unwrap(),
+        b"in the container"
+    );
+    umount(&store, &name);
+    assert!(server.wait().unwrap().success());
     let store = std::sync::Arc::new(Store::open(&store).unwrap());
     let lazy = Exchange::new(&store)
         .pull_lazy(
@@ -742,10 +801,7 @@ fn a_killed_lazy_server_keeps_what_its_prefetch_flushed_and_the_next_fetches_the
         .unwrap();
     let total = lazy.missing(&fx.store("count"));
     let missing = lazy.missing(&store);
-    eprintln!(
-        "the killed prefetch kept {} of {total} chunks",
-        total - missing
-    );
+    eprintln!("after the kill and a read, {missing} of {total} chunks still missing");
     assert!(missing <= total);
     let rest = lazy
         .prefetch(&store, &layerstore::oci::PrefetchOptions::default())
@@ -754,6 +810,7 @@ fn a_killed_lazy_server_keeps_what_its_prefetch_flushed_and_the_next_fetches_the
     let tag: layerstore::TagName = "resumed".parse().unwrap();
     assert!(lazy.complete(&store, Some(&tag)).unwrap());
     assert!(clean(&store));
+    assert!(store.lazy_images().unwrap().is_empty());
     assert_eq!(
         checkout(&store, &fx.v2, &fx.root.join("resumed")),
         fx.v2_tree

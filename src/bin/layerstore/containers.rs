@@ -27,13 +27,13 @@ pub(crate) struct MountArgs {
     pub(crate) target: PathBuf,
     /// overlay, copy or fuse (default: overlay where permitted, else copy).
     #[arg(long)]
-    backend: Option<String>,
+    pub(crate) backend: Option<String>,
     /// The container's name (default: made up from the image).
     #[arg(long)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// A read-only view.
     #[arg(long)]
-    read_only: bool,
+    pub(crate) read_only: bool,
     /// fuse: serve the view from this process until it is unmounted, instead
     /// of from a detached server.
     #[arg(long)]
@@ -75,18 +75,12 @@ pub(crate) enum ContainerCommand {
 /// process with `--foreground`.
 pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
     if args.lazy.lazy {
-        if args.backend.is_some() || args.name.is_some() || args.read_only {
+        if args.backend.as_deref().is_some_and(|b| b != "fuse") {
             return Err(Failure::Usage(
-                "--lazy shows a read-only fuse view of a registry's image: no --backend, --name or --read-only".to_owned(),
+                "--lazy makes a fuse container: no other --backend".to_owned(),
             ));
         }
-        return crate::lazy::mount(ctx, args);
-    }
-    if args.lazy.is_set() {
-        return Err(Failure::Usage(
-            "--insecure, --tag, --record-prefetch, --no-prefetch and --prefetch-rate apply to --lazy"
-                .to_owned(),
-        ));
+        return crate::lazy::mount(ctx, args, None);
     }
     let (image, target) = (args.image.as_str(), args.target.as_path());
     let (backend, name) = (args.backend.as_deref(), args.name.as_deref());
@@ -94,23 +88,28 @@ pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
     let fuse = Arc::new(FuseBackend::with_options(
         FuseOptions::default().allow_other(args.allow_other),
     ));
-    // The built-in backends, with this process's fuse server in its place.
-    let backends = layerstore::mount::builtin_backends()
-        .into_iter()
-        .map(|b| {
-            if b.name() == "fuse" {
-                fuse.clone() as Arc<dyn layerstore::mount::MountBackend>
-            } else {
-                b
-            }
-        })
-        .collect();
-    let containers = Containers::with_backends(&store, backends);
+    let containers = with_fuse(&store, &fuse);
     let existing = if name.is_none() && backend.is_none() {
         containers.stat(image).ok()
     } else {
         None
     };
+    // A lazy container mounted again: its image still being fetched.
+    if let Some(info) = &existing
+        && info.backend == "fuse"
+        && store.lazy_images()?.contains(&info.image)
+    {
+        let info = info.clone();
+        drop(containers);
+        return crate::lazy::mount(ctx, args, Some(&info));
+    }
+    if args.lazy.is_set() {
+        return Err(Failure::Usage(
+            "--insecure, --tag, --record-prefetch, --no-prefetch and --prefetch-rate apply to \
+             --lazy, or to a lazy container mounted again"
+                .to_owned(),
+        ));
+    }
     if existing.is_some() && args.read_only {
         return Err(Failure::Usage(format!(
             "'{image}' is an existing container: --read-only applies to new ones"
@@ -167,7 +166,26 @@ pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
     Ok(())
 }
 
-fn report(ctx: &Ctx, info: &ContainerInfo) {
+/// The built-in backends, with `fuse` (this process's fuse server) in its
+/// place, over `store`.
+pub(crate) fn with_fuse<'a>(
+    store: &'a layerstore::Store,
+    fuse: &Arc<FuseBackend>,
+) -> Containers<'a> {
+    let backends = layerstore::mount::builtin_backends()
+        .into_iter()
+        .map(|b| {
+            if b.name() == "fuse" {
+                fuse.clone() as Arc<dyn layerstore::mount::MountBackend>
+            } else {
+                b
+            }
+        })
+        .collect();
+    Containers::with_backends(store, backends)
+}
+
+pub(crate) fn report(ctx: &Ctx, info: &ContainerInfo) {
     ctx.out.report(
         || json!({ "name": info.name, "image": info.image.to_string(), "backend": info.backend, "target": info.target }),
         || outln!("{}", info.name),
@@ -248,7 +266,7 @@ pub(crate) fn detach_output(log: &Path, said: &str) -> CmdResult {
 
 /// A container name made up from the image reference: its name part, made
 /// safe, and a few hex digits that make it unique.
-fn made_up_name(containers: &Containers<'_>, reference: &str) -> String {
+pub(crate) fn made_up_name(containers: &Containers<'_>, reference: &str) -> String {
     let stem: String = reference
         .rsplit('/')
         .next()

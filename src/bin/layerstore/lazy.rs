@@ -1,27 +1,35 @@
-//! `mount REGISTRY/REPO[:TAG] TARGET --lazy`: a read-only view of a
-//! registry's image shown once its manifest and tables of contents are here,
-//! its content fetched as it is read and prefetched in the background; with
-//! `--tag`, tagged once every chunk is here and checked.
+//! `mount REGISTRY/REPO[:TAG] TARGET --lazy`: a container of a registry's
+//! image, started once the image's manifest and tables of contents are here;
+//! its content is fetched as it is read and prefetched in the background,
+//! and once all of it is here and checked, the image is an ordinary one
+//! (tagged with `--tag`). A lazy container mounted again (`mount NAME
+//! TARGET`) fetches from where it was.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use layerstore::mount::{FuseOptions, FuseView, ReadLog};
+use layerstore::mount::{ContainerInfo, FuseBackend, FuseOptions, PrepareOptions, ReadLog};
 use layerstore::oci::{Exchange, PrefetchOptions, RegistryOptions, RegistryRef};
-use serde_json::json;
 
-use crate::containers::{MountArgs, SERVER_NOTIFY, detach_output, spawn_server};
-use crate::output::outln;
+use crate::containers::{
+    MountArgs, SERVER_NOTIFY, detach_output, made_up_name, report, spawn_server, with_fuse,
+};
 use crate::{CmdResult, Ctx, Failure, tag_name};
 
 /// How long a lazy read waits for the registry before it fails with `EIO`.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The file in a lazy container's state directory naming where its image
+/// comes from: `REGISTRY/REPO@DIGEST`, then `insecure` or `tls`, then the
+/// tag to set once all of it is here (an empty line for none).
+const SOURCE_FILE: &str = "lazy-source";
+
 #[derive(clap::Args)]
 pub(crate) struct LazyArgs {
-    /// Show REGISTRY/REPO[:TAG] at once, fetching its content as it is read.
+    /// Start a container of REGISTRY/REPO[:TAG] at once, its content fetched
+    /// as it is read.
     #[arg(long)]
     pub(crate) lazy: bool,
     /// --lazy: plain http (a loopback registry only).
@@ -31,9 +39,9 @@ pub(crate) struct LazyArgs {
     #[arg(long, value_name = "NAME")]
     tag: Option<String>,
     /// --lazy: write the files read, in the order of their first read, to
-    /// FILE when the view is unmounted (for `push --prefetch FILE`).
+    /// FILE when the container is unmounted (for `push --prefetch FILE`).
     #[arg(long, value_name = "FILE")]
-    record_prefetch: Option<PathBuf>,
+    record_prefetch: Option<std::path::PathBuf>,
     /// --lazy: fetch only what is read; no background prefetch.
     #[arg(long)]
     no_prefetch: bool,
@@ -54,71 +62,129 @@ impl LazyArgs {
     }
 }
 
-/// Opens the image lazily and serves a view of it: from a detached server
-/// started here (ready when this returns), or from this process with
-/// `--foreground`, until the view is unmounted.
-pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
+/// A new lazy container (`existing` none: `--lazy`), or one mounted again:
+/// served by a detached server started here (ready when this returns, its
+/// name printed), or by this process with `--foreground` until unmounted.
+pub(crate) fn mount(ctx: &Ctx, args: &MountArgs, existing: Option<&ContainerInfo>) -> CmdResult {
     let lazy = &args.lazy;
-    let src: RegistryRef = args.image.parse()?;
-    let tag = lazy.tag.as_deref().map(tag_name).transpose()?;
     if !args.foreground {
-        // The server does the work and says when its view is ready, and
-        // which image it shows.
-        let id = spawn_server(&args.image, false)?;
+        let name = match (existing, &args.name) {
+            (Some(info), _) => info.name.clone(),
+            (None, Some(name)) => name.clone(),
+            (None, None) => {
+                let store = ctx.open()?;
+                made_up_name(&layerstore::mount::Containers::new(&store), &args.image)
+            }
+        };
+        let name = spawn_server(&name, existing.is_none() && args.name.is_none())?;
         ctx.out.report(
-            || json!({ "image": id, "target": args.target }),
-            || outln!("{id}"),
+            || serde_json::json!({ "name": name, "target": args.target }),
+            || crate::output::outln!("{name}"),
         );
         return Ok(());
     }
     let store = Arc::new(ctx.open()?);
+    // Where the image comes from: the command line, or what the container
+    // recorded when it was made.
+    let (src, insecure, tag) = match existing {
+        None => (
+            args.image.parse::<RegistryRef>()?,
+            lazy.insecure,
+            lazy.tag.clone(),
+        ),
+        Some(info) => recorded_source(&layerstore::mount::Containers::new(&store), &info.name)?,
+    };
+    let tag = tag.as_deref().map(tag_name).transpose()?;
     let options = RegistryOptions::default()
-        .insecure(lazy.insecure)
+        .insecure(insecure)
         .timeout(READ_TIMEOUT);
     let registry = Arc::new(crate::registry::registry_with(&src.host, options)?);
     let image = Exchange::new(&store).pull_lazy(&registry, &src)?;
-    store.set_chunk_source(Some(image.source()));
-    std::fs::create_dir_all(&args.target)
-        .map_err(|e| Failure::System(format!("cannot create '{}': {e}", args.target.display())))?;
+    let id = image.image();
+    if let Some(info) = existing
+        && info.image != id
+    {
+        return Err(Failure::System(format!(
+            "container '{}' is of {}, but {src} is now {id}",
+            info.name, info.image
+        )));
+    }
     let log = ReadLog::new();
-    let mut view_options = FuseOptions::default().allow_other(args.allow_other);
+    let mut view_options = FuseOptions::default()
+        .allow_other(args.allow_other)
+        .chunk_source(image.source());
     if lazy.record_prefetch.is_some() {
         view_options = view_options.record_reads(log.clone());
     }
-    let view = FuseView::mount(
-        Arc::clone(&store),
-        &image.image(),
-        &args.target,
-        &view_options,
-    )?;
-    let id = image.image();
-    let opened = image.report().clone();
-    if std::env::var_os(SERVER_NOTIFY).is_some() {
-        detach_output(&FuseView::log_path(&store, &id)?, &id.to_string())?;
+    let fuse = Arc::new(FuseBackend::with_options(view_options));
+    let containers = with_fuse(&store, &fuse);
+    let info = if let Some(info) = existing {
+        containers.mount(&info.name, Some(&args.target))?
     } else {
-        ctx.out.report(
-            || json!({ "image": id.to_string(), "target": args.target }),
-            || outln!("{id}"),
+        let name = match &args.name {
+            Some(name) => name.clone(),
+            None => made_up_name(&containers, &args.image),
+        };
+        let mut options = PrepareOptions::default()
+            .target(&args.target)
+            .read_only(args.read_only);
+        options.backend = Some("fuse".to_owned());
+        let info = containers.prepare(&name, &id, &options)?;
+        let digest = &image.report().manifest_digest;
+        let text = format!(
+            "{}/{}@{digest}\n{}\n{}\n",
+            src.host,
+            src.repository,
+            if insecure { "insecure" } else { "tls" },
+            tag.as_ref().map(ToString::to_string).unwrap_or_default()
         );
+        let path = containers.state_dir(&info.name)?.join(SOURCE_FILE);
+        std::fs::write(&path, text)
+            .map_err(|e| Failure::System(format!("cannot write '{}': {e}", path.display())))?;
+        info
+    };
+    let state = containers.state_dir(&info.name)?;
+    if std::env::var_os(SERVER_NOTIFY).is_some() {
+        detach_output(&state.join("server.log"), &info.name)?;
+    } else {
+        report(ctx, &info);
     }
+    let opened = image.report();
     eprintln!(
-        "layerstore: {id} shown lazily from {src}: {} bytes fetched of the layers' {}",
-        opened.bytes_fetched, opened.layers_size
+        "layerstore: {} of {id} from {src}: {} bytes fetched of the layers' {} to start",
+        info.name, opened.bytes_fetched, opened.layers_size
     );
 
-    // The background prefetch, stopped when the view is unmounted.
+    serve(&store, &image, &fuse, lazy, tag.as_ref(), &log)
+}
+
+/// Serves the container until it is unmounted, the background prefetch
+/// beside it (stopped then); then makes what was fetched durable, writes the
+/// prefetch list, and completes the image if it is all here.
+fn serve(
+    store: &Arc<layerstore::Store>,
+    image: &layerstore::oci::LazyImage,
+    fuse: &FuseBackend,
+    lazy: &LazyArgs,
+    tag: Option<&layerstore::TagName>,
+    log: &ReadLog,
+) -> CmdResult {
+    let id = image.image();
     let stop = Arc::new(AtomicBool::new(false));
+    let finish = || -> layerstore::Result<()> {
+        if image.complete(store, tag)? {
+            eprintln!("layerstore: {id} is all here and checked: an ordinary image now");
+        }
+        Ok(())
+    };
     let prefetch = (!lazy.no_prefetch).then(|| {
-        let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
-        let tag = tag.clone();
-        let rate = lazy.prefetch_rate;
-        let image = &image;
-        let mut options = PrefetchOptions::default().stop(stop);
-        if let Some(rate) = rate {
+        let mut options = PrefetchOptions::default().stop(Arc::clone(&stop));
+        if let Some(rate) = lazy.prefetch_rate {
             options = options.bytes_per_second(rate);
         }
+        let finish = &finish;
         move || -> layerstore::Result<()> {
-            let report = image.prefetch(&store, &options)?;
+            let report = image.prefetch(store, &options)?;
             eprintln!(
                 "layerstore: prefetch of {id}: {} chunks, {} bytes fetched, {} missing{}",
                 report.chunks_fetched,
@@ -126,36 +192,62 @@ pub(crate) fn mount(ctx: &Ctx, args: &MountArgs) -> CmdResult {
                 report.chunks_missing,
                 if report.stopped { " (stopped)" } else { "" }
             );
-            if image.complete(&store, tag.as_ref())? {
-                eprintln!("layerstore: {id} is all here and checked");
-            }
-            Ok(())
+            finish()
         }
     });
     let served = std::thread::scope(|scope| {
         let worker = prefetch.map(|run| scope.spawn(run));
-        let served = view.wait();
+        let served = fuse.wait();
         stop.store(true, Ordering::Relaxed);
         if let Some(Ok(Err(err))) = worker.map(std::thread::ScopedJoinHandle::join) {
             eprintln!("layerstore: prefetch of {id}: {err}");
         }
         served
     });
-    // What was fetched stays: the next lazy view of the image starts there.
+    // What was fetched stays: the container mounted again starts there.
     let flushed = store.flush();
     if let Some(path) = &lazy.record_prefetch {
-        let mut text = String::new();
-        for p in log.paths() {
-            text.push_str(&String::from_utf8_lossy(p.as_bytes()));
-            text.push('\n');
-        }
-        std::fs::write(path, text)
-            .map_err(|e| Failure::System(format!("cannot write '{}': {e}", path.display())))?;
+        write_list(path, log)?;
     }
-    if lazy.no_prefetch && image.complete(&store, tag.as_ref())? {
-        eprintln!("layerstore: {id} is all here and checked");
+    if lazy.no_prefetch {
+        finish()?;
     }
     served?;
     flushed?;
     Ok(())
+}
+
+/// The source a lazy container recorded: its image's registry reference
+/// (by digest), whether it is plain http, and the tag to set at the end.
+fn recorded_source(
+    containers: &layerstore::mount::Containers<'_>,
+    name: &str,
+) -> Result<(RegistryRef, bool, Option<String>), Failure> {
+    let path = containers.state_dir(name)?.join(SOURCE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Failure::System(format!(
+            "container '{name}' is of an image still being fetched, but '{}' cannot be read: {e}",
+            path.display()
+        ))
+    })?;
+    let mut lines = text.lines();
+    let src = lines
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| Failure::System(format!("'{}': {e}", path.display())))?;
+    let insecure = lines.next() == Some("insecure");
+    let tag = lines.next().filter(|t| !t.is_empty()).map(str::to_owned);
+    Ok((src, insecure, tag))
+}
+
+/// Writes the paths of `log`, one a line.
+fn write_list(path: &Path, log: &ReadLog) -> CmdResult {
+    let mut text = String::new();
+    for p in log.paths() {
+        text.push_str(&String::from_utf8_lossy(p.as_bytes()));
+        text.push('\n');
+    }
+    std::fs::write(path, text)
+        .map_err(|e| Failure::System(format!("cannot write '{}': {e}", path.display())))
 }

@@ -205,6 +205,7 @@ pub(crate) fn fsck(ctx: &Ctx, args: &FsckArgs) -> CmdResult {
                 "repaired": repaired,
                 "affected_images": affected,
                 "garbage": report.garbage,
+                "fetching": report.fetching.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "chunks_checked": report.chunks_checked,
                 "bytes_checked": report.bytes_checked,
             })
@@ -221,6 +222,9 @@ pub(crate) fn fsck(ctx: &Ctx, args: &FsckArgs) -> CmdResult {
             }
             for g in &report.garbage {
                 outln!("unreferenced: {}", g.display());
+            }
+            for image in &report.fetching {
+                outln!("still being fetched (lazy): {image}");
             }
             outln!(
                 "checked {} chunks, {} bytes: {}",

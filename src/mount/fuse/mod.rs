@@ -342,6 +342,7 @@ impl MountBackend for FuseBackend {
         }
         let mut served = Store::open(store.path())?;
         served.limit_frame_cache(SERVER_FRAME_CACHE);
+        // A lazy image's: FuseView sets the source on the store it serves.
         let served = Arc::new(served);
         let fuse = FuseView::mount(served, &view.image, &point, &self.options)?;
         if !view.read_only

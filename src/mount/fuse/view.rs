@@ -22,7 +22,7 @@ pub(crate) fn is_fuse_type(fstype: &str) -> bool {
 }
 
 /// How a lazy view is served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct FuseOptions {
     /// Let every user of the machine reach the view (`allow_other`), the
@@ -37,6 +37,22 @@ pub struct FuseOptions {
     /// the view does not hand the files after a file first read to the
     /// kernel ahead of their readers, so that every first read reaches it.
     pub record_reads: Option<ReadLog>,
+    /// Where the view's store fetches the chunks it lacks (a lazy image's
+    /// registry, [`LazyImage::source`](crate::oci::LazyImage::source)): set
+    /// on the store the view reads ([`Store::set_chunk_source`]); what it
+    /// fetched is flushed when the view ends.
+    pub chunk_source: Option<Arc<dyn crate::store::ChunkSource>>,
+}
+
+impl std::fmt::Debug for FuseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FuseOptions")
+            .field("allow_other", &self.allow_other)
+            .field("threads", &self.threads)
+            .field("record_reads", &self.record_reads.is_some())
+            .field("chunk_source", &self.chunk_source.is_some())
+            .finish()
+    }
 }
 
 impl Default for FuseOptions {
@@ -45,6 +61,7 @@ impl Default for FuseOptions {
             allow_other: false,
             threads: 4,
             record_reads: None,
+            chunk_source: None,
         }
     }
 }
@@ -91,6 +108,13 @@ impl FuseOptions {
         self
     }
 
+    /// Fetches what the store lacks from `source` ([`FuseOptions::chunk_source`]).
+    #[must_use]
+    pub fn chunk_source(mut self, source: Arc<dyn crate::store::ChunkSource>) -> Self {
+        self.chunk_source = Some(source);
+        self
+    }
+
     /// Records the files read into `log` ([`FuseOptions::record_reads`]).
     #[must_use]
     pub fn record_reads(mut self, log: ReadLog) -> Self {
@@ -134,6 +158,8 @@ impl FuseOptions {
 pub struct FuseView {
     session: Option<fuser::BackgroundSession>,
     target: PathBuf,
+    /// The store, when it fetches from a chunk source: flushed at the end.
+    fetching: Option<Arc<Store>>,
 }
 
 impl std::fmt::Debug for FuseView {
@@ -141,6 +167,7 @@ impl std::fmt::Debug for FuseView {
         f.debug_struct("FuseView")
             .field("target", &self.target)
             .field("live", &self.session.is_some())
+            .field("fetching", &self.fetching.is_some())
             .finish()
     }
 }
@@ -185,6 +212,10 @@ impl FuseView {
         options: &FuseOptions,
     ) -> Result<Self> {
         let target = target.as_ref();
+        if let Some(source) = &options.chunk_source {
+            store.set_chunk_source(Some(Arc::clone(source)));
+        }
+        let fetching = store.has_chunk_source().then(|| Arc::clone(&store));
         let nodes = Nodes::new(Arc::clone(&store), ChunkId::from(tree))?;
         let mut config = Config::default();
         config.mount_options = vec![
@@ -215,6 +246,7 @@ impl FuseView {
         Ok(Self {
             session: Some(session),
             target: target.to_path_buf(),
+            fetching,
         })
     }
 
@@ -240,21 +272,33 @@ impl FuseView {
     /// # Errors
     /// [`Error::Io`] naming the target if serving failed.
     pub fn wait(mut self) -> Result<()> {
-        match self.session.take() {
+        let served = match self.session.take() {
             Some(session) => session
                 .join()
                 .map_err(|e| Error::io("serve the FUSE view at", &self.target, e)),
+            None => Ok(()),
+        };
+        let flushed = self.flush_fetched();
+        served.and(flushed)
+    }
+
+    /// Makes durable what the view's store fetched from its chunk source.
+    fn flush_fetched(&mut self) -> Result<()> {
+        match self.fetching.take() {
+            Some(store) => store.flush(),
             None => Ok(()),
         }
     }
 
     fn stop(&mut self) -> Result<()> {
         let Some(session) = self.session.take() else {
-            return Ok(());
+            return self.flush_fetched();
         };
-        session
+        let unmounted = session
             .umount_and_join()
-            .map_err(|e| Error::io("unmount", &self.target, e))
+            .map_err(|e| Error::io("unmount", &self.target, e));
+        let flushed = self.flush_fetched();
+        unmounted.and(flushed)
     }
 }
 

@@ -334,6 +334,11 @@ impl LazyImage {
         const BATCH: u64 = 4 << 20;
         let started = Instant::now();
         let mut report = PrefetchReport::default();
+        // Within a bandwidth, batches of a quarter second's worth, so that
+        // the pace holds from the start.
+        let batch_limit = options
+            .bytes_per_second
+            .map_or(BATCH, |rate| (rate / 4).clamp(64 << 10, BATCH));
         for (l, layer) in self.remote.layers.iter().enumerate() {
             // Runs of consecutive frames, each fetched by one request.
             let mut runs: Vec<(usize, usize)> = Vec::new();
@@ -357,7 +362,7 @@ impl LazyImage {
                 batch_bytes += layer.offsets[last] + u64::from(layer.toc.frames[last].len)
                     - layer.offsets[first];
                 batch.push((first, last));
-                if batch_bytes < BATCH && runs.peek().is_some() {
+                if batch_bytes < batch_limit && runs.peek().is_some() {
                     continue;
                 }
                 if options.stop.load(Ordering::Relaxed) {
@@ -443,7 +448,8 @@ impl LazyImage {
 
     /// Once `store` holds every chunk: checks each lazy layer against the
     /// `DiffID` the config names (its tar written again from the store, as
-    /// a pull does), records the image's layers as known, and tags it `tag`.
+    /// a pull does), records the image's layers as known, tags it `tag`, and
+    /// removes its lazy mark ([`Store::mark_lazy`], which opening set).
     /// Returns false, changing nothing, while chunks are missing.
     ///
     /// # Errors
@@ -471,6 +477,7 @@ impl LazyImage {
         if let Some(tag) = tag {
             store.set_tag(tag, &self.image)?;
         }
+        store.unmark_lazy(&self.image)?;
         Ok(true)
     }
 }
