@@ -703,6 +703,13 @@ fn the_cli_records_a_prefetch_list_and_a_push_carries_it() {
     assert!(server.wait().unwrap().success());
     // Not all here, and not damaged: still being fetched.
     assert_eq!(fetching(&store), [fx.v2.to_string()]);
+    // Removing the container abandons the image: gc then frees it all.
+    assert!(layerstore(&store, &["container", "rm", &name]).status.success());
+    assert!(fetching(&store).is_empty());
+    assert!(layerstore(&store, &["gc"]).status.success());
+    let du: serde_json::Value =
+        serde_json::from_slice(&layerstore(&store, &["--json", "du"]).stdout).unwrap();
+    assert_eq!(du["chunks"], 0, "{du}");
     assert_eq!(
         std::fs::read_to_string(&list).unwrap(),
         "usr/lib/new.so\netc/conf-03\n"

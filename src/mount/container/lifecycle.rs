@@ -217,7 +217,9 @@ impl Containers<'_> {
         Ok(image)
     }
 
-    /// Unmounts and deletes container `name` with its changes, and its pins.
+    /// Unmounts and deletes container `name` with its changes, and its pins
+    /// (and the lazy mark of its image, if it was the last container of an
+    /// image still being fetched: [`Store::mark_lazy`](crate::Store::mark_lazy)).
     /// A container whose state is incomplete (a crash while it was made) is
     /// deleted too.
     ///
@@ -226,8 +228,12 @@ impl Containers<'_> {
     /// error if it cannot be unmounted (busy): nothing is deleted then.
     pub fn remove(&self, name: &str) -> Result<()> {
         let dir = self.dir(name)?;
+        let mut image = None;
         match self.read_meta(name) {
-            Ok(meta) => self.with_view(name, &meta, |b, v| b.remove(self.store, v))?,
+            Ok(meta) => {
+                image = Some(meta.image);
+                self.with_view(name, &meta, |b, v| b.remove(self.store, v))?;
+            }
             Err(_) if dir.join(META).exists() => {
                 // Damaged state: nothing can be mounted from it; delete it.
             }
@@ -241,6 +247,14 @@ impl Containers<'_> {
         }
         durable::sync_dir(&self.root())?;
         self.store.remove_pins(PIN_GROUP, name)?;
+        // An image still being fetched lazily for this container alone is
+        // abandoned with it: no longer kept by its mark.
+        if let Some(image) = image
+            && self.store.lazy_images()?.contains(&image)
+            && self.walk(|c| c.image == image)?.is_empty()
+        {
+            self.store.unmark_lazy(&image)?;
+        }
         Ok(())
     }
 
