@@ -13,6 +13,11 @@ mod common;
 mod golden;
 mod listing;
 mod python;
+#[cfg(feature = "registry")]
+#[allow(dead_code)]
+#[path = "../registry/server.rs"]
+mod server;
+mod stores;
 mod vectors;
 
 use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@ use crate::listing::listing;
 /// Whether python3 with `zstandard` and `blake3` is here; when not, says
 /// so and returns false, or fails under `LAYERSTORE_REQUIRE_PRIVILEGED=1`
 /// (`.ci/run` installs them).
-fn python_ready() -> bool {
+pub(crate) fn python_ready() -> bool {
     if !crate::common::require_tool("python3") {
         return false;
     }
@@ -49,7 +49,7 @@ fn python_listing(store: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn assert_agree(store: &Store) {
+pub(crate) fn assert_agree(store: &Store) {
     let want = listing(store);
     let got = python_listing(store.path());
     assert!(

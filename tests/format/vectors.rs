@@ -471,7 +471,7 @@ fn should_fail_stores_are_refused() {
     );
 }
 
-fn packs(root: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+pub(crate) fn packs(root: &Path, ext: &str) -> Vec<std::path::PathBuf> {
     let mut out: Vec<_> = std::fs::read_dir(root.join("packs"))
         .unwrap()
         .map(|e| e.unwrap().path())
