@@ -91,6 +91,44 @@ fn the_second_reader_reads_the_golden_store() {
     assert!(got == want, "--- pinned\n{want}\n--- reader.py\n{got}");
 }
 
+/// `reader.py` refuses each should-fail object of `bad-objects.txt` with
+/// the error the line names (the error the crate returns: see
+/// `vectors::should_fail_objects_are_refused`).
+#[test]
+fn the_second_reader_refuses_the_bad_objects() {
+    if !python_ready() {
+        return;
+    }
+    let reader = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/format/reader.py");
+    let vectors = crate::fixtures().join("bad-objects.txt");
+    let out = Command::new("python3")
+        .arg(&reader)
+        .arg("--refusals")
+        .arg(&vectors)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reader.py --refusals: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want = String::new();
+    for line in std::fs::read_to_string(&vectors).unwrap().lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if !line.starts_with('#') {
+            want.push_str(fields[0]);
+            want.push(' ');
+            want.push_str(fields[2]);
+            want.push('\n');
+        }
+    }
+    let got = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        got == want,
+        "--- bad-objects.txt\n{want}\n--- reader.py\n{got}"
+    );
+}
+
 #[test]
 fn the_second_reader_reads_what_this_build_writes() {
     if !python_ready() {

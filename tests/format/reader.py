@@ -2,6 +2,7 @@
 """A second reader of layerstore stores, written from docs/FORMAT.md alone.
 
 Usage: reader.py STORE
+       reader.py --refusals tests/fixtures/format/bad-objects.txt
 
 Opens the store read-only, checks every index (header, fanout, order,
 checksum), walks every indexed pack frame by frame verifying each frame's
@@ -26,7 +27,11 @@ MAX_DEPTH = 4096
 
 
 class Bad(Exception):
-    """Something in the store breaks the spec."""
+    """Something in the store breaks the spec: refused as malformed."""
+
+
+class InvalidTree(Bad):
+    """A tree or layer breaks a rule every tree obeys: refused as an invalid tree."""
 
 
 def b3(data):
@@ -274,6 +279,9 @@ class Body:
     def bad(self, reason):
         return Bad("%s: %s at body offset %d" % (self.what, reason, self.at))
 
+    def invalid(self, reason):
+        return InvalidTree("%s: %s at body offset %d" % (self.what, reason, self.at))
+
     def byte(self):
         if self.at >= len(self.data):
             raise self.bad("truncated")
@@ -348,7 +356,7 @@ class Body:
         if names != sorted(set(names)):
             raise self.bad("xattrs not strictly increasing")
         if mode & ~0o7777 or mtime[1] >= 1_000_000_000 or any(not k or 0 in k for k in names):
-            raise self.bad("invalid metadata")
+            raise self.invalid("invalid metadata")
         return {"mode": mode, "uid": uid, "gid": gid, "mtime": mtime, "xattrs": xattrs}
 
     def entry_kind(self):
@@ -357,7 +365,7 @@ class Body:
             size = self.u64()
             chunks = self.seq(lambda: (self.id(), self.u32()))
             if sum(length for _, length in chunks) != size:
-                raise self.bad("a file whose size is not its chunks' total")
+                raise self.invalid("a file whose size is not its chunks' total")
             return ("file", size, chunks)
         if variant == 1:
             return ("dir",)
@@ -444,9 +452,9 @@ def read_tree(store, root_id):
     files = {path for path, kind, _ in out if kind[0] == "file"}
     for path, kind, _ in out:
         if kind[0] == "hardlink" and (kind[1] not in files or path_key(kind[1]) >= path_key(path)):
-            raise Bad("%s: a hard link to %r" % (path, kind[1]))
+            raise InvalidTree("%s: a hard link to %r" % (path, kind[1]))
         if kind[0] == "symlink" and (not kind[1] or b"\x00" in kind[1]):
-            raise Bad("%s: a bad symlink target" % path)
+            raise InvalidTree("%s: a bad symlink target" % path)
     return out
 
 
@@ -474,6 +482,28 @@ def read_image(store, image_id):
     return layers, rootfs, config, history
 
 
+def valid_tree(entries):
+    """Whether (path, kind) entries, in path order, form a tree: a root
+    directory, every parent a directory, every hard link to an earlier file,
+    every symlink target non-empty without NUL."""
+    kinds = {}
+    for path, kind in entries:
+        if path == b"":
+            if kind[0] != "dir":
+                return False
+        elif kinds.get(path.rpartition(b"/")[0], ("",))[0] != "dir":
+            return False
+        if kind[0] == "hardlink" and kinds.get(kind[1], ("",))[0] != "file":
+            return False
+        if kind[0] == "symlink" and (not kind[1] or b"\x00" in kind[1]):
+            return False
+        kinds[path] = kind
+    return b"" in kinds
+
+
+EMPTY_ROOT = {"mode": 0o755, "uid": 0, "gid": 0, "mtime": (0, 0), "xattrs": []}
+
+
 def layer_line(store, layer_id):
     data = store.read(layer_id)
     what = "layer %s" % idtext(layer_id)
@@ -495,9 +525,38 @@ def layer_line(store, layer_id):
     for paths in ([p for p, _, _ in upserts], whiteouts, opaque):
         keys = [path_key(p) for p in paths]
         if any(a >= b for a, b in zip(keys, keys[1:])):
-            raise Bad("%s: a list out of order" % what)
+            raise InvalidTree("%s: a list out of order" % what)
+    if b"" in whiteouts:
+        raise InvalidTree("%s: the root whited out" % what)
+    for path, kind, _ in upserts:
+        if path == b"" and kind[0] != "dir":
+            raise InvalidTree("%s: the root upserted as a %s" % (what, kind[0]))
+        if kind[0] == "symlink" and (not kind[1] or b"\x00" in kind[1]):
+            raise InvalidTree("%s: a bad symlink target at %r" % (what, path))
+    # Canonical rule 6: the layer that makes a whole tree of the empty tree
+    # is stored as kind 5, never as kind 2.
+    if not whiteouts and not opaque and upserts:
+        entries = [(p, k) for p, k, _ in upserts]
+        root = [m for p, _, m in upserts if p == b""]
+        if not root:
+            entries.insert(0, (b"", ("dir",)))
+        if (not root or root[0] != EMPTY_ROOT) and valid_tree(entries):
+            raise Bad("%s: a layer of a whole tree stored entry by entry" % what)
     return "layer %s upserts %d whiteouts %d opaque %d" % (
         idtext(layer_id), len(upserts), len(whiteouts), len(opaque))
+
+
+def read_flat_snapshot(data):
+    """A flat snapshot (kind 1): its entries, a tree."""
+    body = object_body(data, 1, "flat snapshot")
+    entries = body.seq(lambda: (body.bytes(), body.entry_kind(), body.metadata()))
+    body.end()
+    keys = [path_key(p) for p, _, _ in entries]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        raise InvalidTree("flat snapshot: entries out of order")
+    if not valid_tree([(p, k) for p, k, _ in entries]):
+        raise InvalidTree("flat snapshot: not a tree")
+    return entries
 
 
 # --- refs and the listing ---------------------------------------------------
@@ -591,9 +650,60 @@ def listing(store):
     return "\n".join(out) + "\n"
 
 
+class Objects:
+    """Objects by id, in memory: what the should-fail vectors are read from."""
+
+    def __init__(self, objects):
+        self.objects = {b3(o): o for o in objects}
+
+    def read(self, chunk_id):
+        if chunk_id not in self.objects:
+            raise Bad("chunk %s is not here" % chunk_id.hex())
+        return self.objects[chunk_id]
+
+
+EMPTY_TREE = bytes.fromhex("4c534f4204000100ed03000000000000")
+
+
+def refusals(path):
+    """For each line `name decoder error hex` of bad-objects.txt, the object
+    read as the decoder says (`layer` as an image's layer, `image`,
+    `directory` as a tree's root, beside the empty tree, `snapshot` as a
+    flat snapshot): `name malformed`, `name invalid-tree` or `name accepted`."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            fields = line.split(" ")
+            name, decoder, data = fields[0], fields[1], bytes.fromhex(fields[3].strip())
+            source = Objects([data, EMPTY_TREE])
+            try:
+                if decoder == "layer":
+                    layer_line(source, b3(data))
+                elif decoder == "image":
+                    read_image(source, b3(data))
+                elif decoder == "directory":
+                    read_tree(source, b3(data))
+                elif decoder == "snapshot":
+                    read_flat_snapshot(data)
+                else:
+                    raise ValueError("unknown decoder %s" % decoder)
+                verdict = "accepted"
+            except InvalidTree:
+                verdict = "invalid-tree"
+            except Bad:
+                verdict = "malformed"
+            out.append("%s %s" % (name, verdict))
+    return "\n".join(out) + "\n"
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--refusals":
+        sys.stdout.write(refusals(sys.argv[2]))
+        return
     if len(sys.argv) != 2:
-        sys.exit("usage: reader.py STORE")
+        sys.exit("usage: reader.py STORE | reader.py --refusals BAD-OBJECTS")
     try:
         sys.stdout.write(listing(Store(sys.argv[1])))
     except (Bad, OSError, ValueError) as e:

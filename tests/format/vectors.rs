@@ -247,7 +247,14 @@ fn object_vectors_decode() {
     }
 }
 
-/// The should-fail objects: name, decoder, bytes.
+/// The empty tree's id (`docs/FORMAT.md`, "The kinds").
+const EMPTY_TREE: [u8; 32] = [
+    0xbd, 0x0e, 0x3c, 0xd8, 0x67, 0xff, 0xc9, 0xb1, 0x0e, 0x4a, 0xd5, 0xef, 0x95, 0xe0, 0x97, 0x07,
+    0xd3, 0xdc, 0x3a, 0xfd, 0x1e, 0xa7, 0x20, 0x65, 0xdd, 0xe0, 0x88, 0x09, 0x03, 0xab, 0x4c, 0x4a,
+];
+
+/// The should-fail objects: name, decoder, bytes (the error each gets is
+/// [`refusal`]'s).
 fn bad_objects() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let empty_layer = Layer::empty().encode();
     let image = Image::new(
@@ -338,11 +345,134 @@ fn bad_objects() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             dir_of(b"\x01\x01d\x01\x01\xed\x03\x00\x00\x00\x00\x00"),
         ),
     ]
+    .into_iter()
+    .chain(bad_by_rule(&image, &empty_layer, dir_of))
+    .collect()
 }
 
-/// `bad-objects.txt`: `<name> <decoder> <bytes>`; each is refused by the
-/// decoder (`layer`, `image`, `snapshot`: as corrupt or invalid input, the
-/// kinds FORMAT.md names; `directory`: not accepted).
+/// The should-fail objects that break one rule of a kind or of trees.
+fn bad_by_rule(
+    image: &[u8],
+    empty_layer: &[u8],
+    dir_of: impl Fn(&[u8]) -> Vec<u8>,
+) -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    vec![
+        // A leaf fifo of mode 0o10000 (a bit outside 0o7777).
+        (
+            "mode-out-of-range",
+            "directory",
+            dir_of(b"\x01\x01f\x01\x06\x80\x20\x00\x00\x00\x00\x00"),
+        ),
+        // A leaf fifo whose mtime has 10^9 nanoseconds.
+        (
+            "nanos-out-of-range",
+            "directory",
+            dir_of(b"\x01\x01f\x01\x06\xa4\x03\x00\x00\x00\x80\x94\xeb\xdc\x03\x00"),
+        ),
+        // A leaf file of size 5 with no chunks.
+        (
+            "file-size-not-chunks",
+            "directory",
+            dir_of(b"\x01\x01f\x01\x00\x05\x00\xa4\x03\x00\x00\x00\x00\x00"),
+        ),
+        // A leaf symlink with an empty target.
+        (
+            "symlink-empty-target",
+            "directory",
+            dir_of(b"\x01\x01l\x01\x02\x00\xff\x03\x00\x00\x00\x00\x00"),
+        ),
+        // A hard link to a path the tree does not hold.
+        (
+            "hardlink-to-nothing",
+            "directory",
+            dir_of(b"\x01\x01h\x01\x03\x01z\xa4\x03\x00\x00\x00\x00\x00"),
+        ),
+        // Xattrs out of order: "b" before "a".
+        (
+            "xattrs-unsorted",
+            "directory",
+            [
+                &b"LSOB\x04\x00\x01\x00\xed\x03\x00\x00\x00\x00\x02\x01b\x00\x01a\x00"[..],
+                b"\x00",
+            ]
+            .concat(),
+        ),
+        // A subdirectory (the empty directory) said to hold one hard link.
+        (
+            "links-miscounted",
+            "directory",
+            dir_of(&[&b"\x01\x01d\x00"[..], &EMPTY_TREE, b"\x01"].concat()),
+        ),
+        // One layer, no history record.
+        (
+            "history-not-layers",
+            "image",
+            [&image[..image.len() - 5], b"\x00"].concat(),
+        ),
+        // The layer that makes a whole tree of the empty one, as kind 2.
+        (
+            "whole-tree-as-entries",
+            "layer",
+            Layer::new(
+                vec![Entry::new(p("f"), EntryKind::Fifo, Metadata::new(0o644))],
+                vec![],
+                vec![],
+            )
+            .unwrap()
+            .encode(),
+        ),
+        // An upserted root that is not a directory.
+        (
+            "root-not-directory",
+            "layer",
+            [
+                &empty_layer[..8],
+                b"\x01\x00\x06\xa4\x03\x00\x00\x00\x00\x00\x00\x00",
+            ]
+            .concat(),
+        ),
+    ]
+}
+
+/// The error `docs/FORMAT.md` ("Refusing objects") names for each bad
+/// object: `malformed` (`Error::Malformed`, kind `Corrupt`) for the
+/// header, the encoding and the rules of each kind, `invalid-tree`
+/// (`Error::InvalidTree`, kind `InvalidInput`) for the rules every tree and
+/// layer obeys.
+fn refusal(name: &str) -> &'static str {
+    match name {
+        "unsorted-whiteouts"
+        | "root-whited-out"
+        | "root-not-directory"
+        | "mode-out-of-range"
+        | "nanos-out-of-range"
+        | "file-size-not-chunks"
+        | "symlink-empty-target"
+        | "hardlink-to-nothing" => "invalid-tree",
+        _ => "malformed",
+    }
+}
+
+/// The error (its name in `bad-objects.txt`) `err` is, or `accepted`.
+fn refusal_of(err: Option<&layerstore::Error>) -> String {
+    match err {
+        None => "accepted".to_owned(),
+        Some(e @ layerstore::Error::Malformed { .. }) if e.kind() == ErrorKind::Corrupt => {
+            "malformed".to_owned()
+        }
+        Some(e @ layerstore::Error::InvalidTree { .. }) if e.kind() == ErrorKind::InvalidInput => {
+            "invalid-tree".to_owned()
+        }
+        Some(e) => format!("{:?}: {e}", e.kind()),
+    }
+}
+
+/// `bad-objects.txt`: `<name> <decoder> <error> <bytes>`; each is refused
+/// with the error named, both read from a store (a `layer` as an image's
+/// layer, a `directory` as a tree's root, an `image`; the store holds the
+/// empty tree beside it) and by the public decoders (`Layer::decode`,
+/// `Image::decode`, `Snapshot::decode` for the flat `snapshot`), where one
+/// refuses it.
 #[test]
 fn should_fail_objects_are_refused() {
     let cases = bad_objects();
@@ -360,27 +490,42 @@ fn should_fail_objects_are_refused() {
     assert!(layerstore::fuzzing::directory(&dir_of(
         &[&b"\x01"[..], &child(b"a")].concat()
     )));
-    let mut out =
-        String::from("# name decoder bytes: refused (docs/FORMAT.md, \"Should-fail vectors\")\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::create(tmp.path().join("s"), &StoreOptions::default()).unwrap();
+    let empty = store.put_snapshot(&Snapshot::empty()).unwrap();
+    assert_eq!(*empty.as_bytes(), EMPTY_TREE);
+    let mut out = String::from(
+        "# name decoder error bytes: refused with the error named (docs/FORMAT.md, \"Refusing objects\")\n",
+    );
     for (name, decoder, bytes) in &cases {
-        let _ = writeln!(out, "{name} {decoder} {}", hex(bytes));
-        let refused = match *decoder {
-            "layer" => kind_of(Layer::decode(bytes).err()),
-            "image" => kind_of(Image::decode(bytes).err()),
-            "snapshot" => kind_of(Snapshot::decode(bytes).err()),
-            "directory" => (!layerstore::fuzzing::directory(bytes)).then_some(ErrorKind::Corrupt),
+        let want = refusal(name);
+        let _ = writeln!(out, "{name} {decoder} {want} {}", hex(bytes));
+        let direct = match *decoder {
+            "layer" => Layer::decode(bytes).err(),
+            "image" => Image::decode(bytes).err(),
+            "snapshot" => Snapshot::decode(bytes).err(),
+            "directory" => None,
             other => panic!("{other}"),
         };
-        assert!(
-            matches!(refused, Some(ErrorKind::Corrupt | ErrorKind::InvalidInput)),
-            "{name} was not refused: {refused:?}"
-        );
+        if direct.is_some() || *decoder == "snapshot" {
+            assert_eq!(refusal_of(direct.as_ref()), want, "{name}, decoded");
+        }
+        // The empty object is no chunk (a chunk has at least one byte); the
+        // flat snapshot no stored object.
+        if bytes.is_empty() || *decoder == "snapshot" {
+            continue;
+        }
+        let list = store.put_bytes(bytes).unwrap();
+        assert_eq!(list.chunks().len(), 1, "{name}");
+        let id = *ChunkId::of(bytes).as_bytes();
+        let stored = match *decoder {
+            "layer" => store.layer(&LayerId::from_bytes(id)).err(),
+            "image" => store.image(&layerstore::ImageId::from_bytes(id)).err(),
+            _ => store.snapshot(&SnapshotId::from_bytes(id)).err(),
+        };
+        assert_eq!(refusal_of(stored.as_ref()), want, "{name}, from the store");
     }
     pinned("bad-objects.txt", &out);
-}
-
-fn kind_of(err: Option<layerstore::Error>) -> Option<ErrorKind> {
-    err.map(|e| e.kind())
 }
 
 /// Stores damaged in the ways FORMAT.md names are refused, or read, as it
