@@ -19,7 +19,7 @@ fn tree(touch_every: usize) -> Snapshot {
         entries.push(Entry::dir(dir.clone(), Metadata::new(0o755)));
         for f in 0..FILES_PER_DIR {
             n += 1;
-            let edited = touch_every != 0 && n % touch_every == 0;
+            let edited = touch_every != 0 && n.is_multiple_of(touch_every);
             let id = ChunkId::of(format!("{n}-{edited}").as_bytes());
             let chunks: ChunkList = vec![ChunkRef { id, len: 4096 }].into();
             let mut meta = Metadata::new(0o644);

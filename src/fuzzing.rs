@@ -185,7 +185,7 @@ mod model {
             .update(&[seed, shape])
             .finalize_xof()
             .fill(&mut out);
-        if seed % 2 == 0 {
+        if seed.is_multiple_of(2) {
             for b in &mut out {
                 *b = b"ab \n"[usize::from(*b % 4)];
             }
@@ -247,7 +247,7 @@ mod model {
     /// Stores an image of some new files on a tagged parent or none, some of
     /// the parent's files removed; returns it and its files.
     fn commit(store: &Store, input: &mut Input<'_>, tags: &Tags) -> (ImageId, Files) {
-        let parent = if input.byte() % 2 == 0 {
+        let parent = if input.byte().is_multiple_of(2) {
             tags.get(TAGS[input.below(TAGS.len())]).cloned()
         } else {
             None

@@ -272,10 +272,10 @@ pub(crate) fn export_layer(
     dir: &Path,
     options: &ExportOptions,
 ) -> Result<ExportRecord> {
-    if let Some(earlier) = OciCache::new(store).export_of(id, options) {
-        if let Some(path) = copy_blob(dir, &earlier)? {
-            return Ok(ExportRecord { path, ..earlier });
-        }
+    if let Some(earlier) = OciCache::new(store).export_of(id, options)
+        && let Some(path) = copy_blob(dir, &earlier)?
+    {
+        return Ok(ExportRecord { path, ..earlier });
     }
     export_layer_now(store, id, dir, options)
 }

@@ -504,11 +504,11 @@ impl Job<'_> {
         self.root
             .set_file_metadata(file, path, &confine_metadata(meta, uid, gid))?;
         // After the chown, which would remove it; setting it leaves the mtime.
-        if let Some(value) = meta.xattrs.get(CAPABILITY_XATTR) {
-            if sets(CAPABILITY_XATTR) {
-                self.root
-                    .set_file_xattr(file, path, CAPABILITY_XATTR, value)?;
-            }
+        if let Some(value) = meta.xattrs.get(CAPABILITY_XATTR)
+            && sets(CAPABILITY_XATTR)
+        {
+            self.root
+                .set_file_xattr(file, path, CAPABILITY_XATTR, value)?;
         }
         Ok(())
     }
@@ -527,10 +527,10 @@ impl Job<'_> {
         self.root
             .set_metadata(path, &confine_metadata(meta, uid, gid))?;
         // After the chown, which would remove it; setting it leaves the mtime.
-        if let Some(value) = meta.xattrs.get(CAPABILITY_XATTR) {
-            if sets(CAPABILITY_XATTR) {
-                self.root.set_xattr(path, CAPABILITY_XATTR, value)?;
-            }
+        if let Some(value) = meta.xattrs.get(CAPABILITY_XATTR)
+            && sets(CAPABILITY_XATTR)
+        {
+            self.root.set_xattr(path, CAPABILITY_XATTR, value)?;
         }
         Ok(())
     }

@@ -235,10 +235,10 @@ impl Layer {
         if self.whiteouts.first().is_some_and(TreePath::is_root) {
             return invalid(&TreePath::ROOT, "the root directory cannot be whited out");
         }
-        if let Some(root) = self.upserts.first().filter(|e| e.path.is_root()) {
-            if !root.is_dir() {
-                return invalid(&TreePath::ROOT, "the root must be a directory");
-            }
+        if let Some(root) = self.upserts.first().filter(|e| e.path.is_root())
+            && !root.is_dir()
+        {
+            return invalid(&TreePath::ROOT, "the root must be a directory");
         }
         self.upserts.iter().try_for_each(Entry::check)
     }

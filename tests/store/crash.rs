@@ -29,7 +29,7 @@ const MAX_SITE: u64 = 30;
 
 fn piece(seed: u64) -> Vec<u8> {
     let len = (seed as usize * 7919) % 700_000;
-    if seed % 3 == 0 {
+    if seed.is_multiple_of(3) {
         text_bytes(len, seed)
     } else {
         random_bytes(len, seed)

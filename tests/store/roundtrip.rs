@@ -222,7 +222,7 @@ struct Stutter<'a> {
 impl std::io::Read for Stutter<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         self.calls += 1;
-        if self.calls % 7 == 0 {
+        if self.calls.is_multiple_of(7) {
             return Err(std::io::ErrorKind::Interrupted.into());
         }
         let n = out

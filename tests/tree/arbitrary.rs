@@ -188,12 +188,12 @@ fn mutate(g: &mut Gen, mut tree: BTreeMap<TreePath, Entry>) -> BTreeMap<TreePath
                 grow(g, &mut tree, n);
             }
             _ => {
-                if let Some(e) = tree.get_mut(&path) {
-                    if matches!(e.kind, EntryKind::Hardlink { .. }) {
-                        e.kind = EntryKind::Hardlink {
-                            target: TreePath::ROOT,
-                        };
-                    }
+                if let Some(e) = tree.get_mut(&path)
+                    && matches!(e.kind, EntryKind::Hardlink { .. })
+                {
+                    e.kind = EntryKind::Hardlink {
+                        target: TreePath::ROOT,
+                    };
                 }
             }
         }

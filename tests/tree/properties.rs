@@ -155,10 +155,10 @@ fn decoding_garbage_never_panics() {
         }
         let cut = cut % (bytes.len() + 1);
         // Any outcome but a panic is fine; a success must be a valid tree.
-        if let Ok(tree) = Snapshot::decode(&bytes[..cut]) {
-            if !is_valid(&tree) {
-                return false;
-            }
+        if let Ok(tree) = Snapshot::decode(&bytes[..cut])
+            && !is_valid(&tree)
+        {
+            return false;
         }
         match Layer::decode(&bytes) {
             Ok(layer) => layer.encode().len() <= bytes.len() + 8,

@@ -131,7 +131,7 @@ fn apply_layer_agrees_with_apply_on_any_layer() {
         let TreePair(a, b) = pair;
         let pick = |i: usize, salt: u8| {
             let k = keep.get(i % keep.len().max(1)).copied().unwrap_or(seed);
-            (k ^ salt ^ seed).wrapping_mul(31) % 4 == 0
+            (k ^ salt ^ seed).wrapping_mul(31).is_multiple_of(4)
         };
         let upserts: Vec<Entry> = b
             .iter()

@@ -273,13 +273,13 @@ fn header_for<W: Write>(
             .or_else(|_| header.set_path("long-name"))
             .map_err(|e| oci_err(shown(), format!("cannot name the member: {e}")))?;
     }
-    if let Some(link) = link {
-        if link.len() > 100 || header.set_link_name_literal(link).is_err() {
-            pax.push(("linkpath".into(), link.to_vec()));
-            header
-                .set_link_name_literal("long-link")
-                .map_err(|e| oci_err(shown(), format!("cannot name the link: {e}")))?;
-        }
+    if let Some(link) = link
+        && (link.len() > 100 || header.set_link_name_literal(link).is_err())
+    {
+        pax.push(("linkpath".into(), link.to_vec()));
+        header
+            .set_link_name_literal("long-link")
+            .map_err(|e| oci_err(shown(), format!("cannot name the link: {e}")))?;
     }
     if let Some(rdev) = rdev {
         header

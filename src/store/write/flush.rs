@@ -81,11 +81,11 @@ impl Store {
 
     /// Runs maintenance if a pack was committed since it last ran.
     fn maintain_if_due(&self) -> Result<()> {
-        if self.maintenance_due.swap(false, Ordering::Relaxed) {
-            if let Err(err) = self.maintain_after_write() {
-                self.maintenance_due.store(true, Ordering::Relaxed);
-                return Err(err);
-            }
+        if self.maintenance_due.swap(false, Ordering::Relaxed)
+            && let Err(err) = self.maintain_after_write()
+        {
+            self.maintenance_due.store(true, Ordering::Relaxed);
+            return Err(err);
         }
         Ok(())
     }

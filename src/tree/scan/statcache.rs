@@ -246,7 +246,7 @@ impl CacheFile {
         if body.root != root {
             return Err(LoadError::OtherRoot);
         }
-        if body.records.len() % RECORD_LEN != 0 {
+        if !body.records.len().is_multiple_of(RECORD_LEN) {
             return Err(LoadError::Corrupt(format!(
                 "{} bytes of records is not a whole number of records",
                 body.records.len()

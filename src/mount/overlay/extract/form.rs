@@ -43,18 +43,17 @@ pub(crate) fn overlay_tree(layer: &Layer, lower: &Snapshot, after: &Snapshot) ->
             .meta
             .xattrs
             .retain(|name, _| !name.starts_with(OVERLAY_XATTR_PREFIX));
-        if let EntryKind::Hardlink { target } = &upsert.kind {
-            if !upserted_file(target) {
-                // A link to a lower layer's file: copied up, with the inode's
-                // metadata, since links cannot cross lower directories.
-                let file = after.get(target).filter(|e| e.is_file()).ok_or_else(|| {
-                    Error::InvalidTree {
-                        path: upsert.path.to_string(),
-                        reason: format!("hard-link target '{target}' is not a file of the tree"),
-                    }
-                })?;
-                entry = Entry::new(upsert.path.clone(), file.kind.clone(), file.meta.clone());
-            }
+        if let EntryKind::Hardlink { target } = &upsert.kind
+            && !upserted_file(target)
+        {
+            // A link to a lower layer's file: copied up, with the inode's
+            // metadata, since links cannot cross lower directories.
+            let file = after.get(target).filter(|e| e.is_file());
+            let file = file.ok_or_else(|| Error::InvalidTree {
+                path: upsert.path.to_string(),
+                reason: format!("hard-link target '{target}' is not a file of the tree"),
+            })?;
+            entry = Entry::new(upsert.path.clone(), file.kind.clone(), file.meta.clone());
         }
         if entry.is_dir()
             && (opaque_set.contains(&entry.path) || whiteout_set.contains(&entry.path))
@@ -94,10 +93,11 @@ pub(crate) fn overlay_tree(layer: &Layer, lower: &Snapshot, after: &Snapshot) ->
     // Lower hard links to a file this layer replaces follow it here.
     if layer.upserts().iter().any(Entry::is_file) {
         for entry in after {
-            if let EntryKind::Hardlink { target } = &entry.kind {
-                if !out.contains_key(&entry.path) && upserted_file(target) {
-                    out.insert(entry.path.clone(), entry.clone());
-                }
+            if let EntryKind::Hardlink { target } = &entry.kind
+                && !out.contains_key(&entry.path)
+                && upserted_file(target)
+            {
+                out.insert(entry.path.clone(), entry.clone());
             }
         }
     }
