@@ -20,7 +20,9 @@
 //! themselves, any other byte is `\xNN`. A path is written with a leading
 //! `/` (the root is `/`). `<detail>` is `size=<n> chunks=<n> blake3=<hex of
 //! the content>` for a file, `target=<esc>` for a symlink, `target=/<path>`
-//! for a hard link, `rdev=<n>` for a device, nothing otherwise.
+//! for a hard link, `rdev=<n>` for a device, nothing otherwise. A file of an
+//! image being fetched lazily (named in `refs/lazy/`) whose chunks are not
+//! all here is `size=<n> chunks=<n> missing=<n of them not here>`.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -96,13 +98,18 @@ pub(crate) fn listing(store: &Store) -> String {
             }
         }
     }
+    let lazy: BTreeSet<ImageId> = store
+        .lazy_images()
+        .expect("lazy marks")
+        .into_iter()
+        .collect();
     for id in images {
-        image(store, &id, &mut out);
+        image(store, &id, lazy.contains(&id), &mut out);
     }
     out
 }
 
-fn image(store: &Store, id: &ImageId, out: &mut String) {
+fn image(store: &Store, id: &ImageId, lazy: bool, out: &mut String) {
     let image = store.image(id).expect("image");
     let _ = writeln!(out, "image {id}");
     for layer in image.layers() {
@@ -163,6 +170,17 @@ fn image(store: &Store, id: &ImageId, out: &mut String) {
             }
         }
         match &e.kind {
+            EntryKind::File { size, chunks }
+                if lazy && !chunks.chunks().iter().all(|c| store.contains(&c.id)) =>
+            {
+                let missing = chunks.chunks().iter().filter(|c| !store.contains(&c.id));
+                let _ = write!(
+                    line,
+                    " size={size} chunks={} missing={}",
+                    chunks.chunks().len(),
+                    missing.count()
+                );
+            }
             EntryKind::File { size, chunks } => {
                 let content = store.read_all(chunks).expect("content");
                 let _ = write!(

@@ -612,6 +612,10 @@ def listing(store):
                 out.append("pin %s/%s %s" % (group, name, idtext(pinned)))
                 if store.read(pinned)[:5] == b"LSOB\x03":
                     images.add(pinned)
+    lazy = set()
+    for name in ref_names(root, "lazy"):
+        text, path = read_ref(root, "lazy", name)
+        lazy.update(parse_id(line, path) for line in text.splitlines() if line.strip())
     for image in sorted(images):
         layers, rootfs, config, history = read_image(store, image)
         out.append("image %s" % idtext(image))
@@ -632,7 +636,11 @@ def listing(store):
                 esc(path), kind[0], meta["mode"], meta["uid"], meta["gid"], time_text(meta["mtime"]))
             for name, value in meta["xattrs"]:
                 line += " xattr=%s:%s" % (esc(name), value.hex())
-            if kind[0] == "file":
+            missing = kind[0] == "file" and sum(1 for c, _ in kind[2] if c not in store.chunks)
+            if missing and image in lazy:
+                # Being fetched lazily: what is not here yet is no damage.
+                line += " size=%d chunks=%d missing=%d" % (kind[1], len(kind[2]), missing)
+            elif kind[0] == "file":
                 h = blake3.blake3()
                 for chunk_id, length in kind[2]:
                     data = store.read(chunk_id)

@@ -494,12 +494,16 @@ fn pulled_seekable_layers() {
         .pull_lazy(&registry, &reference("v2"))
         .unwrap();
     assert!(lazy.missing(&lazy_store) > 0);
-    // Before it completes, the image is in the store but no ref names it.
+    // Before it completes, the image is marked (`refs/lazy/`), its tree here
+    // and its content not all: both list the files that lack chunks so.
+    assert_eq!(lazy_store.lazy_images().unwrap(), [lazy.image()]);
     assert_agree(&lazy_store);
+    assert!(crate::listing::listing(&lazy_store).contains(" missing="));
     lazy.prefetch(&lazy_store, &PrefetchOptions::default())
         .unwrap();
     let tag = "lazy:v2".parse().unwrap();
     assert!(lazy.complete(&lazy_store, Some(&tag)).unwrap());
     lazy_store.flush().unwrap();
+    assert!(lazy_store.lazy_images().unwrap().is_empty());
     assert_agree(&lazy_store);
 }
