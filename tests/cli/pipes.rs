@@ -10,7 +10,9 @@ use super::{last_line, layerstore, ok};
 /// Runs layerstore with a stdout whose reading end is already closed, so
 /// the first write fails with `EPIPE` whatever the timing.
 fn with_closed_stdout(store: &Path, args: &[&str]) -> std::process::Output {
-    let (reader, writer) = rustix::pipe::pipe().expect("pipe");
+    // Close-on-exec: a child another test forks meanwhile must not inherit
+    // the read end and keep the pipe open (the write then succeeds).
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe");
     drop(reader);
     Command::new(env!("CARGO_BIN_EXE_layerstore"))
         .arg("--store")

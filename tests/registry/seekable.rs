@@ -704,7 +704,11 @@ fn the_cli_records_a_prefetch_list_and_a_push_carries_it() {
     // Not all here, and not damaged: still being fetched.
     assert_eq!(fetching(&store), [fx.v2.to_string()]);
     // Removing the container abandons the image: gc then frees it all.
-    assert!(layerstore(&store, &["container", "rm", &name]).status.success());
+    assert!(
+        layerstore(&store, &["container", "rm", &name])
+            .status
+            .success()
+    );
     assert!(fetching(&store).is_empty());
     assert!(layerstore(&store, &["gc"]).status.success());
     let du: serde_json::Value =
