@@ -48,6 +48,12 @@ const HEADER_LEN: usize = FANOUT_AT + 256 * 4;
 /// Bytes per row of the pack table.
 const PACK_ROW_LEN: usize = 48;
 
+/// The length of a combined index over `packs` packs and `records` distinct
+/// chunks (what a dry run of gc counts on).
+pub(crate) fn encoded_len(packs: usize, records: usize) -> u64 {
+    (HEADER_LEN + PACK_ROW_LEN * packs + RECORD_LEN * records + CHECKSUM_LEN) as u64
+}
+
 /// A pack as the combined index describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PackEntry {

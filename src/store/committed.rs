@@ -126,6 +126,13 @@ pub(crate) struct Committed {
     /// A combined index file found wrong by a read that its packs' own
     /// indexes answered: not used again.
     distrusted: Option<Stamp>,
+    /// The gc generation this view was built at (`lease.rs`).
+    pub(crate) gc_generation: u64,
+    /// The packs a running gc may delete (empty unless `gc_generation` is
+    /// odd): their chunks count as not stored for deduplication, so that a
+    /// writer stores its own copy rather than reference one that may go.
+    /// Reads still use them while they are there.
+    pub(crate) doomed: HashSet<PackId>,
 }
 
 impl Committed {
@@ -185,6 +192,10 @@ impl Store {
     /// The view of what `packs/` holds now, keeping what `old` had loaded of
     /// the packs that are still there.
     fn build_view(&self, old: &Committed) -> Result<Committed> {
+        // The generation first: a gc that changes phase after it is read is
+        // seen by the next sync (`Store::sync_gc_state`).
+        let gc_generation = self.gc_generation()?;
+        let doomed = self.gc_intent(gc_generation)?;
         let old_combined = old.combined.clone();
         let distrusted = old.distrusted;
         let old_packs: HashMap<PackId, Arc<Pack>> =
@@ -250,6 +261,8 @@ impl Store {
             names,
             combined_unusable: unusable,
             distrusted,
+            gc_generation,
+            doomed,
         })
     }
 
@@ -453,16 +466,38 @@ impl Store {
         })
     }
 
+    /// Whether `id` is committed (in any pack of the view).
     pub(crate) fn is_committed(&self, id: &ChunkId) -> bool {
+        self.committed_where(id, false)
+    }
+
+    /// Whether `id` is committed in a pack that no running gc may delete:
+    /// what a writer may deduplicate against (`store::lease`).
+    pub(crate) fn is_committed_to_stay(&self, id: &ChunkId) -> bool {
+        self.committed_where(id, true)
+    }
+
+    fn committed_where(&self, id: &ChunkId, to_stay: bool) -> bool {
         let committed = self.read_committed();
-        if committed
-            .combined
-            .as_ref()
-            .is_some_and(|c| c.index.find(id).is_some())
+        let doomed = &committed.doomed;
+        let doomed = (to_stay && !doomed.is_empty()).then_some(doomed);
+        if let Some(combined) = &committed.combined
+            && let Some(i) = combined.index.find(id)
         {
-            return true;
+            let stays = |doomed: &HashSet<PackId>| {
+                combined
+                    .packs
+                    .get(combined.index.pack_of(i))
+                    .is_some_and(|p| !doomed.contains(&p.id))
+            };
+            if doomed.is_none_or(stays) {
+                return true;
+            }
         }
         self.search_recent(&committed.recent, |pack| {
+            if doomed.is_some_and(|d| d.contains(&pack.id)) {
+                return None;
+            }
             pack.index.get().and_then(|index| index.find(id))
         })
         .is_some()

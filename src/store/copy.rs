@@ -1,6 +1,8 @@
 //! Copying chunks from another store: only those this store lacks, each read
 //! verified from the source and written through the normal put path.
 
+use std::collections::HashSet;
+
 use rayon::prelude::*;
 
 use super::Store;
@@ -60,15 +62,15 @@ impl Store {
         }
         let mut report = CopyReport::default();
         let mut wanted: Vec<ChunkId> = Vec::with_capacity(ids.len());
-        let mut seen = std::collections::HashSet::with_capacity(ids.len());
-        for id in ids {
-            if !seen.insert(*id) {
-                continue;
-            }
-            if self.contains(id) {
-                report.chunks_skipped += 1;
+        let mut seen = HashSet::with_capacity(ids.len());
+        let unique: Vec<ChunkId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        // What is here is leased (kept from a running gc) and skipped.
+        let missing: HashSet<ChunkId> = self.hold(&unique)?.into_iter().collect();
+        for id in unique {
+            if missing.contains(&id) {
+                wanted.push(id);
             } else {
-                wanted.push(*id);
+                report.chunks_skipped += 1;
             }
         }
         wanted.sort_by_cached_key(|id| source.locality(id));

@@ -16,8 +16,12 @@
 //!   is invisible to readers; the next gc deletes it (or indexes it, should
 //!   it hold a live chunk no index names), and `fsck` counts it as garbage.
 //!
-//! Everything here runs with the store's lock held exclusively (see
-//! `Store::lock_exclusive`), so no other process is writing.
+//! Other processes read and write meanwhile: a pack is deleted only once
+//! the gc has published its intent and read the leases again (the fence,
+//! `store::lease`), under the `packs/` lock, so that nothing a live writer
+//! put goes; a reader that had a deleted pack open keeps reading it (the
+//! file lives while open), and one that had not misses, refreshes its view
+//! and finds a live chunk in the pack that replaced it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -26,10 +30,12 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::index::Location;
+use super::lease::{LeaseScan, OwnLease};
+use super::lock::DirLock;
 use super::maintain::{CONSOLIDATE_AT, Rewrite, SMALL_PACK};
 use super::pack::{self, PackWriter, ScannedFrame};
 use super::write::{GROUP_BELOW, GROUP_TARGET, PACK_TARGET};
-use super::{Pack, Store, frame, index, layout};
+use super::{Pack, Store, combined_index, frame, index, layout};
 use crate::error::{Error, Result};
 use crate::fsutil::{durable, fault};
 use crate::id::{ChunkId, PackId};
@@ -63,8 +69,18 @@ pub struct GcReport {
     pub duplicates_dropped: u64,
     /// Bytes of packs and indexes on disk before.
     pub bytes_before: u64,
-    /// Bytes freed on disk (estimated in a dry run).
+    /// Bytes freed on disk (in a dry run, what would be: exact when no
+    /// pack is rewritten, a rewritten pack estimated by its dead share).
     pub bytes_freed: u64,
+    /// Chunks that no root reaches, kept because a lease names them: a
+    /// live process put them (and may yet tag them), or is reading them.
+    pub leased_chunks_kept: u64,
+    /// The stored bytes of those chunks.
+    pub leased_bytes_kept: u64,
+    /// Leases of live processes read (each protects what its process put).
+    pub leases_live: u64,
+    /// Stale leases (their process gone) removed.
+    pub leases_removed: u64,
 }
 
 /// What becomes of one pack.
@@ -143,23 +159,39 @@ fn plan(
     Ok(plans)
 }
 
-/// Garbage collection (on a handle opened while the lock is held exclusively)
+/// What a sweep keeps besides the live set, and how.
+pub(crate) struct SweepOptions<'a> {
+    /// The leases read before the roots: every id in them is kept.
+    pub(crate) leases: &'a LeaseScan,
+    /// What of the calling handle's own lease is not read at the fence.
+    pub(crate) own: &'a OwnLease,
+    pub(crate) repack_dead_fraction: f64,
+    pub(crate) dry_run: bool,
+}
+
+/// Garbage collection (on a handle of its own, while the gc lock is held)
 impl Store {
-    /// Deletes and rewrites packs so that only chunks in `live` remain (plus
-    /// the dead chunks of packs whose dead share is at most
+    /// Deletes and rewrites packs so that only chunks in `live` or a lease
+    /// remain (plus the dead chunks of packs whose dead share is at most
     /// `repack_dead_fraction`). With `dry_run`, only works out what would be
-    /// freed.
+    /// freed. Other processes may read and write meanwhile: see
+    /// `store::lease` for the protocol that keeps what they put.
     pub(crate) fn sweep(
         &self,
         live: &HashSet<ChunkId>,
-        repack_dead_fraction: f64,
-        dry_run: bool,
+        options: &SweepOptions<'_>,
     ) -> Result<GcReport> {
+        let dry_run = options.dry_run;
         let mut report = GcReport {
             live_chunks: live.len() as u64,
+            leases_live: options.leases.live,
+            leases_removed: options.leases.removed,
             ..GcReport::default()
         };
-        self.adopt_orphans(live, dry_run, &mut report)?;
+        let leased = &options.leases.ids;
+        let keep = |id: &ChunkId| live.contains(id) || leased.contains(id);
+        self.adopt_orphans(&keep, dry_run, &mut report)?;
+        self.refresh()?;
         // A pack whose index does not map is left alone (fsck's business).
         let packs: Vec<Arc<Pack>> = self
             .committed_packs()
@@ -167,20 +199,26 @@ impl Store {
             .filter(|p| p.index().is_ok())
             .collect();
 
-        // Each live chunk is kept in one pack; copies elsewhere are dead.
+        // Each kept chunk is kept in one pack; copies elsewhere are dead.
         let mut owner: HashMap<ChunkId, usize> = HashMap::with_capacity(live.len());
         for (pi, pack) in packs.iter().enumerate() {
             let index = pack.index()?;
             for i in 0..index.len() {
                 let id = index.id_at(i);
-                if live.contains(&id) {
-                    owner.entry(id).or_insert(pi);
+                if keep(&id) && !owner.contains_key(&id) {
+                    owner.insert(id, pi);
+                    if !live.contains(&id) {
+                        report.leased_chunks_kept += 1;
+                        report.leased_bytes_kept +=
+                            index.location_at(i).map_or(0, |l| stored_share(&l));
+                    }
                 }
             }
         }
-        report.live_missing = live.len().saturating_sub(owner.len()) as u64;
+        let live_found = owner.keys().filter(|id| live.contains(id)).count();
+        report.live_missing = live.len().saturating_sub(live_found) as u64;
 
-        let plans = plan(&packs, &owner, repack_dead_fraction)?;
+        let plans = plan(&packs, &owner, options.repack_dead_fraction)?;
         let combined_path = layout::combined_index(&self.root);
         let combined_before = file_len(&combined_path)?;
         report.bytes_before = plans.iter().map(|p| p.size).sum::<u64>() + combined_before;
@@ -194,38 +232,26 @@ impl Store {
                 Plan::Repack => {
                     if dry_run {
                         report.packs_repacked += 1;
-                    } else if let Err(reason) = copy_live(&mut repacker, pack, pi, &owner)? {
-                        report.packs_skipped.push((pack.path.clone(), reason));
-                        continue;
                     } else {
-                        report.packs_repacked += 1;
+                        match copy_live(&mut repacker, pack, pi, &owner)? {
+                            Copied::Done => report.packs_repacked += 1,
+                            // Consolidated by a writer meanwhile: its
+                            // chunks are in a pack this gc does not touch.
+                            Copied::Gone => continue,
+                            Copied::Damaged(reason) => {
+                                report.packs_skipped.push((pack.path.clone(), reason));
+                                continue;
+                            }
+                        }
                     }
-                }
-            }
-            let index = pack.index()?;
-            for i in 0..index.len() {
-                match owner.get(&index.id_at(i)) {
-                    Some(&o) if o == pi => {}
-                    Some(_) => report.duplicates_dropped += 1,
-                    None => report.chunks_freed += 1,
                 }
             }
             doomed.push(pi);
         }
 
         if dry_run {
-            // Estimate: a rewritten pack shrinks by its dead share.
-            for &pi in &doomed {
-                let p = &plans[pi];
-                report.bytes_freed += match p.plan {
-                    Plan::Repack => {
-                        let share =
-                            u128::from(p.size) * u128::from(p.dead) / u128::from(p.total.max(1));
-                        u64::try_from(share).unwrap_or(p.size)
-                    }
-                    _ => p.size,
-                };
-            }
+            let any = !doomed.is_empty();
+            self.estimate(&packs, &plans, &owner, any, combined_before, &mut report)?;
             return Ok(report);
         }
 
@@ -233,35 +259,164 @@ impl Store {
         let written = repacker.finish()?;
         report.packs_written = written.len() as u64;
         let new_ids: HashSet<PackId> = written.iter().map(|p| p.id).collect();
-        let doomed: Vec<&Arc<Pack>> = doomed
+        let mut doomed: Vec<usize> = doomed
             .into_iter()
             .filter(|&pi| !new_ids.contains(&packs[pi].id))
-            .map(|pi| {
-                report.bytes_freed += plans[pi].size;
-                &packs[pi]
-            })
             .collect();
+
+        // The deletions, under the `packs/` lock (no writer indexes, no
+        // maintenance consolidates meanwhile), fenced by the intent.
+        let packs_dir = self.packs_dir();
+        let _guard = DirLock::exclusive(&packs_dir)?;
+        if !doomed.is_empty() {
+            self.fence(&packs, &plans, &mut doomed, &keep, options.own, &mut report)?;
+        }
+        let result = self.delete_doomed(
+            &packs,
+            &plans,
+            &doomed,
+            &written,
+            combined_before,
+            &owner,
+            &mut report,
+        );
+        self.end_deleting()?;
+        result?;
+        Ok(report)
+    }
+
+    /// A dry run's figures: a rewritten pack shrinks by its dead share, a
+    /// deleted one goes whole, and the combined index is rewritten over the
+    /// packs that remain (`any`: some pack goes).
+    fn estimate(
+        &self,
+        packs: &[Arc<Pack>],
+        plans: &[PackPlan],
+        owner: &HashMap<ChunkId, usize>,
+        any: bool,
+        combined_before: u64,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let mut remaining: HashSet<ChunkId> = HashSet::new();
+        let mut remaining_packs = 0usize;
+        for (pi, pack) in packs.iter().enumerate() {
+            let p = &plans[pi];
+            let index = pack.index()?;
+            match p.plan {
+                Plan::Keep => {
+                    remaining_packs += 1;
+                    remaining.extend((0..index.len()).map(|i| index.id_at(i)));
+                }
+                Plan::Repack => {
+                    remaining_packs += 1;
+                    remaining.extend(
+                        (0..index.len())
+                            .map(|i| index.id_at(i))
+                            .filter(|id| owner.get(id) == Some(&pi)),
+                    );
+                    let share =
+                        u128::from(p.size) * u128::from(p.dead) / u128::from(p.total.max(1));
+                    report.bytes_freed += u64::try_from(share).unwrap_or(p.size);
+                }
+                Plan::Delete => report.bytes_freed += p.size,
+            }
+            if p.plan != Plan::Keep {
+                count_dropped(index, pi, owner, report);
+            }
+        }
+        if any || self.combined_needed() {
+            let after = combined_index::encoded_len(remaining_packs, remaining.len());
+            report.bytes_freed = (report.bytes_freed + combined_before).saturating_sub(after);
+        }
+        Ok(())
+    }
+
+    /// Publishes the intent to delete `doomed` (the generation goes odd),
+    /// then reads the leases again (the fence): a doomed pack holding an id
+    /// leased since the first reading is kept. The caller holds the
+    /// `packs/` lock, and ends the deleting phase (`end_deleting`).
+    fn fence(
+        &self,
+        packs: &[Arc<Pack>],
+        plans: &[PackPlan],
+        doomed: &mut Vec<usize>,
+        keep: &dyn Fn(&ChunkId) -> bool,
+        own: &OwnLease,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let ids: Vec<PackId> = doomed.iter().map(|&pi| packs[pi].id).collect();
+        self.begin_deleting(&ids)?;
+        crate::fsutil::fault::pause("gc-intent");
+        let fence = self.read_leases(false, own)?;
+        crate::fsutil::fault::pause("gc-fenced");
+        let late: HashSet<&ChunkId> = fence.ids.iter().filter(|id| !keep(id)).collect();
+        if late.is_empty() {
+            return Ok(());
+        }
+        doomed.retain(|&pi| {
+            let Ok(index) = packs[pi].index() else {
+                return false;
+            };
+            let mut held = false;
+            for i in 0..index.len() {
+                if late.contains(&index.id_at(i)) {
+                    held = true;
+                    report.leased_chunks_kept += 1;
+                    report.leased_bytes_kept +=
+                        index.location_at(i).map_or(0, |l| stored_share(&l));
+                }
+            }
+            if held {
+                match plans[pi].plan {
+                    Plan::Delete => report.packs_deleted -= 1,
+                    _ => report.packs_repacked -= 1,
+                }
+            }
+            !held
+        });
+        Ok(())
+    }
+
+    /// Rewrites the combined index over what remains, then deletes the
+    /// indexes of `doomed`, then their packs. The caller holds the `packs/`
+    /// lock.
+    #[allow(clippy::too_many_arguments, reason = "the sweep's state, passed on")]
+    fn delete_doomed(
+        &self,
+        packs: &[Arc<Pack>],
+        plans: &[PackPlan],
+        doomed: &[usize],
+        written: &[NewPack],
+        combined_before: u64,
+        owner: &HashMap<ChunkId, usize>,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let combined_path = layout::combined_index(&self.root);
+        for &pi in doomed {
+            report.bytes_freed += plans[pi].size;
+            count_dropped(packs[pi].index()?, pi, owner, report);
+        }
         report.bytes_freed = report
             .bytes_freed
             .saturating_sub(written.iter().map(|p| p.bytes_on_disk).sum());
         // The combined index over what remains, before anything goes.
         self.refresh()?;
         if !doomed.is_empty() || !written.is_empty() || self.combined_needed() {
-            let gone: HashSet<PackId> = doomed.iter().map(|p| p.id).collect();
+            let gone: HashSet<PackId> = doomed.iter().map(|&pi| packs[pi].id).collect();
             self.rewrite_combined(Rewrite::Rebuild, &gone)?;
             report.bytes_freed =
                 (report.bytes_freed + combined_before).saturating_sub(file_len(&combined_path)?);
         }
         let packs_dir = self.packs_dir();
-        for pack in &doomed {
-            remove_if_present(&pack.idx_path)?;
+        for &pi in doomed {
+            remove_if_present(&packs[pi].idx_path)?;
         }
         durable::sync_dir(&packs_dir)?;
-        for pack in &doomed {
-            remove_if_present(&pack.path)?;
+        for &pi in doomed {
+            remove_if_present(&packs[pi].path)?;
         }
         durable::sync_dir(&packs_dir)?;
-        Ok(report)
+        Ok(())
     }
 
     /// Packs in `packs/` without an index (left by a crash between a pack's
@@ -270,16 +425,20 @@ impl Store {
     /// else deleted.
     fn adopt_orphans(
         &self,
-        live: &HashSet<ChunkId>,
+        keep: &dyn Fn(&ChunkId) -> bool,
         dry_run: bool,
         report: &mut GcReport,
     ) -> Result<()> {
+        // Writers rename a pack into `packs/` and index it under this lock:
+        // holding it, a pack without an index is one a crash left.
+        let _guard = DirLock::exclusive(&self.packs_dir())?;
+        self.refresh()?;
         for path in self.unindexed_packs()? {
             let bytes = fs_err::read(&path).map_err(|e| Error::io("read", &path, e))?;
             let (mut records, _) = pack::scan(&bytes);
             let needed = records
                 .iter()
-                .any(|(id, _)| live.contains(id) && !self.is_committed(id));
+                .any(|(id, _)| keep(id) && !self.is_committed(id));
             if dry_run {
                 if !needed {
                     report.orphans_deleted += 1;
@@ -327,6 +486,33 @@ impl Store {
     }
 }
 
+/// Counts the records of doomed pack `pi` that go: freed, or dropped as
+/// duplicates of a chunk kept elsewhere.
+fn count_dropped(
+    index: &index::Index<super::mmap::Mapped>,
+    pi: usize,
+    owner: &HashMap<ChunkId, usize>,
+    report: &mut GcReport,
+) {
+    for i in 0..index.len() {
+        match owner.get(&index.id_at(i)) {
+            Some(&o) if o == pi => {}
+            Some(_) => report.duplicates_dropped += 1,
+            None => report.chunks_freed += 1,
+        }
+    }
+}
+
+/// What became of a pack gc meant to rewrite.
+enum Copied {
+    /// Its kept chunks are in the repacker.
+    Done,
+    /// It was gone (consolidated by another process) before it was read.
+    Gone,
+    /// A kept chunk could not be copied: why (the pack is left alone).
+    Damaged(String),
+}
+
 /// Kept chunks of a frame, with their bytes.
 type KeptChunks = Vec<(ChunkId, Vec<u8>)>;
 
@@ -339,15 +525,19 @@ enum Copy<'f> {
 /// Copies the chunks of `pack` (number `pi`) that `owner` assigns to it into
 /// `repacker`: whole frames verbatim when every chunk of the frame is kept,
 /// else the kept chunks re-encoded. Every copied chunk is decoded and verified
-/// first. `Ok(Err(reason))` when a kept chunk cannot be copied (the pack is
+/// first. [`Copied::Damaged`] when a kept chunk cannot be copied (the pack is
 /// then left as it is, and nothing of it was written).
 fn copy_live(
     repacker: &mut Repacker<'_>,
     pack: &Pack,
     pi: usize,
     owner: &HashMap<ChunkId, usize>,
-) -> Result<Result<(), String>> {
-    let bytes = fs_err::read(&pack.path).map_err(|e| Error::io("read", &pack.path, e))?;
+) -> Result<Copied> {
+    let bytes = match std::fs::read(&pack.path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Copied::Gone),
+        Err(e) => return Err(Error::io("read", &pack.path, e)),
+    };
     let (frames, _) = pack::frames(&bytes);
     let keep = |id: &ChunkId| owner.get(id) == Some(&pi);
     let index = pack.index()?;
@@ -390,7 +580,7 @@ fn copy_live(
     let mut found = HashSet::new();
     for (frame, result) in frames.iter().zip(decoded) {
         let chunks = match result {
-            Err(reason) => return Ok(Err(reason)),
+            Err(reason) => return Ok(Copied::Damaged(reason)),
             Ok(Some(chunks)) => chunks,
             Ok(None) => {
                 let ids = || frame.header.chunks.iter().map(|(id, _)| *id);
@@ -422,7 +612,7 @@ fn copy_live(
         }
     }
     if found.len() != wanted.len() {
-        return Ok(Err(format!(
+        return Ok(Copied::Damaged(format!(
             "{} live chunks named by its index are not in its frames",
             wanted.len() - found.len()
         )));
@@ -437,7 +627,7 @@ fn copy_live(
             }
         }
     }
-    Ok(Ok(()))
+    Ok(Copied::Done)
 }
 
 fn file_len(path: &Path) -> Result<u64> {

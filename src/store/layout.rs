@@ -7,7 +7,7 @@
 //! ```text
 //! <store>/
 //!   config                 format version, chunker parameters, compression (a text file)
-//!   lock                   flock: shared by every open store, exclusive for gc and repair
+//!   lock                   flock: shared by every open store, exclusive for `fsck --repair`
 //!   packs/                 flocked (the directory itself) for the moment a writer indexes
 //!                          its new pack (see `store::lock`)
 //!   packs/<id>.pack        frames of zstd-compressed chunks; immutable once renamed into place
@@ -34,11 +34,20 @@
 //!                          (`.unsynced-<boot id>` until gc syncs them); rebuilt on demand
 //!   quarantine/            damaged packs and indexes that `fsck` repair moved aside
 //!                          (never deleted)
+//!   leases/                what keeps a live writer's chunks from gc (`store::lease`); not a
+//!                          cache: removing a live lease may lose its writer's work. The
+//!                          directory itself is flocked exclusively by the gc running
+//!   leases/<name>.lease    one handle's lease: the 32-byte ids it put; flocked by its owner
+//!                          while open (one that can be locked is stale, removed by the next gc)
+//!   leases/gc.gen          the gc generation, as the file's length (one byte appended at each
+//!                          change): odd while a gc is deleting
+//!   leases/gc.intent       while the generation is odd: the 32-byte ids of the packs that gc
+//!                          may delete
 //!   tmp/                   anything half-written (names carry the writer's pid);
 //!                          cleaned when nobody holds the lock
 //! ```
 //!
-//! The store owns `config`, `lock`, `packs/`, `refs/` (as a namespace:
+//! The store owns `config`, `lock`, `packs/`, `leases/`, `refs/` (as a namespace:
 //! what each group means belongs to the stratum that writes it),
 //! `quarantine/` and `tmp/`; the other directories belong to the strata
 //! named beside them, which write through `tmp/` like the store does.
@@ -59,6 +68,10 @@ pub(crate) const PACK_EXT: &str = "pack";
 pub(crate) const INDEX_EXT: &str = "idx";
 /// The combined index, in [`PACKS`].
 pub(crate) const COMBINED_INDEX: &str = "combined.midx";
+/// The directory of leases.
+pub(crate) const LEASES: &str = "leases";
+/// The extension of a lease file in [`LEASES`].
+pub(crate) const LEASE_EXT: &str = "lease";
 /// The directory of files being written.
 pub(crate) const TMP: &str = "tmp";
 /// The directory of ref groups.
@@ -103,6 +116,21 @@ pub(crate) fn combined_index(root: &Path) -> PathBuf {
 /// `tmp/`.
 pub(crate) fn tmp(root: &Path) -> PathBuf {
     root.join(TMP)
+}
+
+/// `leases/`.
+pub(crate) fn leases(root: &Path) -> PathBuf {
+    root.join(LEASES)
+}
+
+/// `leases/gc.gen`.
+pub(crate) fn gc_generation(root: &Path) -> PathBuf {
+    leases(root).join("gc.gen")
+}
+
+/// `leases/gc.intent`.
+pub(crate) fn gc_intent(root: &Path) -> PathBuf {
+    leases(root).join("gc.intent")
 }
 
 /// `refs/`.

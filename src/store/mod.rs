@@ -27,6 +27,7 @@ pub(crate) mod fuzzing;
 mod gc;
 mod index;
 pub(crate) mod layout;
+mod lease;
 mod lock;
 mod maintain;
 mod mmap;
@@ -59,6 +60,7 @@ use self::config::{Config, ConfigError};
 pub use self::config::StoreOptions;
 pub use self::copy::CopyReport;
 pub use self::gc::GcReport;
+pub(crate) use self::gc::SweepOptions;
 pub use self::read::ChunkReader;
 pub(crate) use self::refs::is_ref_part;
 pub use self::source::ChunkSource;
@@ -101,6 +103,8 @@ pub struct Store {
     maintenance_due: AtomicBool,
     /// Where chunks the store lacks are fetched from ([`Store::set_chunk_source`]).
     source: RwLock<Option<std::sync::Arc<dyn ChunkSource>>>,
+    /// What keeps what this handle put from an online gc (`lease.rs`).
+    lease: lease::Lease,
 }
 
 /// Opening and creating
@@ -236,6 +240,7 @@ impl Store {
             auto_maintenance: AtomicBool::new(true),
             maintenance_due: AtomicBool::new(false),
             source: RwLock::new(None),
+            lease: lease::Lease::default(),
             root,
         };
         store.refresh()?;
@@ -445,6 +450,7 @@ impl Drop for Exclusive<'_> {
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.flush();
+        self.release_lease();
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::store::{GcReport, Store};
+use crate::store::{GcReport, Store, SweepOptions};
 use crate::tree::reach::{Root, Walk, roots};
 
 /// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.
@@ -19,8 +19,9 @@ pub struct GcOptions {
     /// borg and restic use; `1.0` never rewrites, `0.0` rewrites every pack
     /// with any dead chunk.
     pub repack_dead_fraction: f64,
-    /// How long to wait for other processes to close the store before giving
-    /// up with [`Error::Locked`]. Default zero: one attempt.
+    /// How long to wait for another gc (or `fsck --repair`) to finish before
+    /// giving up with [`Error::Locked`]. Default zero: one attempt. Other
+    /// processes that merely have the store open do not make gc wait.
     pub lock_timeout: Duration,
     /// Further roots kept with everything they reach: an image, layer or
     /// snapshot id (as a `ChunkId`) keeps that object and what it names; any
@@ -50,7 +51,7 @@ impl GcOptions {
         self
     }
 
-    /// Waits this long for other processes to close the store.
+    /// Waits this long for another gc to finish.
     #[must_use]
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
@@ -81,25 +82,50 @@ impl Store {
     /// share exceeds `options.repack_dead_fraction` are rewritten with only
     /// their live chunks.
     ///
-    /// Garbage collection needs the store alone: this handle's lock is
-    /// converted to exclusive, retrying for `options.lock_timeout` while other
-    /// processes have the store open. Other threads using this handle wait
-    /// until gc is done. Content this handle (or anyone) stored and did not
-    /// yet reach from a root is garbage: tag images before collecting.
+    /// Garbage collection runs while other processes (and other handles of
+    /// this one) read and write the store. What a live process put through
+    /// another handle, flushed or not, tagged or not yet, is kept: each
+    /// handle leases what it puts (`leases/`, see `docs/ARCHITECTURE.md`),
+    /// and the lease lapses when the handle is dropped or its process dies.
+    /// What this handle put before the gc began and no root reaches is
+    /// garbage (tag images before collecting); what its other threads put
+    /// while the gc runs is kept. A reader keeps reading an image that a
+    /// repack moves: packs it has open stay readable, and a chunk it misses
+    /// is found in the new pack once its view is refreshed. Only one gc runs
+    /// at a time: a second waits for `options.lock_timeout`. When no other
+    /// process has the store open, gc also empties `tmp/`.
     ///
     /// Killed at any moment, gc leaves a valid store: rewritten packs and
     /// their indexes are durable before the packs they replace are deleted,
     /// and an index is deleted before its pack.
     ///
     /// # Errors
-    /// [`Error::Locked`] if other processes keep the store open; the error of
+    /// [`Error::Locked`] if another gc (or `fsck --repair`) keeps the store
+    /// for longer than `options.lock_timeout`; the error of
     /// a tag that does not parse or an object that does not read (nothing is
     /// deleted then: run [`Store::fsck`]); [`Error::Io`] naming a file that
     /// could not be read, written or removed.
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         self.flush()?;
-        let exclusive = self.lock_exclusive(options.lock_timeout)?;
+        // What this handle leased so far is not protected from this gc.
+        let own = self.own_lease();
+        let Some(_gc) = self.gc_lock(options.lock_timeout)? else {
+            return Err(Error::Locked {
+                path: crate::store::layout::leases(self.path()),
+                reason: "another gc is running",
+            });
+        };
+        if !options.dry_run {
+            // Alone with the store (a moment only): what is in tmp/ was left
+            // by processes that are gone.
+            if let Ok(exclusive) = self.lock_exclusive(Duration::ZERO) {
+                exclusive.clean_tmp()?;
+            }
+        }
         let work = Store::open_unlocked(self.path())?;
+        // The leases before the roots: a process that tags and goes after
+        // this reading tagged what it put before the roots are read.
+        let leases = work.read_leases(!options.dry_run, &own)?;
         let mut walk = Walk::new(&work, None);
         for (path, root) in roots(&work)? {
             match root {
@@ -122,15 +148,21 @@ impl Store {
         for id in &options.extra_roots {
             walk.pinned(*id)?;
         }
-        // What the walk found dead stays dead only while no one else writes:
-        // the lock is held from the walk to the end of the sweep.
+        // Writers go on between the walk and the sweep (the soak pauses here
+        // to widen the window): the leases keep what they put.
         crate::fsutil::fault::pause("gc-walked");
-        if !options.dry_run {
-            exclusive.clean_tmp()?;
-        }
-        let report = work.sweep(&walk.live, options.repack_dead_fraction, options.dry_run)?;
+        let report = work.sweep(
+            &walk.live,
+            &SweepOptions {
+                leases: &leases,
+                own: &own,
+                repack_dead_fraction: options.repack_dead_fraction,
+                dry_run: options.dry_run,
+            },
+        )?;
         drop(work);
-        drop(exclusive);
+        // This handle's view may name deleted packs.
+        self.refresh()?;
         Ok(report)
     }
 }

@@ -153,10 +153,10 @@ impl Store {
         let root = objects
             .last()
             .map_or_else(|| unreachable!("every tree has a root"), |(id, _)| *id);
-        // New directories are compressed a frame at a time on each thread.
+        // New directories are compressed a frame at a time on each thread;
+        // those already stored are leased (`Store::put_object`).
         objects
             .par_iter()
-            .filter(|(id, _)| !self.contains(id))
             .try_for_each(|(_, bytes)| self.put_object(bytes).map(drop))?;
         Ok(SnapshotId::from(root))
     }
@@ -220,7 +220,7 @@ impl Store {
     /// [`Store::put_bytes`] otherwise.
     pub fn put_image(&self, image: &Image) -> Result<ImageId> {
         for layer in image.layers() {
-            if !self.contains(&ChunkId::from(*layer)) {
+            if !self.hold_one(&ChunkId::from(*layer))? {
                 return Err(Error::ObjectNotFound {
                     kind: "layer",
                     id: layer.to_string(),
@@ -228,7 +228,7 @@ impl Store {
                 });
             }
         }
-        if !self.contains(&ChunkId::from(image.rootfs())) {
+        if !self.hold_one(&ChunkId::from(image.rootfs()))? {
             return Err(Error::ObjectNotFound {
                 kind: "snapshot",
                 id: image.rootfs().to_string(),
@@ -324,7 +324,7 @@ impl Store {
         config: ImageConfig,
         history: History,
     ) -> Result<ImageId> {
-        if !self.contains(&ChunkId::from(tree)) {
+        if !self.hold_one(&ChunkId::from(tree))? {
             return Err(Error::ObjectNotFound {
                 kind: "snapshot",
                 id: tree.to_string(),

@@ -201,7 +201,7 @@ impl Store {
         // The file chunks are durable before any object that names them.
         target.flush()?;
         for (id, bytes) in &objects {
-            if target.contains(id) {
+            if target.hold_one(id)? {
                 report.objects_skipped += 1;
             } else {
                 target.put_object(bytes)?;

@@ -1,8 +1,8 @@
 //! Reliability: garbage collection, fsck and repair, (feature
-//! `fault-injection`) gc killed mid-way, write faults in commit, gc, repair and
-//! checkout, and the crash states a power loss could leave of commit, tag, gc,
-//! consolidation and repair; and (feature `fuzzing`) the fuzz inputs replayed.
-//! One binary.
+//! `fault-injection`) gc killed mid-way, gc beside live writers and readers,
+//! write faults in commit, gc, repair and checkout, and the crash states a
+//! power loss could leave of commit, tag, gc, consolidation and repair; and
+//! (feature `fuzzing`) the fuzz inputs replayed. One binary.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -28,6 +28,8 @@ mod fsck;
 #[cfg(feature = "fuzzing")]
 mod fuzz_regressions;
 mod gc;
+#[cfg(feature = "fault-injection")]
+mod online_gc;
 #[cfg(feature = "fault-injection")]
 mod sources;
 pub(crate) use common::random_bytes;

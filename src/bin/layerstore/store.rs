@@ -21,9 +21,12 @@ pub(crate) struct DuArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct GcArgs {
-    /// Wait up to this many seconds for other processes to close the store.
+    /// Wait up to this many seconds for another gc (or a repair) to finish.
     #[arg(long, default_value_t = 10)]
     wait: u64,
+    /// Only report what would be freed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -131,30 +134,50 @@ fn du_images(ctx: &Ctx, store: &Store) -> CmdResult {
 /// overlay backend's extracted layers nothing needs any more.
 pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> CmdResult {
     let store = ctx.open()?;
-    let options = GcOptions::default().lock_timeout(Duration::from_secs(args.wait));
+    let options = GcOptions::default()
+        .lock_timeout(Duration::from_secs(args.wait))
+        .dry_run(args.dry_run);
     let bar = ctx.out.spinner("collecting garbage".to_owned());
     let report = store.gc(&options);
     Output::finish(bar);
     let report = report?;
     // Layers extracted for overlayfs that no tag or container needs any more.
-    let pruned = layerstore::mount::OverlayBackend::prune(&store)?;
+    let pruned = if args.dry_run {
+        Vec::new()
+    } else {
+        layerstore::mount::OverlayBackend::prune(&store)?
+    };
     for (path, why) in &report.packs_skipped {
         warn(format_args!("left '{}' alone: {why}", path.display()));
     }
+    let would = if args.dry_run { "would be " } else { "" };
     ctx.out.report(
         || {
             json!({
+                "dry_run": args.dry_run,
                 "bytes_freed": report.bytes_freed,
                 "chunks_freed": report.chunks_freed,
                 "packs_deleted": report.packs_deleted,
                 "packs_repacked": report.packs_repacked,
                 "live_chunks": report.live_chunks,
+                "leased_chunks_kept": report.leased_chunks_kept,
+                "leased_bytes_kept": report.leased_bytes_kept,
+                "leases_live": report.leases_live,
+                "leases_removed": report.leases_removed,
                 "extracted_layers_deleted": pruned.len(),
             })
         },
         || {
-            outln!("bytes freed: {}", report.bytes_freed);
-            outln!("chunks freed: {}", report.chunks_freed);
+            outln!("bytes {would}freed: {}", report.bytes_freed);
+            outln!("chunks {would}freed: {}", report.chunks_freed);
+            if report.leased_chunks_kept > 0 || report.leases_live > 0 {
+                outln!(
+                    "kept for live processes: {} chunks, {} bytes (leases of {} processes)",
+                    report.leased_chunks_kept,
+                    report.leased_bytes_kept,
+                    report.leases_live
+                );
+            }
         },
     );
     Ok(())

@@ -46,7 +46,7 @@ impl Store {
             return self.flush();
         }
         if let Some(mut lost) = pending.lost.take() {
-            lost.chunks.retain(|id| !self.is_committed(id));
+            lost.chunks.retain(|id| !self.is_committed_to_stay(id));
             if !lost.chunks.is_empty() {
                 let source = match lost.errno {
                     Some(errno) => std::io::Error::from_raw_os_error(errno),
@@ -116,6 +116,10 @@ impl Store {
 
     pub(super) fn index_pack(&self, writer: PackWriter) -> Result<()> {
         let tmp_path = writer.tmp_path().to_path_buf();
+        // The pack is renamed into `packs/` and indexed under the lock, so
+        // that gc, holding it, sees no pack without an index but those a
+        // crash left.
+        let _guard = DirLock::exclusive(&self.packs_dir())?;
         let finished = writer.finish(&self.packs_dir());
         let (id, pack_path, mut records) = match finished {
             Ok(done) => done,
@@ -124,9 +128,13 @@ impl Store {
                 return Err(err);
             }
         };
-        let _guard = DirLock::exclusive(&self.packs_dir())?;
+        // Leased before the view is refreshed (and so before the generation
+        // is read): whichever of them are found committed, and the others
+        // once the index below is written, are kept from any gc that had not
+        // yet fenced (`store::lease`).
+        self.lease_ids(records.iter().map(|(id, _)| *id))?;
         self.refresh()?;
-        records.retain(|(id, _)| !self.is_committed(id));
+        records.retain(|(id, _)| !self.is_committed_to_stay(id));
         if records.is_empty() {
             // Every chunk was indexed by another process meanwhile. The pack is
             // dead weight, unless it is byte for byte a pack someone indexed.

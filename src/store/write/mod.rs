@@ -192,18 +192,45 @@ impl Store {
     }
 
     fn put_ranges(&self, bytes: &[u8], ranges: &[std::ops::Range<usize>]) -> Result<ChunkList> {
+        let generation = self.sync_gc_state()?;
+        let put = |r: &std::ops::Range<usize>| self.store_chunk(&bytes[r.clone()]);
         let refs = if ranges.len() > 1 {
-            ranges
-                .par_iter()
-                .map(|r| self.put_chunk(&bytes[r.clone()]))
-                .collect::<Result<Vec<_>>>()?
+            ranges.par_iter().map(put).collect::<Result<Vec<_>>>()?
         } else {
-            ranges
-                .iter()
-                .map(|r| self.put_chunk(&bytes[r.clone()]))
-                .collect::<Result<Vec<_>>>()?
+            ranges.iter().map(put).collect::<Result<Vec<_>>>()?
         };
-        Ok(ChunkList::from(refs))
+        let found: Vec<&[u8]> = refs
+            .iter()
+            .zip(ranges)
+            .filter(|((_, found), _)| *found)
+            .map(|(_, r)| &bytes[r.clone()])
+            .collect();
+        self.settle(generation, &found, false)?;
+        Ok(ChunkList::from(
+            refs.into_iter().map(|(chunk, _)| chunk).collect::<Vec<_>>(),
+        ))
+    }
+
+    /// Records in the lease the chunks (or objects, with `objects`) that a
+    /// put found already committed, then, if a gc changed phase since
+    /// `generation` (the view's when the put began), stores again those that
+    /// gc may delete: see `store::lease` for why this is enough.
+    fn settle(&self, generation: u64, found: &[&[u8]], objects: bool) -> Result<()> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        self.lease_ids(found.iter().map(|data| ChunkId::of(data)))?;
+        if self.sync_gc_state()? == generation {
+            return Ok(());
+        }
+        for data in found {
+            if objects {
+                self.store_object(data)?;
+            } else {
+                self.store_chunk(data)?;
+            }
+        }
+        Ok(())
     }
 
     /// Stores a metadata object (an encoded snapshot, layer or image) as one
@@ -220,6 +247,17 @@ impl Store {
     /// (64 MiB); [`Error::InvalidArgument`] if it is empty; otherwise as
     /// [`Store::put_bytes`].
     pub(crate) fn put_object(&self, bytes: &[u8]) -> Result<ChunkId> {
+        let generation = self.sync_gc_state()?;
+        let (id, found) = self.store_object(bytes)?;
+        if found {
+            self.settle(generation, &[bytes], true)?;
+        }
+        Ok(id)
+    }
+
+    /// [`Store::put_object`] without the lease: the id, and whether it was
+    /// found committed.
+    fn store_object(&self, bytes: &[u8]) -> Result<(ChunkId, bool)> {
         if bytes.len() > frame::MAX_FRAME_RAW as usize {
             return Err(Error::TooLarge {
                 what: "metadata object",
@@ -234,20 +272,26 @@ impl Store {
             )));
         }
         let id = ChunkId::of(bytes);
-        if self.is_committed(&id) {
-            return Ok(id);
+        if self.is_committed_to_stay(&id) {
+            return Ok((id, true));
         }
         let mut pending = self.lock_pending();
-        if pending.chunks.contains_key(&id) || self.is_committed(&id) {
-            return Ok(id);
+        if pending.chunks.contains_key(&id) {
+            return Ok((id, false));
+        }
+        if self.is_committed_to_stay(&id) {
+            return Ok((id, true));
         }
         if !pending.object_bytes.is_empty()
             && pending.object_bytes.len() + bytes.len() > OBJECT_FRAME_TARGET
         {
             self.seal(pending, Group::Objects)?;
             pending = self.lock_pending();
-            if pending.chunks.contains_key(&id) || self.is_committed(&id) {
-                return Ok(id);
+            if pending.chunks.contains_key(&id) {
+                return Ok((id, false));
+            }
+            if self.is_committed_to_stay(&id) {
+                return Ok((id, true));
             }
         }
         pending.found(&id);
@@ -258,23 +302,37 @@ impl Store {
         pending
             .chunks
             .insert(id, PendingChunk::Object { offset, len });
-        Ok(id)
+        Ok((id, false))
     }
 
     /// Stores one chunk unless it is already stored.
     pub(crate) fn put_chunk(&self, data: &[u8]) -> Result<ChunkRef> {
+        let generation = self.sync_gc_state()?;
+        let (chunk, found) = self.store_chunk(data)?;
+        if found {
+            self.settle(generation, &[data], false)?;
+        }
+        Ok(chunk)
+    }
+
+    /// [`Store::put_chunk`] without the lease: the chunk, and whether it was
+    /// found committed (then the caller records it, see [`Store::settle`]).
+    fn store_chunk(&self, data: &[u8]) -> Result<(ChunkRef, bool)> {
         let id = ChunkId::of(data);
         let chunk = ChunkRef {
             id,
             len: data.len() as u32,
         };
-        if self.is_committed(&id) {
-            return Ok(chunk);
+        if self.is_committed_to_stay(&id) {
+            return Ok((chunk, true));
         }
         if data.len() < GROUP_BELOW {
             let mut pending = self.lock_pending();
-            if pending.chunks.contains_key(&id) || self.is_committed(&id) {
-                return Ok(chunk);
+            if pending.chunks.contains_key(&id) {
+                return Ok((chunk, false));
+            }
+            if self.is_committed_to_stay(&id) {
+                return Ok((chunk, true));
             }
             pending.found(&id);
             if pending.group_bytes.is_empty() {
@@ -295,20 +353,23 @@ impl Store {
             if pending.group_bytes.len() >= GROUP_TARGET {
                 self.seal(pending, Group::Chunks)?;
             }
-            return Ok(chunk);
+            return Ok((chunk, false));
         }
         if self.lock_pending().chunks.contains_key(&id) {
-            return Ok(chunk);
+            return Ok((chunk, false));
         }
         let encoded = frame::encode(vec![(id, chunk.len)], data, self.config.zstd_level)
             .map_err(|e| Error::io("compress", self.tmp_dir(), e))?;
         let mut pending = self.lock_pending();
-        if pending.chunks.contains_key(&id) || self.is_committed(&id) {
-            return Ok(chunk);
+        if pending.chunks.contains_key(&id) {
+            return Ok((chunk, false));
+        }
+        if self.is_committed_to_stay(&id) {
+            return Ok((chunk, true));
         }
         pending.found(&id);
         self.append_frame(&mut pending, &encoded)?;
         self.maybe_rotate(pending);
-        Ok(chunk)
+        Ok((chunk, false))
     }
 }

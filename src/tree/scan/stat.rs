@@ -69,9 +69,11 @@ impl Scan<'_> {
         near: &Range<usize>,
     ) -> Option<&Entry> {
         let now = file_stat(st);
-        self.cache
-            .as_ref()?
-            .lookup(path, near, &now, |id| self.store.contains(id))
+        self.cache.as_ref()?.lookup(path, near, &now, |id| {
+            // Leased, so that no gc collects what the scan reuses; an
+            // error reads the file again.
+            self.store.hold_one(id).unwrap_or(false)
+        })
     }
 }
 
