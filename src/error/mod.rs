@@ -84,7 +84,7 @@ pub enum Error {
     },
 
     /// Another process holds the store's lock in a mode that excludes ours
-    /// (for example, garbage collection holds it exclusively).
+    /// (for example, a repair holds it exclusively).
     #[error("the store at '{path}' is locked by another process ({reason})")]
     Locked {
         /// The lock file.

@@ -493,6 +493,15 @@ impl Store {
             if doomed.is_none_or(stays) {
                 return true;
             }
+            // The combined index names one copy, in a doomed pack: another
+            // may be in a pack that stays (a slow path, while a gc deletes).
+            if let Some(doomed) = doomed
+                && committed.packs().any(|p| {
+                    !doomed.contains(&p.id) && p.index().is_ok_and(|index| index.find(id).is_some())
+                })
+            {
+                return true;
+            }
         }
         self.search_recent(&committed.recent, |pack| {
             if doomed.is_some_and(|d| d.contains(&pack.id)) {

@@ -233,19 +233,25 @@ impl Store {
 
     /// Records in this handle's lease those of `ids` that are stored, then
     /// checks that each is still stored outside the packs a running gc may
-    /// delete; returns those that are not (the caller stores them again, or
-    /// reports them missing). The others the caller may reference: no gc
+    /// delete (waiting for that gc's deletions if need be); returns those
+    /// that are not (the caller stores them again, or reports them missing). The others the caller may reference: no gc
     /// collects them while this handle is open.
     pub(crate) fn hold(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
         self.lease_ids(ids.iter().copied().filter(|id| self.contains(id)))?;
         self.sync_gc_state()?;
-        Ok(ids
-            .iter()
-            .copied()
-            .filter(|id| {
-                !self.is_committed_to_stay(id) && !self.lock_pending().chunks.contains_key(id)
-            })
-            .collect())
+        let not_held = |id: &ChunkId| {
+            !self.is_committed_to_stay(id) && !self.lock_pending().chunks.contains_key(id)
+        };
+        let mut out: Vec<ChunkId> = ids.iter().copied().filter(not_held).collect();
+        if !out.is_empty() && self.read_committed().gc_generation % 2 == 1 {
+            // In a pack a gc may delete, which it keeps if it read the lease
+            // at its fence: wait for its deletions (it holds the `packs/`
+            // lock until they are done) and look again.
+            drop(DirLock::exclusive(&self.packs_dir())?);
+            self.sync_gc_state()?;
+            out.retain(not_held);
+        }
+        Ok(out)
     }
 
     /// [`Store::hold`] of one id: whether it is held.

@@ -1,13 +1,24 @@
 //! Advisory locks (`flock`), shared between threads of a process through the
 //! open file they are taken on, and between processes.
 //!
-//! - `<store>/lock`: every open [`Store`](crate::Store) holds it shared; garbage
-//!   collection and cleanup of `tmp/` take it exclusively.
-//! - `<store>/packs/` (the directory itself): held exclusively for the few
-//!   milliseconds in which a writer checks which of its chunks another process
-//!   committed meanwhile and writes its index, so that two processes never both
-//!   index the same chunk; and by maintenance while it rewrites the combined
-//!   index or consolidates packs (`store::maintain`).
+//! - `<store>/lock`: every open [`Store`](crate::Store) holds it shared;
+//!   `fsck --repair` takes it exclusively (it needs the store alone), and so
+//!   does, for a moment and only if it finds it free, whoever cleans `tmp/`
+//!   (opening, gc). Garbage collection does not need it: it runs beside
+//!   other processes, kept from what they put by their leases
+//!   (`store::lease`).
+//! - `<store>/packs/` (the directory itself): held exclusively while a writer
+//!   renames its new pack into `packs/`, checks which of its chunks another
+//!   process committed meanwhile and writes its index, so that two processes
+//!   never both index the same chunk and a pack without an index, seen under
+//!   the lock, is one a crash left; by maintenance while it rewrites the
+//!   combined index or consolidates packs (`store::maintain`); and by gc
+//!   while it fences and deletes (`store::gc`).
+//! - `<store>/leases/` (the directory itself): the gc lock, held by the gc
+//!   running (one at a time). A handle dropped while nobody holds it removes
+//!   its own lease.
+//! - `<store>/leases/<name>.lease`: held exclusively by the handle whose
+//!   lease it is, for as long as it is open: a lease gc can lock is stale.
 
 use std::fs::File;
 use std::path::Path;

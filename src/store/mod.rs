@@ -6,12 +6,11 @@
 //! ## The lock protocol
 //!
 //! Every open `Store` holds `<store>/lock` shared for as long as it is open.
-//! Garbage collection and repair need the store alone: they convert this
-//! handle's lock to exclusive, which succeeds only when no other process has
-//! the store open. A writer's chunks are therefore never collected while it
-//! could still name them: it holds the lock from open to close, across every
-//! put, flush and tag. The price is that gc waits (or gives up with
-//! [`Error::Locked`]) while any other process has the store open.
+//! Repair (`fsck --repair`) needs the store alone: it converts this handle's
+//! lock to exclusive, which succeeds only when no other process has the store
+//! open. Garbage collection does not: it runs while other processes read and
+//! write, and what they put is kept by their leases (`lease.rs`, with the
+//! argument why that is enough); `lock.rs` lists every lock.
 
 pub(crate) mod cache;
 pub(crate) mod chunk_list;
@@ -164,7 +163,7 @@ impl Store {
     /// # Errors
     /// [`Error::NotAStore`] if there is no `config`; [`Error::UnsupportedVersion`]
     /// if a newer format wrote it; [`Error::BadConfig`] if it is garbled;
-    /// [`Error::Locked`] if garbage collection holds the store;
+    /// [`Error::Locked`] if a repair holds the store;
     /// [`Error::Io`] naming the path for system failures.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path.as_ref(), true)
@@ -222,7 +221,7 @@ impl Store {
         if locking && !take_shared_soon(&lock, &lock_path)? {
             return Err(Error::Locked {
                 path: lock_path,
-                reason: "garbage collection holds it exclusively",
+                reason: "a repair holds it exclusively",
             });
         }
         let store = Self {
@@ -347,7 +346,8 @@ const LOCK_RETRY: Duration = Duration::from_millis(50);
 
 /// How long opening a store waits for the lock held exclusively. Another
 /// process opening the store holds it so for the moment it takes to clean
-/// `tmp/` (then converts it to shared); gc holds it for as long as it runs.
+/// `tmp/` (then converts it to shared), and so does gc; repair holds it for as long
+/// as it runs.
 const OPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Takes `lock` shared, trying every 10 ms for up to [`OPEN_LOCK_WAIT`]:
@@ -418,7 +418,7 @@ impl Store {
             if now >= deadline {
                 return Err(Error::Locked {
                     path: lock_path,
-                    reason: "other processes have the store open; gc and repair need it alone",
+                    reason: "other processes have the store open; repair needs it alone",
                 });
             }
             std::thread::sleep(LOCK_RETRY.min(deadline - now));

@@ -277,7 +277,9 @@ pub(crate) enum Root {
 }
 
 /// The refs of the store: every tag and build-cache entry, each with its
-/// file; refs that do not parse come back as `Err` with the reason.
+/// file; refs that do not parse come back as `Err` with the reason. A ref
+/// removed between the listing and its reading (an untag beside an online
+/// gc) is no root, and left out.
 pub(crate) fn roots(store: &Store) -> Result<Vec<(PathBuf, Result<Root, String>)>> {
     let mut out = Vec::new();
     let tags_dir = layout::ref_group(store.path(), layout::TAGS);
@@ -285,13 +287,21 @@ pub(crate) fn roots(store: &Store) -> Result<Vec<(PathBuf, Result<Root, String>)
         let path = tags_dir.join(&file);
         let root = match TagName::from_file_name(&file) {
             None => Err("the file name is not a tag".to_owned()),
-            Some(name) => parse_ref(store, layout::TAGS, &file).map(|id| Root::Tag(name, id)),
+            Some(name) => match parse_ref(store, layout::TAGS, &file) {
+                Ok(None) => continue,
+                Ok(Some(id)) => Ok(Root::Tag(name, id)),
+                Err(reason) => Err(reason),
+            },
         };
         out.push((path, root));
     }
     let cache_dir = layout::ref_group(store.path(), layout::CACHE_ENTRIES);
     for file in store.list_refs(layout::CACHE_ENTRIES)? {
-        let root = parse_ref(store, layout::CACHE_ENTRIES, &file).map(Root::Cache);
+        let root = match parse_ref(store, layout::CACHE_ENTRIES, &file) {
+            Ok(None) => continue,
+            Ok(Some(id)) => Ok(Root::Cache(id)),
+            Err(reason) => Err(reason),
+        };
         out.push((cache_dir.join(&file), root));
     }
     for group in store.pin_groups()? {
@@ -299,7 +309,7 @@ pub(crate) fn roots(store: &Store) -> Result<Vec<(PathBuf, Result<Root, String>)
         for file in store.list_refs(&group)? {
             let root = match store.read_ref(&group, &file) {
                 Ok(Some(text)) => crate::tree::refs::parse_pins(&text).map(Root::Pinned),
-                Ok(None) => Err("the ref vanished".to_owned()),
+                Ok(None) => continue,
                 Err(err) => Err(err.to_string()),
             };
             out.push((dir.join(&file), root));
@@ -308,10 +318,18 @@ pub(crate) fn roots(store: &Store) -> Result<Vec<(PathBuf, Result<Root, String>)
     Ok(out)
 }
 
-fn parse_ref<T: std::str::FromStr>(store: &Store, kind: &str, file: &str) -> Result<T, String> {
+/// The id ref `kind`/`file` names; `None` if it is gone.
+fn parse_ref<T: std::str::FromStr>(
+    store: &Store,
+    kind: &str,
+    file: &str,
+) -> Result<Option<T>, String> {
     match store.read_ref(kind, file) {
-        Ok(Some(text)) => text.parse().map_err(|_| format!("'{text}' is not an id")),
-        Ok(None) => Err("the ref vanished".to_owned()),
+        Ok(Some(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("'{text}' is not an id")),
+        Ok(None) => Ok(None),
         Err(err) => Err(err.to_string()),
     }
 }

@@ -238,7 +238,7 @@ impl Store {
     /// [`ScanOutcome::files_read`] and [`ScanOutcome::files_from_cache`] say
     /// how it went. The cache lives in `<store>/cache/stat/`; a damaged one is
     /// ignored with a warning. It names the scan's snapshot, which the scan
-    /// stores (as [`Store::put_snapshot`]) unless it is the previous scan's;
+    /// stores (as [`Store::put_snapshot`]);
     /// a snapshot too large to be one object (64 MiB encoded) is not stored
     /// and no cache is saved, with a warning.
     ///
@@ -312,20 +312,18 @@ impl Store {
 
         let mut snapshot_id = None;
         if scan.save_cache {
-            // The cache names the snapshot, stored: the previous one if
-            // nothing changed (no need to encode it again).
-            let tree_id = match &scan.cache {
-                Some(cache) if *cache.tree() == snapshot => Some(cache.tree_id()),
-                _ => match self.put_snapshot(&snapshot) {
-                    Ok(id) => Some(id),
-                    // A directory too large to be one object: no cache, but
-                    // the scan stands.
-                    Err(err) if err.kind() == ErrorKind::TooLarge => {
-                        scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
-                        None
-                    }
-                    Err(err) => return Err(err),
-                },
+            // The cache names the snapshot, stored (even when it is the
+            // previous scan's: its directories are then found stored and
+            // leased, so that a gc running meanwhile keeps them).
+            let tree_id = match self.put_snapshot(&snapshot) {
+                Ok(id) => Some(id),
+                // A directory too large to be one object: no cache, but the
+                // scan stands.
+                Err(err) if err.kind() == ErrorKind::TooLarge => {
+                    scan.warn(&TreePath::ROOT, ScanWarningKind::StatCacheNotSaved, err);
+                    None
+                }
+                Err(err) => return Err(err),
             };
             snapshot_id = tree_id;
             if let Some(tree_id) = tree_id {

@@ -335,11 +335,6 @@ impl Loaded {
         Timestamp::new(self.cache.scan_started.secs.saturating_sub(MARGIN_SECS), 0)
     }
 
-    /// The previous scan's snapshot.
-    pub(crate) fn tree(&self) -> &Snapshot {
-        &self.tree
-    }
-
     /// Its id.
     pub(crate) fn tree_id(&self) -> SnapshotId {
         self.cache.snapshot
