@@ -129,7 +129,7 @@ impl Store {
     /// The packs the running gc may delete (empty if the generation is even).
     pub(crate) fn gc_intent(&self, generation: u64) -> Result<HashSet<PackId>> {
         let mut doomed = HashSet::new();
-        if generation % 2 == 0 {
+        if generation.is_multiple_of(2) {
             return Ok(doomed);
         }
         let path = layout::gc_intent(&self.root);
@@ -243,7 +243,7 @@ impl Store {
             !self.is_committed_to_stay(id) && !self.lock_pending().chunks.contains_key(id)
         };
         let mut out: Vec<ChunkId> = ids.iter().copied().filter(not_held).collect();
-        if !out.is_empty() && self.read_committed().gc_generation % 2 == 1 {
+        if !out.is_empty() && !self.read_committed().gc_generation.is_multiple_of(2) {
             // In a pack a gc may delete, which it keeps if it read the lease
             // at its fence: wait for its deletions (it holds the `packs/`
             // lock until they are done) and look again.
@@ -381,7 +381,7 @@ impl Store {
     /// from now on writers count them as not stored. An odd generation left
     /// by a gc that was killed is made even first.
     pub(crate) fn begin_deleting(&self, doomed: &[PackId]) -> Result<()> {
-        if self.gc_generation()? % 2 == 1 {
+        if !self.gc_generation()?.is_multiple_of(2) {
             self.bump_generation()?;
         }
         let mut bytes = Vec::with_capacity(doomed.len() * 32);
@@ -394,7 +394,7 @@ impl Store {
 
     /// Makes the generation even again once this gc's deletions are done.
     pub(crate) fn end_deleting(&self) -> Result<()> {
-        if self.gc_generation()? % 2 == 1 {
+        if !self.gc_generation()?.is_multiple_of(2) {
             self.bump_generation()?;
         }
         let intent = layout::gc_intent(&self.root);

@@ -46,7 +46,10 @@ fn child_writer() {
     if mode == "wait-odd" {
         let generation = Path::new(dir).join("leases/gc.gen");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::fs::metadata(&generation).map_or(0, |m| m.len()) % 2 == 0 {
+        while std::fs::metadata(&generation)
+            .map_or(0, |m| m.len())
+            .is_multiple_of(2)
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no gc deleted anything for a minute"
