@@ -90,6 +90,17 @@ pub(crate) struct OwnLease {
     len: u64,
 }
 
+/// Creates `leases/` (durably) and opens `leases/gc.gen` for appending,
+/// creating it if need be (never truncating it).
+fn open_generation(root: &std::path::Path) -> Result<File> {
+    durable::create_dir(&layout::leases(root))?;
+    let path = layout::gc_generation(root);
+    let site = if path.exists() { "write" } else { "create" };
+    fault::check(site, &path)
+        .and_then(|()| File::options().append(true).create(true).open(&path))
+        .map_err(|e| Error::io("open", &path, e))
+}
+
 fn parse_ids(bytes: &[u8], into: &mut HashSet<ChunkId>) {
     // A record being appended as the file is read may be cut short: it is
     // covered by its writer's check of the generation.
@@ -196,15 +207,8 @@ impl Store {
     /// and `leases/gc.gen` if need be.
     fn create_lease(&self) -> Result<(File, PathBuf)> {
         let dir = layout::leases(&self.root);
-        fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        let generation = layout::gc_generation(&self.root);
         if self.lease.generation.get().is_none() {
-            let file = File::options()
-                .append(true)
-                .create(true)
-                .open(&generation)
-                .map_err(|e| Error::io("open", &generation, e))?;
-            let _ = self.lease.generation.set(file);
+            let _ = self.lease.generation.set(open_generation(&self.root)?);
         }
         let tmp = durable::unique_tmp_path(&self.tmp_dir(), "lease");
         let file = fault::check("create", &tmp)
@@ -222,8 +226,7 @@ impl Store {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let path = dir.join(format!("{name}.{}", layout::LEASE_EXT));
-        if let Err(e) =
-            fault::check("rename into place", &path).and_then(|()| std::fs::rename(&tmp, &path))
+        if let Err(e) = fault::check_rename(&tmp, &path).and_then(|()| std::fs::rename(&tmp, &path))
         {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::io("rename into place", &path, e));
@@ -288,7 +291,7 @@ impl Store {
             return;
         };
         if let Ok(Some(_gc)) = DirLock::try_exclusive(&layout::leases(&self.root)) {
-            let _ = std::fs::remove_file(&path);
+            let _ = fault::check("remove", &path).and_then(|()| std::fs::remove_file(&path));
         }
         drop(file);
     }
@@ -301,13 +304,9 @@ impl Store {
     /// then. Creates `leases/` and `leases/gc.gen` if need be.
     pub(crate) fn gc_lock(&self, wait: std::time::Duration) -> Result<Option<DirLock>> {
         let dir = layout::leases(&self.root);
-        fs_err::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        let generation = layout::gc_generation(&self.root);
-        File::options()
-            .append(true)
-            .create(true)
-            .open(&generation)
-            .map_err(|e| Error::io("open", &generation, e))?;
+        if !layout::gc_generation(&self.root).exists() {
+            open_generation(&self.root)?;
+        }
         let deadline = std::time::Instant::now() + wait;
         loop {
             if let Some(lock) = DirLock::try_exclusive(&dir)? {
@@ -407,11 +406,7 @@ impl Store {
 
     fn bump_generation(&self) -> Result<()> {
         let path = layout::gc_generation(&self.root);
-        let mut file = File::options()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
+        let mut file = open_generation(&self.root)?;
         fault::check("write", &path)
             .and_then(|()| file.write_all(b"."))
             .map_err(|e| Error::io("write", &path, e))

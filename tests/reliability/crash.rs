@@ -93,6 +93,12 @@ fn a_killed_gc_leaves_a_valid_store() {
     let seed = test_seed("killed gc", 0x9e37_79b9_7f4a_7c15);
     let mut rng = Rng::new(seed);
     let mut left_garbage = 0;
+    // Kills inside a gc's deleting phase leave an odd generation and an
+    // intent (`leases/`): the next rounds write beside them.
+    let generation = |path: &std::path::Path| {
+        std::fs::metadata(path.join("leases/gc.gen")).map_or(0, |m| m.len())
+    };
+    let mut left_deleting = 0;
     let mut gcs_finished = 0;
     let mut repacked = 0;
     for round in 0..ROUNDS {
@@ -144,6 +150,7 @@ fn a_killed_gc_leaves_a_valid_store() {
         let report = store.fsck(&FsckOptions::default()).unwrap();
         assert!(report.is_clean(), "{when}: {:#?}", report.problems);
         left_garbage += usize::from(!report.garbage.is_empty());
+        left_deleting += usize::from(!generation(&path).is_multiple_of(2));
         assert_image(&store, &kept_id, &kept);
         for (tag, id) in store.tags().unwrap() {
             read_image(&store, &id).unwrap_or_else(|e| panic!("{when}: {tag}: {e}"));
@@ -151,7 +158,8 @@ fn a_killed_gc_leaves_a_valid_store() {
     }
     eprintln!(
         "{ROUNDS} kills, each inside a gc ({gcs_finished} gcs finished before them, \
-         rewriting {repacked} packs), {left_garbage} leaving packs without index"
+         rewriting {repacked} packs), {left_garbage} leaving packs without index, \
+         {left_deleting} inside the deleting phase (odd generation, intent left)"
     );
     // The kills land among rewrites of packs holding live chunks (a gc
     // that deleted replaced packs before their rewrites were durable would
@@ -170,4 +178,7 @@ fn a_killed_gc_leaves_a_valid_store() {
         "{report:#?}"
     );
     assert_image(&store, &kept_id, &kept);
+    // And it ended any deleting phase a killed one left.
+    assert!(generation(&path).is_multiple_of(2));
+    assert!(!path.join("leases/gc.intent").exists());
 }
