@@ -1,6 +1,10 @@
 //! Concurrency soak: gc runs in a loop while two other processes commit and
-//! tag (every commit, tag and untag its own short-lived CLI process), all at
-//! once: gc no longer needs the store alone. Then every tag must check out to
+//! tag (every commit, tag and untag its own short-lived CLI process), and a
+//! fourth serves a lazy FUSE view (`mount --backend fuse`, as root) whose
+//! files a reader reads again and again, each time from the server (the
+//! page cache dropped for the file first), comparing them with the source,
+//! all at once: gc no longer needs the store alone, and repacks beneath a
+//! server that has the store open. Then every tag must check out to
 //! exactly the tree committed under it, and fsck must be clean. Each gc
 //! pauses between its walk and its sweep ([`GC_PAUSE_MS`]) while the writers
 //! go on, and the writers commit trees that were garbage at times
@@ -190,6 +194,11 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
         .collect();
     let hashes: Vec<blake3::Hash> = sources.iter().map(|s| tree_hash(s)).collect();
 
+    let served_src = dir.path().join("served-src");
+    let mounts = super::common::mounts::MountDir::new();
+    let view = mounts.path().join("view");
+    let serving = serve_view(&store, &served_src, &view);
+
     let started = Instant::now();
     let progress = Progress {
         gc_done: AtomicUsize::new(0),
@@ -207,36 +216,19 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
                 })
             })
             .collect();
-        let gc = scope.spawn(|| {
-            let (mut done, mut timed_out) = (0, 0);
-            while (done < GC_RUNS || progress.writers_short.load(Ordering::SeqCst) > 0)
-                && !progress.past_cap()
-            {
-                let out = Command::new(env!("CARGO_BIN_EXE_layerstore"))
-                    .args(["--store".as_ref(), store.as_os_str()])
-                    .args(["gc", "--wait", "5"])
-                    .env("LAYERSTORE_FAULT_PAUSE", format!("gc-walked:{GC_PAUSE_MS}"))
-                    .output()
-                    .expect("run layerstore gc");
-                match out.status.code() {
-                    Some(0) => {
-                        done += 1;
-                        progress.gc_done.store(done, Ordering::SeqCst);
-                    }
-                    // Refused for a lock (counted, and failed below).
-                    Some(3) if String::from_utf8_lossy(&out.stderr).contains("locked") => {
-                        timed_out += 1;
-                    }
-                    _ => {
-                        ok(&out);
-                    }
-                }
-            }
-            (done, timed_out)
-        });
+        let gc = scope.spawn(|| gc_loop(&store, &progress));
+        let reader = serving.then(|| scope.spawn(|| read_served(&served_src, &view, &progress)));
         let writers: Vec<Writer> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+        let passes = reader.map_or(0, |r| r.join().unwrap());
+        eprintln!("the served view was read whole {passes} times during the soak");
+        if serving {
+            assert!(passes > 0, "the served view was never read whole");
+        }
         (writers, gc.join().unwrap())
     });
+    if serving {
+        ok(&layerstore(&store, &["umount", "served"]));
+    }
     let elapsed = started.elapsed();
     assert!(
         !progress.hung.load(Ordering::SeqCst),
@@ -270,4 +262,102 @@ fn gc_in_a_loop_while_two_processes_commit_and_tag() {
     // gc ran beside the writers: nobody waited for anybody's lock.
     assert_eq!(gcs.1, 0, "a gc gave up waiting for a lock");
     assert!(writers.iter().all(|w| w.locked == 0), "{writers:?}");
+}
+
+/// Runs gc (pausing between walk and sweep) until it has run [`GC_RUNS`]
+/// times and the writers are done; its runs, and those refused for a lock.
+fn gc_loop(store: &Path, progress: &Progress) -> (usize, usize) {
+    let (mut done, mut timed_out) = (0, 0);
+    while (done < GC_RUNS || progress.writers_short.load(Ordering::SeqCst) > 0)
+        && !progress.past_cap()
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_layerstore"))
+            .args(["--store".as_ref(), store.as_os_str()])
+            .args(["gc", "--wait", "5"])
+            .env("LAYERSTORE_FAULT_PAUSE", format!("gc-walked:{GC_PAUSE_MS}"))
+            .output()
+            .expect("run layerstore gc");
+        match out.status.code() {
+            Some(0) => {
+                done += 1;
+                progress.gc_done.store(done, Ordering::SeqCst);
+            }
+            // Refused for a lock (counted, and failed below).
+            Some(3) if String::from_utf8_lossy(&out.stderr).contains("locked") => {
+                timed_out += 1;
+            }
+            _ => {
+                ok(&out);
+            }
+        }
+    }
+    (done, timed_out)
+}
+
+/// Commits `source` (a tree of its own) as `served:v1`, never untagged, and
+/// serves it at `view` from a detached fuse server (container `served`), as
+/// root; whether it does.
+fn serve_view(store: &Path, source: &Path, view: &Path) -> bool {
+    make_tree(source, 99);
+    ok(&layerstore(
+        store,
+        &["commit", source.to_str().unwrap(), "--tag", "served:v1"],
+    ));
+    if !super::common::require_root("the soak's served FUSE view") {
+        return false;
+    }
+    ok(&layerstore(
+        store,
+        &[
+            "mount",
+            "served:v1",
+            view.to_str().unwrap(),
+            "--backend",
+            "fuse",
+            "--read-only",
+            "--name",
+            "served",
+        ],
+    ));
+    true
+}
+
+/// Reads every file of the served view again and again until the writers
+/// and gc are done, each from the server (the file's pages dropped from the
+/// page cache first), comparing it with the source; returns the passes.
+fn read_served(source: &Path, view: &Path, progress: &Progress) -> usize {
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in std::fs::read_dir(source.join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let rel = rel.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(rel);
+            } else if entry.file_type().unwrap().is_file() {
+                files.push(rel);
+            }
+        }
+    }
+    let mut passes = 0;
+    loop {
+        let done = progress.writers_short.load(Ordering::SeqCst) == 0
+            && progress.gc_done.load(Ordering::SeqCst) >= GC_RUNS;
+        if (done && passes > 0) || progress.past_cap() {
+            return passes;
+        }
+        for rel in &files {
+            let file = std::fs::File::open(view.join(rel)).unwrap();
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+            let got = std::io::Read::bytes(file)
+                .collect::<Result<Vec<u8>, _>>()
+                .unwrap();
+            assert!(
+                got == std::fs::read(source.join(rel)).unwrap(),
+                "{} read through the served view differs from its source",
+                rel.display()
+            );
+        }
+        passes += 1;
+    }
 }
