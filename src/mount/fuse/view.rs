@@ -37,12 +37,19 @@ pub struct FuseOptions {
     /// the view does not hand the files after a file first read to the
     /// kernel ahead of their readers, so that every first read reaches it.
     pub record_reads: Option<ReadLog>,
-    /// Where the view's store fetches the chunks it lacks (a lazy image's
-    /// registry, [`LazyImage::source`](crate::oci::LazyImage::source)): set
-    /// on the store the view reads ([`Store::set_chunk_source`]); what it
-    /// fetched is flushed when the view ends.
-    pub chunk_source: Option<Arc<dyn crate::store::ChunkSource>>,
+    /// Where the view's store fetches the chunks it lacks
+    /// ([`FuseOptions::chunk_source`]). Kept unwind-safe as the options were
+    /// before they could hold one: a source that panics takes the read down
+    /// with it.
+    source: Option<SourceHandle>,
 }
+
+/// A chunk source held by [`FuseOptions`].
+#[derive(Clone)]
+struct SourceHandle(Arc<dyn crate::store::ChunkSource>);
+
+impl std::panic::UnwindSafe for SourceHandle {}
+impl std::panic::RefUnwindSafe for SourceHandle {}
 
 impl std::fmt::Debug for FuseOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,7 +57,7 @@ impl std::fmt::Debug for FuseOptions {
             .field("allow_other", &self.allow_other)
             .field("threads", &self.threads)
             .field("record_reads", &self.record_reads.is_some())
-            .field("chunk_source", &self.chunk_source.is_some())
+            .field("chunk_source", &self.source.is_some())
             .finish()
     }
 }
@@ -61,7 +68,7 @@ impl Default for FuseOptions {
             allow_other: false,
             threads: 4,
             record_reads: None,
-            chunk_source: None,
+            source: None,
         }
     }
 }
@@ -108,10 +115,13 @@ impl FuseOptions {
         self
     }
 
-    /// Fetches what the store lacks from `source` ([`FuseOptions::chunk_source`]).
+    /// Where the view's store fetches the chunks it lacks (a lazy image's
+    /// registry, [`LazyImage::source`](crate::oci::LazyImage::source)): set
+    /// on the store the view reads ([`Store::set_chunk_source`]); what it
+    /// fetched is flushed when the view ends.
     #[must_use]
     pub fn chunk_source(mut self, source: Arc<dyn crate::store::ChunkSource>) -> Self {
-        self.chunk_source = Some(source);
+        self.source = Some(SourceHandle(source));
         self
     }
 
@@ -212,8 +222,8 @@ impl FuseView {
         options: &FuseOptions,
     ) -> Result<Self> {
         let target = target.as_ref();
-        if let Some(source) = &options.chunk_source {
-            store.set_chunk_source(Some(Arc::clone(source)));
+        if let Some(source) = &options.source {
+            store.set_chunk_source(Some(Arc::clone(&source.0)));
         }
         let fetching = store.has_chunk_source().then(|| Arc::clone(&store));
         let nodes = Nodes::new(Arc::clone(&store), ChunkId::from(tree))?;
