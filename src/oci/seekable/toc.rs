@@ -7,6 +7,7 @@
 //! specification; this file is its reference.
 
 use std::collections::HashSet;
+use std::io::Read as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,9 @@ const TOC_MAGIC: [u8; 8] = *b"LSTOC\x00\x01\x00";
 /// The largest TOC accepted, compressed and decompressed.
 pub(crate) const MAX_TOC_LEN: u64 = 256 << 20;
 pub(crate) const MAX_TOC_RAW: u64 = 1 << 30;
+/// The most a TOC may expand when decompressed (layerstore's expand about
+/// two to three times: ids do not compress).
+pub(crate) const MAX_TOC_EXPANSION: u64 = 64;
 /// The largest frame accepted, decompressed (writers cut at 1 MiB).
 pub(crate) const MAX_FRAME_RAW: u32 = 16 << 20;
 
@@ -117,9 +121,13 @@ impl TocPosition {
             what: "seekable layer footer",
             reason,
         };
-        if self.len < 9 || self.len > MAX_TOC_LEN || self.raw > MAX_TOC_RAW {
+        if self.len < 9
+            || self.len > MAX_TOC_LEN
+            || self.raw > MAX_TOC_RAW
+            || self.raw > self.len.saturating_mul(MAX_TOC_EXPANSION)
+        {
             return Err(bad(format!(
-                "a TOC of {} bytes ({} decompressed) is outside the limits ({MAX_TOC_LEN}, {MAX_TOC_RAW})",
+                "a TOC of {} bytes ({} decompressed) is outside the limits ({MAX_TOC_LEN}, {MAX_TOC_RAW}, {MAX_TOC_EXPANSION} times)",
                 self.len, self.raw
             )));
         }
@@ -242,8 +250,11 @@ impl Toc {
         if magic != TOC_FRAME_MAGIC || u64::from(size) + 8 != position.len {
             return Err(bad("not a layerstore TOC frame".into()));
         }
-        // `raw` is bounded by MAX_TOC_RAW (TocPosition::check).
-        let raw = zstd::bulk::decompress(&frame[8..], position.raw as usize)
+        // Streamed, so that memory follows what the bytes really expand to
+        // (bounded by TocPosition::check), not what the footer claims.
+        let mut raw = Vec::new();
+        zstd::stream::read::Decoder::new(&frame[8..])
+            .and_then(|d| std::io::Read::take(d, position.raw + 1).read_to_end(&mut raw))
             .map_err(|e| bad(format!("cannot decompress: {e}")))?;
         if raw.len() as u64 != position.raw {
             return Err(bad(format!(
