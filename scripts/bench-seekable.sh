@@ -12,7 +12,8 @@
 #    fetched (the pull's report) and time; beside them, what the store
 #    itself keeps for the chunks it lacked (its stored bytes after the pull,
 #    less before): the compressed size of the missing chunks.
-# 2. lazy mount of B into an empty store: from the command to the first byte
+# 2. lazy mount of B into an empty store (a read-only lazy container): from
+#    the command to the first byte
 #    of a file read (Makefile), and the bytes the registry had served by
 #    then (its access log); then reading every file (tar piped to wc: GNU tar reads nothing when it writes to /dev/null)
 #    lazily, without prefetch, against a full pull followed by the same read
@@ -106,13 +107,13 @@ for i in $(seq "$RUNS"); do
     "$LS" --store "$S" init >/dev/null
     lines=$(wc -l <"$WORK/access.log")
     t0=$(now)
-    "$LS" --store "$S" mount "$REG/up/b:v1" "$M" --lazy --insecure --no-prefetch >/dev/null
+    NAME=$("$LS" --store "$S" mount "$REG/up/b:v1" "$M" --lazy --insecure --no-prefetch --read-only)
     head -c 1 "$(find "$M" -maxdepth 2 -name Makefile | head -1)" >/dev/null
     t1=$(now)
     first=$(served_since "$lines")
     tar -cf - -C "$M" . | wc -c >/dev/null
     t2=$(now)
-    umount "$M"
+    "$LS" --store "$S" umount "$NAME"
     echo "$(echo "$t1 - $t0" | bc) $first $(echo "$t2 - $t0" | bc)" >>"$WORK/lazy.txt"
     # The full pull, then the same read of a local fuse view.
     F=$WORK/full-$i
