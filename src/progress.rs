@@ -39,6 +39,10 @@ pub enum ProgressStage {
     /// and the others): layers read (or found in the store), and compressed
     /// bytes of the blobs done, of the manifest's.
     Import,
+    /// [`Store::gc`](crate::Store::gc): roots walked, of all the roots; then
+    /// bytes of the packs to rewrite done, of theirs (known once the walk is
+    /// done).
+    Gc,
 }
 
 /// How far an operation got: entries and bytes done, and their totals where

@@ -167,6 +167,8 @@ pub(crate) struct SweepOptions<'a> {
     pub(crate) own: &'a OwnLease,
     pub(crate) repack_dead_fraction: f64,
     pub(crate) dry_run: bool,
+    /// Told the bytes of the packs to rewrite, then each one rewritten.
+    pub(crate) tracker: &'a crate::progress::Tracker,
 }
 
 /// Garbage collection (on a handle of its own, while the gc lock is held)
@@ -225,11 +227,18 @@ impl Store {
 
         let mut doomed = Vec::new();
         let mut repacker = Repacker::new(self);
+        let rewriting = plans
+            .iter()
+            .filter(|p| p.plan == Plan::Repack)
+            .map(|p| p.size)
+            .sum();
+        options.tracker.add_total(0, rewriting);
         for (pi, pack) in packs.iter().enumerate() {
             match plans[pi].plan {
                 Plan::Keep => continue,
                 Plan::Delete => report.packs_deleted += 1,
                 Plan::Repack => {
+                    options.tracker.add(0, plans[pi].size);
                     if dry_run {
                         report.packs_repacked += 1;
                     } else {

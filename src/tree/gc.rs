@@ -30,6 +30,9 @@ pub struct GcOptions {
     pub extra_roots: Vec<ChunkId>,
     /// Only work out what would be freed; change nothing.
     pub dry_run: bool,
+    /// Told how far the walk and the rewriting got
+    /// ([`ProgressStage::Gc`](crate::ProgressStage::Gc)).
+    pub progress: crate::Progress,
 }
 
 impl Default for GcOptions {
@@ -39,11 +42,19 @@ impl Default for GcOptions {
             lock_timeout: Duration::ZERO,
             extra_roots: Vec::new(),
             dry_run: false,
+            progress: crate::Progress::none(),
         }
     }
 }
 
 impl GcOptions {
+    /// Reports how far gc got to `progress`.
+    #[must_use]
+    pub fn progress(mut self, progress: crate::Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
     /// Rewrites packs whose dead share exceeds `fraction`.
     #[must_use]
     pub fn repack_dead_fraction(mut self, fraction: f64) -> Self {
@@ -126,8 +137,12 @@ impl Store {
         // The leases before the roots: a process that tags and goes after
         // this reading tagged what it put before the roots are read.
         let leases = work.read_leases(!options.dry_run, &own)?;
+        let tracker = options.progress.track(crate::ProgressStage::Gc);
         let mut walk = Walk::new(&work, None);
-        for (path, root) in roots(&work)? {
+        let roots = roots(&work)?;
+        tracker.add_entries_total((roots.len() + options.extra_roots.len()) as u64);
+        for (path, root) in roots {
+            tracker.add(1, 0);
             match root {
                 Ok(Root::Tag(_, image)) => {
                     walk.image(image)?;
@@ -146,6 +161,7 @@ impl Store {
             }
         }
         for id in &options.extra_roots {
+            tracker.add(1, 0);
             walk.pinned(*id)?;
         }
         // Writers go on between the walk and the sweep (the soak pauses here
@@ -158,11 +174,71 @@ impl Store {
                 own: &own,
                 repack_dead_fraction: options.repack_dead_fraction,
                 dry_run: options.dry_run,
+                tracker: &tracker,
             },
         )?;
+        tracker.finish();
         drop(work);
         // This handle's view may name deleted packs.
         self.refresh()?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{Entry, History, Metadata, Snapshot, TagName, TreePath};
+
+    /// gc reports the roots it walks, then the bytes of the packs it
+    /// rewrites, ending at both totals.
+    #[test]
+    fn gc_reports_its_progress_to_the_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::create(tmp.path().join("s"), &crate::StoreOptions::default()).unwrap();
+        // Two images in one pack; one untagged, so its pack is half dead.
+        let mut ids = Vec::new();
+        for i in 0..2u8 {
+            let tree = Snapshot::from_entries(vec![
+                Entry::dir(TreePath::ROOT, Metadata::default()),
+                Entry::file(
+                    TreePath::new("f").unwrap(),
+                    store.put_bytes(&vec![i; 200_000]).unwrap(),
+                    Metadata::new(0o644),
+                ),
+            ])
+            .unwrap();
+            let image = store
+                .put_child_image(
+                    None,
+                    &Snapshot::empty().diff(&tree),
+                    &tree,
+                    None,
+                    History::default(),
+                )
+                .unwrap();
+            ids.push(image);
+        }
+        store.flush().unwrap();
+        let tag: TagName = "kept".parse().unwrap();
+        store.set_tag(&tag, &ids[0]).unwrap();
+        let (progress, events) = crate::testing::recording_progress();
+        let report = store
+            .gc(&GcOptions::default()
+                .repack_dead_fraction(0.0)
+                .progress(progress))
+            .unwrap();
+        assert!(report.packs_repacked >= 1, "{report:?}");
+        let last = crate::testing::monotone_to_the_end(&events.lock().unwrap());
+        assert_eq!(last.stage, crate::ProgressStage::Gc);
+        assert_eq!(
+            (last.entries, last.entries_total),
+            (1, Some(1)),
+            "one root: the tag"
+        );
+        assert!(
+            last.bytes > 0 && Some(last.bytes) == last.bytes_total,
+            "{last:?}"
+        );
     }
 }

@@ -134,10 +134,25 @@ fn du_images(ctx: &Ctx, store: &Store) -> CmdResult {
 /// overlay backend's extracted layers nothing needs any more.
 pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> CmdResult {
     let store = ctx.open()?;
+    // Roots walked, then (its length known once the walk is done) bytes of
+    // packs rewritten.
+    let bar = ctx.out.bar("collecting garbage".to_owned(), "bytes");
+    let progress = Output::hook(bar.as_ref(), |e| match e.bytes_total {
+        Some(total) => (e.bytes, Some(total), "rewriting packs".to_owned()),
+        None => (
+            0,
+            None,
+            format!(
+                "walking {} of {} roots",
+                e.entries,
+                e.entries_total.unwrap_or(0)
+            ),
+        ),
+    });
     let options = GcOptions::default()
         .lock_timeout(Duration::from_secs(args.wait))
-        .dry_run(args.dry_run);
-    let bar = ctx.out.spinner("collecting garbage".to_owned());
+        .dry_run(args.dry_run)
+        .progress(progress);
     let report = store.gc(&options);
     Output::finish(bar);
     let report = report?;
