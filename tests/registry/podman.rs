@@ -94,6 +94,7 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
             } else {
                 String::new()
             };
+            let xattrs = user_xattrs(&path);
             let first = if meta.is_file() {
                 inodes
                     .entry(meta.ino())
@@ -105,7 +106,7 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
             out.insert(
                 rel,
                 format!(
-                    "mode={:o} uid={} gid={} mtime={}.{:09} links-with={first} {content}",
+                    "mode={:o} uid={} gid={} mtime={}.{:09} links-with={first} xattrs={xattrs:?} {content}",
                     meta.mode(),
                     meta.uid(),
                     meta.gid(),
@@ -121,9 +122,25 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// The `user.*` xattrs of `path` (not following a symlink), sorted: what of
+/// its xattrs an image carries whoever extracts it.
+fn user_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut names = vec![0u8; 4096];
+    let len = rustix::fs::llistxattr(path, &mut names[..]).unwrap_or(0);
+    names.truncate(len);
+    let mut out = BTreeMap::new();
+    for name in names.split(|b| *b == 0).filter(|n| n.starts_with(b"user.")) {
+        let mut value = vec![0u8; 4096];
+        let len = rustix::fs::lgetxattr(path, name, &mut value[..]).unwrap();
+        value.truncate(len);
+        out.insert(String::from_utf8_lossy(name).into_owned(), value);
+    }
+    out
+}
+
 /// A tree with what images hold: nested directories with their own modes,
 /// an executable, a setuid file, a foreign owner, links both kinds, an empty
-/// file, and nanosecond times.
+/// file, nanosecond times, and user xattrs (on a directory and a file).
 fn source_tree(dir: &Path) {
     std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
     std::fs::create_dir_all(dir.join("etc/conf.d")).unwrap();
@@ -134,6 +151,21 @@ fn source_tree(dir: &Path) {
     std::fs::write(dir.join("usr/bin/su"), b"#!/bin/sh\n").unwrap();
     std::fs::hard_link(dir.join("usr/bin/tool"), dir.join("usr/bin/tool-again")).unwrap();
     std::os::unix::fs::symlink("../etc/hostname", dir.join("usr/hostname")).unwrap();
+    // Skipped, saying so, only where xattrs are refused and skips allowed.
+    if common::user_xattrs_supported(dir) {
+        for (path, value) in [
+            ("etc/hostname", &b"a file's"[..]),
+            ("etc/conf.d", b"a directory's"),
+        ] {
+            rustix::fs::lsetxattr(
+                dir.join(path),
+                "user.layerstore.note",
+                value,
+                rustix::fs::XattrFlags::empty(),
+            )
+            .unwrap();
+        }
+    }
     let mode = |p: &str, m: u32| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.join(p), std::fs::Permissions::from_mode(m)).unwrap();
@@ -242,6 +274,11 @@ fn podman_pulls_builds_on_pushes_and_loads_what_layerstore_makes() {
     // Podman pulls it and mounts the tree we pushed.
     podman.run(&["pull", "--tls-verify=false", &v1]);
     let want = describe(&src);
+    assert!(
+        want["etc/hostname"].contains("user.layerstore.note") || !common::strict(),
+        "the xattrs were not set: {}",
+        want["etc/hostname"]
+    );
     assert_eq!(
         describe(&podman.mount(&v1)),
         want,
