@@ -43,6 +43,7 @@ pub(crate) fn layer_objects(layer: &Layer) -> (LayerId, Vec<Vec<u8>>) {
 /// # Errors
 /// [`Error::ObjectNotFound`] (`store` empty) if the layer or a directory is
 /// not among them; [`Error::Malformed`] if one does not decode.
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
 pub(crate) fn layer_from_objects(id: &LayerId, objects: &[Vec<u8>]) -> Result<Layer> {
     let by_id: HashMap<ChunkId, &[u8]> = objects
         .iter()
@@ -105,6 +106,7 @@ impl Store {
     /// # Errors
     /// [`Error::Malformed`] if the layer object is not among them or they do
     /// not decode; as [`Store::put_bytes`].
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
     pub(crate) fn put_layer_objects(&self, id: &LayerId, objects: &[Vec<u8>]) -> Result<Layer> {
         let mut found = false;
         for bytes in objects {

@@ -6,6 +6,10 @@
 //! (by the caller). `docs/FORMAT.md` ("Seekable layers") is the
 //! specification; this file is its reference.
 
+// The reading half (decoding, checking) serves pulls (feature `registry`);
+// without it, only fuzzing reads, and a build writes seekable layers only.
+#![cfg_attr(not(feature = "registry"), allow(dead_code))]
+
 use std::collections::HashSet;
 use std::io::Read as _;
 
