@@ -87,7 +87,8 @@ for run in $(seq "$RUNS"); do
     start_registry
     skopeo_t+=("$(seconds skopeo copy -q --dest-tls-verify=false "oci:$WORK/layout:img" "docker://127.0.0.1:$PORT/bench/img:v1")")
     echo "run $run: layerstore ${ours[-1]} s, re-push ${repush[-1]} s, skopeo ${skopeo_t[-1]} s" >&2
-    # A store image: the first push exports (tars, gzip) and uploads.
+    # A store image: the first push exports (tars, seekable zstd since
+    # 2026-12-05; gzip before) and uploads.
     start_registry
     rm -rf "$LAYERSTORE_DIR/cache/oci"
     img+=("$(seconds "$LS" push img "127.0.0.1:$PORT/bench/img:v1" --insecure)")
@@ -97,7 +98,7 @@ for run in $(seq "$RUNS"); do
     # A store image exported (export-oci) before: the push uploads the
     # export's blobs instead of compressing the layers again.
     rm -rf "$LAYERSTORE_DIR/cache/oci" "$WORK/exported-again"
-    "$LS" export-oci img "$WORK/exported-again:img" >/dev/null
+    "$LS" export-oci img "$WORK/exported-again:img" --compression zstd-seekable >/dev/null
     start_registry
     img_reuse+=("$(seconds "$LS" push img "127.0.0.1:$PORT/bench/img:v1" --insecure)")
     echo "run $run: layerstore push IMAGE ${img[-1]} s, re-push ${img_repush[-1]} s, skopeo copy of its export ${img_skopeo[-1]} s, push after export-oci ${img_reuse[-1]} s" >&2
