@@ -42,7 +42,8 @@ pub(crate) struct Node {
 /// A walked or expected tree: path bytes (empty for the root) to node.
 pub(crate) type Tree = BTreeMap<Vec<u8>, Node>;
 
-fn xattrs_of(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+/// The xattrs of `path` (not following a link), by name.
+pub fn xattrs_of(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let size = rustix::fs::llistxattr_query(path).unwrap();
     let mut list = vec![0u8; size];
     let len = rustix::fs::llistxattr(path, &mut list[..]).unwrap();

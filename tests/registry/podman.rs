@@ -125,17 +125,11 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
 /// The `user.*` xattrs of `path` (not following a symlink), sorted: what of
 /// its xattrs an image carries whoever extracts it.
 fn user_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut names = vec![0u8; 4096];
-    let len = rustix::fs::llistxattr(path, &mut names[..]).unwrap_or(0);
-    names.truncate(len);
-    let mut out = BTreeMap::new();
-    for name in names.split(|b| *b == 0).filter(|n| n.starts_with(b"user.")) {
-        let mut value = vec![0u8; 4096];
-        let len = rustix::fs::lgetxattr(path, name, &mut value[..]).unwrap();
-        value.truncate(len);
-        out.insert(String::from_utf8_lossy(name).into_owned(), value);
-    }
-    out
+    common::tree::xattrs_of(path)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(b"user."))
+        .map(|(name, value)| (String::from_utf8_lossy(&name).into_owned(), value))
+        .collect()
 }
 
 /// A tree with what images hold: nested directories with their own modes,

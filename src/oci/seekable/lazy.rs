@@ -130,21 +130,13 @@ impl Remote {
         };
         let mut chunks = Vec::new();
         for g in f..=last {
-            let at = usize::try_from(layer.offsets[g] - offset).unwrap_or(usize::MAX);
-            let compressed = bytes
-                .get(at..at + layer.toc.frames[g].len as usize)
-                .ok_or_else(|| {
-                    refuse(format!(
-                        "frame at {} is outside the range",
-                        layer.offsets[g]
-                    ))
-                })?;
             chunks.extend(
                 frame_chunks(
                     &layer.toc,
-                    layer.offsets[g],
+                    &layer.offsets,
                     g,
-                    compressed,
+                    offset,
+                    &bytes,
                     &layer.frames[g],
                 )
                 .map_err(refuse)?,
@@ -408,22 +400,13 @@ impl LazyImage {
             let (first, last) = batch[i];
             report.bytes_fetched += bytes.len() as u64;
             for f in first..=last {
-                let at =
-                    usize::try_from(layer.offsets[f] - layer.offsets[first]).unwrap_or(usize::MAX);
-                let compressed = bytes
-                    .get(at..at + layer.toc.frames[f].len as usize)
-                    .ok_or_else(|| {
-                        refuse(format!(
-                            "frame at {} is outside the range",
-                            layer.offsets[f]
-                        ))
-                    })?;
                 let missing: Vec<usize> = layer.frames[f]
                     .iter()
                     .copied()
                     .filter(|&c| !store.contains(&ChunkId::from_bytes(layer.toc.chunks[c].id)))
                     .collect();
-                for data in frame_chunks(&layer.toc, layer.offsets[f], f, compressed, &missing)
+                let start = layer.offsets[first];
+                for data in frame_chunks(&layer.toc, &layer.offsets, f, start, &bytes, &missing)
                     .map_err(refuse)?
                 {
                     store.put_chunk(&data)?;

@@ -261,11 +261,7 @@ fn fetch_missing(
         let start = offsets[first];
         report.bytes_fetched += bytes.len() as u64;
         for (f, chunks) in wanted.range(first..=last) {
-            let at = usize::try_from(offsets[*f] - start).unwrap_or(usize::MAX);
-            let compressed = bytes
-                .get(at..at + toc.frames[*f].len as usize)
-                .ok_or_else(|| refuse(format!("frame at {} is outside the range", offsets[*f])))?;
-            for data in frame_chunks(toc, offsets[*f], *f, compressed, chunks).map_err(refuse)? {
+            for data in frame_chunks(toc, &offsets, *f, start, &bytes, chunks).map_err(refuse)? {
                 store.put_chunk(&data)?;
                 report.chunks_fetched += 1;
             }
@@ -280,16 +276,22 @@ fn fetch_missing(
     Ok(())
 }
 
-/// The chunks `indexes` (of `toc.chunks`) of frame `f` (at `offset` in the
-/// blob), from its compressed bytes, each checked against its id; why not,
-/// naming the offsets, otherwise.
+/// The chunks `indexes` (of `toc.chunks`) of frame `f`, cut out of `range`
+/// (bytes of the blob fetched from `range_start`; `offsets` are the frames'),
+/// each checked against its id; why not, naming the offsets, otherwise.
 pub(crate) fn frame_chunks(
     toc: &Toc,
-    offset: u64,
+    offsets: &[u64],
     f: usize,
-    compressed: &[u8],
+    range_start: u64,
+    range: &[u8],
     indexes: &[usize],
 ) -> std::result::Result<Vec<Vec<u8>>, String> {
+    let offset = offsets[f];
+    let at = usize::try_from(offset - range_start).unwrap_or(usize::MAX);
+    let compressed = range
+        .get(at..at.saturating_add(toc.frames[f].len as usize))
+        .ok_or_else(|| format!("frame at {offset} is outside the range"))?;
     let frame = &toc.frames[f];
     let raw = zstd::bulk::decompress(compressed, frame.raw as usize)
         .map_err(|e| format!("frame at offset {offset}: cannot decompress: {e}"))?;
