@@ -261,16 +261,9 @@ impl Registry {
                 // The TOC alone: the tree is here, the content is not.
                 Some(opened) => match fetch_toc(self, repo, blob, report)? {
                     Ok(toc) => {
-                        store
-                            .put_layer_objects(&LayerId::from_bytes(toc.layer), &toc.objects)
-                            .map_err(|e| {
-                                refusal(
-                                    self,
-                                    repo,
-                                    blob,
-                                    format_args!("its table of contents: {e}"),
-                                )
-                            })?;
+                        store.put_layer_objects(&toc.objects).map_err(|e| {
+                            refusal(self, repo, blob, format_args!("its table of contents: {e}"))
+                        })?;
                         opened
                             .borrow_mut()
                             .push(LazyLayer::new(i, blob.clone(), toc));

@@ -66,11 +66,11 @@ pub(crate) fn pull_layer(
     flushed?;
 
     let id = LayerId::from_bytes(toc.layer);
-    let layer = store
-        .put_layer_objects(&id, &toc.objects)
+    store
+        .put_layer_objects(&toc.objects)
         .map_err(|e| refusal(registry, repo, blob, format!("its table of contents: {e}")))?;
     store.flush()?;
-    let made = tar_digest(store, &layer)?;
+    let made = tar_digest(store, &toc.decoded)?;
     if made != diff_id {
         return Ok(Partial::Whole(format!(
             "its table of contents makes the tar {made}, the config names {diff_id}"
