@@ -21,8 +21,9 @@
 //! built with the feature.
 //!
 //! [`arm_pause`] makes an operation sleep at a named point (gc between its
-//! walk and its sweep), so that a test can show the store locked there; the
-//! CLI arms it from `LAYERSTORE_FAULT_PAUSE` (`<point>:<milliseconds>`).
+//! walk and its sweep), saying so on stderr, so that a test can act while it
+//! is there; the CLI arms it from `LAYERSTORE_FAULT_PAUSE`
+//! (`<point>:<milliseconds>`, several separated by commas).
 //!
 //! [`arm_record`] makes the sites beneath a root log what they do instead of
 //! failing: each site's op and path (and a rename's source), and the bytes
@@ -259,33 +260,41 @@ mod imp {
 #[cfg(feature = "fault-injection")]
 pub use imp::{Recorded, arm, arm_kill, arm_record, disarm, mark, omit, take_record};
 
-/// A pause armed at a named point of an operation: `pause` there sleeps.
+/// The pauses armed at named points of an operation: `pause` there sleeps.
 #[cfg(feature = "fault-injection")]
-static PAUSE: std::sync::Mutex<Option<(String, std::time::Duration)>> = std::sync::Mutex::new(None);
+static PAUSES: std::sync::Mutex<Vec<(String, std::time::Duration)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// Makes every later `pause` at `point` sleep for `time`, so that a test
 /// holds an operation between two of its steps while other processes run
 /// (gc between its walk and its sweep, say: `"gc-walked"`). Replaces any
-/// earlier pause.
+/// earlier pause at `point`; pauses at other points stay armed.
 #[cfg(feature = "fault-injection")]
 pub fn arm_pause(point: &str, time: std::time::Duration) {
-    *PAUSE
+    let mut pauses = PAUSES
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((point.to_owned(), time));
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pauses.retain(|(at, _)| at != point);
+    pauses.push((point.to_owned(), time));
 }
 
-/// Sleeps if a pause is armed at `point`; without the feature, nothing.
+/// Sleeps if a pause is armed at `point`, after writing `fault: paused at
+/// <point>` to stderr (a test waiting for the operation to get there reads
+/// it); without the feature, nothing.
 #[inline]
 pub(crate) fn pause(point: &'static str) {
     #[cfg(feature = "fault-injection")]
     {
-        let armed = PAUSE
+        let armed = PAUSES
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some((at, time)) = armed
-            && at == point
+            .iter()
+            .find(|(at, _)| at == point)
+            .map(|(_, time)| *time);
+        if let Some(time) = armed
+            && !time.is_zero()
         {
+            eprintln!("fault: paused at {point}");
             std::thread::sleep(time);
         }
     }

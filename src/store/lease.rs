@@ -254,6 +254,18 @@ impl Store {
             self.sync_gc_state()?;
             out.retain(not_held);
         }
+        if !out.is_empty() && !self.read_committed().gc_generation.is_multiple_of(2) {
+            // Still odd: that gc has not ended its deleting phase yet, or
+            // was killed in it, and its intent would stand until the next
+            // gc. Once no gc runs (its lock taken), a phase still open is a
+            // killed gc's: end it as the next gc would, and look again.
+            let _gc = DirLock::exclusive(&layout::leases(&self.root))?;
+            if !self.gc_generation()?.is_multiple_of(2) {
+                self.end_deleting()?;
+            }
+            self.sync_gc_state()?;
+            out.retain(not_held);
+        }
         Ok(out)
     }
 

@@ -212,7 +212,11 @@ fn env_u64(name: &str) -> Option<u64> {
 /// Runs `cmd` armed to kill itself just before its `kill_at`th write site
 /// beneath `root` (`0`: never, only counting). Returns its output and, when
 /// it finished, how many write sites it reached.
-fn run_armed(mut cmd: Command, root: &Path, kill_at: u64) -> (std::process::Output, Option<u64>) {
+pub(crate) fn run_armed(
+    mut cmd: Command,
+    root: &Path,
+    kill_at: u64,
+) -> (std::process::Output, Option<u64>) {
     let out = cmd
         .env(
             "LAYERSTORE_FAULT_KILL",
@@ -230,7 +234,7 @@ fn run_armed(mut cmd: Command, root: &Path, kill_at: u64) -> (std::process::Outp
 }
 
 /// The command line of the CLI on `store`.
-fn cli(store: &Path) -> Command {
+pub(crate) fn cli(store: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_layerstore"));
     cmd.arg("--store").arg(store);
     cmd
@@ -472,4 +476,83 @@ fn sigkills_at_chosen_write_sites_of_commit_gc_and_checkout_lose_nothing_committ
          {repairs} needed fsck --repair; write sites of the last finished runs {size:?}",
         started.elapsed()
     );
+}
+
+/// A gc killed in its deleting phase leaves its intent (the packs it may
+/// delete) and an odd generation behind. A pack it then kept for a lease
+/// (the content of an image tagged while it ran) is in that intent, and a
+/// writer that needs what is in it (the image's layer, as the parent of a
+/// commit) must not count it as gone: such a commit once failed with "layer
+/// … is not in the store" until the next gc ran (found by the soak). The gc
+/// is paused and killed at points it reports (`LAYERSTORE_FAULT_PAUSE`), not
+/// after guessed times.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_commit_on_an_image_tagged_during_a_gc_killed_while_deleting_succeeds() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = root.join("store");
+    ok(&layerstore(&store, &["init"]));
+    let sources: Vec<PathBuf> = (0..2)
+        .map(|k| {
+            let src = root.join(format!("src{k}"));
+            make_tree(&src, k * 4);
+            src
+        })
+        .collect();
+    let src = |k: usize| sources[k].to_str().unwrap();
+    // a's pack is garbage when gc walks.
+    ok(&layerstore(&store, &["commit", src(0), "--tag", "a"]));
+    ok(&layerstore(&store, &["untag", "a"]));
+    let mut gc = cli(&store)
+        .arg("gc")
+        .env("LAYERSTORE_FAULT_PAUSE", "gc-walked:2000,gc-fenced:60000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = std::io::BufReader::new(gc.stderr.take().unwrap()).lines();
+    let mut wait_for = |point: &str| {
+        let line = format!("fault: paused at {point}");
+        for got in said.by_ref() {
+            if got.unwrap() == line {
+                return;
+            }
+        }
+        panic!("gc ended before {point}");
+    };
+    // Between its walk and its sweep: the same tree again, deduplicated
+    // against the garbage (the lease keeps it), tagged.
+    wait_for("gc-walked");
+    ok(&layerstore(&store, &["commit", src(0), "--tag", "a2"]));
+    // Its intent published (a's pack in it) and the pack kept for the
+    // lease: killed there.
+    wait_for("gc-fenced");
+    gc.kill().unwrap();
+    gc.wait().unwrap();
+    let generation = std::fs::metadata(store.join("leases/gc.gen"))
+        .unwrap()
+        .len();
+    assert!(generation % 2 == 1, "the gc was killed while deleting");
+    let out = layerstore(&store, &["commit", src(1), "--parent", "a2", "--tag", "b"]);
+    assert!(
+        out.status.success(),
+        "commit on a2 after the killed gc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for round in ["after the killed gc", "after the next gc"] {
+        for (tag, k) in [("a2", 0), ("b", 1)] {
+            assert_eq!(
+                checkout_hash(&store, tag, root),
+                Some(tree_hash(&sources[k])),
+                "{tag} {round}"
+            );
+        }
+        ok(&layerstore(&store, &["gc"]));
+        assert!(
+            !fsck_or_repair(&store, round),
+            "a repair was needed {round}"
+        );
+    }
 }

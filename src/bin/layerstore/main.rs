@@ -206,22 +206,28 @@ fn arm_kill_from_env() -> Option<PathBuf> {
 }
 
 /// Test builds only (feature `fault-injection`): `LAYERSTORE_FAULT_PAUSE`
-/// set to `<point>:<milliseconds>` makes the operation sleep at that point
-/// (`gc-walked`: gc between its walk and its sweep). For the soak
-/// (`tests/cli/soak.rs`).
+/// set to `<point>:<milliseconds>` (several separated by commas) makes the
+/// operation sleep at each point (`gc-walked`: gc between its walk and its
+/// sweep; `gc-intent`, `gc-fenced`: after it published what it may delete,
+/// after it read the leases again), saying `fault: paused at <point>` on
+/// stderr. For the soak and the crash tests (`tests/cli/`).
 #[cfg(feature = "fault-injection")]
 fn arm_pause_from_env() {
     let Ok(spec) = std::env::var("LAYERSTORE_FAULT_PAUSE") else {
         return;
     };
-    let parsed = spec
-        .split_once(':')
-        .and_then(|(point, ms)| Some((point, ms.parse().ok()?)));
-    let Some((point, ms)) = parsed else {
-        eprintln!("layerstore: LAYERSTORE_FAULT_PAUSE={spec:?} is not <point>:<milliseconds>");
-        std::process::exit(2);
-    };
-    layerstore::fault::arm_pause(point, std::time::Duration::from_millis(ms));
+    for one in spec.split(',') {
+        let parsed = one
+            .split_once(':')
+            .and_then(|(point, ms)| Some((point, ms.parse().ok()?)));
+        let Some((point, ms)) = parsed else {
+            eprintln!(
+                "layerstore: LAYERSTORE_FAULT_PAUSE={spec:?} is not <point>:<milliseconds>[,…]"
+            );
+            std::process::exit(2);
+        };
+        layerstore::fault::arm_pause(point, std::time::Duration::from_millis(ms));
+    }
 }
 
 /// What every command is given: where the store is and how to print.
