@@ -258,13 +258,13 @@ fn mount_backend_overlay_then_umount_by_name_keeps_the_changes() {
 }
 
 /// Whether a process is alive (and not a zombie).
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|stat| !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')))
 }
 
 /// SIGKILLs `pid` and waits until it is gone.
-fn kill_and_wait(pid: i32) {
+pub(crate) fn kill_and_wait(pid: i32) {
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid).unwrap(),
         rustix::process::Signal::KILL,
@@ -275,7 +275,7 @@ fn kill_and_wait(pid: i32) {
     }
 }
 
-fn server_pid(store: &Path, name: &str) -> i32 {
+pub(crate) fn server_pid(store: &Path, name: &str) -> i32 {
     let file = store.join("containers").join(name).join("server.pid");
     std::fs::read_to_string(&file)
         .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
@@ -309,7 +309,10 @@ fn a_fuse_container_is_served_by_a_detached_server_that_survives_a_crash() {
     std::fs::write(target.join("etc/hostname"), b"lazy\n").unwrap();
 
     // A killed server: the view is dead, the container not mounted, and
-    // mounting it again serves it anew with its change.
+    // mounting it again serves it anew with its change, though a file is
+    // still open on the dead mounts (they are detached: they serve nothing
+    // any more, and the open file answers ENOTCONN).
+    let open = std::fs::File::open(target.join("etc/os-release")).unwrap();
     kill_and_wait(pid);
     // (What was read stays readable from the kept page cache; the view's
     // own filesystem answers no more: ENOTCONN, or ECONNABORTED for a
@@ -331,6 +334,14 @@ fn a_fuse_container_is_served_by_a_detached_server_that_survives_a_crash() {
         std::fs::read(target.join("etc/hostname")).unwrap(),
         b"lazy\n"
     );
+    rustix::fs::fadvise(&open, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    let read = std::io::Read::read(&mut &open, &mut [0u8; 16]);
+    assert!(
+        read.as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(rustix::io::Errno::NOTCONN.raw_os_error())),
+        "a file open on the dead view: {read:?}"
+    );
+    drop(open);
     assert_eq!(
         std::fs::read(target.join("etc/os-release")).unwrap(),
         b"ID=test\n"

@@ -98,7 +98,7 @@ impl Drop for FuseBackend {
     fn drop(&mut self) {
         for (_, served) in self.lock().drain() {
             if let Some(target) = &served.overlay
-                && let Err(err) = unmount_point(target)
+                && let Err(err) = unmount_point(target, false)
             {
                 eprintln!("layerstore: {err}; its view is served until this process exits");
                 std::mem::forget(served.view);
@@ -231,16 +231,24 @@ fn state(view: &ViewSpec<'_>) -> Result<State> {
 
 /// Unmounts whatever is mounted at `point`, if anything: with `umount(2)`
 /// as root, else with `fusermount3 -u` (FUSE mounts only: a user cannot
-/// unmount anything else).
-fn unmount_point(point: &Path) -> Result<()> {
+/// unmount anything else). A busy mount is refused, unless `detach` (the
+/// dead mounts of a killed server, which serve nothing any more: a file
+/// still open on one would keep it busy for good), which detaches it
+/// (`MNT_DETACH`, `fusermount3 -u -z`).
+fn unmount_point(point: &Path, detach: bool) -> Result<()> {
     if mountinfo::types_at(&canonical(point))?.is_empty() {
         return Ok(());
     }
     if is_root() {
+        if detach {
+            let flags = rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW;
+            return rustix::mount::unmount(point, flags)
+                .map_err(|e| Error::io("unmount", point, e.into()));
+        }
         return kernel::unmount_at(point);
     }
     let out = Command::new("fusermount3")
-        .arg("-u")
+        .args(if detach { &["-u", "-z"][..] } else { &["-u"] })
         .arg(point)
         .output()
         .map_err(|e| Error::io("run fusermount3 -u on", point, e))?;
@@ -368,14 +376,15 @@ impl MountBackend for FuseBackend {
     fn unmount(&self, _store: &Store, view: &ViewSpec<'_>) -> Result<()> {
         let target = target(view)?;
         let point = view_point(view)?;
+        let dead = state(view)? == State::Dead;
         if !view.read_only {
-            unmount_point(target)?;
+            unmount_point(target, dead)?;
         }
         let served = self.lock().remove(view.state);
         match served {
             Some(served) => served.view.unmount()?,
             // Served by another process (which then ends), or dead.
-            None => unmount_point(&point)?,
+            None => unmount_point(&point, dead)?,
         }
         let pid = view.state.join(PID_FILE);
         match std::fs::remove_file(&pid) {
