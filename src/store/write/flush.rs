@@ -12,7 +12,7 @@ use crate::store::{Store, index, pack::PackWriter};
 
 /// Flushing
 impl Store {
-    /// Makes everything put so far durable: seals the open group, waits for
+    /// Makes everything put so far durable: seals the open groups, waits for
     /// compression in flight, fsyncs and renames the pack, then writes its
     /// index. Then, if a pack was committed, runs maintenance (see
     /// [`Store::set_auto_maintenance`]).
@@ -27,8 +27,8 @@ impl Store {
     /// though what was put is then committed: maintenance loses nothing.
     pub fn flush(&self) -> Result<()> {
         let mut pending = self.lock_pending();
-        if !pending.group.is_empty() {
-            self.seal(pending, Group::Chunks)?;
+        for lane in pending.open_lanes() {
+            self.seal(pending, Group::Chunks(lane))?;
             pending = self.lock_pending();
         }
         if !pending.objects.is_empty() {
@@ -41,7 +41,7 @@ impl Store {
                 .wait(pending)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        if !pending.group.is_empty() || !pending.objects.is_empty() {
+        if !pending.open_lanes().is_empty() || !pending.objects.is_empty() {
             drop(pending);
             return self.flush();
         }

@@ -335,23 +335,27 @@ impl Store {
                 return Ok((chunk, true));
             }
             pending.found(&id);
-            if pending.group_bytes.is_empty() {
+            let lane = pending::lane();
+            let group = pending.group_mut(lane);
+            if group.bytes.is_empty() {
                 // Room for the whole group: growing it by doubling would copy
                 // every chunk again.
-                pending.group_bytes.reserve(GROUP_TARGET + GROUP_BELOW);
+                group.bytes.reserve(GROUP_TARGET + GROUP_BELOW);
             }
-            let offset = pending.group_bytes.len() as u32;
-            pending.group_bytes.extend_from_slice(data);
-            pending.group.push((id, chunk.len));
+            let offset = group.bytes.len() as u32;
+            group.bytes.extend_from_slice(data);
+            group.chunks.push((id, chunk.len));
+            let full = group.bytes.len() >= GROUP_TARGET;
             pending.chunks.insert(
                 id,
                 PendingChunk::Grouped {
+                    lane,
                     offset,
                     len: chunk.len,
                 },
             );
-            if pending.group_bytes.len() >= GROUP_TARGET {
-                self.seal(pending, Group::Chunks)?;
+            if full {
+                self.seal(pending, Group::Chunks(lane))?;
             }
             return Ok((chunk, false));
         }

@@ -18,8 +18,12 @@ use crate::store::{Store, pack::PackWriter};
 #[derive(Default)]
 pub(crate) struct Pending {
     pub(in crate::store) chunks: HashMap<ChunkId, PendingChunk>,
-    pub(super) group: Vec<(ChunkId, u32)>,
-    pub(super) group_bytes: Vec<u8>,
+    /// The open groups of small chunks, one per writing thread (its
+    /// [`lane`]): a frame holds what one thread stored one after another
+    /// (neighbouring files of one part of a scanned tree), not the
+    /// interleaving of every thread's work, so that a reader going through
+    /// the tree in order decompresses each frame about once.
+    pub(super) groups: Vec<OpenGroup>,
     /// Metadata objects put since the last flush: one frame at the next
     /// flush (see [`Store::put_object`]).
     pub(super) objects: Vec<(ChunkId, u32)>,
@@ -34,6 +38,37 @@ pub(crate) struct Pending {
     /// them has been put again meanwhile (a caller retrying its work), and
     /// commits nothing (see [`Pending::discard_all`]).
     pub(super) lost: Option<LostWrite>,
+}
+
+/// One open group of small chunks: their ids and lengths, and their bytes
+/// one after another.
+#[derive(Default)]
+pub(super) struct OpenGroup {
+    pub(super) chunks: Vec<(ChunkId, u32)>,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// The open group the calling thread fills: one per thread of the rayon
+/// pool it runs on (by index), and one for every other thread.
+pub(super) fn lane() -> usize {
+    rayon::current_thread_index().map_or(0, |i| i + 1)
+}
+
+impl Pending {
+    /// The calling thread's open group (created on first use).
+    pub(super) fn group_mut(&mut self, lane: usize) -> &mut OpenGroup {
+        if self.groups.len() <= lane {
+            self.groups.resize_with(lane + 1, OpenGroup::default);
+        }
+        &mut self.groups[lane]
+    }
+
+    /// The lanes whose group holds chunks.
+    pub(super) fn open_lanes(&self) -> Vec<usize> {
+        (0..self.groups.len())
+            .filter(|&lane| !self.groups[lane].chunks.is_empty())
+            .collect()
+    }
 }
 
 /// Chunks whose `put` returned but whose bytes a failed write took with it.
@@ -82,8 +117,7 @@ impl Pending {
             writer.discard();
         }
         self.chunks.clear();
-        self.group.clear();
-        self.group_bytes.clear();
+        self.groups.clear();
         self.objects.clear();
         self.object_bytes.clear();
     }
@@ -111,8 +145,8 @@ impl Pending {
 /// Which open group [`Store::seal`] seals.
 #[derive(Clone, Copy)]
 pub(super) enum Group {
-    /// Small chunks of content.
-    Chunks,
+    /// Small chunks of content: the open group of this lane.
+    Chunks(usize),
     /// Metadata objects.
     Objects,
 }
@@ -120,8 +154,8 @@ pub(super) enum Group {
 /// Where a pending chunk's bytes are.
 #[derive(Clone)]
 pub(crate) enum PendingChunk {
-    /// In the open group, at this offset of `group_bytes`.
-    Grouped { offset: u32, len: u32 },
+    /// In the open group of this lane, at this offset of its bytes.
+    Grouped { lane: usize, offset: u32, len: u32 },
     /// A metadata object in the open object group, at this offset of
     /// `object_bytes`.
     Object { offset: u32, len: u32 },
@@ -145,12 +179,11 @@ impl Pending {
     /// copied out (they move when the group is sealed), as `Sealing`.
     pub(crate) fn lookup(&self, id: &ChunkId) -> Option<PendingChunk> {
         match self.chunks.get(id)? {
-            state @ (PendingChunk::Grouped { offset, len }
+            state @ (PendingChunk::Grouped { offset, len, .. }
             | PendingChunk::Object { offset, len }) => {
-                let from = if matches!(state, PendingChunk::Object { .. }) {
-                    &self.object_bytes
-                } else {
-                    &self.group_bytes
+                let from = match state {
+                    PendingChunk::Grouped { lane, .. } => &self.groups.get(*lane)?.bytes,
+                    _ => &self.object_bytes,
                 };
                 let bytes = from
                     .get(*offset as usize..*offset as usize + *len as usize)?
@@ -178,10 +211,10 @@ impl Store {
     /// appends it.
     pub(super) fn seal(&self, mut pending: MutexGuard<'_, Pending>, which: Group) -> Result<()> {
         let (ids, bytes) = match which {
-            Group::Chunks => (
-                std::mem::take(&mut pending.group),
-                std::mem::take(&mut pending.group_bytes),
-            ),
+            Group::Chunks(lane) => {
+                let group = std::mem::take(pending.group_mut(lane));
+                (group.chunks, group.bytes)
+            }
             Group::Objects => (
                 std::mem::take(&mut pending.objects),
                 std::mem::take(&mut pending.object_bytes),
@@ -193,8 +226,8 @@ impl Store {
         let bytes = Arc::new(bytes);
         for (id, _) in &ids {
             if let Some(state) = pending.chunks.get_mut(id)
-                && let PendingChunk::Grouped { offset, len } | PendingChunk::Object { offset, len } =
-                    *state
+                && let PendingChunk::Grouped { offset, len, .. }
+                | PendingChunk::Object { offset, len } = *state
             {
                 *state = PendingChunk::Sealing {
                     bytes: Arc::clone(&bytes),
@@ -206,7 +239,7 @@ impl Store {
         pending.in_flight += 1;
         drop(pending);
         let encoded = match which {
-            Group::Chunks => frame::encode(ids.clone(), &bytes, self.config.zstd_level),
+            Group::Chunks(_) => frame::encode(ids.clone(), &bytes, self.config.zstd_level),
             Group::Objects => frame::encode_objects(ids.clone(), &bytes, self.config.zstd_level),
         };
         let mut pending = self.lock_pending();

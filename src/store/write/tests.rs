@@ -48,3 +48,68 @@ fn an_object_larger_than_a_frame_is_too_large() {
     let err = store.put_object(&[]).unwrap_err();
     assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{err}");
 }
+
+/// Small chunks put by different threads at once go to different frames:
+/// each thread fills a group of its own, so a frame holds what one thread
+/// stored one after another, not an interleaving of both (which would make
+/// a reader of either thread's files decompress every frame).
+#[test]
+fn each_thread_fills_frames_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("s"), &crate::StoreOptions::default()).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    // 2 × 3 MiB of distinct, incompressible 16 KiB pieces: more than a frame
+    // each, put in lockstep so that every put of one thread falls between
+    // two of the other's.
+    let piece = |thread: u8, i: u32| {
+        let mut seed = [0u8; 32];
+        seed[0] = thread;
+        seed[1..5].copy_from_slice(&i.to_le_bytes());
+        let mut out = vec![0u8; 16 << 10];
+        blake3::Hasher::new_keyed(&seed)
+            .finalize_xof()
+            .fill(&mut out);
+        out
+    };
+    let turn = std::sync::Mutex::new(0u32);
+    let turned = std::sync::Condvar::new();
+    let ids: Vec<Vec<ChunkId>> = pool.install(|| {
+        (0..2u8)
+            .into_par_iter()
+            .map(|thread| {
+                let mut ids = Vec::new();
+                for i in 0..192u32 {
+                    let mut at = turn.lock().unwrap();
+                    while *at % 2 != u32::from(thread) {
+                        at = turned.wait(at).unwrap();
+                    }
+                    let chunk = store.put_chunk(&piece(thread, i)).unwrap();
+                    ids.push(chunk.id);
+                    *at += 1;
+                    turned.notify_all();
+                }
+                ids
+            })
+            .collect()
+    });
+    store.flush().unwrap();
+    let frame_of = |id: &ChunkId| store.locality(id);
+    let frames: Vec<std::collections::HashSet<(u64, u64)>> = ids
+        .iter()
+        .map(|ids| ids.iter().map(frame_of).collect())
+        .collect();
+    assert!(
+        frames.iter().all(|f| f.len() >= 2),
+        "each thread stored more than a frame: {frames:?}"
+    );
+    assert!(
+        frames[0].is_disjoint(&frames[1]),
+        "a frame holds both threads' chunks"
+    );
+    for id in ids.iter().flatten() {
+        assert_eq!(store.read_chunk(id).unwrap().len(), 16 << 10);
+    }
+}
