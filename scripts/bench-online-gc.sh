@@ -2,7 +2,7 @@
 # Online gc: how long `layerstore gc` takes with nothing to collect on a store
 # holding TREE, and how much a gc loop running beside them slows commits.
 #
-#   scripts/bench-online-gc.sh [--runs N] [--gc-sleep S] [TREE]
+#   scripts/bench-online-gc.sh [--runs N] [--gc-sleep S] [--beside gc|version] [TREE]
 #
 # TREE defaults to /work/data/linux/linux-source-6.1. Everything is written under
 # $BENCH_WORK (default /work/data/bench-online-gc), never inside the git
@@ -19,21 +19,25 @@
 #    runs `layerstore gc` in a loop (GC_SLEEP seconds between runs, default
 #    0: back to back) for as long as the commit runs; the figure is the
 #    commit's wall time, the ratio with ÷ without within each pair.
+#    `--beside version` runs `layerstore --version` in that loop instead of
+#    gc: the floor, what the loop's process spawning alone costs the commit.
 #
-# Environment: BENCH_WORK, RESULTS, RUNS (default 3), GC_SLEEP, LAYERSTORE (a
-# binary to use instead of building target/release/layerstore).
+# Environment: BENCH_WORK, RESULTS, RUNS (default 3), GC_SLEEP, BESIDE,
+# LAYERSTORE (a binary to use instead of building target/release/layerstore).
 set -euo pipefail
 { # one compound command: bash parses it whole before running it.
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 RUNS=${RUNS:-3}
 GC_SLEEP=${GC_SLEEP:-0}
+BESIDE=${BESIDE:-gc}
 TREE=/work/data/linux/linux-source-6.1
 while (($#)); do
     case $1 in
     --runs) RUNS=$2; shift ;;
     --gc-sleep) GC_SLEEP=$2; shift ;;
+    --beside) BESIDE=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     *) TREE=$1 ;;
@@ -41,6 +45,11 @@ while (($#)); do
     shift
 done
 [[ -d $TREE ]] || { echo "no tree at $TREE" >&2; exit 2; }
+case $BESIDE in
+gc) BESIDE_ARGS=(gc) ;;
+version) BESIDE_ARGS=(--version) ;;
+*) echo "--beside takes gc or version, not $BESIDE" >&2; exit 2 ;;
+esac
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 WORK=${BENCH_WORK:-/work/data/bench-online-gc}
@@ -101,7 +110,7 @@ for ((r = 1; r <= RUNS; r++)); do
     (
         n=0
         while [[ ! -e $stop ]]; do
-            "$LS" --store "$STORE" gc >>"$LOG" 2>&1 || echo "gc failed" >>"$LOG"
+            "$LS" --store "$STORE" "${BESIDE_ARGS[@]}" >>"$LOG" 2>&1 || echo "$BESIDE failed" >>"$LOG"
             n=$((n + 1))
             sleep "$GC_SLEEP"
         done
@@ -121,9 +130,9 @@ alone=$(med commit-alone)
 beside=$(med commit-beside-gc)
 ratios=$(paste <(awk -F'\t' '$1 == "commit-beside-gc" {print $3}' "$RESULTS") \
     <(awk -F'\t' '$1 == "commit-alone" {print $3}' "$RESULTS") | awk '{print $1 / $2}' | median)
-echo "build $BUILD, tree $TREE, $RUNS runs, gc sleep ${GC_SLEEP}s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "build $BUILD, tree $TREE, $RUNS runs, beside: $BESIDE, sleep ${GC_SLEEP}s, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "gc with nothing to collect: median $(med gc-nothing) s"
-echo "commit alone: median $alone s; beside a gc loop: median $beside s (median ratio $ratios; gc runs per commit: $(awk -F'\t' '$1 == "gc-runs-beside" {print $3}' "$RESULTS" | paste -sd' '))"
+echo "commit alone: median $alone s; beside a $BESIDE loop: median $beside s (median ratio $ratios; $BESIDE runs per commit: $(awk -F'\t' '$1 == "gc-runs-beside" {print $3}' "$RESULTS" | paste -sd' '))"
 echo "raw: $RESULTS"
 exit 0
 }

@@ -72,7 +72,8 @@ pub use crate::{
     id::{ChunkId, ID_PREFIX, ImageId, LayerId, PackId, SnapshotId},
     progress::{Progress, ProgressEvent, ProgressStage},
     store::{
-        ChunkReader, ChunkSource, CopyReport, GcReport, PackStats, Store, StoreOptions, StoreStats,
+        ChunkReader, ChunkSource, CopyReport, GcReport, PackStats, RootLease, Store, StoreOptions,
+        StoreStats,
         chunk_list::{ChunkList, ChunkRef},
     },
     tree::{

@@ -35,7 +35,7 @@ use super::lock::DirLock;
 use super::maintain::{CONSOLIDATE_AT, Rewrite, SMALL_PACK};
 use super::pack::{self, PackWriter, ScannedFrame};
 use super::write::{GROUP_BELOW, GROUP_TARGET, PACK_TARGET};
-use super::{Pack, Store, combined_index, frame, index, layout};
+use super::{Pack, PackSet, Store, combined_index, frame, index, layout};
 use crate::error::{Error, Result};
 use crate::fsutil::{durable, fault};
 use crate::id::{ChunkId, PackId};
@@ -81,6 +81,15 @@ pub struct GcReport {
     pub leases_live: u64,
     /// Stale leases (their process gone) removed.
     pub leases_removed: u64,
+    /// Roots leased by live readers
+    /// ([`Store::lease_root`](crate::Store::lease_root)), kept with all they
+    /// reach.
+    pub leased_roots: u64,
+    /// Nothing had changed since the last gc that found nothing to do (the
+    /// same roots, the same packs: `leases/gc.last`), so this one walked and
+    /// planned nothing; `live_chunks`, `live_missing` and `bytes_before` are
+    /// that gc's figures, and chunks leases name are not counted.
+    pub walk_skipped: bool,
 }
 
 /// What becomes of one pack.
@@ -159,10 +168,32 @@ fn plan(
     Ok(plans)
 }
 
+/// Walks roots leased after the gc read the leases first; returns what
+/// they reach.
+pub(crate) type WalkRoots<'a> = &'a dyn Fn(&[ChunkId]) -> Result<HashSet<ChunkId>>;
+
+/// The packs a sweep planned over, if it changes nothing (every pack kept,
+/// no orphan) and no lease kept a chunk no root reaches: what `gc_summary`
+/// records.
+fn idle_over(packs: &[Arc<Pack>], plans: &[PackPlan], report: &GcReport) -> Option<PackSet> {
+    let idle = plans.iter().all(|p| p.plan == Plan::Keep)
+        && report.leased_chunks_kept == 0
+        && report.orphans_deleted + report.orphans_indexed == 0;
+    idle.then(|| {
+        packs
+            .iter()
+            .filter_map(|p| Some((p.id, p.index().ok()?.len() as u64)))
+            .collect()
+    })
+}
+
 /// What a sweep keeps besides the live set, and how.
 pub(crate) struct SweepOptions<'a> {
-    /// The leases read before the roots: every id in them is kept.
+    /// The leases read before the roots: every id in them is kept (their
+    /// roots were walked into the live set).
     pub(crate) leases: &'a LeaseScan,
+    /// Walks a root first leased at the fence.
+    pub(crate) walk_roots: WalkRoots<'a>,
     /// What of the calling handle's own lease is not read at the fence.
     pub(crate) own: &'a OwnLease,
     pub(crate) repack_dead_fraction: f64,
@@ -177,17 +208,21 @@ impl Store {
     /// remain (plus the dead chunks of packs whose dead share is at most
     /// `repack_dead_fraction`). With `dry_run`, only works out what would be
     /// freed. Other processes may read and write meanwhile: see
-    /// `store::lease` for the protocol that keeps what they put.
+    /// `store::lease` for the protocol that keeps what they put. With the
+    /// report, the packs it planned over (each with its number of index
+    /// records) if it changed nothing and no lease kept anything: what
+    /// `gc_summary` records.
     pub(crate) fn sweep(
         &self,
         live: &HashSet<ChunkId>,
         options: &SweepOptions<'_>,
-    ) -> Result<GcReport> {
+    ) -> Result<(GcReport, Option<PackSet>)> {
         let dry_run = options.dry_run;
         let mut report = GcReport {
             live_chunks: live.len() as u64,
             leases_live: options.leases.live,
             leases_removed: options.leases.removed,
+            leased_roots: options.leases.roots.len() as u64,
             ..GcReport::default()
         };
         let leased = &options.leases.ids;
@@ -221,6 +256,7 @@ impl Store {
         report.live_missing = live.len().saturating_sub(live_found) as u64;
 
         let plans = plan(&packs, &owner, options.repack_dead_fraction)?;
+        let idle = idle_over(&packs, &plans, &report);
         let combined_path = layout::combined_index(&self.root);
         let combined_before = file_len(&combined_path)?;
         report.bytes_before = plans.iter().map(|p| p.size).sum::<u64>() + combined_before;
@@ -261,7 +297,7 @@ impl Store {
         if dry_run {
             let any = !doomed.is_empty();
             self.estimate(&packs, &plans, &owner, any, combined_before, &mut report)?;
-            return Ok(report);
+            return Ok((report, idle));
         }
 
         // The new packs and their indexes are durable before anything goes.
@@ -278,7 +314,9 @@ impl Store {
         let packs_dir = self.packs_dir();
         let _guard = DirLock::exclusive(&packs_dir)?;
         if !doomed.is_empty() {
-            self.fence(&packs, &plans, &mut doomed, &keep, options.own, &mut report)?;
+            // A failed fence leaves the generation even, as a done gc does.
+            self.fence(&packs, &plans, &mut doomed, &keep, options, &mut report)
+                .inspect_err(|_| drop(self.end_deleting()))?;
         }
         let result = self.delete_doomed(
             &packs,
@@ -291,7 +329,7 @@ impl Store {
         );
         self.end_deleting()?;
         result?;
-        Ok(report)
+        Ok((report, idle))
     }
 
     /// A dry run's figures: a rewritten pack shrinks by its dead share, a
@@ -342,22 +380,33 @@ impl Store {
 
     /// Publishes the intent to delete `doomed` (the generation goes odd),
     /// then reads the leases again (the fence): a doomed pack holding an id
-    /// leased since the first reading is kept. The caller holds the
-    /// `packs/` lock, and ends the deleting phase (`end_deleting`).
+    /// leased since the first reading, or reached from a root leased since,
+    /// is kept. The caller holds the `packs/` lock, and ends the deleting
+    /// phase (`end_deleting`).
     fn fence(
         &self,
         packs: &[Arc<Pack>],
         plans: &[PackPlan],
         doomed: &mut Vec<usize>,
         keep: &dyn Fn(&ChunkId) -> bool,
-        own: &OwnLease,
+        options: &SweepOptions<'_>,
         report: &mut GcReport,
     ) -> Result<()> {
         let ids: Vec<PackId> = doomed.iter().map(|&pi| packs[pi].id).collect();
         self.begin_deleting(&ids)?;
         crate::fsutil::fault::pause("gc-intent");
-        let fence = self.read_leases(false, own)?;
+        let mut fence = self.read_leases(false, true, options.own)?;
         crate::fsutil::fault::pause("gc-fenced");
+        let new_roots: Vec<ChunkId> = fence
+            .roots
+            .difference(&options.leases.roots)
+            .copied()
+            .collect();
+        if !new_roots.is_empty() {
+            // Nothing is deleted yet: what they reach is all there to walk.
+            report.leased_roots += new_roots.len() as u64;
+            fence.ids.extend((options.walk_roots)(&new_roots)?);
+        }
         let late: HashSet<&ChunkId> = fence.ids.iter().filter(|id| !keep(id)).collect();
         if late.is_empty() {
             return Ok(());

@@ -72,6 +72,9 @@ pub(crate) const COMBINED_INDEX: &str = "combined.midx";
 pub(crate) const LEASES: &str = "leases";
 /// The extension of a lease file in [`LEASES`].
 pub(crate) const LEASE_EXT: &str = "lease";
+/// The extension of a root lease in [`LEASES`]: ids a reader keeps with
+/// what they reach (`Store::lease_root`).
+pub(crate) const ROOT_LEASE_EXT: &str = "root";
 /// The directory of files being written.
 pub(crate) const TMP: &str = "tmp";
 /// The directory of ref groups.
@@ -131,6 +134,12 @@ pub(crate) fn gc_generation(root: &Path) -> PathBuf {
 /// `leases/gc.intent`.
 pub(crate) fn gc_intent(root: &Path) -> PathBuf {
     leases(root).join("gc.intent")
+}
+
+/// `leases/gc.last`: what the last gc that changed nothing concluded (a
+/// cache, see `store/gc_summary.rs`).
+pub(crate) fn gc_summary(root: &Path) -> PathBuf {
+    leases(root).join("gc.last")
 }
 
 /// `refs/`.

@@ -71,12 +71,48 @@ pub(crate) struct Lease {
     generation: OnceLock<File>,
 }
 
+/// Keeps a root and all it reaches from online garbage collection while it
+/// lives: made by [`Store::lease_root`](crate::Store::lease_root). Dropping
+/// it ends the protection (its file is removed, or, while a gc runs, left
+/// for the next gc to remove); so does the death of its process.
+#[derive(Debug)]
+#[must_use = "the root is kept only while its lease lives"]
+pub struct RootLease {
+    id: ChunkId,
+    /// Held locked while the lease lives.
+    _file: File,
+    path: PathBuf,
+    /// `leases/`, whose lock a running gc holds.
+    leases: PathBuf,
+}
+
+impl RootLease {
+    /// The root it keeps.
+    #[must_use]
+    pub fn id(&self) -> ChunkId {
+        self.id
+    }
+}
+
+impl Drop for RootLease {
+    fn drop(&mut self) {
+        // As a handle's lease: removed unless a gc runs (which may count on
+        // it; the next gc removes it once it is unlocked).
+        if let Ok(Some(_gc)) = DirLock::try_exclusive(&self.leases) {
+            let _ =
+                fault::check("remove", &self.path).and_then(|()| std::fs::remove_file(&self.path));
+        }
+    }
+}
+
 /// What gc read from the leases.
 #[derive(Debug, Default)]
 pub(crate) struct LeaseScan {
-    /// Every id leased.
+    /// Every id leased (read only when asked for).
     pub(crate) ids: HashSet<ChunkId>,
-    /// Leases whose owner holds them.
+    /// Every root leased (`*.root`): kept with what it reaches.
+    pub(crate) roots: HashSet<ChunkId>,
+    /// Put leases whose owner holds them.
     pub(crate) live: u64,
     /// Stale leases removed.
     pub(crate) removed: u64,
@@ -206,6 +242,12 @@ impl Store {
     /// A new lease file, locked, renamed into `leases/`; creates `leases/`
     /// and `leases/gc.gen` if need be.
     fn create_lease(&self) -> Result<(File, PathBuf)> {
+        self.create_lease_file(layout::LEASE_EXT, &[])
+    }
+
+    /// A new lease file `leases/<name>.<ext>` holding `ids` (written before
+    /// it is renamed into place), locked by the returned file.
+    fn create_lease_file(&self, ext: &str, ids: &[u8]) -> Result<(File, PathBuf)> {
         let dir = layout::leases(&self.root);
         if self.lease.generation.get().is_none() {
             let _ = self.lease.generation.set(open_generation(&self.root)?);
@@ -221,11 +263,17 @@ impl Store {
             })
             .map_err(|e| Error::io("create", &tmp, e))?;
         lock::take(&file, &tmp, FlockOperation::LockExclusive)?;
+        if !ids.is_empty()
+            && let Err(e) = fault::check("write", &tmp).and_then(|()| (&file).write_all(ids))
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io("write", &tmp, e));
+        }
         let name = tmp
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let path = dir.join(format!("{name}.{}", layout::LEASE_EXT));
+        let path = dir.join(format!("{name}.{ext}"));
         if let Err(e) = fault::check_rename(&tmp, &path).and_then(|()| std::fs::rename(&tmp, &path))
         {
             let _ = std::fs::remove_file(&tmp);
@@ -267,6 +315,51 @@ impl Store {
             out.retain(not_held);
         }
         Ok(out)
+    }
+
+    /// Keeps `id` and everything it reaches from online garbage collection
+    /// for as long as the returned [`RootLease`] lives: an image, layer or
+    /// snapshot id keeps that object and all it names (layers, trees, the
+    /// chunks of their files), any other chunk id keeps that chunk. For a
+    /// program that reads an image no tag names (by id, say) while gc may
+    /// run beside it. Like the leases of writers, it is a file in `leases/`
+    /// that its process holds locked: it lapses when the lease is dropped or
+    /// the process dies, and the next gc removes it.
+    ///
+    /// Take it while the root is still stored whole (before removing the
+    /// tag that named it, or as soon as you have its id): what a gc deleted
+    /// before the lease is not brought back. Once it returns, no gc collects
+    /// anything the root reaches that is stored then; a gc that was deleting
+    /// as the lease was taken is waited for.
+    ///
+    /// # Errors
+    /// [`Error::ChunkNotFound`] if the store does not hold `id` (any more);
+    /// [`Error::Io`] naming the lease file that could not be written.
+    pub fn lease_root(&self, id: impl Into<ChunkId>) -> Result<RootLease> {
+        let id = id.into();
+        let before = self.gc_generation()?;
+        let (file, path) = self.create_lease_file(layout::ROOT_LEASE_EXT, id.as_bytes())?;
+        let lease = RootLease {
+            id,
+            _file: file,
+            path,
+            leases: layout::leases(&self.root),
+        };
+        if before != self.gc_generation()? || !before.is_multiple_of(2) {
+            // A gc was deleting as the lease was taken, and may have read
+            // the leases for the last time (its fence) before it: wait for
+            // its deletions (it holds the `packs/` lock until they are done).
+            // Every gc after it reads the lease before it deletes.
+            drop(DirLock::exclusive(&self.packs_dir())?);
+            self.refresh()?;
+        }
+        if !self.contains(&id) {
+            return Err(Error::ChunkNotFound {
+                id,
+                store: self.root.clone(),
+            });
+        }
+        Ok(lease)
     }
 
     /// [`Store::hold`] of one id: whether it is held.
@@ -335,8 +428,15 @@ impl Store {
     /// Reads every lease in `leases/`, except what `own` says of this
     /// handle's. With `remove_stale`, a lease whose owner is gone is removed
     /// instead of read (at the start of a gc: its process tagged what it
-    /// tagged before the gc read the roots). The caller holds the gc lock.
-    pub(crate) fn read_leases(&self, remove_stale: bool, own: &OwnLease) -> Result<LeaseScan> {
+    /// tagged before the gc read the roots). The ids of put leases are read
+    /// only `with_ids` (root leases always are). The caller holds the gc
+    /// lock, so no lease goes meanwhile but those it removes.
+    pub(crate) fn read_leases(
+        &self,
+        remove_stale: bool,
+        with_ids: bool,
+        own: &OwnLease,
+    ) -> Result<LeaseScan> {
         let dir = layout::leases(&self.root);
         let mut scan = LeaseScan::default();
         let entries = match std::fs::read_dir(&dir) {
@@ -347,7 +447,9 @@ impl Store {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
             let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some(layout::LEASE_EXT) {
+            let ext = path.extension().and_then(|e| e.to_str());
+            let is_root = ext == Some(layout::ROOT_LEASE_EXT);
+            if ext != Some(layout::LEASE_EXT) && !is_root {
                 continue;
             }
             let mut file = match File::open(&path) {
@@ -370,8 +472,11 @@ impl Store {
                 scan.removed += 1;
                 continue;
             }
-            if !stale {
+            if !stale && !is_root {
                 scan.live += 1;
+            }
+            if !with_ids && !is_root {
+                continue;
             }
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)
@@ -383,7 +488,12 @@ impl Store {
             } else {
                 0
             };
-            parse_ids(bytes.get(skip..).unwrap_or_default(), &mut scan.ids);
+            let into = if is_root {
+                &mut scan.roots
+            } else {
+                &mut scan.ids
+            };
+            parse_ids(bytes.get(skip..).unwrap_or_default(), into);
         }
         Ok(scan)
     }

@@ -24,6 +24,7 @@ mod fsck;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
 mod gc;
+mod gc_summary;
 mod index;
 pub(crate) mod layout;
 mod lease;
@@ -60,6 +61,8 @@ pub use self::config::StoreOptions;
 pub use self::copy::CopyReport;
 pub use self::gc::GcReport;
 pub(crate) use self::gc::SweepOptions;
+pub(crate) use self::gc_summary::{GcSummary, KeyRoot, PackSet, summary_key};
+pub use self::lease::RootLease;
 pub use self::read::ChunkReader;
 pub(crate) use self::refs::is_ref_part;
 pub use self::source::ChunkSource;

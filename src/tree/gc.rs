@@ -2,11 +2,13 @@
 //! what the roots reach (`tree::reach`, shared with fsck); the store's half
 //! (`store::gc`) deletes and rewrites packs given that live set.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::store::{GcReport, Store, SweepOptions};
+use crate::store::{GcReport, GcSummary, KeyRoot, Store, SweepOptions, summary_key};
 use crate::tree::reach::{Root, Walk, roots};
 
 /// What [`Store::gc`](crate::Store::gc) keeps and how hard it works.
@@ -84,6 +86,71 @@ impl GcOptions {
     }
 }
 
+/// The roots as the gc summary's key sees them (`store/gc_summary.rs`); the
+/// error of a ref that does not parse.
+fn key_roots(
+    roots: &[(PathBuf, Result<Root, String>)],
+    extra: &[ChunkId],
+    leased: &HashSet<ChunkId>,
+) -> Result<Vec<KeyRoot>> {
+    let mut out: Vec<KeyRoot> = Vec::new();
+    for (path, root) in roots {
+        match root {
+            Ok(Root::Tag(_, image)) => out.push((0, ChunkId::from(*image))),
+            Ok(Root::Cache(id)) => out.push((1, *id)),
+            Ok(Root::Pinned(ids)) => out.extend(ids.iter().map(|id| (2, *id))),
+            Err(reason) => return Err(Error::corrupt(path, 0, reason.clone())),
+        }
+    }
+    out.extend(extra.iter().map(|id| (2, *id)));
+    out.extend(leased.iter().map(|id| (3, *id)));
+    Ok(out)
+}
+
+/// Marks what the refs and `extra` roots reach.
+fn walk_roots(
+    walk: &mut Walk<'_>,
+    roots: Vec<(PathBuf, Result<Root, String>)>,
+    extra: &[ChunkId],
+    tracker: &crate::progress::Tracker,
+) -> Result<()> {
+    for (path, root) in roots {
+        tracker.add(1, 0);
+        match root {
+            Ok(Root::Tag(_, image)) => {
+                walk.image(image)?;
+            }
+            Ok(Root::Cache(id)) => match walk.pinned(id) {
+                // A cache entry whose object is gone keeps nothing.
+                Ok(_) | Err(Error::ObjectNotFound { .. }) => {}
+                Err(err) => return Err(err),
+            },
+            Ok(Root::Pinned(ids)) => {
+                for id in ids {
+                    walk.pinned(id)?;
+                }
+            }
+            Err(reason) => return Err(Error::corrupt(path, 0, reason)),
+        }
+    }
+    for id in extra {
+        tracker.add(1, 0);
+        walk.pinned(*id)?;
+    }
+    Ok(())
+}
+
+/// Walks roots leased by readers: one whose object is gone keeps nothing.
+fn walk_leased(walk: &mut Walk<'_>, ids: impl Iterator<Item = ChunkId>) -> Result<()> {
+    for id in ids {
+        match walk.pinned(id) {
+            Ok(_) | Err(Error::ObjectNotFound { .. } | Error::ChunkNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// Garbage collection
 impl Store {
     /// Deletes what no root reaches. Roots are the tags, the build-cache
@@ -135,48 +202,69 @@ impl Store {
         }
         let work = Store::open_unlocked(self.path())?;
         // The leases before the roots: a process that tags and goes after
-        // this reading tagged what it put before the roots are read.
-        let leases = work.read_leases(!options.dry_run, &own)?;
+        // this reading tagged what it put before the roots are read. The ids
+        // writers leased are read below, if the walk is not skipped: no
+        // lease goes while this gc holds the gc lock but those removed here.
+        let mut leases = work.read_leases(!options.dry_run, false, &own)?;
         let tracker = options.progress.track(crate::ProgressStage::Gc);
-        let mut walk = Walk::new(&work, None);
         let roots = roots(&work)?;
+        let key_roots = key_roots(&roots, &options.extra_roots, &leases.roots)?;
+        let key = |packs: &[(crate::PackId, u64)]| {
+            summary_key(&key_roots, packs, options.repack_dead_fraction)
+        };
+        if let Some(last) = work.gc_summary()
+            && last.key == key(&work.gc_pack_set())
+            && work.unindexed_packs()?.is_empty()
+            && !work.combined_needed()
+        {
+            // Nothing changed since a gc that found nothing to do: this
+            // one would find the same (`store/gc_summary.rs`).
+            tracker.finish();
+            return Ok(GcReport {
+                live_chunks: last.live_chunks,
+                live_missing: last.live_missing,
+                bytes_before: last.bytes_before,
+                leases_live: leases.live,
+                leases_removed: leases.removed,
+                leased_roots: leases.roots.len() as u64,
+                walk_skipped: true,
+                ..GcReport::default()
+            });
+        }
+        leases.ids = work.read_leases(false, true, &own)?.ids;
         tracker.add_entries_total((roots.len() + options.extra_roots.len()) as u64);
-        for (path, root) in roots {
-            tracker.add(1, 0);
-            match root {
-                Ok(Root::Tag(_, image)) => {
-                    walk.image(image)?;
-                }
-                Ok(Root::Cache(id)) => match walk.pinned(id) {
-                    // A cache entry whose object is gone keeps nothing.
-                    Ok(_) | Err(Error::ObjectNotFound { .. }) => {}
-                    Err(err) => return Err(err),
-                },
-                Ok(Root::Pinned(ids)) => {
-                    for id in ids {
-                        walk.pinned(id)?;
-                    }
-                }
-                Err(reason) => return Err(Error::corrupt(path, 0, reason)),
-            }
-        }
-        for id in &options.extra_roots {
-            tracker.add(1, 0);
-            walk.pinned(*id)?;
-        }
+        let mut walk = Walk::new(&work, None);
+        walk_roots(&mut walk, roots, &options.extra_roots, &tracker)?;
+        walk_leased(&mut walk, leases.roots.iter().copied())?;
         // Writers go on between the walk and the sweep (the soak pauses here
         // to widen the window): the leases keep what they put.
         crate::fsutil::fault::pause("gc-walked");
-        let report = work.sweep(
+        let walk_late = |ids: &[ChunkId]| {
+            let mut walk = Walk::new(&work, None);
+            walk_leased(&mut walk, ids.iter().copied())?;
+            Ok(walk.live)
+        };
+        let (report, idle) = work.sweep(
             &walk.live,
             &SweepOptions {
                 leases: &leases,
+                walk_roots: &walk_late,
                 own: &own,
                 repack_dead_fraction: options.repack_dead_fraction,
                 dry_run: options.dry_run,
                 tracker: &tracker,
             },
         )?;
+        if let Some(packs) = idle
+            && !options.dry_run
+        {
+            work.record_gc_summary(&GcSummary {
+                key: key(&packs),
+                live_chunks: report.live_chunks,
+                live_missing: report.live_missing,
+                bytes_before: report.bytes_before,
+            });
+        }
         tracker.finish();
         drop(work);
         // This handle's view may name deleted packs.

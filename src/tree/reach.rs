@@ -162,7 +162,8 @@ impl<'a> Walk<'a> {
                 let mut damage = Damage::default();
                 let mut links = 0u64;
                 for child in &dir.children {
-                    let name = crate::tree::path::escape(&child.name);
+                    // Only a message needs it.
+                    let name = || crate::tree::path::escape(&child.name);
                     match &child.node {
                         ChildNode::Dir(id, declared) => {
                             let id = ChunkId::from_bytes(*id);
@@ -177,8 +178,9 @@ impl<'a> Walk<'a> {
                                 damage.missing += 1;
                                 damage.first.get_or_insert_with(|| {
                                     format!(
-                                        "directory {key}: '{name}' is said to hold {declared} \
-                                         hard links, holds {found}"
+                                        "directory {key}: '{}' is said to hold {declared} \
+                                         hard links, holds {found}",
+                                        name()
                                     )
                                 });
                             }
@@ -203,19 +205,19 @@ impl<'a> Walk<'a> {
         let mut damage = Damage::default();
         for entry in entries {
             if let EntryKind::File { chunks, .. } = &entry.kind {
-                let path = entry.path.to_string();
+                let path = || entry.path.to_string();
                 self.chunks(chunks, &path, kind, object, &mut damage);
             }
         }
         damage
     }
 
-    /// Marks the chunks of the file at `path` of `object` (when checking, a
-    /// missing or unreadable one is damage).
+    /// Marks the chunks of the file at `path()` of `object` (when checking,
+    /// a missing or unreadable one is damage).
     fn chunks(
         &mut self,
         chunks: &ChunkList,
-        path: &str,
+        path: &dyn Fn() -> String,
         kind: &str,
         object: ChunkId,
         damage: &mut Damage,
@@ -232,7 +234,8 @@ impl<'a> Walk<'a> {
                 damage.missing += 1;
                 if damage.first.is_none() {
                     damage.first = Some(format!(
-                        "file '{path}' of {kind} {object}: chunk {} is missing or damaged",
+                        "file '{}' of {kind} {object}: chunk {} is missing or damaged",
+                        path(),
                         chunk.id
                     ));
                 }

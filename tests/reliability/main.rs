@@ -1,7 +1,8 @@
-//! Reliability: garbage collection, fsck and repair, (feature
-//! `fault-injection`) gc killed mid-way, gc beside live writers and readers,
-//! write faults in commit, gc, repair and checkout, and the crash states a
-//! power loss could leave of commit, tag, gc, consolidation and repair; and
+//! Reliability: garbage collection (and the summary that spares a gc its
+//! walk), fsck and repair, (feature `fault-injection`) gc killed mid-way, gc
+//! beside live writers and readers (and readers' root leases), write faults
+//! in commit, gc, repair and checkout, and the crash states a power loss
+//! could leave of commit, tag, gc, consolidation and repair; and
 //! (feature `fuzzing`) the fuzz inputs replayed. One binary.
 
 #[path = "../common/mod.rs"]
@@ -28,8 +29,11 @@ mod fsck;
 #[cfg(feature = "fuzzing")]
 mod fuzz_regressions;
 mod gc;
+mod gc_summary;
 #[cfg(feature = "fault-injection")]
 mod online_gc;
+#[cfg(feature = "fault-injection")]
+mod root_lease;
 #[cfg(feature = "fault-injection")]
 mod sources;
 pub(crate) use common::random_bytes;

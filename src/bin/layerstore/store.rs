@@ -179,6 +179,8 @@ pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> CmdResult {
                 "leased_bytes_kept": report.leased_bytes_kept,
                 "leases_live": report.leases_live,
                 "leases_removed": report.leases_removed,
+                "leased_roots": report.leased_roots,
+                "walk_skipped": report.walk_skipped,
                 "extracted_layers_deleted": pruned.len(),
             })
         },
@@ -192,6 +194,9 @@ pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> CmdResult {
                     report.leased_bytes_kept,
                     report.leases_live
                 );
+            }
+            if report.leased_roots > 0 {
+                outln!("kept for live readers: {} roots", report.leased_roots);
             }
         },
     );

@@ -99,6 +99,10 @@ impl OverlayBackend {
     /// The store's errors reading refs and images; [`Error::Io`] naming a
     /// directory that cannot be deleted.
     pub fn prune(store: &Store) -> Result<Vec<PathBuf>> {
+        // Nothing ever extracted: no image needs reading to decide.
+        if !crate::store::layout::layer_cache(store.path()).exists() {
+            return Ok(Vec::new());
+        }
         let mut images: Vec<ImageId> = store.tags()?.into_iter().map(|(_, id)| id).collect();
         for group in store.pin_groups()? {
             for name in store.list_refs(&group)? {
