@@ -20,6 +20,10 @@ pub(crate) fn run(ctx: &Ctx, args: &Args) -> CmdResult {
     let store = ctx.open()?;
     let id = store.resolve_image(&args.image)?;
     let tree = store.image_tree(&id)?;
+    // Kept from an online gc while its files are read, tagged or not (the
+    // tag may go meanwhile). Where the store cannot be written (read-only
+    // media, another user's store), the checkout goes on unprotected.
+    let _lease = store.lease_root(id).ok();
     let bar = ctx.out.bar(
         format!("checking out {} into {}", args.image, dest.display()),
         "bytes",
