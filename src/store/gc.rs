@@ -85,10 +85,11 @@ pub struct GcReport {
     /// ([`Store::lease_root`](crate::Store::lease_root)), kept with all they
     /// reach.
     pub leased_roots: u64,
-    /// Nothing had changed since the last gc that found nothing to do (the
-    /// same roots, the same packs: `leases/gc.last`), so this one walked and
-    /// planned nothing; `live_chunks`, `live_missing` and `bytes_before` are
-    /// that gc's figures, and chunks leases name are not counted.
+    /// Nothing had changed since the last gc that rewrote nothing (the same
+    /// roots, the packs it left: `leases/gc.last`), so this one walked and
+    /// planned nothing, and frees nothing; `live_chunks`, `live_missing` and
+    /// `bytes_before` are that gc's figures (the last, what it left), and
+    /// chunks leases name are not counted.
     pub walk_skipped: bool,
 }
 
@@ -172,17 +173,21 @@ fn plan(
 /// they reach.
 pub(crate) type WalkRoots<'a> = &'a dyn Fn(&[ChunkId]) -> Result<HashSet<ChunkId>>;
 
-/// The packs a sweep planned over, if it changes nothing (every pack kept,
-/// no orphan) and no lease kept a chunk no root reaches: what `gc_summary`
-/// records.
-fn idle_over(packs: &[Arc<Pack>], plans: &[PackPlan], report: &GcReport) -> Option<PackSet> {
-    let idle = plans.iter().all(|p| p.plan == Plan::Keep)
+/// The packs a sweep keeps, if it rewrites none (each is kept or deleted
+/// whole), meets no orphan and no lease kept a chunk no root reaches: once
+/// the deleted packs are gone, what `gc_summary` records. A gc over the
+/// packs kept would keep them all: deleting a pack that owned no kept chunk
+/// changes no other pack's plan.
+fn settled(packs: &[Arc<Pack>], plans: &[PackPlan], report: &GcReport) -> Option<PackSet> {
+    let settled = plans.iter().all(|p| p.plan != Plan::Repack)
         && report.leased_chunks_kept == 0
         && report.orphans_deleted + report.orphans_indexed == 0;
-    idle.then(|| {
+    settled.then(|| {
         packs
             .iter()
-            .filter_map(|p| Some((p.id, p.index().ok()?.len() as u64)))
+            .zip(plans)
+            .filter(|(_, plan)| plan.plan == Plan::Keep)
+            .filter_map(|(p, _)| Some((p.id, p.index().ok()?.len() as u64)))
             .collect()
     })
 }
@@ -209,9 +214,10 @@ impl Store {
     /// `repack_dead_fraction`). With `dry_run`, only works out what would be
     /// freed. Other processes may read and write meanwhile: see
     /// `store::lease` for the protocol that keeps what they put. With the
-    /// report, the packs it planned over (each with its number of index
-    /// records) if it changed nothing and no lease kept anything: what
-    /// `gc_summary` records.
+    /// report, the packs that remain (each with its number of index
+    /// records) if it rewrote nothing and no lease kept anything, so that a
+    /// gc over them with the same roots would do nothing: what `gc_summary`
+    /// records (never after a dry run).
     pub(crate) fn sweep(
         &self,
         live: &HashSet<ChunkId>,
@@ -256,7 +262,7 @@ impl Store {
         report.live_missing = live.len().saturating_sub(live_found) as u64;
 
         let plans = plan(&packs, &owner, options.repack_dead_fraction)?;
-        let idle = idle_over(&packs, &plans, &report);
+        let settled = settled(&packs, &plans, &report);
         let combined_path = layout::combined_index(&self.root);
         let combined_before = file_len(&combined_path)?;
         report.bytes_before = plans.iter().map(|p| p.size).sum::<u64>() + combined_before;
@@ -297,7 +303,7 @@ impl Store {
         if dry_run {
             let any = !doomed.is_empty();
             self.estimate(&packs, &plans, &owner, any, combined_before, &mut report)?;
-            return Ok((report, idle));
+            return Ok((report, None));
         }
 
         // The new packs and their indexes are durable before anything goes.
@@ -329,7 +335,9 @@ impl Store {
         );
         self.end_deleting()?;
         result?;
-        Ok((report, idle))
+        // Unless a lease read at the fence kept a pack this gc meant to delete.
+        let settled = settled.filter(|_| report.leased_chunks_kept == 0);
+        Ok((report, settled))
     }
 
     /// A dry run's figures: a rewritten pack shrinks by its dead share, a

@@ -1,20 +1,23 @@
-//! The gc summary, `leases/gc.last`: what the last gc that changed nothing
+//! The gc summary, `leases/gc.last`: what the last gc that rewrote nothing
 //! concluded, so that a gc that finds nothing changed since walks nothing.
 //!
-//! A gc that deletes, rewrites and indexes nothing records a *key*: a BLAKE3
+//! A gc that rewrites and indexes nothing (it may delete whole packs), and in
+//! which no lease kept a chunk no root reaches, records a *key*: a BLAKE3
 //! digest of what its outcome depended on — its roots (tags, cache entries,
 //! pins, extra roots, leased roots: each as a kind and an id), the packs it
-//! planned over (each as its id and its number of index records) and its
-//! repack threshold. A later gc that computes the same key from what it reads
-//! (and finds no pack without an index, and no combined index to rewrite)
-//! skips the walk and the sweep: its outcome would be the same.
+//! kept (each as its id and its number of index records) and its repack
+//! threshold. A later gc that computes the same key from what it reads (and
+//! finds no pack without an index, and no combined index to rewrite) skips
+//! the walk and the sweep: it would keep every pack.
 //!
 //! Why that is so: objects are content-addressed and immutable, so the same
-//! roots over the same packs reach the same live set; that gc kept every
-//! pack with the leases it read adding no chunk (`leased_chunks_kept` was
-//! zero), so the live set alone kept every pack; leases read now can only
-//! keep more. And a skipped gc deletes nothing, so the file can never cost
-//! data: a missing, damaged or stale one only costs a full walk.
+//! roots over the same packs reach the same live set. That gc's leases added
+//! no chunk (`leased_chunks_kept` was zero), so the live set alone decided
+//! each pack's fate: kept, or deleted whole because it owned no live chunk;
+//! taking away packs that owned no live chunk changes no other pack's plan,
+//! so over the packs kept the same live set keeps them all, and leases read
+//! now can only keep more. And a skipped gc deletes nothing, so the file can
+//! never cost data: a missing, damaged or stale one only costs a full walk.
 //!
 //! Format (integers little-endian), 96 bytes:
 //!
@@ -24,7 +27,7 @@
 //! | 32 | the key |
 //! | 8 | live chunks that gc counted |
 //! | 8 | of them, chunks no index named |
-//! | 8 | bytes of packs and indexes that gc found |
+//! | 8 | bytes of packs and indexes that gc left |
 //! | 32 | BLAKE3 of the 64 bytes before |
 
 use super::{Store, layout};
@@ -34,7 +37,7 @@ use crate::id::{ChunkId, PackId};
 const MAGIC: &[u8; 8] = b"LSGCSUM1";
 const LEN: usize = 8 + 32 + 3 * 8 + 32;
 
-/// What a gc that changed nothing found.
+/// What a gc that rewrote nothing found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GcSummary {
     pub(crate) key: [u8; 32],
@@ -109,7 +112,7 @@ fn decode(bytes: &[u8]) -> Option<GcSummary> {
 
 /// The gc summary
 impl Store {
-    /// The summary the last gc that changed nothing left; `None` if there is
+    /// The summary the last gc that rewrote nothing left; `None` if there is
     /// none, or it does not read or check out (a full walk then).
     pub(crate) fn gc_summary(&self) -> Option<GcSummary> {
         decode(&std::fs::read(layout::gc_summary(&self.root)).ok()?)

@@ -136,7 +136,7 @@ pub(crate) fn gc_intent(root: &Path) -> PathBuf {
     leases(root).join("gc.intent")
 }
 
-/// `leases/gc.last`: what the last gc that changed nothing concluded (a
+/// `leases/gc.last`: what the last gc that rewrote nothing concluded (a
 /// cache, see `store/gc_summary.rs`).
 pub(crate) fn gc_summary(root: &Path) -> PathBuf {
     leases(root).join("gc.last")

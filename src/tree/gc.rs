@@ -217,8 +217,8 @@ impl Store {
             && work.unindexed_packs()?.is_empty()
             && !work.combined_needed()
         {
-            // Nothing changed since a gc that found nothing to do: this
-            // one would find the same (`store/gc_summary.rs`).
+            // Nothing changed since a gc that left every pack it kept as it
+            // was: this one would keep them all (`store/gc_summary.rs`).
             tracker.finish();
             return Ok(GcReport {
                 live_chunks: last.live_chunks,
@@ -262,7 +262,8 @@ impl Store {
                 key: key(&packs),
                 live_chunks: report.live_chunks,
                 live_missing: report.live_missing,
-                bytes_before: report.bytes_before,
+                // What it left.
+                bytes_before: report.bytes_before.saturating_sub(report.bytes_freed),
             });
         }
         tracker.finish();

@@ -39,20 +39,33 @@ fn a_gc_that_finds_nothing_changed_walks_nothing() {
     assert!(!report.walk_skipped, "{report:?}");
     assert!(gc(&store, &options).walk_skipped);
 
-    // Untagged: walked, and collected. A gc that changed something records
-    // nothing: the next one walks (and finds nothing to do).
+    // Untagged: walked, and collected (its pack deleted whole); the packs
+    // left are recorded, so the next gc skips.
     store.remove_tag(&"more".parse().unwrap()).unwrap();
     let report = gc(&store, &options);
     assert!(
-        !report.walk_skipped && report.chunks_freed > 0,
+        !report.walk_skipped && report.packs_deleted > 0,
         "{report:?}"
     );
     let report = gc(&store, &options);
+    assert!(
+        report.walk_skipped && report.chunks_freed == 0,
+        "{report:?}"
+    );
+
+    // A rewrite records nothing: the next gc walks, and finds nothing to do.
+    put_image(&store, &files(106, 1, 2));
+    make_image(&store, "half", &files(107, 1, 2));
+    store.flush().unwrap();
+    let zero = GcOptions::default().repack_dead_fraction(0.0);
+    let report = gc(&store, &zero);
+    assert!(report.packs_repacked > 0, "{report:?}");
+    let report = gc(&store, &zero);
     assert!(
         !report.walk_skipped && report.chunks_freed == 0,
         "{report:?}"
     );
-    assert!(gc(&store, &options).walk_skipped);
+    assert!(gc(&store, &zero).walk_skipped);
 
     // Other options: walked.
     let extra = GcOptions::default().extra_roots(vec![kept.into()]);
