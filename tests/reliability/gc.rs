@@ -187,8 +187,19 @@ fn the_dead_share_is_measured_on_disk_not_in_raw_bytes() {
     assert!(text.len() >= 3_000_000, "text_bytes yields {}", text.len());
     let live = vec![("text".to_owned(), text)];
     let dead = vec![("noise".to_owned(), super::random_bytes(250_000, 8))];
-    let live_id = put_image(&store, &live);
-    put_image(&store, &dead);
+    // Put by one thread, so that the frames are the same in every run: each
+    // writing thread fills frames of its own, and threads sharing the work
+    // would mix the noise into frames of text in a different measure each
+    // time.
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let live_id = one_thread.install(|| {
+        let live_id = put_image(&store, &live);
+        put_image(&store, &dead);
+        live_id
+    });
     store.set_tag(&"live".parse().unwrap(), &live_id).unwrap();
     store.flush().unwrap();
     let before = packs_bytes(&path);
