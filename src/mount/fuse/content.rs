@@ -14,7 +14,10 @@
 //! chunk read on demand is kept only if the next request of the file will
 //! need it too, so files read once do not churn the cache.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+
+use super::nodes::Node;
 
 use crate::error::Result;
 use crate::id::ChunkId;
@@ -34,9 +37,10 @@ enum Work {
     /// Load a chunk into the cache.
     Chunk(ChunkRef),
     /// Load a file's chunks (each with its offset in the file) and hand
-    /// them to the kernel's page cache for inode `ino`.
+    /// them to the kernel's page cache for the file, unless it was read
+    /// meanwhile.
     Push {
-        ino: u64,
+        file: Arc<Node>,
         chunks: Vec<(u64, ChunkRef)>,
     },
 }
@@ -92,7 +96,13 @@ impl Content {
     fn work(&self, work: Work) {
         match work {
             Work::Chunk(c) => drop(self.chunk(c, true)),
-            Work::Push { ino, chunks } => {
+            Work::Push { file, chunks } => {
+                // Read meanwhile (its reader's requests loaded it): handing
+                // it over again would only copy it once more.
+                if file.ahead.load(Ordering::Relaxed) != 0 {
+                    return;
+                }
+                let ino = file.ino;
                 let Some(kernel) = self.kernel.get() else {
                     for (_, c) in chunks {
                         drop(self.chunk(c, true));
@@ -150,7 +160,7 @@ impl Content {
     /// Loads the file `ino`'s `chunks` (with their offsets) on a loader
     /// thread and hands them to the kernel's page cache, so that reading the
     /// file asks the server nothing.
-    pub(super) fn push_ahead(self: &Arc<Self>, ino: u64, chunks: Vec<(u64, ChunkRef)>) {
+    pub(super) fn push_ahead(self: &Arc<Self>, file: Arc<Node>, chunks: Vec<(u64, ChunkRef)>) {
         if chunks.is_empty() {
             return;
         }
@@ -158,6 +168,6 @@ impl Content {
             .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = queue.send((Arc::clone(self), Work::Push { ino, chunks }));
+        let _ = queue.send((Arc::clone(self), Work::Push { file, chunks }));
     }
 }

@@ -230,7 +230,7 @@ impl LazyFs {
                 budget = budget.saturating_sub(u64::from(c.len));
                 pieces.push((*start, *c));
             }
-            self.content.push_ahead(sibling.ino, pieces);
+            self.content.push_ahead(Arc::clone(&sibling), pieces);
             if budget == 0 {
                 break;
             }
