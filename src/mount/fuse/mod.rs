@@ -55,7 +55,7 @@ const FUSE_OVERLAYFS_MARK: &str = "upper-by-fuse-overlayfs";
 /// at once and for a frame whose files a reader going through the tree
 /// reaches again a little later (a thread's frame may hold a directory's
 /// files and those of a subdirectory it took up meanwhile). Reading the Linux
-/// source decompressed 1.52 GB of frames with 16 MiB, 1.44–1.47 GB with
+/// source decompressed 1.52–1.56 GB of frames with 16 MiB, 1.43–1.47 GB with
 /// 32 MiB, 1.35–1.41 GB with 64 MiB (the tree is 1.36 GB; 8 MiB cost 15 %
 /// more server time still), while each 16 MiB more adds as much to the
 /// server's peak memory (which should stay well under 256 MiB).
