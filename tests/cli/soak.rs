@@ -48,8 +48,8 @@
 //! until it has finished [`GC_RUNS`] runs and landed [`GC_KILLS`] kills while
 //! the writers work, and the server is killed [`SERVER_KILLS`] times; every
 //! count of kills is multiplied by `LAYERSTORE_SOAK_COMMITS / COMMITS`
-//! (rounded up). A long run: `LAYERSTORE_SOAK_COMMITS=4750` (9 minutes on 2
-//! cores, debug build; figures in docs/RELIABILITY.md). A generous
+//! (rounded up). A long run: `LAYERSTORE_SOAK_COMMITS=11000` (10 to 13
+//! minutes on 2 cores, debug build; figures in docs/RELIABILITY.md). A generous
 //! wall-clock cap ([`CAP`], times the same factor) fails the test, saying
 //! so, only if something hangs. The seed is printed; `LAYERSTORE_TEST_SEED`
 //! replays the choices (what is armed where, the delays), not the
