@@ -87,12 +87,8 @@ done
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 WORK=${BENCH_WORK:-/work/data/bench-lazy}
-mkdir -p "$WORK"
-WORK=$(cd "$WORK" && pwd -P)
-case $WORK/ in "$REPO_ROOT"/*)
-    echo "BENCH_WORK ($WORK) is inside the git repository $REPO_ROOT; choose another" >&2
-    exit 2 ;;
-esac
+. "$REPO_ROOT/scripts/lib/work-dir.sh"
+WORK=$(outside_repo "$WORK" BENCH_WORK) || exit 2
 STAMP=$(date +%Y%m%dT%H%M%S)
 RESULTS=$WORK/results-$STAMP.tsv
 LOG=$WORK/log-$STAMP.txt

@@ -65,12 +65,8 @@ done
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 WORK=${COMPARE_WORK:-/work/data/compare}
-mkdir -p "$WORK"
-WORK=$(cd "$WORK" && pwd -P)
-case $WORK/ in "$REPO_ROOT"/*)
-    echo "COMPARE_WORK ($WORK) is inside the git repository $REPO_ROOT; choose another" >&2
-    exit 2 ;;
-esac
+. "$REPO_ROOT/scripts/lib/work-dir.sh"
+WORK=$(outside_repo "$WORK" COMPARE_WORK) || exit 2
 STAMP=$(date +%Y%m%dT%H%M%S)
 RESULTS=${RESULTS:-$WORK/results-$SCENARIO-$STAMP.tsv}
 LOG=$WORK/log-$SCENARIO-$STAMP.txt
